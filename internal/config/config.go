@@ -1,0 +1,290 @@
+// Package config reads and validates /etc/egressfw/egressfw.toml.
+//
+// The whole configuration is one struct tree. Default returns it with every
+// default spelled out; Parse decodes TOML over those defaults, refuses unknown
+// keys and wrong types, and runs Validate, which reports every problem at once,
+// each naming the key (and the tenant) and what is wrong with it. A config that
+// fails to load is never partly applied: the caller keeps the one it has.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// DefaultPath is where the packaged service reads its configuration.
+const DefaultPath = "/etc/egressfw/egressfw.toml"
+
+// Config is the complete egressfw configuration.
+type Config struct {
+	Listener Listener `toml:"listener"`
+	DNS      DNS      `toml:"dns"`
+	Metrics  Metrics  `toml:"metrics"`
+	Policy   Policy   `toml:"policy"`
+	Firewall Firewall `toml:"firewall"`
+	Limits   Limits   `toml:"limits"`
+	Log      Log      `toml:"log"`
+	Tenants  []Tenant `toml:"tenant"`
+}
+
+// Listener configures the transparent listener and the per-connection data path.
+type Listener struct {
+	// Port is the first listener port; tenant N (counting from 0 in the
+	// order the daemon assigns) is served on Port+N, on 127.0.0.1 and ::1.
+	Port           uint16   `toml:"port"`
+	InterceptPorts []uint16 `toml:"intercept_ports"`
+	PeekTimeout    Duration `toml:"peek_timeout"`
+	ConnectTimeout Duration `toml:"connect_timeout"`
+	IdleTimeout    Duration `toml:"idle_timeout"`
+	ShutdownGrace  Duration `toml:"shutdown_grace"`
+	MaxClientHello int      `toml:"max_client_hello"`
+	MaxHTTPHeader  int      `toml:"max_http_header"`
+}
+
+// DNS configures egressfw's own resolver, the only one the data path uses.
+type DNS struct {
+	Servers     []string `toml:"servers"` // "ip:port"; empty means /etc/resolv.conf
+	Timeout     Duration `toml:"timeout"`
+	MinTTL      Duration `toml:"min_ttl"`
+	MaxTTL      Duration `toml:"max_ttl"`
+	NegativeTTL Duration `toml:"negative_ttl"`
+	CacheSize   int      `toml:"cache_size"`
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	Listen string `toml:"listen"` // "" disables
+}
+
+// Policy holds the overrides of the built-in address classification.
+type Policy struct {
+	InternalCIDRs []netip.Prefix `toml:"internal_cidrs"`
+	PublicCIDRs   []netip.Prefix `toml:"public_cidrs"`
+}
+
+// Firewall configures the kernel side: our nftables table, packet and
+// conntrack marks, and the policy-routing table and rule priority. The
+// defaults avoid the marks and tables of Docker, kube-proxy, Calico, Cilium
+// and Tailscale.
+type Firewall struct {
+	Table           string `toml:"table"`
+	MarkMask        uint32 `toml:"mark_mask"`
+	InterceptMark   uint32 `toml:"intercept_mark"`
+	BypassMark      uint32 `toml:"bypass_mark"`
+	CtMarkMask      uint32 `toml:"ctmark_mask"`
+	RouteTable      uint32 `toml:"route_table"`
+	RulePriority    uint32 `toml:"rule_priority"`
+	KeepRulesOnStop bool   `toml:"keep_rules_on_stop"`
+}
+
+// Limits caps concurrency so one tenant cannot starve the others.
+type Limits struct {
+	MaxConnections          int `toml:"max_connections"`
+	MaxConnectionsPerTenant int `toml:"max_connections_per_tenant"`
+	MaxPeeking              int `toml:"max_peeking"`
+}
+
+// Log configures the structured log.
+type Log struct {
+	Level string `toml:"level"` // debug | info | warn | error
+	// DenialBurst identical denials per DenialWindow are logged; the rest
+	// are counted and reported in a summary line.
+	DenialBurst  int      `toml:"denial_burst"`
+	DenialWindow Duration `toml:"denial_window"`
+}
+
+// Tenant is a set of local processes (by cgroup or uid) whose egress egressfw
+// guards, and what they may reach.
+type Tenant struct {
+	Name           string          `toml:"name"`
+	Cgroups        []string        `toml:"cgroups"`
+	UIDs           []uint32        `toml:"uids"`
+	Mode           string          `toml:"mode"` // enforce | report
+	AllowDomains   []string        `toml:"allow_domains"`
+	DenyDomains    []string        `toml:"deny_domains"`
+	MaxConnections int             `toml:"max_connections"` // 0: limits.max_connections_per_tenant
+	AllowInternal  []AllowInternal `toml:"allow_internal"`
+	AllowDirect    []AllowDirect   `toml:"allow_direct"`
+}
+
+// AllowInternal names an internal service a tenant may reach through the
+// listener: by host name (which also goes on the allow list) or by CIDR.
+type AllowInternal struct {
+	Host  string       `toml:"host"`
+	CIDR  netip.Prefix `toml:"cidr"`
+	Ports []uint16     `toml:"ports"` // empty: every intercept port
+}
+
+// AllowDirect is egress that bypasses the listener (e.g. DNS to the resolver).
+type AllowDirect struct {
+	CIDR     netip.Prefix `toml:"cidr"`
+	Ports    []uint16     `toml:"ports"`    // empty: every port
+	Protocol string       `toml:"protocol"` // "" (tcp and udp) | tcp | udp
+}
+
+// Tenant modes.
+const (
+	ModeEnforce = "enforce"
+	ModeReport  = "report"
+)
+
+// Duration is a time.Duration written as a Go duration string ("2s", "5m").
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("not a duration like \"2s\" or \"500ms\": %q", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText prints the duration in Go syntax.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// D wraps a time.Duration, for defaults and tests.
+func D(v time.Duration) Duration { return Duration{v} }
+
+// Default returns the configuration with every default explicit. Tenants
+// have their own defaults, applied by Parse to each [[tenant]] table.
+func Default() Config {
+	return Config{
+		Listener: Listener{
+			Port: 15001, InterceptPorts: []uint16{80, 443},
+			PeekTimeout: D(5 * time.Second), ConnectTimeout: D(5 * time.Second),
+			IdleTimeout: D(5 * time.Minute), ShutdownGrace: D(10 * time.Second),
+			MaxClientHello: 64 << 10, MaxHTTPHeader: 16 << 10,
+		},
+		DNS: DNS{
+			Servers: []string{}, Timeout: D(2 * time.Second), MinTTL: D(time.Second), MaxTTL: D(5 * time.Minute),
+			NegativeTTL: D(5 * time.Second), CacheSize: 10000,
+		},
+		Metrics: Metrics{Listen: "127.0.0.1:9464"},
+		Policy:  Policy{InternalCIDRs: []netip.Prefix{}, PublicCIDRs: []netip.Prefix{}},
+		Firewall: Firewall{
+			Table: "egressfw", MarkMask: 0x3000, InterceptMark: 0x2000, BypassMark: 0x1000,
+			CtMarkMask: 0x0fff, RouteTable: 1515, RulePriority: 1515, KeepRulesOnStop: true,
+		},
+		Limits: Limits{MaxConnections: 8192, MaxConnectionsPerTenant: 4096, MaxPeeking: 1024},
+		Log:    Log{Level: "info", DenialBurst: 10, DenialWindow: D(10 * time.Second)},
+	}
+}
+
+// DefaultTenant returns the defaults of a [[tenant]] table.
+func DefaultTenant() Tenant {
+	return Tenant{Mode: ModeEnforce, AllowDomains: []string{"*"}}
+}
+
+// Load reads and validates the config file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Parse decodes and validates a config; name labels errors.
+func Parse(data []byte, name string) (*Config, error) {
+	var raw struct {
+		Config
+		Tenants []toml.Primitive `toml:"tenant"`
+	}
+	raw.Config = Default()
+	md, err := toml.Decode(string(data), &raw)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", name, decodeError(err))
+	}
+	cfg := raw.Config
+	cfg.Tenants = make([]Tenant, len(raw.Tenants))
+	for i, p := range raw.Tenants {
+		cfg.Tenants[i] = DefaultTenant()
+		if err := md.PrimitiveDecode(p, &cfg.Tenants[i]); err != nil {
+			return nil, fmt.Errorf("config %s: tenant[%d]: %w", name, i, decodeError(err))
+		}
+	}
+	var errs []error
+	if und := md.Undecoded(); len(und) > 0 {
+		var tree map[string]any
+		_, _ = toml.Decode(string(data), &tree) // already parsed once; cannot fail
+		reported := map[string]bool{}
+		for _, k := range und {
+			if len(k) > 1 && reported[k[:len(k)-1].String()] {
+				reported[k.String()] = true // inside an unknown table: said once already
+				continue
+			}
+			reported[k.String()] = true
+			errs = append(errs, unknownKey(k, tree))
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("config %s:\n%w", name, err)
+	}
+	return &cfg, nil
+}
+
+// decodeError turns toml's errors into one line that names the position.
+func decodeError(err error) error {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		if pe.LastKey != "" {
+			return fmt.Errorf("line %d: key %s: %s", pe.Position.Line, pe.LastKey, pe.Message)
+		}
+		return fmt.Errorf("line %d: %s", pe.Position.Line, pe.Message)
+	}
+	return err
+}
+
+// unknownKey describes an undecoded key. Keys inside [[tenant]] tables carry
+// no index, so the tenants holding the key are found in the raw tree and named.
+func unknownKey(k toml.Key, tree map[string]any) error {
+	if len(k) < 2 || k[0] != "tenant" {
+		return fmt.Errorf("unknown key %q", k.String())
+	}
+	tenants, _ := tree["tenant"].([]map[string]any)
+	var names []string
+	for i, t := range tenants {
+		if hasPath(t, k[1:]) {
+			names = append(names, tenantLabel(i, t))
+		}
+	}
+	return fmt.Errorf("%s: unknown key %q", strings.Join(names, ", "), strings.Join(k[1:], "."))
+}
+
+func tenantLabel(i int, t map[string]any) string {
+	if n, ok := t["name"].(string); ok && n != "" {
+		return fmt.Sprintf("tenant %q", n)
+	}
+	return fmt.Sprintf("tenant[%d]", i)
+}
+
+// hasPath reports whether the key path exists in a decoded TOML table,
+// descending into arrays of tables.
+func hasPath(v any, path []string) bool {
+	if len(path) == 0 {
+		return true
+	}
+	switch t := v.(type) {
+	case map[string]any:
+		next, ok := t[path[0]]
+		return ok && hasPath(next, path[1:])
+	case []map[string]any:
+		for _, e := range t {
+			if hasPath(e, path) {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,158 @@
+package config
+
+import (
+	"net/netip"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+const base = `
+[[tenant]]
+name = "web"
+cgroups = ["egressfw.slice/egressfw-web.slice"]
+`
+
+func TestShippedExampleIsValidAndMatchesDefaults(t *testing.T) {
+	cfg, err := Load("../../configs/egressfw.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The example documents every default: apart from its tenant, it must
+	// decode to exactly Default(), or the comments lie.
+	got := *cfg
+	got.Tenants = nil
+	if want := Default(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("shipped example differs from Default():\n got %+v\nwant %+v", got, want)
+	}
+	if len(cfg.Tenants) != 1 || cfg.Tenants[0].Name != "webhooks" || cfg.Tenants[0].Mode != ModeEnforce {
+		t.Fatalf("example tenant = %+v", cfg.Tenants)
+	}
+	if d := cfg.Tenants[0].AllowDirect; len(d) != 1 || d[0].CIDR != netip.MustParsePrefix("127.0.0.53/32") {
+		t.Fatalf("example allow_direct = %+v", d)
+	}
+}
+
+func TestTenantDefaultsAndNormalisation(t *testing.T) {
+	cfg, err := Parse([]byte(base+`
+deny_domains = ["Evil.Example.", "*.BÜCHER.example"]
+  [[tenant.allow_internal]]
+  host = "BI-Tool.Example.COM."
+  ports = [80]
+`), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn := cfg.Tenants[0]
+	if tn.Mode != ModeEnforce || !reflect.DeepEqual(tn.AllowDomains, []string{"*"}) {
+		t.Fatalf("tenant defaults not applied: %+v", tn)
+	}
+	if want := []string{"evil.example", "*.xn--bcher-kva.example"}; !reflect.DeepEqual(tn.DenyDomains, want) {
+		t.Fatalf("deny_domains = %q, want %q", tn.DenyDomains, want)
+	}
+	if tn.AllowInternal[0].Host != "bi-tool.example.com" {
+		t.Fatalf("allow_internal host = %q", tn.AllowInternal[0].Host)
+	}
+	if cfg.DNS.Timeout.Duration != 2*time.Second || cfg.Listener.Port != 15001 {
+		t.Fatalf("global defaults lost: %+v", cfg)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		toml string
+		want []string // every substring must appear in the error
+	}{
+		{"unknown top key", "bogus = 1\n" + base, []string{`unknown key "bogus"`}},
+		{"unknown section key", "[listener]\nprot = 1\n" + base, []string{`unknown key "listener.prot"`}},
+		{"unknown tenant key names tenant", base + "colour = 1\n", []string{`tenant "web": unknown key "colour"`}},
+		{"unknown nested tenant key", base + "[[tenant.allow_direct]]\ncidr = \"10.0.0.0/8\"\nport = 53\n", []string{`tenant "web": unknown key "allow_direct.port"`}},
+		{"wrong type", "[listener]\nport = \"x\"\n" + base, []string{"listener.port", "incompatible types"}},
+		{"port overflow", "[listener]\nport = 70000\n" + base, []string{"listener.port", "out of range"}},
+		{"bad duration", "[dns]\ntimeout = \"2x\"\n" + base, []string{"dns.timeout", "not a duration"}},
+		{"zero timeout", "[dns]\ntimeout = \"0s\"\n" + base, []string{"dns.timeout: 0s is out of range"}},
+		{"bad server", "[dns]\nservers = [\"10.0.0.1\"]\n" + base, []string{`dns.servers[0]: "10.0.0.1" is not "ip:port"`}},
+		{"bad cidr", "[policy]\ninternal_cidrs = [\"10.0.0.0/33\"]\n" + base, []string{"policy.internal_cidrs", "10.0.0.0/33"}},
+		{"host bits", "[policy]\npublic_cidrs = [\"192.0.2.1/24\"]\n" + base, []string{"policy.public_cidrs[0]", "did you mean 192.0.2.0/24"}},
+		{"cidr both lists", "[policy]\npublic_cidrs = [\"192.0.2.0/24\"]\ninternal_cidrs = [\"192.0.2.0/24\"]\n" + base, []string{"also in policy.internal_cidrs"}},
+		{"metrics", "[metrics]\nlisten = \"localhost\"\n" + base, []string{"metrics.listen"}},
+		{"no intercept ports", "[listener]\nintercept_ports = []\n" + base, []string{"at least one port"}},
+		{"intercept dup", "[listener]\nintercept_ports = [80, 80]\n" + base, []string{"port 80 is listed twice"}},
+		{"intercept is listener", "[listener]\nintercept_ports = [15001]\n" + base, []string{"listener's own ports"}},
+		{"marks outside mask", "[firewall]\nintercept_mark = 0x4000\n" + base, []string{"firewall.intercept_mark", "inside mark_mask"}},
+		{"marks equal", "[firewall]\nbypass_mark = 0x2000\n" + base, []string{"must differ"}},
+		{"route table reserved", "[firewall]\nroute_table = 254\n" + base, []string{"firewall.route_table: 254 is reserved"}},
+		{"bad table name", "[firewall]\ntable = \"Egress FW\"\n" + base, []string{"firewall.table"}},
+		{"limits", "[limits]\nmax_connections_per_tenant = 99999\n" + base, []string{"limits.max_connections_per_tenant"}},
+		{"log level", "[log]\nlevel = \"loud\"\n" + base, []string{"log.level"}},
+		{"tenant name", "[[tenant]]\nname = \"Web Hooks\"\nuids = [1]\n", []string{`tenant[0].name: "Web Hooks"`}},
+		{"duplicate tenant", base + base, []string{`tenant "web": name is also used by tenant[0]`}},
+		{"matches nothing", "[[tenant]]\nname = \"a\"\n", []string{`tenant "a": matches no process`}},
+		{"absolute cgroup", "[[tenant]]\nname = \"a\"\ncgroups = [\"/sys/fs/cgroup/x\"]\n", []string{`tenant "a".cgroups`, "relative to the cgroup2 root"}},
+		{"dotdot cgroup", "[[tenant]]\nname = \"a\"\ncgroups = [\"a/../b\"]\n", []string{`tenant "a".cgroups`}},
+		{"overlapping cgroups", base + "[[tenant]]\nname = \"b\"\ncgroups = [\"egressfw.slice\"]\n", []string{`tenant "b".cgroups: "egressfw.slice" overlaps "egressfw.slice/egressfw-web.slice" of tenant "web"`}},
+		{"shared uid", "[[tenant]]\nname = \"a\"\nuids = [5]\n[[tenant]]\nname = \"b\"\nuids = [5]\n", []string{`tenant "b".uids: uid 5 is also claimed by tenant "a"`}},
+		{"mode", base + "mode = \"audit\"\n", []string{`tenant "web".mode: "audit"`}},
+		{"bad pattern", base + "allow_domains = [\"a.*.example\"]\n", []string{`tenant "web".allow_domains[0]`}},
+		{"ip pattern", base + "deny_domains = [\"10.0.0.1\"]\n", []string{`tenant "web".deny_domains[0]`, "is an IP address"}},
+		{"invalid name pattern", base + "allow_domains = [\"a..b\"]\n", []string{`tenant "web".allow_domains[0]`, "empty label"}},
+		{"internal both", base + "[[tenant.allow_internal]]\nhost = \"a.example\"\ncidr = \"10.0.0.0/8\"\n", []string{"allow_internal[0]: set host or cidr, not both"}},
+		{"internal none", base + "[[tenant.allow_internal]]\nports = [80]\n", []string{"allow_internal[0]: set host or cidr"}},
+		{"internal ip host", base + "[[tenant.allow_internal]]\nhost = \"10.0.0.5\"\n", []string{`use cidr = "10.0.0.5/32"`}},
+		{"internal port not intercepted", base + "[[tenant.allow_internal]]\nhost = \"a.example\"\nports = [8080]\n", []string{"port 8080 is not in listener.intercept_ports"}},
+		{"direct no cidr", base + "[[tenant.allow_direct]]\nports = [53]\n", []string{"allow_direct[0].cidr: required"}},
+		{"direct protocol", base + "[[tenant.allow_direct]]\ncidr = \"10.0.0.0/8\"\nprotocol = \"icmp\"\n", []string{`allow_direct[0].protocol: "icmp"`}},
+		{"direct intercepted port", base + "[[tenant.allow_direct]]\ncidr = \"10.0.0.0/8\"\nports = [443]\n", []string{"TCP port 443 is intercepted"}},
+		{"several errors at once", "[listener]\npeek_timeout = \"0s\"\n[log]\nlevel = \"x\"\n" + base, []string{"listener.peek_timeout", "log.level"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.toml), "test.toml")
+			if err == nil {
+				t.Fatalf("Parse accepted:\n%s", tc.toml)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not mention %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestParseAccepts(t *testing.T) {
+	tests := []struct{ name, toml string }{
+		{"no tenants", ""},
+		{"uid tenant report mode", "[[tenant]]\nname = \"a\"\nuids = [1000]\nmode = \"report\"\n"},
+		{"udp on intercept port", base + "[[tenant.allow_direct]]\ncidr = \"2001:db8::/32\"\nports = [443]\nprotocol = \"udp\"\n"},
+		{"internal cidr any port", base + "[[tenant.allow_internal]]\ncidr = \"10.0.5.0/24\"\n"},
+		{"sibling cgroups", base + "[[tenant]]\nname = \"b\"\ncgroups = [\"egressfw.slice/egressfw-web2.slice\"]\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Parse([]byte(tc.toml), "test.toml"); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(t.TempDir() + "/nope.toml")
+	if err == nil || !os.IsNotExist(unwrapAll(err)) {
+		t.Fatalf("Load of a missing file: %v", err)
+	}
+}
+
+func unwrapAll(err error) error {
+	for {
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return err
+		}
+		err = u.Unwrap()
+	}
+}
