@@ -1,0 +1,122 @@
+package sni
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+)
+
+// DefaultPeekTimeout bounds how long Peek waits for a complete request.
+const DefaultPeekTimeout = 5 * time.Second
+
+// peekInitialBuf fits a post-quantum ClientHello or a typical request head
+// in one read.
+const peekInitialBuf = 4 << 10
+
+// PeekOptions configures Peek; zero fields take the package defaults.
+type PeekOptions struct {
+	// Timeout is the deadline for the whole peek, not per read.
+	Timeout time.Duration
+	// MaxHandshake bounds the ClientHello handshake message.
+	MaxHandshake int
+	// MaxHTTPHead bounds the HTTP request head.
+	MaxHTTPHead int
+}
+
+func (o PeekOptions) withDefaults() PeekOptions {
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultPeekTimeout
+	}
+	if o.MaxHandshake <= 0 {
+		o.MaxHandshake = DefaultMaxHandshake
+	}
+	if o.MaxHTTPHead <= 0 {
+		o.MaxHTTPHead = DefaultMaxHTTPHead
+	}
+	return o
+}
+
+// maxWire is the most bytes the parser for kind can need before deciding.
+// A ClientHello fragmented into one-byte records costs six wire bytes per
+// handshake byte; the parser rejects zero-length records, so it always
+// decides within that bound.
+func (o PeekOptions) maxWire(kind Kind) int {
+	tls := (recordHeaderLen + 1) * (o.MaxHandshake + handshakeHeaderLen)
+	switch kind {
+	case KindTLS:
+		return tls
+	case KindHTTP:
+		return o.MaxHTTPHead
+	}
+	return max(tls, o.MaxHTTPHead)
+}
+
+// Peek reads from conn until the first bytes identify the destination or
+// prove they cannot, and returns the result together with every byte it
+// read, which the caller must replay upstream unchanged. It sets a read
+// deadline of opts.Timeout for the whole peek and clears it before
+// returning.
+//
+// The error is nil exactly when the parse is Done. Otherwise it wraps one
+// of ErrTimeout, ErrTruncated, ErrUnknownProtocol, ErrTooLarge,
+// ErrMalformed (ErrIPLiteralSNI is both ErrMalformed and itself), or the
+// connection's read error; Result.Kind says which protocol it was, so the
+// caller can answer with a TLS alert, an HTTP 403 or a reset.
+func Peek(conn net.Conn, opts PeekOptions) (Result, []byte, error) {
+	opts = opts.withDefaults()
+	if err := conn.SetReadDeadline(time.Now().Add(opts.Timeout)); err != nil {
+		return Result{}, nil, fmt.Errorf("sni: setting peek deadline: %w", err)
+	}
+	res, buf, err := peekLoop(conn, opts)
+	if derr := conn.SetReadDeadline(time.Time{}); derr != nil && err == nil {
+		err = fmt.Errorf("sni: clearing peek deadline: %w", derr)
+	}
+	return res, buf, err
+}
+
+func peekLoop(conn net.Conn, opts PeekOptions) (Result, []byte, error) {
+	buf := make([]byte, 0, peekInitialBuf)
+	res := Result{}
+	limit := opts.maxWire(KindUnknown)
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) >= limit {
+				return res, buf, fmt.Errorf("%w: %s: %d bytes without a decision", ErrTooLarge, res.Kind, len(buf))
+			}
+			grown := make([]byte, len(buf), min(2*cap(buf), limit))
+			copy(grown, buf)
+			buf = grown
+		}
+		n, rerr := conn.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if n > 0 {
+			var st Status
+			var err error
+			res, st, err = Parse(buf, opts.MaxHandshake, opts.MaxHTTPHead)
+			switch st {
+			case Done:
+				return res, buf, nil
+			case Malformed:
+				return res, buf, err
+			}
+			limit = opts.maxWire(res.Kind)
+		}
+		if rerr != nil {
+			return res, buf, peekReadError(rerr, res.Kind, len(buf))
+		}
+	}
+}
+
+func peekReadError(err error, kind Kind, n int) error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("%w: %s after %d bytes: %w", ErrTimeout, kind, n, err)
+	case errors.Is(err, io.EOF):
+		return fmt.Errorf("%w: %s after %d bytes", ErrTruncated, kind, n)
+	}
+	return fmt.Errorf("sni: reading the first bytes: %w", err)
+}

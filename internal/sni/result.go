@@ -1,0 +1,129 @@
+// Package sni tells which host a tenant connection wants from the first
+// bytes it sends, without consuming them: the data path replays exactly the
+// bytes it peeked to the upstream it dials.
+//
+// It understands a TLS ClientHello (server_name, ALPN, versions, whether an
+// Encrypted Client Hello extension is present) and an HTTP/1.x request head
+// (Host, absolute-form and CONNECT targets, the HTTP/2 prior-knowledge
+// preface). Host strings from both go through internal/dnsname, so IP
+// literals become addresses and names are normalised the same way
+// everywhere. Parsers never panic, never read past what they are given and
+// bound their work by explicit limits; Peek adds a deadline.
+package sni
+
+import (
+	"errors"
+	"net/netip"
+)
+
+// Default limits, used when the corresponding option or argument is <= 0.
+const (
+	DefaultMaxHandshake = 64 << 10 // largest ClientHello handshake message accepted
+	DefaultMaxHTTPHead  = 16 << 10 // largest HTTP request head (request line + headers)
+)
+
+// Kind is the protocol a connection's first bytes belong to.
+type Kind int
+
+// Kinds reported by Sniff and in Result.Kind.
+const (
+	KindUnknown Kind = iota // neither a TLS handshake nor an HTTP/1.x request
+	KindTLS                 // a TLS handshake record
+	KindHTTP                // an HTTP/1.x request (or the HTTP/2 preface)
+)
+
+// String returns a short lower-case name for logs.
+func (k Kind) String() string {
+	switch k {
+	case KindTLS:
+		return "tls"
+	case KindHTTP:
+		return "http"
+	}
+	return "unknown"
+}
+
+// Status says whether a parser needs more input, finished, or gave up.
+type Status int
+
+// Statuses returned by the parsers.
+const (
+	NeedMore  Status = iota // the input is a valid prefix; read more bytes and call again
+	Done                    // the result is complete; bytes after it are not examined
+	Malformed               // the input can never become valid; the error says why
+)
+
+// String returns a short lower-case name for logs.
+func (s Status) String() string {
+	switch s {
+	case NeedMore:
+		return "need-more"
+	case Done:
+		return "done"
+	}
+	return "malformed"
+}
+
+// Errors the parsers and Peek wrap; match them with errors.Is. Each returned
+// error carries a specific reason (such as "duplicate Host header") suitable
+// for logging as the cause of a policy decision.
+var (
+	// ErrMalformed marks input that violates the protocol.
+	ErrMalformed = errors.New("malformed")
+	// ErrTooLarge marks input exceeding a configured limit (handshake
+	// message size, HTTP head size). Parsers report it with Status Malformed.
+	ErrTooLarge = errors.New("too large")
+	// ErrIPLiteralSNI marks a server_name that is an IP literal, which RFC
+	// 6066 forbids. It also wraps ErrMalformed; the Result still carries the
+	// address in Addr for a caller that wants to be lenient.
+	ErrIPLiteralSNI = errors.New("SNI host_name is an IP literal")
+	// ErrUnknownProtocol marks first bytes that are neither TLS nor HTTP/1.x.
+	ErrUnknownProtocol = errors.New("unknown protocol")
+	// ErrTimeout marks a Peek whose deadline passed before a result.
+	ErrTimeout = errors.New("timed out waiting for the first bytes")
+	// ErrTruncated marks a connection closed by the peer before a result.
+	ErrTruncated = errors.New("connection closed before the request was complete")
+)
+
+// Result is what the first bytes of a connection say about its destination.
+// Name and Addr are mutually exclusive; both are empty when the client did
+// not name a host (a ClientHello without server_name, HTTP/1.0 without Host).
+type Result struct {
+	Kind Kind
+	// Name is the normalised DNS name (see dnsname.Normalize).
+	Name string
+	// Addr is set instead of Name when the host was an IP literal.
+	Addr netip.Addr
+	// Port is the explicit port of an HTTP Host header, absolute-form or
+	// CONNECT target; 0 when none was given (TLS never carries one).
+	Port uint16
+
+	// ALPN lists the ClientHello's application protocols in order.
+	ALPN []string
+	// LegacyVersion is ClientHello.legacy_version (0x0303 for TLS 1.2+).
+	LegacyVersion uint16
+	// SupportedVersions lists the supported_versions extension without
+	// GREASE values; nil when the extension is absent (TLS <= 1.2 client).
+	SupportedVersions []uint16
+	// ECH reports an encrypted_client_hello (0xfe0d) extension: Name is
+	// then the outer, public name and the real one is encrypted.
+	ECH bool
+
+	// HTTPMethod is the request method, e.g. "GET" ("PRI" for the preface).
+	HTTPMethod string
+	// HTTPVersion is "HTTP/1.0", "HTTP/1.1" or "HTTP/2.0" (preface only).
+	HTTPVersion string
+	// CONNECT reports a CONNECT request; Name/Addr/Port are its target.
+	CONNECT bool
+	// H2Preface reports the HTTP/2 prior-knowledge preface, which names no
+	// host in plain text: Name and Addr are empty.
+	H2Preface bool
+}
+
+// Host returns Name or, for an IP literal, the address in text form.
+func (r *Result) Host() string {
+	if r.Addr.IsValid() {
+		return r.Addr.String()
+	}
+	return r.Name
+}
