@@ -1,0 +1,119 @@
+package tproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Listen opens a transparent TCP listener on addr for TPROXY-delivered
+// connections. The socket gets IP_TRANSPARENT (IPV6_TRANSPARENT for IPv6),
+// SO_REUSEADDR and, for IPv6, IPV6_V6ONLY so that 127.0.0.1 and ::1 listeners
+// on the same port coexist. It needs CAP_NET_ADMIN. The backlog is the Go
+// default (net.core.somaxconn).
+//
+// Connections accepted from it keep the client's original destination as
+// their local address; see OriginalDst.
+func Listen(ctx context.Context, addr netip.AddrPort) (*net.TCPListener, error) {
+	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	if !addr.IsValid() {
+		return nil, fmt.Errorf("tproxy listen: invalid address %v", addr)
+	}
+	network := "tcp4"
+	if addr.Addr().Is6() {
+		network = "tcp6"
+	}
+	lc := net.ListenConfig{Control: transparentControl(addr)}
+	ln, err := lc.Listen(ctx, network, addr.String())
+	if err != nil {
+		var se *sockoptError
+		if errors.As(err, &se) {
+			return nil, se
+		}
+		var oe *net.OpError
+		if errors.As(err, &oe) {
+			err = oe.Err
+		}
+		return nil, fmt.Errorf("tproxy listen on %s: %w", addr, err)
+	}
+	return ln.(*net.TCPListener), nil
+}
+
+// sockoptError reports a failed setsockopt with the option, its value and the
+// socket address it was for, plus a hint when the cause is a missing
+// capability.
+type sockoptError struct {
+	opt  string
+	addr string
+	err  error
+}
+
+func (e *sockoptError) Error() string {
+	hint := ""
+	if errors.Is(e.err, unix.EPERM) {
+		hint = " (needs CAP_NET_ADMIN)"
+	}
+	return fmt.Sprintf("set %s on %s: %v%s", e.opt, e.addr, e.err, hint)
+}
+
+func (e *sockoptError) Unwrap() error { return e.err }
+
+type sockopt struct {
+	name       string
+	level, opt int
+	val        int
+}
+
+// transparentControl returns the net.ListenConfig.Control hook that makes a
+// listener transparent. It runs after socket(2) and before bind(2).
+func transparentControl(addr netip.AddrPort) func(string, string, syscall.RawConn) error {
+	opts := []sockopt{
+		{"SO_REUSEADDR", unix.SOL_SOCKET, unix.SO_REUSEADDR, 1},
+		{"IP_TRANSPARENT", unix.SOL_IP, unix.IP_TRANSPARENT, 1},
+	}
+	if addr.Addr().Is6() {
+		opts = []sockopt{
+			{"SO_REUSEADDR", unix.SOL_SOCKET, unix.SO_REUSEADDR, 1},
+			{"IPV6_V6ONLY", unix.SOL_IPV6, unix.IPV6_V6ONLY, 1},
+			{"IPV6_TRANSPARENT", unix.SOL_IPV6, unix.IPV6_TRANSPARENT, 1},
+		}
+	}
+	return func(_, _ string, rc syscall.RawConn) error {
+		return setSockopts(rc, addr.String(), opts)
+	}
+}
+
+func setSockopts(rc syscall.RawConn, addr string, opts []sockopt) error {
+	var serr error
+	err := rc.Control(func(fd uintptr) {
+		for _, o := range opts {
+			if err := unix.SetsockoptInt(int(fd), o.level, o.opt, o.val); err != nil {
+				serr = &sockoptError{opt: o.name, addr: addr, err: err}
+				return
+			}
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("access socket for %s: %w", addr, err)
+	}
+	return serr
+}
+
+// OriginalDst returns the destination the client originally connected to, for
+// a connection accepted from a Listen listener. TPROXY does not rewrite
+// addresses, so this is the accepted socket's local address (IPv4-mapped IPv6
+// addresses are unmapped). It returns the zero AddrPort if c has no TCP local
+// address.
+func OriginalDst(c *net.TCPConn) netip.AddrPort {
+	la, ok := c.LocalAddr().(*net.TCPAddr)
+	if !ok {
+		return netip.AddrPort{}
+	}
+	ap := la.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
