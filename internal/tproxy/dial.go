@@ -144,7 +144,7 @@ func (d *Dialer) DialAny(ctx context.Context, addrs []netip.AddrPort) (*net.TCPC
 				return r.conn, addrs[r.idx], nil
 			}
 			failed[r.idx] = classify(addrs[r.idx], r.err)
-			if next < len(addrs) && ctx.Err() == nil {
+			if next < len(addrs) && ctxErr(ctx) == nil {
 				start()
 				timer.Reset(d.fallbackDelay())
 			}
@@ -159,16 +159,29 @@ func (d *Dialer) DialAny(ctx context.Context, addrs []netip.AddrPort) (*net.TCPC
 			return nil, netip.AddrPort{}, fmt.Errorf("dial %v: %w", addrs, ctx.Err())
 		}
 	}
-	if ctx.Err() != nil {
-		return nil, netip.AddrPort{}, fmt.Errorf("dial %v: %w", addrs, ctx.Err())
+	if err := ctxErr(ctx); err != nil {
+		return nil, netip.AddrPort{}, fmt.Errorf("dial %v: %w", addrs, err)
 	}
-	de := &DialError{}
+	de :=  &DialError{}
 	for _, f := range failed {
 		if f != nil {
 			de.Attempts = append(de.Attempts, f)
 		}
 	}
 	return nil, netip.AddrPort{}, de
+}
+
+// ctxErr is ctx.Err, but also reports a deadline that has passed before the
+// context's timer marked it done: connect(2) uses the deadline directly and
+// can fail first.
+func ctxErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // drainAttempts waits for n cancelled attempts and closes any that connected

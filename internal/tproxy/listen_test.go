@@ -81,6 +81,9 @@ func TestTPROXY(t *testing.T) {
 			if got := OriginalDst(srv); got != dst {
 				t.Errorf("OriginalDst = %v, want %v", got, dst)
 			}
+			if got, err := OriginalDstNAT(srv); err == nil {
+				t.Errorf("OriginalDstNAT without conntrack = %v, want error", got)
+			}
 			if got, want := srv.RemoteAddr().String(), client.LocalAddr().String(); got != want {
 				t.Errorf("accepted peer = %s, want client %s", got, want)
 			}
