@@ -124,9 +124,6 @@ func (c *Classifier) SetOverrides(internalCIDRs, publicCIDRs []netip.Prefix) err
 			if !p.IsValid() {
 				return fmt.Errorf("setting overrides: invalid prefix %v in %s", p, name)
 			}
-			if p.Addr().Zone() != "" {
-				return fmt.Errorf("setting overrides: prefix %v in %s has a zone", p, name)
-			}
 			o.prefixes = append(o.prefixes, p.Masked())
 			o.internal = append(o.internal, i == 0)
 		}

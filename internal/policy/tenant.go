@@ -111,9 +111,6 @@ func Compile(t Tenant) (*CompiledTenant, error) {
 				return nil, fail("allow_internal entry %d: %v", i, err)
 			}
 		case r.Prefix.IsValid():
-			if r.Prefix.Addr().Zone() != "" {
-				return nil, fail("allow_internal entry %d: CIDR %v has a zone", i, r.Prefix)
-			}
 			r.Prefix = r.Prefix.Masked()
 			ct.cidrRules = append(ct.cidrRules, len(ct.rules))
 		default:
