@@ -1,0 +1,145 @@
+package sni
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/egressfw/egressfw/internal/dnsname"
+)
+
+// addFileSeeds adds every file matching pattern under testdata as a seed.
+func addFileSeeds(f *testing.F, pattern string) {
+	paths, err := filepath.Glob(filepath.Join("testdata", pattern))
+	if err != nil || len(paths) == 0 {
+		f.Fatalf("no seeds match testdata/%s (%v)", pattern, err)
+	}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+}
+
+func FuzzClientHello(f *testing.F) {
+	addFileSeeds(f, "hellos/*.bin")
+	for _, tc := range malformedHelloCases(f) {
+		f.Add(tc.wire)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		res, st, err := ParseClientHello(b, 0)
+		checkStatusErr(t, st, err)
+		if st != Done {
+			return
+		}
+		checkName(t, res)
+		msg, _, _ := handshakeMessage(b, DefaultMaxHandshake)
+		for _, cut := range []int{len(b) / 2, len(b) - 1} {
+			if _, pst, perr := ParseClientHello(b[:cut], 0); pst == Malformed {
+				t.Fatalf("prefix of %d/%d bytes is malformed (%v) but the whole is done", cut, len(b), perr)
+			}
+		}
+		// Re-fragmenting the message into three records must not matter.
+		var wire []byte
+		for _, part := range splitThree(msg) {
+			wire = append(wire, inRecords(part, maxRecordPayload)...)
+		}
+		got, gst, gerr := ParseClientHello(wire, 0)
+		if gst != Done || !reflect.DeepEqual(got, res) {
+			t.Fatalf("re-fragmented = %+v, %v, %v; want %+v", got, gst, gerr, res)
+		}
+	})
+}
+
+// splitThree cuts b into up to three non-empty parts of varying sizes.
+func splitThree(b []byte) [][]byte {
+	a, c := 1+len(b)/3, 1+len(b)/2
+	if len(b) < 3 {
+		return [][]byte{b}
+	}
+	return [][]byte{b[:a], b[a:c], b[c:]}
+}
+
+func FuzzHTTP(f *testing.F) {
+	addFileSeeds(f, "http/*.http")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		res, st, err := ParseHTTP(b, 1024)
+		checkStatusErr(t, st, err)
+		if st != Done {
+			return
+		}
+		checkName(t, res)
+		if k, kst := Sniff(b); k != KindHTTP || kst != Done {
+			t.Fatalf("ParseHTTP is done but Sniff says %v, %v", k, kst)
+		}
+		if res.H2Preface && (res.Name != "" || res.Addr.IsValid()) {
+			t.Fatalf("HTTP/2 preface with a host: %+v", res)
+		}
+		for i := 1; i < min(len(b), 1100); i++ {
+			pres, pst, perr := ParseHTTP(b[:i], 1024)
+			if pst == Malformed || pst == Done && !reflect.DeepEqual(pres, res) {
+				t.Fatalf("prefix of %d/%d bytes = %+v, %v, %v; whole = %+v", i, len(b), pres, pst, perr, res)
+			}
+		}
+	})
+}
+
+// FuzzHost fuzzes the shared normaliser on the strings this package feeds
+// it: names must be fixed points and addresses must round-trip.
+func FuzzHost(f *testing.F) {
+	file, err := os.Open(filepath.Join("testdata", "hosts.txt"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer file.Close()
+	for sc := bufio.NewScanner(file); sc.Scan(); {
+		f.Add(sc.Text())
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		name, addr, err := dnsname.Host(s)
+		if err != nil {
+			if name != "" || addr.IsValid() {
+				t.Fatalf("Host(%q) = %q, %v with error %v", s, name, addr, err)
+			}
+			return
+		}
+		if (name != "") == addr.IsValid() {
+			t.Fatalf("Host(%q) = %q, %v: want exactly one of name and addr", s, name, addr)
+		}
+		if addr.IsValid() {
+			if back, ok := dnsname.ParseIPLiteral(addr.String()); !ok || back != addr {
+				t.Fatalf("Host(%q) = %v, which does not round-trip (%v, %v)", s, addr, back, ok)
+			}
+			return
+		}
+		if again, a2, err := dnsname.Host(name); again != name || a2.IsValid() || err != nil {
+			t.Fatalf("Host(%q) = %q, but Host(%q) = %q, %v, %v", s, name, name, again, a2, err)
+		}
+	})
+}
+
+// checkStatusErr asserts that exactly Malformed results carry an error.
+func checkStatusErr(t *testing.T, st Status, err error) {
+	t.Helper()
+	if (st == Malformed) != (err != nil) {
+		t.Fatalf("status %v with error %v", st, err)
+	}
+}
+
+// checkName asserts a Done result's host is normalised and unambiguous.
+func checkName(t *testing.T, res Result) {
+	t.Helper()
+	if res.Name != "" && res.Addr.IsValid() {
+		t.Fatalf("both name %q and addr %v", res.Name, res.Addr)
+	}
+	if res.Name == "" {
+		return
+	}
+	if n, err := dnsname.Normalize(res.Name); n != res.Name || err != nil {
+		t.Fatalf("name %q is not normalised (%q, %v)", res.Name, n, err)
+	}
+}
