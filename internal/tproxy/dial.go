@@ -162,7 +162,7 @@ func (d *Dialer) DialAny(ctx context.Context, addrs []netip.AddrPort) (*net.TCPC
 	if err := ctxErr(ctx); err != nil {
 		return nil, netip.AddrPort{}, fmt.Errorf("dial %v: %w", addrs, err)
 	}
-	de :=  &DialError{}
+	de := &DialError{}
 	for _, f := range failed {
 		if f != nil {
 			de.Attempts = append(de.Attempts, f)

@@ -11,9 +11,7 @@ import (
 	"time"
 )
 
-const markedPort = 17000
-
-// setupMarkGate rejects TCP to 127.0.0.1:markedPort with a reset unless the
+// setupMarkGate rejects TCP to 127.0.0.1:17000 with a reset unless the
 // socket carries the bypass mark, so only a correctly marked dial connects.
 func setupMarkGate(t *testing.T, ns string) {
 	nft(t, ns, `
