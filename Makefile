@@ -1,0 +1,46 @@
+# egressfw — build, lint, test, demo.
+#   sudo make demo   runs egressfw in throwaway network namespaces and shows decisions
+#   sudo make test   runs every test (unit, kernel, netns end-to-end)
+GO       ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+GOBIN    := $(shell $(GO) env GOPATH)/bin
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+BIN      := bin/egressfw
+# Debian packages the tests and the demo use; installed only when missing.
+DEPS     := nftables iproute2 curl openssl ca-certificates python3 procps psmisc
+
+.PHONY: all build deps lint test test-unit test-race fuzz-seeds demo clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/egressfw
+
+# deps installs what the tests need on a fresh Debian machine.
+deps:
+	@missing=$$(for p in $(DEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@test -x $(GOBIN)/staticcheck || $(GO) install honnef.co/go/tools/cmd/staticcheck@latest
+
+lint: deps
+	@bad=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$bad" ] || { echo "gofmt needed: $$bad"; exit 1; }
+	$(GO) vet ./...
+	$(GOBIN)/staticcheck ./...
+
+test-unit:
+	$(GO) test -count=1 -timeout 20m ./...
+
+# The packages on the data path also run under the race detector.
+test-race:
+	$(GO) test -count=1 -race -timeout 20m ./internal/sni/... ./internal/resolver/... ./internal/tproxy/... ./internal/policy/... ./internal/daemon/...
+
+test: lint build test-unit test-race
+
+demo: deps build
+	./scripts/demo.sh $(BIN)
+
+clean:
+	rm -rf bin dist

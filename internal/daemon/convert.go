@@ -1,0 +1,75 @@
+package daemon
+
+import (
+	"fmt"
+	"syscall"
+
+	"github.com/egressfw/egressfw/internal/config"
+	"github.com/egressfw/egressfw/internal/policy"
+	"github.com/egressfw/egressfw/internal/resolver"
+	"golang.org/x/sys/unix"
+)
+
+// policyTenant converts a validated config tenant for the policy engine.
+func policyTenant(t config.Tenant) policy.Tenant {
+	pt := policy.Tenant{Name: t.Name, Mode: policy.Enforce, Allow: t.AllowDomains, Deny: t.DenyDomains}
+	if t.Mode == config.ModeReport {
+		pt.Mode = policy.Report
+	}
+	for _, e := range t.AllowInternal {
+		pt.Internal = append(pt.Internal, policy.InternalRule{Host: e.Host, Prefix: e.CIDR, Ports: e.Ports})
+	}
+	return pt
+}
+
+// newPolicy builds the classifier and compiles every tenant.
+func newPolicy(cfg *config.Config) (*policy.Policy, map[string]*policy.CompiledTenant, error) {
+	cl, err := policy.NewClassifier(cfg.Policy.InternalCIDRs, cfg.Policy.PublicCIDRs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("build address classifier: %w", err)
+	}
+	tenants := make(map[string]*policy.CompiledTenant, len(cfg.Tenants))
+	for _, t := range cfg.Tenants {
+		ct, err := policy.Compile(policyTenant(t))
+		if err != nil {
+			return nil, nil, fmt.Errorf("compile policy of tenant %q: %w", t.Name, err)
+		}
+		tenants[t.Name] = ct
+	}
+	return policy.New(cl), tenants, nil
+}
+
+// newResolver builds egressfw's resolver; mark (if non-zero) is set on its
+// sockets so DNS queries of the daemon bypass tenant interception.
+func newResolver(cfg *config.Config, mark uint32) (*resolver.Resolver, error) {
+	rc := resolver.DefaultConfig()
+	rc.Servers = cfg.DNS.Servers
+	rc.Timeout = cfg.DNS.Timeout.Duration
+	rc.MinTTL = cfg.DNS.MinTTL.Duration
+	rc.MaxTTL = cfg.DNS.MaxTTL.Duration
+	rc.NegativeTTL = cfg.DNS.NegativeTTL.Duration
+	rc.CacheSize = cfg.DNS.CacheSize
+	if mark != 0 {
+		rc.Control = markControl(mark)
+	}
+	r, err := resolver.New(rc)
+	if err != nil {
+		return nil, fmt.Errorf("set up DNS resolver: %w", err)
+	}
+	return r, nil
+}
+
+func markControl(mark uint32) func(network, address string, c syscall.RawConn) error {
+	return func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
+		}); err != nil {
+			return err
+		}
+		if serr != nil {
+			return fmt.Errorf("set SO_MARK %#x: %w", mark, serr)
+		}
+		return nil
+	}
+}

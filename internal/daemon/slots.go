@@ -1,0 +1,47 @@
+package daemon
+
+import "fmt"
+
+// slotTable assigns each tenant name a slot (its conntrack-mark value and,
+// offset by the base port, its listener port) that stays the same across
+// reloads for as long as the process lives. A reload that reorders, adds or
+// removes tenants therefore never hands a live port, and the connections
+// queued on it, to a different tenant.
+type slotTable struct {
+	byName map[string]uint32
+	max    uint32
+}
+
+func newSlotTable(max uint32) *slotTable {
+	return &slotTable{byName: map[string]uint32{}, max: max}
+}
+
+// assign returns the slot of every name, keeping existing ones and giving new
+// names the lowest free slots. Names no longer present release their slots.
+// On error the table is unchanged.
+func (s *slotTable) assign(names []string) (map[string]uint32, error) {
+	out := make(map[string]uint32, len(names))
+	used := map[uint32]bool{}
+	for _, n := range names {
+		if slot, ok := s.byName[n]; ok {
+			out[n] = slot
+			used[slot] = true
+		}
+	}
+	next := uint32(1)
+	for _, n := range names {
+		if _, ok := out[n]; ok {
+			continue
+		}
+		for used[next] {
+			next++
+		}
+		if next > s.max {
+			return nil, fmt.Errorf("no free tenant slot for %q: %d slots in use", n, len(used))
+		}
+		out[n] = next
+		used[next] = true
+	}
+	s.byName = out
+	return out, nil
+}

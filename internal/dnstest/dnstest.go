@@ -1,0 +1,139 @@
+// Package dnstest runs a small authoritative DNS server for tests: a zone of
+// A and AAAA records, per-name answer functions for tricks such as DNS
+// rebinding, and a count of the queries it received. It is test support and
+// is never linked into the egressfw binary.
+package dnstest
+
+import (
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+// AnswerFunc returns the addresses to answer for a query of qtype
+// (dns.TypeA or dns.TypeAAAA); n counts the queries for this name so far,
+// starting at 1. ok=false answers NXDOMAIN.
+type AnswerFunc func(qtype uint16, n int) (addrs []netip.Addr, ok bool)
+
+// Server is a running test DNS server on UDP and TCP.
+type Server struct {
+	Addr string // "ip:port"
+	TTL  uint32 // TTL of every answer (default 0)
+
+	mu      sync.Mutex
+	static  map[string][]netip.Addr
+	funcs   map[string]AnswerFunc
+	perName map[string]int
+	queries atomic.Int64
+	udp     *dns.Server
+	tcp     *dns.Server
+}
+
+// Start serves on addr ("127.0.0.1:0" for a free port) until Close.
+func Start(addr string) (*Server, error) {
+	s := &Server{static: map[string][]netip.Addr{}, funcs: map[string]AnswerFunc{}, perName: map[string]int{}}
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", pc.LocalAddr().String())
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	s.Addr = pc.LocalAddr().String()
+	s.udp = &dns.Server{PacketConn: pc, Handler: s}
+	s.tcp = &dns.Server{Listener: ln, Handler: s}
+	go func() { _ = s.udp.ActivateAndServe() }()
+	go func() { _ = s.tcp.ActivateAndServe() }()
+	return s, nil
+}
+
+// New starts a server on a free loopback port and closes it with the test.
+func New(t testing.TB) *Server {
+	t.Helper()
+	s, err := Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("start test DNS server: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Close stops the server.
+func (s *Server) Close() {
+	_ = s.udp.Shutdown()
+	_ = s.tcp.Shutdown()
+}
+
+// Set makes name answer with addrs (A for IPv4, AAAA for IPv6).
+func (s *Server) Set(name string, addrs ...string) {
+	as := make([]netip.Addr, len(addrs))
+	for i, a := range addrs {
+		as[i] = netip.MustParseAddr(a)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.static[canonical(name)] = as
+}
+
+// SetFunc makes name answer with whatever f returns.
+func (s *Server) SetFunc(name string, f AnswerFunc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.funcs[canonical(name)] = f
+}
+
+// Queries returns how many queries the server has received.
+func (s *Server) Queries() int64 { return s.queries.Load() }
+
+func canonical(name string) string { return strings.ToLower(dns.Fqdn(name)) }
+
+// ServeDNS answers one query.
+func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	s.queries.Add(1)
+	m := new(dns.Msg)
+	m.SetReply(req)
+	m.Authoritative = true
+	if len(req.Question) != 1 {
+		m.Rcode = dns.RcodeFormatError
+		_ = w.WriteMsg(m)
+		return
+	}
+	q := req.Question[0]
+	addrs, ok := s.answer(canonical(q.Name), q.Qtype)
+	if !ok {
+		m.Rcode = dns.RcodeNameError
+	}
+	for _, a := range addrs {
+		hdr := dns.RR_Header{Name: q.Name, Class: dns.ClassINET, Ttl: s.TTL}
+		switch {
+		case q.Qtype == dns.TypeA && a.Is4():
+			hdr.Rrtype = dns.TypeA
+			m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: a.AsSlice()})
+		case q.Qtype == dns.TypeAAAA && a.Is6():
+			hdr.Rrtype = dns.TypeAAAA
+			m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr, AAAA: a.AsSlice()})
+		}
+	}
+	_ = w.WriteMsg(m)
+}
+
+func (s *Server) answer(name string, qtype uint16) ([]netip.Addr, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, ok := s.funcs[name]; ok {
+		s.perName[name]++
+		n := s.perName[name]
+		s.mu.Unlock()
+		defer s.mu.Lock()
+		return f(qtype, n)
+	}
+	a, ok := s.static[name]
+	return a, ok
+}
