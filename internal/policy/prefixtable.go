@@ -47,11 +47,13 @@ func (m *maskedPrefix) contains(a bits128) bool {
 }
 
 // prefixTable answers longest-prefix-match queries by a linear scan over
-// prefixes sorted longest first, one slice per family. The tables here hold
-// tens of entries, where a scan of precomputed masks beats a trie (see
-// BenchmarkClassify).
+// prefixes sorted longest first, bucketed per family by the address's first
+// byte so that most lookups scan a handful of entries (ordinary public
+// addresses usually none). The tables here hold tens of entries, where this
+// beats a trie (see BenchmarkClassify).
 type prefixTable struct {
-	v4, v6 []maskedPrefix
+	v4, v6   []maskedPrefix
+	by4, by6 [256][]maskedPrefix
 }
 
 // add appends p with value val; call sort once all are added.
@@ -75,17 +77,39 @@ func (t *prefixTable) sort() {
 	}
 	slices.SortStableFunc(t.v4, cmp)
 	slices.SortStableFunc(t.v6, cmp)
+	t.by4, t.by6 = [256][]maskedPrefix{}, [256][]maskedPrefix{}
+	bucket(&t.by4, t.v4, 96)
+	bucket(&t.by6, t.v6, 0)
+}
+
+// bucket files each prefix under every first byte (of the family's own
+// address) it can match, keeping the longest-first order.
+func bucket(by *[256][]maskedPrefix, list []maskedPrefix, off int) {
+	for _, mp := range list {
+		fbits := min(mp.bits-off, 8) // bits of the first byte fixed by the prefix
+		first := byte(mp.net.hi >> 56)
+		if off == 96 {
+			first = byte(mp.net.lo >> 24)
+		}
+		n := 1 << (8 - fbits)
+		for i := range n {
+			b := int(first) + i
+			by[b] = append(by[b], mp)
+		}
+	}
 }
 
 // lookup returns the value of the longest prefix containing a, or -1.
 // IPv4-mapped IPv6 addresses are looked up in the IPv6 list: callers unmap
 // first when they mean the IPv4 address.
 func (t *prefixTable) lookup(a netip.Addr) int {
-	list := t.v6
-	if a.Is4() {
-		list = t.v4
-	}
 	b := toBits(a)
+	var list []maskedPrefix
+	if a.Is4() {
+		list = t.by4[byte(b.lo>>24)]
+	} else {
+		list = t.by6[byte(b.hi>>56)]
+	}
 	for i := range list {
 		if list[i].contains(b) {
 			return list[i].val
