@@ -145,7 +145,7 @@ func scanHeaders(b []byte) (host []byte, hasHost bool, st Status, err error) {
 		case !allIn(name, &tcharTable):
 			return nil, false, Malformed, malformedHTTP("header field name %q is not a token (whitespace before colon?)", truncate(name))
 		}
-		value = bytes.Trim(value, " \t")
+		value = trimOWS(value)
 		if !allIn(value, &valueTable) {
 			return nil, false, Malformed, malformedHTTP("header %q has a control byte in its value", truncate(name))
 		}
@@ -156,6 +156,17 @@ func scanHeaders(b []byte) (host []byte, hasHost bool, st Status, err error) {
 			host, hasHost = value, true
 		}
 	}
+}
+
+// trimOWS strips optional whitespace (SP, HTAB) around a field value.
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
 }
 
 // methodString returns common methods without allocating.

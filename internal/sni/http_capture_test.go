@@ -1,0 +1,129 @@
+package sni
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"reflect"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// captureHead runs client against a listener on 127.0.0.1 and returns the
+// request head it sends (through the empty line), read without the code
+// under test.
+func captureHead(t *testing.T, client func(ctx context.Context, port int) error) (head []byte, port uint16) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	got := make(chan []byte, 1)
+	go func() {
+		defer close(got)
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_ = conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+		var head []byte
+		buf := make([]byte, 4096)
+		for len(head) < DefaultMaxHTTPHead {
+			n, err := conn.Read(buf)
+			head = append(head, buf[:n]...)
+			if i := bytes.Index(head, []byte("\r\n\r\n")); i >= 0 {
+				got <- head[:i+4]
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	clientDone := make(chan error, 1)
+	port = uint16(ln.Addr().(*net.TCPAddr).Port)
+	go func() { clientDone <- client(ctx, int(port)) }()
+	head = <-got
+	cancel()
+	<-clientDone
+	if head == nil {
+		t.Fatal("no request head captured")
+	}
+	return head, port
+}
+
+func TestCapturedHTTPHeads(t *testing.T) {
+	goGet := func(target string) func(*testing.T) func(context.Context, int) error {
+		return func(*testing.T) func(context.Context, int) error {
+			return func(ctx context.Context, port int) error {
+				req, err := http.NewRequestWithContext(ctx, "GET", replacePort(target, port), nil)
+				if err != nil {
+					return err
+				}
+				tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+					var d net.Dialer
+					return d.DialContext(ctx, "tcp", "127.0.0.1:"+strconv.Itoa(port))
+				}}
+				defer tr.CloseIdleConnections()
+				resp, err := tr.RoundTrip(req)
+				if err == nil {
+					resp.Body.Close()
+				}
+				return err
+			}
+		}
+	}
+	cases := []struct {
+		name   string
+		client func(*testing.T) func(context.Context, int) error
+		want   httpWant // a port of 1 stands for the listener's port
+	}{
+		{"go-net-http", goGet("http://example.test:PORT/path"), httpWant{name: "example.test", port: 1, method: "GET", version: "HTTP/1.1"}},
+		{"curl", func(t *testing.T) func(context.Context, int) error {
+			return execClient(t, "curl", "-s", "--max-time", "10", "--resolve", "example.test:PORT:127.0.0.1", "http://example.test:PORT/")
+		}, httpWant{name: "example.test", port: 1, method: "GET", version: "HTTP/1.1"}},
+		{"curl-proxy-absolute-form", func(t *testing.T) func(context.Context, int) error {
+			return execClient(t, "curl", "-s", "--max-time", "10", "-x", "http://127.0.0.1:PORT", "http://example.test:8080/x")
+		}, httpWant{name: "example.test", port: 8080, method: "GET", version: "HTTP/1.1"}},
+		{"curl-proxy-connect", func(t *testing.T) func(context.Context, int) error {
+			return execClient(t, "curl", "-s", "--max-time", "10", "-p", "-x", "http://127.0.0.1:PORT", "https://example.test/")
+		}, httpWant{name: "example.test", port: 443, method: "CONNECT", version: "HTTP/1.1", connect: true}},
+		{"python-http.client", func(t *testing.T) func(context.Context, int) error {
+			return execClient(t, "python3", "-c", `import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=10)
+c.putrequest("GET", "/", skip_host=True); c.putheader("Host", "Example.Test"); c.endheaders()
+try: c.getresponse()
+except Exception: pass`, "PORT")
+		}, httpWant{name: "example.test", method: "GET", version: "HTTP/1.1"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			head, port := captureHead(t, tc.client(t))
+			if tc.want.port == 1 {
+				tc.want.port = port
+			}
+			res, st, err := ParseHTTP(head, 0)
+			if st != Done || err != nil {
+				t.Fatalf("ParseHTTP(%q) = %v, %v", head, st, err)
+			}
+			got := httpWant{res.Name, "", res.Port, res.HTTPMethod, res.HTTPVersion, res.CONNECT, res.H2Preface}
+			if got != tc.want {
+				t.Errorf("ParseHTTP(%q) = %+v; want %+v", head, got, tc.want)
+			}
+			for i := 1; i < len(head); i++ {
+				if _, st, err := ParseHTTP(head[:i], 0); st != NeedMore {
+					t.Fatalf("prefix of %d/%d bytes = %v, %v; want NeedMore", i, len(head), st, err)
+				}
+			}
+			if again, _, _ := ParseHTTP(append(head, "body"...), 0); !reflect.DeepEqual(again, res) {
+				t.Errorf("with a body = %+v; want %+v", again, res)
+			}
+		})
+	}
+}
