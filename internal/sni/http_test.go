@@ -101,7 +101,8 @@ func TestParseHTTP(t *testing.T) {
 		{name: "header without colon", in: "GET / HTTP/1.1\r\nHost a.example\r\n\r\n", st: Malformed, msg: "without a colon"},
 		{name: "head over limit", in: "GET / HTTP/1.1\r\nHost: a.example\r\nX: " + strings.Repeat("a", 100), limit: 64,
 			st: Malformed, err: ErrTooLarge},
-		{name: "head ends at limit", in: "GET / HTTP/1.1\r\nHost: a.example\r\n\r\nbody beyond the limit", limit: 37, st: Done,
+		{name: "head one byte over limit", in: "GET / HTTP/1.1\r\nHost: a.example\r\n\r\n", limit: 34, st: Malformed, err: ErrTooLarge},
+		{name: "head ends at limit", in: "GET / HTTP/1.1\r\nHost: a.example\r\n\r\nbody beyond the limit", limit: 35, st: Done,
 			want: httpWant{name: "a.example", method: "GET", version: h11}},
 	}
 	for _, tc := range cases {
