@@ -28,6 +28,13 @@ func newDenialLimiter(burst int, window time.Duration) *denialLimiter {
 	return &denialLimiter{burst: burst, window: window, now: time.Now, keys: map[string]*denialWindow{}}
 }
 
+// setLimits changes the burst and window on reload; open windows keep counting.
+func (l *denialLimiter) setLimits(burst int, window time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.burst, l.window = burst, window
+}
+
 // Allow reports whether a denial with this key should be logged. When it is,
 // suppressed is the number of identical denials not logged since the last
 // logged one (to be reported on this line).

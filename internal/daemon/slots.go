@@ -16,10 +16,11 @@ func newSlotTable(max uint32) *slotTable {
 	return &slotTable{byName: map[string]uint32{}, max: max}
 }
 
-// assign returns the slot of every name, keeping existing ones and giving new
-// names the lowest free slots. Names no longer present release their slots.
-// On error the table is unchanged.
-func (s *slotTable) assign(names []string) (map[string]uint32, error) {
+// plan returns the slot of every name, keeping existing ones and giving new
+// names the lowest free slots; names no longer present release theirs. The
+// table is unchanged until commit, so a reload that fails later leaves it
+// as it was.
+func (s *slotTable) plan(names []string) (map[string]uint32, error) {
 	out := make(map[string]uint32, len(names))
 	used := map[uint32]bool{}
 	for _, n := range names {
@@ -37,11 +38,13 @@ func (s *slotTable) assign(names []string) (map[string]uint32, error) {
 			next++
 		}
 		if next > s.max {
-			return nil, fmt.Errorf("no free tenant slot for %q: %d slots in use", n, len(used))
+			return nil, fmt.Errorf("no free tenant slot for %q: %d slots in use, at most %d", n, len(used), s.max)
 		}
 		out[n] = next
 		used[next] = true
 	}
-	s.byName = out
 	return out, nil
 }
+
+// commit makes a planned assignment current.
+func (s *slotTable) commit(slots map[string]uint32) { s.byName = slots }

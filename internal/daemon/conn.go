@@ -1,0 +1,191 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/egressfw/egressfw/internal/sni"
+	"github.com/egressfw/egressfw/internal/tproxy"
+)
+
+// dialer connects upstream to validated addresses only (tproxy.Dialer).
+type dialer interface {
+	DialAny(ctx context.Context, addrs []netip.AddrPort) (*net.TCPConn, netip.AddrPort, error)
+}
+
+// handle serves one accepted tenant connection from start to end and logs
+// it once. slot identifies the tenant: it is the listener the kernel's
+// TPROXY rule delivered the connection to, never anything the tenant sent.
+func (s *server) handle(c *net.TCPConn, slot uint32) {
+	st := s.state.Load()
+	rec := connRecord{start: time.Now(), src: addrPortOf(c.RemoteAddr()), orig: s.origDst(c)}
+	t := st.tenants[slot]
+	if t == nil {
+		rec.tenant, rec.reason, rec.detail = "-", reasonTenantGone, fmt.Sprintf("no tenant holds slot %d after a reload", slot)
+		denyReset(c)
+		s.finish(&rec)
+		return
+	}
+	rec.tenant, rec.mode = t.name, t.compiled.Mode().String()
+	if !s.admit(c, t, &rec) {
+		return
+	}
+	defer s.global.leave()
+	defer t.gate.leave()
+	s.metrics.active.WithLabelValues(t.name).Inc()
+	defer s.metrics.active.WithLabelValues(t.name).Dec()
+
+	res, prefix, ok := s.peek(c, st, &rec)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), st.cfg.DNS.Timeout.Duration+st.cfg.Listener.ConnectTimeout.Duration)
+	defer cancel()
+	o := decider{policy: st.policy, tenant: t.compiled, resolver: st.resolver}.decide(ctx, res, rec.orig)
+	rec.setOutcome(o)
+	if !o.allow {
+		s.deny(c, res, &rec, o.tenantMsg)
+		return
+	}
+	up, ok := s.connect(ctx, c, res, &rec, o.dial)
+	if !ok {
+		return
+	}
+	rec.up, rec.down, rec.err = tproxy.Splice(c, up, prefix, st.cfg.Listener.IdleTimeout.Duration)
+	s.metrics.bytes.WithLabelValues(t.name, "upstream").Add(float64(rec.up))
+	s.metrics.bytes.WithLabelValues(t.name, "downstream").Add(float64(rec.down))
+	s.finish(&rec)
+}
+
+// admit applies the global and per-tenant caps; over a cap the connection is
+// reset at once and counted.
+func (s *server) admit(c *net.TCPConn, t *tenantState, rec *connRecord) bool {
+	limit := ""
+	switch {
+	case !s.global.enter():
+		limit = "global"
+	case !t.gate.enter():
+		s.global.leave()
+		limit = "tenant"
+	}
+	if limit == "" {
+		return true
+	}
+	s.metrics.rejected.WithLabelValues(t.name, limit).Inc()
+	rec.reason, rec.detail = "over_limit", fmt.Sprintf("%s connection limit reached", limit)
+	rec.decision = "deny"
+	denyReset(c)
+	s.finish(rec)
+	return false
+}
+
+// peek reads the first bytes under the peek cap and deadline. On failure it
+// answers in the client's protocol and logs.
+func (s *server) peek(c *net.TCPConn, st *snapshot, rec *connRecord) (sni.Result, []byte, bool) {
+	if !s.peeking.enter() {
+		s.metrics.rejected.WithLabelValues(rec.tenant, "peek").Inc()
+		rec.reason, rec.detail, rec.decision = "over_limit", "too many connections still sending their first bytes", "deny"
+		denyReset(c)
+		s.finish(rec)
+		return sni.Result{}, nil, false
+	}
+	t0 := time.Now()
+	res, prefix, err := sni.Peek(c, st.peekOpts)
+	s.peeking.leave()
+	rec.peekDur = time.Since(t0)
+	rec.setRequest(res)
+	s.metrics.peekDur.WithLabelValues(res.Kind.String()).Observe(rec.peekDur.Seconds())
+	if err == nil {
+		return res, prefix, true
+	}
+	rec.decision, rec.detail = "deny", err.Error()
+	switch {
+	case errors.Is(err, sni.ErrTimeout):
+		rec.reason = reasonPeekTimeout
+	case errors.Is(err, sni.ErrTruncated):
+		rec.reason = reasonClientClosedEarly
+	case errors.Is(err, sni.ErrUnknownProtocol):
+		rec.reason = reasonUnknownProto
+	default:
+		rec.reason = reasonMalformed
+	}
+	switch res.Kind {
+	case sni.KindTLS:
+		denyTLS(c, alertAccessDenied)
+	case sni.KindHTTP:
+		denyHTTP(c, "the request could not be read: "+rec.reason)
+	default:
+		denyReset(c)
+	}
+	s.finish(rec)
+	return res, nil, false
+}
+
+// deny answers a refused request in its own protocol.
+func (s *server) deny(c *net.TCPConn, res sni.Result, rec *connRecord, msg string) {
+	switch res.Kind {
+	case sni.KindTLS:
+		desc := byte(alertAccessDenied)
+		if res.Name == "" && !res.Addr.IsValid() {
+			desc = alertUnrecognizedName
+		}
+		denyTLS(c, desc)
+	case sni.KindHTTP:
+		denyHTTP(c, msg)
+	default:
+		denyReset(c)
+	}
+	s.finish(rec)
+}
+
+// connect dials the validated addresses, the original destination's family
+// first. On failure the client gets a 502 (HTTP) or a reset (TLS).
+func (s *server) connect(ctx context.Context, c *net.TCPConn, res sni.Result, rec *connRecord, addrs []netip.AddrPort) (*net.TCPConn, bool) {
+	t0 := time.Now()
+	up, dialed, err := s.dialer.DialAny(ctx, tproxy.SortAddrs(addrs, rec.orig))
+	rec.connectDur = time.Since(t0)
+	if err == nil {
+		s.metrics.connectDur.WithLabelValues("ok").Observe(rec.connectDur.Seconds())
+		rec.dialed = dialed
+		return up, true
+	}
+	switch {
+	case errors.Is(err, tproxy.ErrRefused):
+		rec.reason = reasonUpstreamRefused
+	case errors.Is(err, tproxy.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		rec.reason = reasonUpstreamTimeout
+	case errors.Is(err, tproxy.ErrUnreachable):
+		rec.reason = reasonUpstreamUnreach
+	default:
+		rec.reason = reasonUpstreamError
+	}
+	s.metrics.connectDur.WithLabelValues(rec.reason).Observe(rec.connectDur.Seconds())
+	rec.decision, rec.detail = "error", fmt.Sprintf("connect upstream: %v", err)
+	if res.Kind == sni.KindHTTP {
+		writeBadGateway(c, fmt.Sprintf("could not connect to %q: %s", res.Host(), rec.reason))
+	} else {
+		denyReset(c)
+	}
+	s.finish(rec)
+	return nil, false
+}
+
+func writeBadGateway(c net.Conn, reason string) {
+	body := "egressfw: " + oneLine(reason) + "\n"
+	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = fmt.Fprintf(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\n"+
+		"Content-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+	closeGracefully(c)
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}

@@ -1,0 +1,120 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/egressfw/egressfw/internal/sni"
+)
+
+// connRecord collects what is known about one connection for its log line
+// and metrics.
+type connRecord struct {
+	start    time.Time
+	tenant   string
+	mode     string
+	src      netip.AddrPort
+	orig     netip.AddrPort
+	proto    string
+	name     string
+	alpn     []string
+	ech      bool
+	resolved []netip.Addr
+	dialed   netip.AddrPort
+
+	decision string // allow | deny | would_deny (report mode) | error
+	reason   string
+	detail   string
+
+	up, down                    int64
+	err                         error
+	peekDur, dnsDur, connectDur time.Duration
+	dnsServer                   string
+}
+
+func (r *connRecord) setRequest(res sni.Result) {
+	r.proto, r.name, r.alpn, r.ech = res.Kind.String(), res.Host(), res.ALPN, res.ECH
+}
+
+func (r *connRecord) setOutcome(o outcome) {
+	r.reason, r.detail, r.resolved, r.dnsDur, r.dnsServer = o.reason, o.detail, o.resolved, o.dnsDur, o.dnsServer
+	switch {
+	case o.allow && o.would:
+		r.decision = "allow"
+	case o.allow:
+		r.decision = "would_deny"
+	default:
+		r.decision = "deny"
+	}
+}
+
+// finish counts and logs the connection. Identical denials beyond the burst
+// are counted but folded; the next one logged carries the folded count.
+func (s *server) finish(r *connRecord) {
+	if r.decision == "" {
+		r.decision = "deny"
+	}
+	s.metrics.conns.WithLabelValues(r.tenant, r.decision, r.reason).Inc()
+	if r.dnsDur > 0 {
+		s.metrics.dnsDur.WithLabelValues(dnsResult(r.reason)).Observe(r.dnsDur.Seconds())
+	}
+	var suppressed int
+	if r.decision != "allow" {
+		ok, n := s.denials.Allow(r.tenant + "\x00" + r.reason + "\x00" + r.name + "\x00" + r.orig.String())
+		if !ok {
+			s.metrics.suppressed.Inc()
+			return
+		}
+		suppressed = n
+	}
+	attrs := []slog.Attr{
+		slog.String("tenant", r.tenant),
+		slog.String("src", r.src.String()),
+		slog.String("orig_dst", r.orig.String()),
+		slog.String("proto", r.proto),
+		slog.String("name", r.name),
+		slog.String("decision", r.decision),
+		slog.String("mode", r.mode),
+		slog.String("reason", r.reason),
+		slog.String("detail", r.detail),
+	}
+	if len(r.alpn) > 0 {
+		attrs = append(attrs, slog.Any("alpn", r.alpn))
+	}
+	if r.ech {
+		attrs = append(attrs, slog.Bool("ech", true))
+	}
+	if len(r.resolved) > 0 {
+		attrs = append(attrs, slog.String("resolved", joinAddrs(r.resolved)), slog.String("dns_server", r.dnsServer))
+	}
+	if r.dialed.IsValid() {
+		attrs = append(attrs, slog.String("dialed", r.dialed.String()))
+	}
+	attrs = append(attrs,
+		slog.Int64("bytes_up", r.up), slog.Int64("bytes_down", r.down),
+		slog.Float64("peek_ms", ms(r.peekDur)), slog.Float64("dns_ms", ms(r.dnsDur)),
+		slog.Float64("connect_ms", ms(r.connectDur)), slog.Float64("total_ms", ms(time.Since(r.start))))
+	if r.err != nil {
+		attrs = append(attrs, slog.String("error", r.err.Error()))
+	}
+	if suppressed > 0 {
+		attrs = append(attrs, slog.Int("suppressed_before", suppressed))
+	}
+	level := slog.LevelInfo
+	if r.decision != "allow" {
+		level = slog.LevelWarn
+	}
+	s.log.LogAttrs(context.Background(), level, "connection", attrs...)
+}
+
+func dnsResult(reason string) string {
+	switch reason {
+	case reasonDNSNXDomain, reasonDNSNoAddresses, reasonDNSTimeout, reasonDNSFailure:
+		return reason
+	}
+	return "ok"
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

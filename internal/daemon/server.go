@@ -1,0 +1,259 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/egressfw/egressfw/internal/config"
+	"github.com/egressfw/egressfw/internal/policy"
+	"github.com/egressfw/egressfw/internal/resolver"
+	"github.com/egressfw/egressfw/internal/sni"
+	"github.com/egressfw/egressfw/internal/tproxy"
+)
+
+// snapshot is one immutable generation of the running config: a reload
+// builds a new one and swaps it in atomically; connections keep the one
+// they started with.
+type snapshot struct {
+	cfg      *config.Config
+	policy   *policy.Policy
+	resolver *resolver.Resolver
+	tenants  map[uint32]*tenantState // by slot
+	peekOpts sni.PeekOptions
+}
+
+// tenantState is a tenant in one snapshot. Its gate outlives snapshots so
+// the per-tenant cap counts connections across reloads.
+type tenantState struct {
+	name     string
+	slot     uint32
+	port     uint16
+	compiled *policy.CompiledTenant
+	gate     *gate
+}
+
+// server is the data path: listeners, per-connection handling, caps, logs.
+type server struct {
+	log     *slog.Logger
+	metrics *metrics
+	state   atomic.Pointer[snapshot]
+	dialer  dialer
+	origDst func(*net.TCPConn) netip.AddrPort
+	listen  func(ctx context.Context, ap netip.AddrPort) (*net.TCPListener, error)
+
+	global, peeking *gate
+	denials         *denialLimiter
+	hostAddrs       atomic.Pointer[[]netip.Addr] // the host's own addresses, always internal
+
+	mu        sync.Mutex
+	gates     map[string]*gate
+	listeners map[uint32]*portListener
+	conns     sync.WaitGroup
+	accepting atomic.Int32 // accept loops running
+}
+
+func newServer(log *slog.Logger, m *metrics, d dialer) *server {
+	return &server{
+		log: log, metrics: m, dialer: d,
+		origDst: tproxy.OriginalDst, listen: tproxy.Listen,
+		global: newGate(1), peeking: newGate(1), denials: newDenialLimiter(10, 10*time.Second),
+		gates: map[string]*gate{}, listeners: map[uint32]*portListener{},
+	}
+}
+
+// buildSnapshot compiles cfg with the given slots. It has no side effects, so
+// a reload that fails here leaves everything as it was.
+func (s *server) buildSnapshot(cfg *config.Config, slots map[string]uint32, bypassMark uint32) (*snapshot, error) {
+	pol, compiled, err := newPolicy(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if ha := s.hostAddrs.Load(); ha != nil {
+		pol.Classifier().SetHostAddrs(*ha)
+	}
+	res, err := newResolver(cfg, bypassMark)
+	if err != nil {
+		return nil, err
+	}
+	snap := &snapshot{cfg: cfg, policy: pol, resolver: res, tenants: map[uint32]*tenantState{},
+		peekOpts: sni.PeekOptions{Timeout: cfg.Listener.PeekTimeout.Duration,
+			MaxHandshake: cfg.Listener.MaxClientHello, MaxHTTPHead: cfg.Listener.MaxHTTPHeader}}
+	for _, t := range cfg.Tenants {
+		slot := slots[t.Name]
+		snap.tenants[slot] = &tenantState{name: t.Name, slot: slot, port: listenerPort(cfg, slot), compiled: compiled[t.Name]}
+	}
+	return snap, nil
+}
+
+// listenerPort is the port of a tenant slot: listener.port + slot - 1.
+func listenerPort(cfg *config.Config, slot uint32) uint16 {
+	return cfg.Listener.Port + uint16(slot-1)
+}
+
+// install makes snap current: caps and gates take the new limits, then the
+// pointer swaps. Connections in flight keep their snapshot.
+func (s *server) install(snap *snapshot) {
+	cfg := snap.cfg
+	s.global.setMax(cfg.Limits.MaxConnections)
+	s.peeking.setMax(cfg.Limits.MaxPeeking)
+	s.denials.setLimits(cfg.Log.DenialBurst, cfg.Log.DenialWindow.Duration)
+	s.mu.Lock()
+	gates := map[string]*gate{}
+	for _, t := range cfg.Tenants {
+		g := s.gates[t.Name]
+		if g == nil {
+			g = newGate(0)
+		}
+		n := t.MaxConnections
+		if n == 0 {
+			n = cfg.Limits.MaxConnectionsPerTenant
+		}
+		g.setMax(n)
+		gates[t.Name] = g
+	}
+	s.gates = gates
+	for _, t := range snap.tenants {
+		t.gate = gates[t.name]
+	}
+	s.mu.Unlock()
+	s.metrics.tenantCount.Set(float64(len(cfg.Tenants)))
+	s.state.Store(snap)
+	// An address update that raced with the build reaches the new snapshot.
+	if ha := s.hostAddrs.Load(); ha != nil {
+		snap.policy.Classifier().SetHostAddrs(*ha)
+	}
+}
+
+// setHostAddrs records the host's addresses and applies them at once.
+func (s *server) setHostAddrs(addrs []netip.Addr) {
+	s.hostAddrs.Store(&addrs)
+	if snap := s.state.Load(); snap != nil {
+		snap.policy.Classifier().SetHostAddrs(addrs)
+	}
+}
+
+// portListener is one tenant's pair of listening sockets.
+type portListener struct {
+	port   uint16
+	socks  []*net.TCPListener
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+}
+
+// openListeners opens the sockets of every slot in snap that has none yet.
+// IPv6 is optional: a host without ::1 serves IPv4 only, with a warning.
+func (s *server) openListeners(ctx context.Context, snap *snapshot) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for slot, t := range snap.tenants {
+		if pl, ok := s.listeners[slot]; ok && pl.port == t.port {
+			continue
+		}
+		pl := &portListener{port: t.port}
+		for _, ip := range []string{"127.0.0.1", "::1"} {
+			ln, err := s.listen(ctx, netip.AddrPortFrom(netip.MustParseAddr(ip), t.port))
+			if err != nil {
+				if ip == "::1" && errors.Is(err, syscall.EADDRNOTAVAIL) {
+					s.log.Warn("IPv6 loopback unavailable; serving IPv4 only", "tenant", t.name, "port", t.port)
+					continue
+				}
+				for _, l := range pl.socks {
+					l.Close()
+				}
+				return fmt.Errorf("listen for tenant %q: %w", t.name, err)
+			}
+			pl.socks = append(pl.socks, ln)
+		}
+		if old := s.listeners[slot]; old != nil {
+			old.close()
+		}
+		s.listeners[slot] = pl
+		s.serveListener(pl, slot)
+	}
+	return nil
+}
+
+// closeStaleListeners closes the listeners of slots snap no longer has.
+func (s *server) closeStaleListeners(snap *snapshot) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for slot, pl := range s.listeners {
+		if _, ok := snap.tenants[slot]; !ok {
+			pl.close()
+			delete(s.listeners, slot)
+		}
+	}
+}
+
+// closeAllListeners stops accepting; live connections go on.
+func (s *server) closeAllListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for slot, pl := range s.listeners {
+		pl.close()
+		delete(s.listeners, slot)
+	}
+}
+
+func (pl *portListener) close() {
+	for _, l := range pl.socks {
+		l.Close()
+	}
+	pl.done.Wait()
+}
+
+func (s *server) serveListener(pl *portListener, slot uint32) {
+	for _, ln := range pl.socks {
+		pl.done.Add(1)
+		s.accepting.Add(1)
+		go func() {
+			defer pl.done.Done()
+			defer s.accepting.Add(-1)
+			s.acceptLoop(ln, slot)
+		}()
+	}
+}
+
+func (s *server) acceptLoop(ln *net.TCPListener, slot uint32) {
+	backoff := 5 * time.Millisecond
+	for {
+		c, err := ln.AcceptTCP()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// EMFILE and friends: back off instead of spinning; the kernel
+			// queues (or resets) new connections meanwhile.
+			s.log.Error("accept failed", "addr", ln.Addr().String(), "err", err)
+			time.Sleep(backoff)
+			backoff = min(backoff*2, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		s.conns.Add(1)
+		go func() {
+			defer s.conns.Done()
+			s.handle(c, slot)
+		}()
+	}
+}
+
+// drain waits up to grace for live connections to end.
+func (s *server) drain(grace time.Duration) bool {
+	done := make(chan struct{})
+	go func() { s.conns.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(grace):
+		return false
+	}
+}
