@@ -74,7 +74,7 @@ func TestDialMark(t *testing.T) {
 	})
 }
 
-func listenLoopback(t *testing.T, addr string) *net.TCPListener {
+func listenLoopback(t testing.TB, addr string) *net.TCPListener {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

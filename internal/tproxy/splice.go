@@ -69,7 +69,8 @@ func splice(client, upstream *net.TCPConn, prefix []byte, idle time.Duration, co
 		defer t.Stop()
 		tick = t.C
 	}
-	lastSeen, lastMove := progress(client, upstream), time.Now()
+	lastSeen := progress(client, upstream)
+	lastMove := time.Now()
 	var aborted bool
 	for done := 0; done < 2; {
 		select {
@@ -85,10 +86,15 @@ func splice(client, upstream *net.TCPConn, prefix []byte, idle time.Duration, co
 				aborted = true
 				abort(client, upstream)
 			}
-		case now := <-tick:
+		case <-tick:
+			// Use the clock, not the tick's timestamp: a tick received
+			// late would date observed movement into the past. lastMove is
+			// taken after the read and checked before the next one, so the
+			// silence is never overestimated.
+			checked := time.Now()
 			if p := progress(client, upstream); p != lastSeen {
-				lastSeen, lastMove = p, now
-			} else if now.Sub(lastMove) >= idle && !aborted {
+				lastSeen, lastMove = p, time.Now()
+			} else if checked.Sub(lastMove) >= idle && !aborted {
 				err = ErrIdle
 				aborted = true
 				abort(client, upstream)
