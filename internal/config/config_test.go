@@ -84,6 +84,7 @@ func TestParseErrors(t *testing.T) {
 		{"intercept is listener", "[listener]\nintercept_ports = [15001]\n" + base, []string{"listener's own ports"}},
 		{"marks outside mask", "[firewall]\nintercept_mark = 0x4000\n" + base, []string{"firewall.intercept_mark", "inside mark_mask"}},
 		{"marks equal", "[firewall]\nbypass_mark = 0x2000\n" + base, []string{"must differ"}},
+		{"ctmark mask not low bits", "[firewall]\nctmark_mask = 0xff00\n" + base, []string{"firewall.ctmark_mask", "contiguous low bits"}},
 		{"route table reserved", "[firewall]\nroute_table = 254\n" + base, []string{"firewall.route_table: 254 is reserved"}},
 		{"bad table name", "[firewall]\ntable = \"Egress FW\"\n" + base, []string{"firewall.table"}},
 		{"limits", "[limits]\nmax_connections_per_tenant = 99999\n" + base, []string{"limits.max_connections_per_tenant"}},

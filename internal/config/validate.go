@@ -152,7 +152,9 @@ func (c *Config) validateFirewall(v *validator) {
 	case f.BypassMark == f.InterceptMark:
 		v.add("firewall.bypass_mark", "must differ from intercept_mark")
 	}
-	if slots := maxSlot(f.CtMarkMask); slots < uint64(len(c.Tenants)) {
+	if f.CtMarkMask == 0 || f.CtMarkMask&(f.CtMarkMask+1) != 0 {
+		v.add("firewall.ctmark_mask", "%#x must be contiguous low bits, like 0xfff", f.CtMarkMask)
+	} else if slots := MaxSlots(f.CtMarkMask); slots < uint64(len(c.Tenants)) {
 		v.add("firewall.ctmark_mask", "%#x has room for %d tenants, config has %d", f.CtMarkMask, slots, len(c.Tenants))
 	}
 	if f.RouteTable == 0 || f.RouteTable >= 253 && f.RouteTable <= 255 {
@@ -163,8 +165,9 @@ func (c *Config) validateFirewall(v *validator) {
 	}
 }
 
-// maxSlot is the number of distinct non-zero values a mask can hold.
-func maxSlot(mask uint32) uint64 {
+// MaxSlots is the number of distinct non-zero values a mask can hold: the
+// number of tenant slots a conntrack-mark mask leaves room for.
+func MaxSlots(mask uint32) uint64 {
 	bits := 0
 	for m := mask; m != 0; m &= m - 1 {
 		bits++

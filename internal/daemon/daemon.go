@@ -1,0 +1,222 @@
+// Package daemon wires egressfw together: it turns the config into the
+// kernel ruleset (internal/nft), the cgroup watcher (internal/cgroup), the
+// policy (internal/policy), the resolver (internal/resolver) and the
+// transparent listeners (internal/tproxy, internal/sni), and runs the data
+// path, reloads and shutdown. The leaf packages know nothing of each other;
+// only this package does.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+
+	"github.com/egressfw/egressfw/internal/config"
+	"github.com/egressfw/egressfw/internal/tproxy"
+)
+
+// Notifier reports the service state to the supervisor (sd_notify under
+// systemd; a no-op otherwise).
+type Notifier interface {
+	Ready(status string)
+	Reloading()
+	Stopping()
+	Status(status string)
+	Watchdog(ctx context.Context, healthy func() bool)
+}
+
+// Options configure Run.
+type Options struct {
+	ConfigPath string
+	Version    string
+	Log        *slog.Logger
+	Notifier   Notifier
+	// Reload delivers a signal (SIGHUP) to re-read the config.
+	Reload <-chan struct{}
+}
+
+// Daemon is a running egressfw.
+type Daemon struct {
+	opts    Options
+	log     *slog.Logger
+	cfg     *config.Config
+	srv     *server
+	fw      *firewall
+	slots   *slotTable
+	metrics *metrics
+	reloads atomic.Int64
+}
+
+// Run applies the rules, opens the listeners, serves until ctx ends, then
+// drains live connections for listener.shutdown_grace and returns nil. The
+// kernel rules stay after Run returns (fail closed) unless
+// firewall.keep_rules_on_stop is false.
+func Run(ctx context.Context, opts Options) error {
+	cfg, err := config.Load(opts.ConfigPath)
+	if err != nil {
+		return err
+	}
+	d := &Daemon{opts: opts, log: opts.Log, cfg: cfg, metrics: newMetrics(opts.Version)}
+	d.slots = newSlotTable(slotCapacity(cfg))
+	d.srv = newServer(d.log, d.metrics, &tproxy.Dialer{Mark: cfg.Firewall.BypassMark,
+		Timeout: cfg.Listener.ConnectTimeout.Duration})
+	if d.fw, err = newFirewall(d.log, d.metrics); err != nil {
+		return err
+	}
+	if err := watchHostAddrs(ctx, d.srv.setHostAddrs, func(err error) {
+		d.log.Error("host address watch", "err", err)
+	}); err != nil {
+		return err
+	}
+	if err := d.apply(ctx, cfg); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	if cfg.Metrics.Listen != "" {
+		if err := d.metrics.serve(ctx, cfg.Metrics.Listen, d.log); err != nil {
+			return fmt.Errorf("metrics listener %s: %w", cfg.Metrics.Listen, err)
+		}
+	}
+	d.opts.Notifier.Ready(d.status())
+	d.log.Info("egressfw started", "version", opts.Version, "config", opts.ConfigPath,
+		"tenants", len(cfg.Tenants), "listener_ports", d.portRange())
+	go d.opts.Notifier.Watchdog(ctx, d.healthy)
+	for {
+		select {
+		case <-ctx.Done():
+			return d.shutdown()
+		case <-opts.Reload:
+			d.reload(ctx)
+		}
+	}
+}
+
+// slotCapacity is how many tenant slots the ct mark and port range allow.
+func slotCapacity(cfg *config.Config) uint32 {
+	ports := uint32(65535 - int(cfg.Listener.Port) + 1)
+	return min(uint32(min(config.MaxSlots(cfg.Firewall.CtMarkMask), 1<<31)), ports, config.MaxTenants)
+}
+
+// apply makes cfg current: slots, snapshot, listeners for new tenants
+// before the rules that send traffic to them, then the rules, then the
+// snapshot swap, then listeners of removed tenants are closed. Any failure
+// before the rules are applied leaves the running state untouched.
+func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
+	names := make([]string, len(cfg.Tenants))
+	for i, t := range cfg.Tenants {
+		names[i] = t.Name
+	}
+	slots, err := d.slots.plan(names)
+	if err != nil {
+		return err
+	}
+	snap, err := d.srv.buildSnapshot(cfg, slots, cfg.Firewall.BypassMark)
+	if err != nil {
+		return err
+	}
+	if err := d.srv.openListeners(ctx, snap); err != nil {
+		if old := d.srv.state.Load(); old != nil {
+			d.srv.closeStaleListeners(old)
+		}
+		return err
+	}
+	if err := d.fw.apply(ctx, cfg, snap); err != nil {
+		if old := d.srv.state.Load(); old != nil {
+			d.srv.closeStaleListeners(old)
+		}
+		return err
+	}
+	d.slots.commit(slots)
+	d.srv.install(snap)
+	d.srv.closeStaleListeners(snap)
+	d.cfg = cfg
+	return nil
+}
+
+// reload re-reads the config. An invalid file, or one the kernel refuses, is
+// logged and the running config kept; live connections are never dropped.
+func (d *Daemon) reload(ctx context.Context) {
+	d.opts.Notifier.Reloading()
+	n := d.reloads.Add(1)
+	cfg, err := config.Load(d.opts.ConfigPath)
+	if err == nil {
+		err = firewallUnchanged(d.cfg, cfg)
+	}
+	if err == nil {
+		err = d.apply(ctx, cfg)
+	}
+	if err != nil {
+		d.metrics.reloads.WithLabelValues("error").Inc()
+		d.log.Error("reload failed; keeping the running config", "reload", n, "err", err)
+		d.opts.Notifier.Ready(fmt.Sprintf("reload #%d failed, running previous config: %s", n, firstLine(err)))
+		return
+	}
+	d.metrics.reloads.WithLabelValues("ok").Inc()
+	d.log.Info("config reloaded", "reload", n, "tenants", len(cfg.Tenants), "listener_ports", d.portRange())
+	d.opts.Notifier.Ready(d.status())
+}
+
+// firewallUnchanged refuses reloads that change the kernel plumbing itself:
+// moving marks or tables under live connections cannot be done atomically.
+func firewallUnchanged(old, cfg *config.Config) error {
+	if old.Firewall != cfg.Firewall {
+		return errors.New("[firewall] settings changed: restart egressfw to apply them")
+	}
+	return nil
+}
+
+// shutdown stops accepting, lets live connections finish for the grace
+// period, and removes the rules only when configured to.
+func (d *Daemon) shutdown() error {
+	d.opts.Notifier.Stopping()
+	d.srv.closeAllListeners()
+	grace := d.cfg.Listener.ShutdownGrace.Duration
+	d.log.Info("stopping: no new connections; draining", "grace", grace.String())
+	if !d.srv.drain(grace) {
+		d.log.Warn("grace period over; closing remaining connections")
+	}
+	d.fw.stop()
+	if !d.cfg.Firewall.KeepRulesOnStop {
+		if err := d.fw.cleanup(d.cfg); err != nil {
+			return fmt.Errorf("remove rules on stop: %w", err)
+		}
+		d.log.Info("rules removed (firewall.keep_rules_on_stop = false)")
+		return nil
+	}
+	d.log.Info("stopped; rules kept, tenants stay blocked (fail closed)")
+	return nil
+}
+
+// healthy is the watchdog's view: every tenant's accept loops running (none
+// are needed without tenants) and the rule watcher alive.
+func (d *Daemon) healthy() bool {
+	snap := d.srv.state.Load()
+	want := 0
+	if snap != nil {
+		want = len(snap.tenants)
+	}
+	return int(d.srv.accepting.Load()) >= want && d.fw.healthy()
+}
+
+func (d *Daemon) status() string {
+	return fmt.Sprintf("serving %d tenant(s) on ports %s", len(d.cfg.Tenants), d.portRange())
+}
+
+func (d *Daemon) portRange() string {
+	snap := d.srv.state.Load()
+	if snap == nil || len(snap.tenants) == 0 {
+		return "-"
+	}
+	lo, hi := uint16(65535), uint16(0)
+	for _, t := range snap.tenants {
+		lo, hi = min(lo, t.port), max(hi, t.port)
+	}
+	return fmt.Sprintf("%d-%d", lo, hi)
+}
+
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
+}

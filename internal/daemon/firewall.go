@@ -1,0 +1,237 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/egressfw/egressfw/internal/cgroup"
+	"github.com/egressfw/egressfw/internal/config"
+	"github.com/egressfw/egressfw/internal/nft"
+)
+
+// firewall owns the kernel side: the nftables table and policy routing
+// (nft.Manager) and the cgroup watcher that keeps tenant cgroup ids current
+// when systemd re-creates a tenant's cgroup.
+type firewall struct {
+	log     *slog.Logger
+	metrics *metrics
+	mgr     *nft.Manager
+
+	mu      sync.Mutex
+	root    string // cgroup2 mount, found on first need
+	paths   []string
+	watcher *cgroup.Watcher
+	cancel  context.CancelFunc
+	alive   atomic.Bool // the watcher goroutine runs (or no cgroups are configured)
+}
+
+func newFirewall(log *slog.Logger, m *metrics) (*firewall, error) {
+	mgr, err := nft.New()
+	if err != nil {
+		return nil, fmt.Errorf("open netlink: %w", err)
+	}
+	f := &firewall{log: log, metrics: m, mgr: mgr}
+	f.alive.Store(true)
+	return f, nil
+}
+
+// baseSpec is the kernel plumbing of cfg without tenants (enough to clean up).
+func baseSpec(cfg *config.Config) nft.Spec {
+	fw := cfg.Firewall
+	return nft.Spec{Table: fw.Table, InterceptPorts: cfg.Listener.InterceptPorts,
+		MarkMask: fw.MarkMask, InterceptMark: fw.InterceptMark, BypassMark: fw.BypassMark,
+		CtMarkMask: fw.CtMarkMask, RouteTable: int(fw.RouteTable), RulePriority: int(fw.RulePriority)}
+}
+
+// nftSpec converts the config and a snapshot's slot assignment.
+func nftSpec(cfg *config.Config, snap *snapshot) nft.Spec {
+	spec := baseSpec(cfg)
+	bySlot := map[string]*tenantState{}
+	for _, t := range snap.tenants {
+		bySlot[t.name] = t
+	}
+	for _, t := range cfg.Tenants {
+		ts := bySlot[t.Name]
+		nt := nft.Tenant{Name: t.Name, Slot: ts.slot, ListenerPort: ts.port, Report: t.Mode == config.ModeReport,
+			Cgroups: t.Cgroups, UIDs: t.UIDs}
+		for _, d := range t.AllowDirect {
+			nt.AllowDirect = append(nt.AllowDirect, nft.Direct{Prefix: d.CIDR, Ports: d.Ports, Proto: d.Protocol})
+		}
+		spec.Tenants = append(spec.Tenants, nt)
+	}
+	return spec
+}
+
+func cgroupPaths(cfg *config.Config) []string {
+	var out []string
+	for _, t := range cfg.Tenants {
+		for _, c := range t.Cgroups {
+			out = append(out, cgroup.Clean(c))
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// apply installs the ruleset for snap. When the set of tenant cgroups
+// changed, a new watcher is started first so the ids it reports go into the
+// same atomic replacement; the old watcher stops only after success.
+func (f *firewall) apply(ctx context.Context, cfg *config.Config, snap *snapshot) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	spec := nftSpec(cfg, snap)
+	paths := cgroupPaths(cfg)
+	w, cancel := f.watcher, f.cancel
+	if !slices.Equal(paths, f.paths) || (w == nil && len(paths) > 0) {
+		var err error
+		if w, cancel, err = f.watch(ctx, paths); err != nil {
+			return err
+		}
+	}
+	var ids nft.CgroupIDs
+	if w != nil {
+		ids = nft.CgroupIDs(w.IDs())
+	}
+	if err := f.mgr.Apply(spec, ids); err != nil {
+		f.metrics.ruleApply.WithLabelValues("error").Inc()
+		if w != f.watcher && cancel != nil {
+			cancel()
+		}
+		return fmt.Errorf("apply nftables rules: %w", err)
+	}
+	f.metrics.ruleApply.WithLabelValues("ok").Inc()
+	if w != f.watcher {
+		if f.cancel != nil {
+			f.cancel()
+		}
+		f.watcher, f.cancel, f.paths = w, cancel, paths
+		if w != nil {
+			f.alive.Store(true)
+			go f.follow(w)
+		}
+	}
+	return nil
+}
+
+// watch starts a cgroup watcher for paths (nil when there are none).
+func (f *firewall) watch(ctx context.Context, paths []string) (*cgroup.Watcher, context.CancelFunc, error) {
+	if len(paths) == 0 {
+		return nil, nil, nil
+	}
+	if f.root == "" {
+		root, err := cgroup.FindMount()
+		if err != nil {
+			return nil, nil, fmt.Errorf("tenants name cgroups: %w", err)
+		}
+		f.root = root
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	w, err := cgroup.Watch(wctx, f.root, paths)
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	return w, cancel, nil
+}
+
+// follow applies cgroup appearances and removals to the kernel maps until
+// the watcher ends. Each event re-sends the complete id set, so an update
+// that fails is repaired by the next.
+func (f *firewall) follow(w *cgroup.Watcher) {
+	for ev := range w.Events() {
+		event := "removed"
+		if ev.Present {
+			event = "added"
+		}
+		f.mu.Lock()
+		current := f.watcher == w
+		var err error
+		if current {
+			err = f.mgr.SetCgroupIDs(nft.CgroupIDs(w.IDs()))
+		}
+		f.mu.Unlock()
+		if !current {
+			return
+		}
+		if err != nil {
+			f.metrics.cgroupSync.WithLabelValues("error").Inc()
+			f.log.Error("update tenant cgroup ids", "cgroup", ev.Path, "id", ev.ID, "err", err)
+			continue
+		}
+		f.metrics.cgroupSync.WithLabelValues(event).Inc()
+		f.log.Info("tenant cgroup "+event, "cgroup", ev.Path, "id", ev.ID)
+	}
+	f.mu.Lock()
+	if f.watcher == w {
+		f.alive.Store(false) // ended without being replaced or stopped: unhealthy
+	}
+	f.mu.Unlock()
+}
+
+func (f *firewall) healthy() bool { return f.alive.Load() }
+
+// stop ends the watcher; the rules stay.
+func (f *firewall) stop() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cancel != nil {
+		f.cancel()
+	}
+	f.watcher, f.cancel = nil, nil
+}
+
+// cleanup removes the table, ip rules and routes.
+func (f *firewall) cleanup(cfg *config.Config) error {
+	return f.mgr.Cleanup(baseSpec(cfg))
+}
+
+// Rules renders what Run would install for cfg, for review.
+func Rules(cfg *config.Config) (string, error) {
+	snap, err := rulesSnapshot(cfg)
+	if err != nil {
+		return "", err
+	}
+	ids := nft.CgroupIDs{}
+	if paths := cgroupPaths(cfg); len(paths) > 0 {
+		if root, err := cgroup.FindMount(); err == nil {
+			for _, p := range paths {
+				if id, err := cgroup.ID(root + "/" + p); err == nil {
+					ids[p] = id
+				}
+			}
+		}
+	}
+	return nft.Render(nftSpec(cfg, snap), ids)
+}
+
+// rulesSnapshot assigns slots in config order, as a fresh daemon would.
+func rulesSnapshot(cfg *config.Config) (*snapshot, error) {
+	names := make([]string, len(cfg.Tenants))
+	for i, t := range cfg.Tenants {
+		names[i] = t.Name
+	}
+	slots, err := newSlotTable(slotCapacity(cfg)).plan(names)
+	if err != nil {
+		return nil, err
+	}
+	snap := &snapshot{tenants: map[uint32]*tenantState{}}
+	for _, t := range cfg.Tenants {
+		s := slots[t.Name]
+		snap.tenants[s] = &tenantState{name: t.Name, slot: s, port: listenerPort(cfg, s)}
+	}
+	return snap, nil
+}
+
+// Cleanup removes egressfw's table, ip rules and routes for cfg.
+func Cleanup(cfg *config.Config) error {
+	mgr, err := nft.New()
+	if err != nil {
+		return fmt.Errorf("open netlink: %w", err)
+	}
+	defer mgr.Close()
+	return mgr.Cleanup(baseSpec(cfg))
+}
