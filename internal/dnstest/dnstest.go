@@ -37,13 +37,20 @@ type Server struct {
 // Start serves on addr ("127.0.0.1:0" for a free port) until Close.
 func Start(addr string) (*Server, error) {
 	s := &Server{static: map[string][]netip.Addr{}, funcs: map[string]AnswerFunc{}, perName: map[string]int{}}
-	pc, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
+	var pc net.PacketConn
+	var ln net.Listener
+	var err error
+	// With port 0 the free UDP port may be taken for TCP: try a few.
+	for range 20 {
+		if pc, err = net.ListenPacket("udp", addr); err != nil {
+			return nil, err
+		}
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
 		pc.Close()
+	}
+	if err != nil {
 		return nil, err
 	}
 	s.Addr = pc.LocalAddr().String()
