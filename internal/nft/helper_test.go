@@ -1,0 +1,161 @@
+package nft
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// helperEnv makes the re-executed test binary act as a client process:
+// "tcp|udp ADDR [fsuid=N] [payload=S]". It prints one line, "OK local=..."
+// or "ERR ...".
+const helperEnv = "EGRESSFW_NFT_HELPER"
+
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(helperEnv); spec != "" {
+		fmt.Println(helperMain(spec))
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func helperMain(spec string) string {
+	f := strings.Fields(spec)
+	if len(f) < 2 {
+		return "ERR bad helper spec " + spec
+	}
+	network, addr, payload := f[0], f[1], "x"
+	runtime.LockOSThread() // the socket must be created on the thread with the fsuid
+	for _, opt := range f[2:] {
+		k, v, _ := strings.Cut(opt, "=")
+		switch k {
+		case "fsuid":
+			var uid int
+			fmt.Sscan(v, &uid)
+			unix.Setfsuid(uid) // per thread; the new socket's owner becomes uid
+		case "payload":
+			payload = v
+		}
+	}
+	d := net.Dialer{Timeout: 700 * time.Millisecond}
+	c, err := d.Dial(network, addr)
+	if err != nil {
+		return "ERR " + err.Error()
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte(payload)); err != nil {
+		return "ERR write: " + err.Error()
+	}
+	if network == "udp" { // a rejected datagram's ICMP error shows on the next call
+		time.Sleep(50 * time.Millisecond)
+		if _, err := c.Write([]byte(payload)); err != nil {
+			return "ERR write: " + err.Error()
+		}
+	}
+	return "OK local=" + c.LocalAddr().String()
+}
+
+// client describes one helper run.
+type client struct {
+	cgroup string // absolute cgroup dir to start in, or ""
+	fsuid  int    // socket owner uid, or 0
+}
+
+// runClient runs the helper inside ns (and the client's cgroup, placed there
+// at clone time) and returns its one-line result.
+func runClient(t *testing.T, ns *testNetns, c client, network, addr, payload string) string {
+	t.Helper()
+	spec := fmt.Sprintf("%s %s payload=%s", network, addr, payload)
+	if c.fsuid != 0 {
+		spec += fmt.Sprintf(" fsuid=%d", c.fsuid)
+	}
+	cmd := exec.Command("nsenter", "--net=/run/netns/"+ns.name, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+spec)
+	if c.cgroup != "" {
+		dir, err := os.Open(c.cgroup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dir.Close()
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd())}
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("helper %q: %v: %s", spec, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// cgroup2Mount finds the cgroup2 mount point from mountinfo (package cgroup
+// does this for the product; leaf packages do not import each other).
+func cgroup2Mount(t *testing.T) string {
+	t.Helper()
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		for i, x := range fields {
+			if x == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" && fields[3] == "/" {
+				return fields[4]
+			}
+		}
+	}
+	t.Skip("no cgroup2 mount")
+	return ""
+}
+
+// testCgroups creates <mount>/egressfw-test-XXX and returns the mount and
+// the test's relative root; everything below is removed at test end.
+func testCgroups(t *testing.T) (mnt, rel string) {
+	t.Helper()
+	mnt = cgroup2Mount(t)
+	dir, err := os.MkdirTemp(mnt, "egressfw-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeCgroupTree(t, dir) })
+	return mnt, filepath.Base(dir)
+}
+
+// removeCgroupTree removes dir and its sub-cgroups, deepest first (the
+// helper processes have exited by then, so they are empty).
+func removeCgroupTree(t *testing.T, dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.IsDir() {
+			removeCgroupTree(t, filepath.Join(dir, e.Name()))
+		}
+	}
+	var err error
+	for range 50 { // a just-exited child may still be counted for a moment
+		if err = os.Remove(dir); err == nil || os.IsNotExist(err) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Errorf("remove cgroup %s: %v", dir, err)
+}
+
+// cgroupID is the inode number of a cgroup directory.
+func cgroupID(t *testing.T, dir string) uint64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
+}

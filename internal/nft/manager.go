@@ -1,0 +1,268 @@
+package nft
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"sync"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// Manager installs, updates and removes egressfw's table and policy
+// routing in one network namespace. Its methods are safe for concurrent use.
+type Manager struct {
+	mu      sync.Mutex
+	conn    *nftables.Conn
+	nl      *netlink.Handle
+	spec    *Spec     // last applied, nil before the first Apply
+	ids     CgroupIDs // cgroup ids in the maps, keyed by cleaned path
+	routing *routing  // policy routing installed by this Manager
+}
+
+// Option configures New.
+type Option func(*options)
+
+type options struct{ netnsFd int }
+
+// WithNetNS makes the Manager program the network namespace open at fd
+// (e.g. /run/netns/NAME) instead of the caller's. The fd is only used during
+// New and may be closed afterwards.
+func WithNetNS(fd int) Option { return func(o *options) { o.netnsFd = fd } }
+
+// New opens the netlink sockets the Manager programs through.
+func New(opts ...Option) (*Manager, error) {
+	o := options{netnsFd: -1}
+	for _, f := range opts {
+		f(&o)
+	}
+	connOpts := []nftables.ConnOption{nftables.AsLasting()}
+	var nl *netlink.Handle
+	var err error
+	if o.netnsFd >= 0 {
+		connOpts = append(connOpts, nftables.WithNetNSFd(o.netnsFd))
+		nl, err = netlink.NewHandleAt(netns.NsHandle(o.netnsFd))
+	} else {
+		nl, err = netlink.NewHandle()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open rtnetlink: %w", err)
+	}
+	conn, err := nftables.New(connOpts...)
+	if err != nil {
+		nl.Close()
+		return nil, fmt.Errorf("open nftables netlink: %w", err)
+	}
+	return &Manager{conn: conn, nl: nl}, nil
+}
+
+// Close releases the netlink sockets. It does not touch the installed
+// rules: they stay (fail closed) until Cleanup.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.nl.Close()
+	if err := m.conn.CloseLasting(); err != nil {
+		return fmt.Errorf("close nftables netlink: %w", err)
+	}
+	return nil
+}
+
+// Apply installs spec with the given cgroup ids, replacing the previous
+// table atomically: the table is deleted (if present) and rebuilt in one
+// netlink batch, so packets see either the old or the new ruleset. The
+// policy routing is made to match spec before the table is replaced.
+func (m *Manager) Apply(spec Spec, ids CgroupIDs) error {
+	if err := spec.Validate(); err != nil {
+		return fmt.Errorf("apply ruleset: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.applyLocked(&spec, ids)
+}
+
+func (m *Manager) applyLocked(spec *Spec, ids CgroupIDs) error {
+	r := routingOf(spec)
+	if m.routing != nil && *m.routing != r {
+		if err := removeRouting(m.nl, *m.routing); err != nil {
+			return fmt.Errorf("apply ruleset: %w", err)
+		}
+	}
+	if err := installRouting(m.nl, r); err != nil {
+		return fmt.Errorf("apply ruleset: %w", err)
+	}
+	m.routing = &r
+	if m.spec != nil && m.spec.Table != spec.Table {
+		m.deleteTable(m.spec.Table)
+	}
+	rs := buildRuleset(spec, ids)
+	if err := rs.program(m.conn, spec.Table); err != nil {
+		return fmt.Errorf("apply ruleset: %w", err)
+	}
+	if err := m.conn.Flush(); err != nil {
+		return fmt.Errorf("apply ruleset: replace table inet %s: %w", spec.Table, err)
+	}
+	m.spec = spec
+	m.ids = knownIDs(spec, ids)
+	return nil
+}
+
+// knownIDs keeps the ids of configured paths only, keyed by cleaned path.
+func knownIDs(spec *Spec, ids CgroupIDs) CgroupIDs {
+	out := CgroupIDs{}
+	for _, t := range spec.Tenants {
+		for _, c := range t.Cgroups {
+			c = cleanCgroup(c)
+			if id, ok := ids[c]; ok {
+				out[c] = id
+			}
+		}
+	}
+	return out
+}
+
+// SetCgroupIDs brings the cgroup maps of the applied table in line with
+// ids (a complete snapshot: paths missing from it are dropped). Only map
+// elements change, in one batch; if that batch fails (the table was changed
+// behind our back) the whole table is re-applied.
+func (m *Manager) SetCgroupIDs(ids CgroupIDs) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.spec == nil {
+		return errors.New("set cgroup ids: no ruleset applied")
+	}
+	want := knownIDs(m.spec, ids)
+	if maps.Equal(want, m.ids) {
+		return nil
+	}
+	table := &nftables.Table{Name: m.spec.Table, Family: nftables.TableFamilyINet}
+	oldElems, newElems := cgroupElems(m.spec, m.ids), cgroupElems(m.spec, want)
+	for _, l := range m.spec.levels() {
+		set := &nftables.Set{Table: table, Name: cgroupMapName(l), IsMap: true}
+		del, add := diffElems(oldElems[l], newElems[l])
+		if len(del) > 0 {
+			if err := m.conn.SetDeleteElements(set, del); err != nil {
+				return fmt.Errorf("set cgroup ids: %w", err)
+			}
+		}
+		if len(add) > 0 {
+			if err := m.conn.SetAddElements(set, add); err != nil {
+				return fmt.Errorf("set cgroup ids: %w", err)
+			}
+		}
+	}
+	if err := m.conn.Flush(); err != nil {
+		if err2 := m.applyLocked(m.spec, want); err2 != nil {
+			return fmt.Errorf("set cgroup ids: %w (re-apply: %w)", err, err2)
+		}
+		return nil
+	}
+	m.ids = want
+	return nil
+}
+
+// diffElems returns the elements to delete from and add to old to get new.
+// An element whose key stays but whose verdict changes is replaced.
+func diffElems(old, new []element) (del, add []nftables.SetElement) {
+	have := map[string]string{}
+	for _, e := range old {
+		have[string(e.elem.Key)] = e.text
+	}
+	want := map[string]bool{}
+	for _, e := range new {
+		k := string(e.elem.Key)
+		want[k] = true
+		if t, ok := have[k]; ok && t == e.text {
+			continue
+		}
+		if _, ok := have[k]; ok {
+			del = append(del, nftables.SetElement{Key: e.elem.Key})
+		}
+		add = append(add, e.elem)
+	}
+	for _, e := range old {
+		if !want[string(e.elem.Key)] {
+			del = append(del, nftables.SetElement{Key: e.elem.Key})
+		}
+	}
+	return del, add
+}
+
+// Cleanup removes everything spec's ruleset installs: the table, the fwmark
+// rules and the routes in the route table (and whatever this Manager
+// installed under other parameters). It succeeds when nothing is installed.
+// A normal stop does not call it: the rules stay so traffic fails closed.
+func (m *Manager) Cleanup(spec Spec) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var errs []error
+	tables := []string{spec.Table}
+	if m.spec != nil && m.spec.Table != spec.Table {
+		tables = append(tables, m.spec.Table)
+	}
+	for _, t := range tables {
+		m.deleteTable(t)
+		if err := m.conn.Flush(); err != nil {
+			errs = append(errs, fmt.Errorf("cleanup: delete table inet %s: %w", t, err))
+		}
+	}
+	routings := []routing{routingOf(&spec)}
+	if m.routing != nil && *m.routing != routings[0] {
+		routings = append(routings, *m.routing)
+	}
+	for _, r := range routings {
+		if err := removeRouting(m.nl, r); err != nil {
+			errs = append(errs, fmt.Errorf("cleanup: %w", err))
+		}
+	}
+	if len(errs) == 0 {
+		m.spec, m.ids, m.routing = nil, nil, nil
+	}
+	return errors.Join(errs...)
+}
+
+// deleteTable queues "delete table if it exists": adding an existing table
+// is a no-op, so add-then-delete never fails on a missing table.
+func (m *Manager) deleteTable(name string) {
+	t := &nftables.Table{Name: name, Family: nftables.TableFamilyINet}
+	m.conn.AddTable(t)
+	m.conn.DelTable(t)
+}
+
+// program queues the whole table replacement into one batch.
+func (rs *ruleset) program(c *nftables.Conn, table string) error {
+	t := &nftables.Table{Name: table, Family: nftables.TableFamilyINet}
+	c.AddTable(t)
+	c.DelTable(t)
+	c.AddTable(t)
+	var errs []error
+	for _, s := range rs.sets {
+		s.set.Table = t
+		errs = append(errs, c.AddSet(s.set, nil))
+	}
+	for _, ch := range rs.chains {
+		ch.chain.Table = t
+		c.AddChain(ch.chain)
+	}
+	for _, s := range rs.sets { // vmap elements need their chains
+		if len(s.elems) > 0 {
+			errs = append(errs, c.SetAddElements(s.set, s.elems))
+		}
+	}
+	for _, ch := range rs.chains {
+		for _, r := range ch.rules {
+			if r.anon != nil {
+				r.anon.set.Table = t
+				errs = append(errs, c.AddSet(r.anon.set, r.anon.elems))
+				r.anonLookup.SetName, r.anonLookup.SetID = r.anon.set.Name, r.anon.set.ID
+			}
+			c.AddRule(&nftables.Rule{Table: t, Chain: ch.chain, Exprs: r.exprs, UserData: r.userData()})
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("queue table inet %s: %w", table, err)
+	}
+	return nil
+}

@@ -1,0 +1,66 @@
+package nft
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Render prints the ruleset Apply(spec, ids) would install, in the syntax
+// and layout `nft list table inet <Table>` uses, preceded by the policy
+// routing it needs as comments. Cgroup map keys are printed as numeric ids
+// with the configured path as element comment.
+func Render(spec Spec, ids CgroupIDs) (string, error) {
+	if err := spec.Validate(); err != nil {
+		return "", fmt.Errorf("render ruleset: %w", err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# ip rule add fwmark %#x/%#x lookup %d pref %d\n", spec.InterceptMark, spec.MarkMask, spec.RouteTable, spec.RulePriority)
+	fmt.Fprintf(&b, "# ip -6 rule add fwmark %#x/%#x lookup %d pref %d\n", spec.InterceptMark, spec.MarkMask, spec.RouteTable, spec.RulePriority)
+	fmt.Fprintf(&b, "# ip route add local 0.0.0.0/0 dev lo table %d\n", spec.RouteTable)
+	fmt.Fprintf(&b, "# ip -6 route add local ::/0 dev lo table %d\n", spec.RouteTable)
+	b.WriteString(buildRuleset(&spec, ids).render(spec.Table))
+	return b.String(), nil
+}
+
+// render prints the table like nft does (tabs, blank lines between blocks).
+func (rs *ruleset) render(table string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table inet %s {\n", table)
+	var blocks []string
+	for _, s := range rs.sets {
+		blocks = append(blocks, s.render())
+	}
+	for _, c := range rs.chains {
+		blocks = append(blocks, c.render())
+	}
+	b.WriteString(strings.Join(blocks, "\n"))
+	b.WriteString("}\n")
+	return b.String()
+}
+
+func (s *setDef) render() string {
+	var b strings.Builder
+	kind, typ := "set", s.set.KeyType.Name
+	if s.set.IsMap {
+		kind, typ = "map", typ+" : "+s.set.DataType.Name
+	}
+	fmt.Fprintf(&b, "\t%s %s {\n\t\ttype %s\n", kind, s.set.Name, typ)
+	if len(s.texts) > 0 {
+		fmt.Fprintf(&b, "\t\telements = { %s }\n", strings.Join(s.texts, ", "))
+	}
+	b.WriteString("\t}\n")
+	return b.String()
+}
+
+func (c *chainDef) render() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\tchain %s {\n", c.chain.Name)
+	if c.header != "" {
+		fmt.Fprintf(&b, "\t\t%s\n", c.header)
+	}
+	for _, r := range c.rules {
+		fmt.Fprintf(&b, "\t\t%s\n", r.text())
+	}
+	b.WriteString("\t}\n")
+	return b.String()
+}

@@ -1,0 +1,235 @@
+package nft
+
+import (
+	"fmt"
+	"net/netip"
+	"path"
+	"slices"
+	"strings"
+)
+
+// Defaults for Spec. The marks live in bits 0x3000 of the packet mark, which
+// Docker (none), kube-proxy (0x4000, 0x8000), Calico (0xffff0000), Cilium
+// (0x0f00 and the upper 16 bits) and Tailscale (0xff0000) leave alone; the
+// conntrack-mark slot uses the low 12 bits of the ct mark, which none of them
+// use. Table 1515 and rule priority 1515 are unused by all of them
+// (Tailscale: table 52, priorities 5210-5270; main/local/default: 254/255/253).
+const (
+	DefaultTable         = "egressfw"
+	DefaultMarkMask      = 0x3000
+	DefaultInterceptMark = 0x2000
+	DefaultBypassMark    = 0x1000
+	DefaultCtMarkMask    = 0x0fff
+	DefaultRouteTable    = 1515
+	DefaultRulePriority  = 1515
+)
+
+// Spec is the complete firewall the Manager installs. It carries no policy:
+// the daemon converts its configuration into a Spec.
+type Spec struct {
+	Table          string   // nftables table name in family inet
+	InterceptPorts []uint16 // TCP destination ports that are intercepted, e.g. 80, 443
+
+	MarkMask      uint32 // packet-mark bits owned by egressfw
+	InterceptMark uint32 // mark (within MarkMask) that routes a packet to lo
+	BypassMark    uint32 // mark (within MarkMask) of egressfw's own upstream sockets
+	CtMarkMask    uint32 // conntrack-mark bits holding the tenant slot (contiguous, from bit 0 up)
+
+	RouteTable   int // policy-routing table holding only the local default routes
+	RulePriority int // priority of the fwmark ip rules
+
+	Tenants []Tenant
+}
+
+// Tenant is one matched population of local processes.
+type Tenant struct {
+	Name         string // shown in a rule comment; letters, digits and any of -_.:@/
+	Slot         uint32 // nonzero, fits CtMarkMask; carried in the conntrack mark
+	ListenerPort uint16 // port of this tenant's transparent listener on 127.0.0.1 and ::1
+	Report       bool   // observe only: count and accept what would be rejected
+
+	Cgroups     []string // cgroup v2 paths relative to the cgroup2 root
+	UIDs        []uint32 // owning uids of sockets
+	AllowDirect []Direct // egress that bypasses the proxy
+}
+
+// Direct is egress a tenant may make without the proxy.
+type Direct struct {
+	Prefix netip.Prefix
+	Ports  []uint16 // empty: all ports (and all protocols if Proto is "")
+	Proto  string   // "tcp", "udp", or "" for both
+}
+
+// DefaultSpec returns a Spec with the default table, marks, route table and
+// rule priority, intercepting TCP 80 and 443, and no tenants.
+func DefaultSpec() Spec {
+	return Spec{
+		Table:          DefaultTable,
+		InterceptPorts: []uint16{80, 443},
+		MarkMask:       DefaultMarkMask,
+		InterceptMark:  DefaultInterceptMark,
+		BypassMark:     DefaultBypassMark,
+		CtMarkMask:     DefaultCtMarkMask,
+		RouteTable:     DefaultRouteTable,
+		RulePriority:   DefaultRulePriority,
+	}
+}
+
+// CgroupIDs maps configured cgroup paths (as in Tenant.Cgroups, cleaned) to
+// their current cgroup ids. Paths that do not exist are simply absent.
+type CgroupIDs map[string]uint64
+
+// cleanCgroup normalises a configured cgroup path the way package cgroup
+// does (no leading/trailing slashes, no empty components).
+func cleanCgroup(p string) string {
+	return strings.TrimPrefix(path.Clean("/"+p), "/")
+}
+
+// cgroupLevel is the number of components of a cleaned cgroup path, which
+// is the level `socket cgroupv2 level` compares it at.
+func cgroupLevel(clean string) int {
+	return strings.Count(clean, "/") + 1
+}
+
+// Validate reports the first inconsistency that would make the ruleset
+// wrong or unloadable.
+func (s *Spec) Validate() error {
+	if err := s.validateGlobal(); err != nil {
+		return err
+	}
+	slots := map[uint32]string{}
+	ports := map[uint16]string{}
+	cgroups := map[string]string{}
+	uids := map[uint32]string{}
+	for i := range s.Tenants {
+		t := &s.Tenants[i]
+		if err := s.validateTenant(t); err != nil {
+			return fmt.Errorf("tenant %q: %w", t.Name, err)
+		}
+		if other, ok := slots[t.Slot]; ok {
+			return fmt.Errorf("tenant %q: slot %d already used by %q", t.Name, t.Slot, other)
+		}
+		slots[t.Slot] = t.Name
+		if other, ok := ports[t.ListenerPort]; ok {
+			return fmt.Errorf("tenant %q: listener port %d already used by %q", t.Name, t.ListenerPort, other)
+		}
+		ports[t.ListenerPort] = t.Name
+		for _, c := range t.Cgroups {
+			c = cleanCgroup(c)
+			if other, ok := cgroups[c]; ok {
+				return fmt.Errorf("tenant %q: cgroup %q already used by %q", t.Name, c, other)
+			}
+			cgroups[c] = t.Name
+		}
+		for _, u := range t.UIDs {
+			if other, ok := uids[u]; ok {
+				return fmt.Errorf("tenant %q: uid %d already used by %q", t.Name, u, other)
+			}
+			uids[u] = t.Name
+		}
+	}
+	return nil
+}
+
+func (s *Spec) validateGlobal() error {
+	switch {
+	case !tableName(s.Table):
+		return fmt.Errorf("table name %q: want a letter, then up to 63 letters, digits or any of -_", s.Table)
+	case len(s.InterceptPorts) == 0:
+		return fmt.Errorf("no intercept ports")
+	case slices.Contains(s.InterceptPorts, 0):
+		return fmt.Errorf("intercept port 0")
+	case s.MarkMask == 0:
+		return fmt.Errorf("mark mask is 0")
+	case s.InterceptMark == 0 || s.InterceptMark&^s.MarkMask != 0:
+		return fmt.Errorf("intercept mark %#x must be nonzero and inside mark mask %#x", s.InterceptMark, s.MarkMask)
+	case s.BypassMark == 0 || s.BypassMark&^s.MarkMask != 0:
+		return fmt.Errorf("bypass mark %#x must be nonzero and inside mark mask %#x", s.BypassMark, s.MarkMask)
+	case s.BypassMark == s.InterceptMark:
+		return fmt.Errorf("bypass mark and intercept mark are both %#x", s.BypassMark)
+	case s.CtMarkMask == 0 || s.CtMarkMask&(s.CtMarkMask+1) != 0:
+		return fmt.Errorf("ct mark mask %#x must be contiguous low bits (like 0xfff)", s.CtMarkMask)
+	case s.RouteTable <= 0 || s.RouteTable >= 253 && s.RouteTable <= 255 || s.RouteTable >= 1<<31:
+		return fmt.Errorf("route table %d is reserved or out of range", s.RouteTable)
+	case s.RulePriority <= 0 || s.RulePriority >= 32766:
+		return fmt.Errorf("rule priority %d: want 1..32765 (before the main table)", s.RulePriority)
+	}
+	return nil
+}
+
+func (s *Spec) validateTenant(t *Tenant) error {
+	switch {
+	case t.Name == "" || len(t.Name) > 64 || !safeName(t.Name):
+		return fmt.Errorf("name %q: want 1-64 letters, digits or any of -_.:@/ characters", t.Name)
+	case t.Slot == 0 || t.Slot&^s.CtMarkMask != 0:
+		return fmt.Errorf("slot %d must be nonzero and fit ct mark mask %#x", t.Slot, s.CtMarkMask)
+	case t.ListenerPort == 0 || slices.Contains(s.InterceptPorts, t.ListenerPort):
+		return fmt.Errorf("listener port %d is 0 or an intercept port", t.ListenerPort)
+	}
+	for _, c := range t.Cgroups {
+		if cl := cleanCgroup(c); cl == "" || slices.Contains(strings.Split(c, "/"), "..") {
+			return fmt.Errorf("cgroup %q: want a path below the cgroup2 root, without \"..\" components", c)
+		}
+		if strings.ContainsFunc(c, func(r rune) bool { return r < ' ' || r == '"' || r == 0x7f }) {
+			return fmt.Errorf("cgroup %q: contains a quote or control character", c)
+		}
+	}
+	for _, d := range t.AllowDirect {
+		if !d.Prefix.IsValid() || d.Prefix.Addr().Is4In6() {
+			return fmt.Errorf("allow_direct prefix %v is invalid or IPv4-mapped", d.Prefix)
+		}
+		if d.Proto != "" && d.Proto != "tcp" && d.Proto != "udp" {
+			return fmt.Errorf("allow_direct proto %q: want tcp, udp or empty", d.Proto)
+		}
+		if slices.Contains(d.Ports, 0) {
+			return fmt.Errorf("allow_direct port 0")
+		}
+	}
+	return nil
+}
+
+// tableName accepts identifiers nft prints without quotes.
+func tableName(s string) bool {
+	if s == "" || len(s) > 64 || !(s[0] >= 'a' && s[0] <= 'z' || s[0] >= 'A' && s[0] <= 'Z') {
+		return false
+	}
+	return safeName(s) && !strings.ContainsAny(s, ".:@/")
+}
+
+// safeName accepts the characters that need no quoting or escaping in nft
+// syntax and rule comments.
+func safeName(s string) bool {
+	for _, r := range s {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.:@/", r)
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// levels returns the cgroup levels used by any tenant, deepest first: a
+// socket in a nested cgroup matches the most specific tenant.
+func (s *Spec) levels() []int {
+	var out []int
+	for _, t := range s.Tenants {
+		for _, c := range t.Cgroups {
+			if l := cgroupLevel(cleanCgroup(c)); !slices.Contains(out, l) {
+				out = append(out, l)
+			}
+		}
+	}
+	slices.Sort(out)
+	slices.Reverse(out)
+	return out
+}
+
+// hasUIDs reports whether any tenant is matched by uid.
+func (s *Spec) hasUIDs() bool {
+	for _, t := range s.Tenants {
+		if len(t.UIDs) > 0 {
+			return true
+		}
+	}
+	return false
+}
