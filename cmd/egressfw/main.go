@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"sort"
-	"strings"
 
 	"github.com/egressfw/egressfw/internal/config"
 )
@@ -138,9 +137,4 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
-}
-
-// indent prefixes every line of s, for multi-line errors.
-func indent(s, prefix string) string {
-	return prefix + strings.ReplaceAll(s, "\n", "\n"+prefix)
 }

@@ -28,5 +28,3 @@ func (g *gate) leave() { g.cur.Add(-1) }
 
 // setMax changes the cap on reload; connections above a lowered cap finish.
 func (g *gate) setMax(n int) { g.max.Store(int64(n)) }
-
-func (g *gate) count() int64 { return g.cur.Load() }

@@ -142,10 +142,9 @@ func (s *server) setHostAddrs(addrs []netip.Addr) {
 
 // portListener is one tenant's pair of listening sockets.
 type portListener struct {
-	port   uint16
-	socks  []*net.TCPListener
-	cancel context.CancelFunc
-	done   sync.WaitGroup
+	port  uint16
+	socks []*net.TCPListener
+	done  sync.WaitGroup
 }
 
 // openListeners opens the sockets of every slot in snap that has none yet.
