@@ -1,0 +1,302 @@
+package nft
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+)
+
+// foreignRuleset stands for other owners: Docker (ip nat, ip filter), an
+// iptables-nft style mangle table, an inet table with sets and maps, and a
+// table named like ours in another family.
+const foreignRuleset = `
+table ip nat {
+	chain PREROUTING { type nat hook prerouting priority dstnat; policy accept; fib daddr type local counter jump DOCKER; }
+	chain OUTPUT { type nat hook output priority -100; policy accept; ip daddr != 127.0.0.0/8 fib daddr type local counter jump DOCKER; }
+	chain POSTROUTING { type nat hook postrouting priority srcnat; policy accept; ip saddr 172.17.0.0/16 oifname != "docker0" counter masquerade; }
+	chain DOCKER { iifname "docker0" counter return; }
+}
+table ip filter {
+	chain FORWARD { type filter hook forward priority filter; policy drop; counter jump DOCKER-USER; }
+	chain DOCKER-USER { counter return; }
+}
+table ip mangle {
+	chain OUTPUT { type route hook output priority mangle; policy accept; meta mark & 0x4000 == 0x4000 counter; }
+}
+table inet other {
+	set blocked { type ipv4_addr; flags interval; elements = { 203.0.113.0/24 }; }
+	map ports { type inet_service : verdict; elements = { 22 : accept }; }
+	chain output { type filter hook output priority 10; policy accept; ip daddr @blocked drop; tcp dport vmap @ports; }
+}
+table ip egressfw {
+	chain keep { counter; }
+}
+`
+
+var foreignTables = []string{"ip nat", "ip filter", "ip mangle", "inet other", "ip egressfw"}
+
+func listForeign(t *testing.T, ns *testNetns) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, tb := range foreignTables {
+		out[tb] = ns.nft(t, append([]string{"list", "table"}, strings.Fields(tb)...)...)
+	}
+	return out
+}
+
+func TestForeignTablesUntouched(t *testing.T) {
+	ns := newNetns(t, false)
+	ns.nftScript(t, foreignRuleset)
+	before := listForeign(t, ns)
+	ruleset := ns.nft(t, "list", "ruleset")
+	m := ns.manager(t)
+	other := sampleSpec()
+	other.Tenants = other.Tenants[:1]
+	steps := []struct {
+		name string
+		do   func() error
+	}{
+		{"apply", func() error { return m.Apply(sampleSpec(), sampleIDs) }},
+		{"re-apply", func() error { return m.Apply(other, nil) }},
+		{"set cgroup ids", func() error { return m.SetCgroupIDs(sampleIDs) }},
+		{"cleanup", func() error { return m.Cleanup(other) }},
+	}
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		for tb, text := range listForeign(t, ns) {
+			if text != before[tb] {
+				t.Errorf("after %s, table %s changed:\n%s\nwas:\n%s", s.name, tb, text, before[tb])
+			}
+		}
+	}
+	if got := ns.nft(t, "list", "ruleset"); got != ruleset {
+		t.Errorf("ruleset after cleanup differs from before apply:\n%s", got)
+	}
+}
+
+// TestAtomicReplace re-applies 200 times while another netlink socket keeps
+// reading the table: every read must see the table with its full output
+// chain, never a missing or half-built one.
+func TestAtomicReplace(t *testing.T) {
+	ns := newNetns(t, false)
+	m := ns.manager(t)
+	a, b := sampleSpec(), sampleSpec()
+	b.Tenants[0].UIDs = []uint32{1, 2, 3}
+	b.Tenants[1].Report = false
+	if err := m.Apply(a, sampleIDs); err != nil {
+		t.Fatal(err)
+	}
+	reader, err := nftables.New(nftables.WithNetNSFd(ns.fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wantRules = 6 // bypass, running, replies, two cgroup levels, uids
+	var reads, bad atomic.Int64
+	var firstBad atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		table := &nftables.Table{Name: a.Table, Family: nftables.TableFamilyINet}
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			rules, err := reader.GetRules(table, &nftables.Chain{Name: chainOutput, Table: table})
+			reads.Add(1)
+			if err != nil || len(rules) != wantRules {
+				bad.Add(1)
+				firstBad.CompareAndSwap(nil, err)
+			}
+		}
+	}()
+	for i := range 200 {
+		spec := a
+		if i%2 == 0 {
+			spec = b
+		}
+		if err := m.Apply(spec, sampleIDs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d reads during 200 re-applies, %d saw an incomplete table", reads.Load(), bad.Load())
+	if bad.Load() != 0 || reads.Load() < 200 {
+		t.Fatalf("%d of %d reads saw the table missing or incomplete (first error %v)", bad.Load(), reads.Load(), firstBad.Load())
+	}
+}
+
+// routingState lists what the routing side of spec left in ns.
+func routingState(t *testing.T, ns *testNetns, spec Spec) string {
+	t.Helper()
+	var b strings.Builder
+	for _, fam := range []string{"-4", "-6"} {
+		for _, l := range strings.Split(ns.run(t, "ip", fam, "rule", "list"), "\n") {
+			if strings.Contains(l, "lookup 1515") || strings.Contains(l, "lookup 1600") {
+				b.WriteString(fam + " rule " + strings.TrimSpace(l) + "\n")
+			}
+		}
+		for _, table := range []string{"1515", "1600"} {
+			// A table that never existed is an error for ip(8); treat it as empty.
+			out, _ := exec.Command("nsenter", "--net=/run/netns/"+ns.name, "ip", fam, "route", "show", "table", table).Output()
+			if r := strings.TrimSpace(string(out)); r != "" {
+				b.WriteString(fam + " table " + table + ": " + r + "\n")
+			}
+		}
+	}
+	return b.String()
+}
+
+func TestRoutingAndCleanup(t *testing.T) {
+	ns := newNetns(t, false)
+	spec := sampleSpec()
+	m := ns.manager(t)
+	if err := m.Apply(spec, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Apply(spec, nil); err != nil { // idempotent: no duplicate rules
+		t.Fatal(err)
+	}
+	want := "-4 rule 1515:\tfrom all fwmark 0x2000/0x3000 lookup 1515\n" +
+		"-4 table 1515: local default dev lo scope host\n" +
+		"-6 rule 1515:\tfrom all fwmark 0x2000/0x3000 lookup 1515\n" +
+		"-6 table 1515: local default dev lo metric 1024 pref medium\n"
+	if got := routingState(t, ns, spec); got != want {
+		t.Fatalf("routing after apply:\n%s\nwant:\n%s", got, want)
+	}
+
+	moved := spec
+	moved.RouteTable, moved.RulePriority = 1600, 1600
+	if err := m.Apply(moved, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := routingState(t, ns, spec); strings.Contains(got, "1515") || !strings.Contains(got, "1600:") {
+		t.Fatalf("routing after moving to table 1600:\n%s", got)
+	}
+
+	// Closing (a normal stop) keeps everything: traffic fails closed.
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(ns.nft(t, "list", "tables"), "inet egressfw") {
+		t.Fatal("Close removed the table")
+	}
+	// A fresh Manager (the next process) cleans up without having applied.
+	fresh := ns.manager(t)
+	for i := range 2 { // a second cleanup finds nothing and succeeds
+		if err := fresh.Cleanup(moved); err != nil {
+			t.Fatalf("cleanup %d: %v", i, err)
+		}
+	}
+	if got := routingState(t, ns, spec); got != "" {
+		t.Errorf("routing left after cleanup:\n%s", got)
+	}
+	if got := strings.TrimSpace(ns.nft(t, "list", "ruleset")); got != "" {
+		t.Errorf("ruleset left after cleanup:\n%s", got)
+	}
+}
+
+// TestCgroupRecreated follows a tenant cgroup that does not exist at Apply,
+// appears, is removed and re-created with a new id: each time only the map
+// changes and a process in the new cgroup is intercepted.
+func TestCgroupRecreated(t *testing.T) {
+	ns := newNetns(t, true)
+	mnt, root := testCgroups(t)
+	rel := root + "/svc"
+	dir := filepath.Join(mnt, rel)
+	spec := DefaultSpec()
+	spec.Tenants = []Tenant{{Name: "svc", Slot: 1, ListenerPort: 15001, Cgroups: []string{rel}}}
+	m := ns.manager(t)
+	if err := m.Apply(spec, nil); err != nil {
+		t.Fatalf("apply with the cgroup missing: %v", err)
+	}
+	listeners := transparentListen(t, ns, 15001)
+	var lastID uint64
+	for round := range 3 {
+		start := time.Now()
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		id := cgroupID(t, dir)
+		if err := m.SetCgroupIDs(CgroupIDs{rel: id}); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("round %d: mkdir to map updated in %v", round, time.Since(start))
+		if id == lastID {
+			t.Fatalf("re-created cgroup kept id %d", id)
+		}
+		if got := mapKeys(t, ns, spec.Table, "cgroup_l2"); len(got) != 1 || got[0] != id {
+			t.Fatalf("map keys after round %d: %v, want [%d]", round, got, id)
+		}
+		got := runClient(t, ns, client{cgroup: dir}, "tcp", "192.0.2.10:443", "r")
+		checkOutcome(t, "intercept 15001", "192.0.2.10:443", "r", got, listeners, nil, nil)
+		lastID = id
+		removeCgroupTree(t, dir)
+		if err := m.SetCgroupIDs(nil); err != nil {
+			t.Fatal(err)
+		}
+		if got := mapKeys(t, ns, spec.Table, "cgroup_l2"); len(got) != 0 {
+			t.Fatalf("stale ids left after rmdir: %v", got)
+		}
+	}
+}
+
+// mapKeys reads the 64-bit keys of a cgroup map over netlink (nft would
+// print them as paths when it can resolve them).
+func mapKeys(t *testing.T, ns *testNetns, table, name string) []uint64 {
+	t.Helper()
+	c, err := nftables.New(nftables.WithNetNSFd(ns.fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := &nftables.Table{Name: table, Family: nftables.TableFamilyINet}
+	set, err := c.GetSetByName(tb, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	elems, err := c.GetSetElements(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []uint64
+	for _, e := range elems {
+		out = append(out, binaryutil.NativeEndian.Uint64(e.Key))
+	}
+	return out
+}
+
+// TestTProxyPortFromMap checks the kernel program of the tproxy rules: the
+// listener port is looked up by the slot in the ct mark. (nft 1.0.6 loads
+// this but does not print the port; see tproxyPortMap.)
+func TestTProxyPortFromMap(t *testing.T) {
+	ns := newNetns(t, false)
+	if err := ns.manager(t).Apply(sampleSpec(), nil); err != nil {
+		t.Fatal(err)
+	}
+	out := ns.nft(t, "--debug=netlink", "list", "chain", "inet", "egressfw", "prerouting")
+	for _, want := range []string{
+		"[ ct load mark => reg 1 ]",
+		"[ bitwise reg 1 = ( reg 1 & 0x00000fff ) ^ 0x00000000 ]",
+		"[ lookup reg 1 set tproxy_ports dreg 2 0x0 ]",
+		"[ tproxy ip addr reg 1 port reg 2 ]",
+		"[ tproxy ip6 addr reg 1 port reg 2 ]",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("prerouting program lacks %q:\n%s", want, out)
+		}
+	}
+}
