@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -255,7 +256,7 @@ func TestCgroupRecreated(t *testing.T) {
 	}
 }
 
-// mapKeys reads the 64-bit keys of a cgroup map over netlink (nft would
+// mapKeys reads the keys of a set or map over netlink (nft would
 // print them as paths when it can resolve them).
 func mapKeys(t *testing.T, ns *testNetns, table, name string) []uint64 {
 	t.Helper()
@@ -274,7 +275,14 @@ func mapKeys(t *testing.T, ns *testNetns, table, name string) []uint64 {
 	}
 	var out []uint64
 	for _, e := range elems {
-		out = append(out, binaryutil.NativeEndian.Uint64(e.Key))
+		switch len(e.Key) {
+		case 8:
+			out = append(out, binaryutil.NativeEndian.Uint64(e.Key))
+		case 4:
+			out = append(out, uint64(binaryutil.NativeEndian.Uint32(e.Key)))
+		default:
+			out = append(out, uint64(binaryutil.BigEndian.Uint16(e.Key)))
+		}
 	}
 	return out
 }
@@ -298,5 +306,34 @@ func TestTProxyPortFromMap(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("prerouting program lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestLargeSpecComplete applies 1000 tenants and reads every map back: no
+// element may be lost to netlink attribute limits.
+func TestLargeSpecComplete(t *testing.T) {
+	ns := newNetns(t, false)
+	m := ns.manager(t)
+	spec, ids := benchSpec(1000)
+	if err := m.Apply(spec, ids); err != nil {
+		t.Fatal(err)
+	}
+	ids["bench.slice/t999.service"] = 1 << 42
+	delete(ids, "bench.slice/t1.service")
+	if err := m.SetCgroupIDs(ids); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"cgroup_l2", "uids", "tproxy_ports", "listener_ports"} {
+		want := 1000
+		if name == "cgroup_l2" {
+			want = 999
+		}
+		if got := len(mapKeys(t, ns, spec.Table, name)); got != want {
+			t.Errorf("%s has %d elements, want %d", name, got, want)
+		}
+	}
+	keys := mapKeys(t, ns, spec.Table, "cgroup_l2")
+	if !slices.Contains(keys, 1<<42) || slices.Contains(keys, 1<<40+1) || slices.Contains(keys, 1<<40+999) {
+		t.Errorf("cgroup_l2 keys were not updated: %d keys", len(keys))
 	}
 }

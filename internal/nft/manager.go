@@ -7,8 +7,10 @@ import (
 	"sync"
 
 	"github.com/google/nftables"
+	mdnetlink "github.com/mdlayher/netlink"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Manager installs, updates and removes egressfw's table and policy
@@ -38,7 +40,7 @@ func New(opts ...Option) (*Manager, error) {
 	for _, f := range opts {
 		f(&o)
 	}
-	connOpts := []nftables.ConnOption{nftables.AsLasting()}
+	connOpts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(bigBuffers)}
 	var nl *netlink.Handle
 	var err error
 	if o.netnsFd >= 0 {
@@ -56,6 +58,36 @@ func New(opts ...Option) (*Manager, error) {
 		return nil, fmt.Errorf("open nftables netlink: %w", err)
 	}
 	return &Manager{conn: conn, nl: nl}, nil
+}
+
+// batchBuffer is the socket buffer size for the nftables socket. A table
+// for 1000 tenants is one batch of a few MB, and google/nftables asks for an
+// ack per message; the default buffers (net.core.[rw]mem_default) fail with
+// EMSGSIZE / ENOBUFS. The *FORCE options raise the limit for this socket
+// only (needs CAP_NET_ADMIN, which programming nftables needs anyway) and
+// change no sysctl; memory is only used while a batch is in flight.
+const batchBuffer = 64 << 20
+
+func bigBuffers(c *mdnetlink.Conn) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("netlink socket buffers: %w", err)
+	}
+	var serr error
+	err = raw.Control(func(fd uintptr) {
+		for _, opt := range []int{unix.SO_SNDBUFFORCE, unix.SO_RCVBUFFORCE} {
+			if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt, batchBuffer); e != nil {
+				serr = e
+			}
+		}
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("netlink socket buffers: %w", err)
+	}
+	return nil
 }
 
 // Close releases the netlink sockets. It does not touch the installed
@@ -142,15 +174,11 @@ func (m *Manager) SetCgroupIDs(ids CgroupIDs) error {
 	for _, l := range m.spec.levels() {
 		set := &nftables.Set{Table: table, Name: cgroupMapName(l), IsMap: true}
 		del, add := diffElems(oldElems[l], newElems[l])
-		if len(del) > 0 {
-			if err := m.conn.SetDeleteElements(set, del); err != nil {
-				return fmt.Errorf("set cgroup ids: %w", err)
-			}
+		if err := eachChunk(del, func(c []nftables.SetElement) error { return m.conn.SetDeleteElements(set, c) }); err != nil {
+			return fmt.Errorf("set cgroup ids: %w", err)
 		}
-		if len(add) > 0 {
-			if err := m.conn.SetAddElements(set, add); err != nil {
-				return fmt.Errorf("set cgroup ids: %w", err)
-			}
+		if err := eachChunk(add, func(c []nftables.SetElement) error { return m.conn.SetAddElements(set, c) }); err != nil {
+			return fmt.Errorf("set cgroup ids: %w", err)
 		}
 	}
 	if err := m.conn.Flush(); err != nil {
@@ -160,6 +188,35 @@ func (m *Manager) SetCgroupIDs(ids CgroupIDs) error {
 		return nil
 	}
 	m.ids = want
+	return nil
+}
+
+// maxChunkBytes bounds the encoded size of the elements sent in one
+// message. The element list is one netlink attribute, whose length field is
+// 16 bits: google/nftables does not split, and a longer list wraps the
+// length and the kernel silently takes only a prefix of the elements.
+const maxChunkBytes = 32 << 10
+
+// eachChunk calls f with consecutive runs of elems small enough for one
+// message.
+func eachChunk(elems []nftables.SetElement, f func([]nftables.SetElement) error) error {
+	start, size := 0, 0
+	for i, e := range elems {
+		n := 64 + len(e.Key) + len(e.Val) + len(e.Comment) // attribute headers and padding included
+		if e.VerdictData != nil {
+			n += len(e.VerdictData.Chain)
+		}
+		if size+n > maxChunkBytes && i > start {
+			if err := f(elems[start:i]); err != nil {
+				return err
+			}
+			start, size = i, 0
+		}
+		size += n
+	}
+	if start < len(elems) {
+		return f(elems[start:])
+	}
 	return nil
 }
 
@@ -247,9 +304,7 @@ func (rs *ruleset) program(c *nftables.Conn, table string) error {
 		c.AddChain(ch.chain)
 	}
 	for _, s := range rs.sets { // vmap elements need their chains
-		if len(s.elems) > 0 {
-			errs = append(errs, c.SetAddElements(s.set, s.elems))
-		}
+		errs = append(errs, eachChunk(s.elems, func(e []nftables.SetElement) error { return c.SetAddElements(s.set, e) }))
 	}
 	for _, ch := range rs.chains {
 		for _, r := range ch.rules {

@@ -26,7 +26,7 @@ type testNetns struct {
 // device (this kernel has no dummy driver) holding the test's documentation
 // addresses plus default routes through it, so route lookups for "public"
 // destinations succeed and packets sent there vanish.
-func newNetns(t *testing.T, withDummy bool) *testNetns {
+func newNetns(t testing.TB, withDummy bool) *testNetns {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create network namespaces (CI runs as root)")
@@ -58,18 +58,18 @@ func newNetns(t *testing.T, withDummy bool) *testNetns {
 }
 
 // run runs a command in the namespace and returns its output.
-func (ns *testNetns) run(t *testing.T, name string, args ...string) string {
+func (ns *testNetns) run(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	return run(t, "nsenter", append([]string{"--net=/run/netns/" + ns.name, name}, args...)...)
 }
 
 // nft runs the nft CLI in the namespace, optionally feeding a script.
-func (ns *testNetns) nft(t *testing.T, args ...string) string {
+func (ns *testNetns) nft(t testing.TB, args ...string) string {
 	t.Helper()
 	return ns.run(t, "nft", args...)
 }
 
-func (ns *testNetns) nftScript(t *testing.T, script string) {
+func (ns *testNetns) nftScript(t testing.TB, script string) {
 	t.Helper()
 	cmd := exec.Command("nsenter", "--net=/run/netns/"+ns.name, "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(script)
@@ -78,7 +78,7 @@ func (ns *testNetns) nftScript(t *testing.T, script string) {
 	}
 }
 
-func run(t *testing.T, name string, args ...string) string {
+func run(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
@@ -88,7 +88,7 @@ func run(t *testing.T, name string, args ...string) string {
 }
 
 // manager returns a Manager bound to the namespace, closed at test end.
-func (ns *testNetns) manager(t *testing.T) *Manager {
+func (ns *testNetns) manager(t testing.TB) *Manager {
 	t.Helper()
 	m, err := New(WithNetNS(ns.fd))
 	if err != nil {
@@ -100,7 +100,7 @@ func (ns *testNetns) manager(t *testing.T) *Manager {
 
 // do runs f on a thread switched into the namespace, so sockets f creates
 // belong to it; the thread is switched back before it is released.
-func (ns *testNetns) do(t *testing.T, f func()) {
+func (ns *testNetns) do(t testing.TB, f func()) {
 	t.Helper()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()

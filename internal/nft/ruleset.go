@@ -23,6 +23,7 @@ const (
 	chainOutput     = "output"
 	chainPrerouting = "prerouting"
 	chainInput      = "input"
+	chainDeny       = "deny"
 )
 
 func cgroupMapName(level int) string     { return fmt.Sprintf("cgroup_l%d", level) }
@@ -174,7 +175,7 @@ func buildRuleset(spec *Spec, ids CgroupIDs) *ruleset {
 			KeyType: nftables.TypeUID, KeyByteOrder: binaryutil.NativeEndian, DataType: nftables.TypeVerdict}, uids))
 	}
 
-	rs.chains = append(rs.chains, outputChain(spec, table), preroutingChain(spec, table), inputChain(table))
+	rs.chains = append(rs.chains, outputChain(spec, table), preroutingChain(spec, table), inputChain(table), denyChain(table))
 	for _, t := range tenants {
 		rs.chains = append(rs.chains, tenantChain(spec, table, &t))
 	}
@@ -305,6 +306,15 @@ func tenantChain(spec *Spec, table *nftables.Table, t *Tenant) *chainDef {
 		c.rules = append(c.rules, (&ruleDef{}).add("counter packets 0 bytes 0", &expr.Counter{}).add("accept", accept))
 		return c
 	}
+	c.rules = append(c.rules, (&ruleDef{}).add("goto "+chainDeny, &expr.Verdict{Kind: expr.VerdictGoto, Chain: chainDeny}))
+	return c
+}
+
+// denyChain rejects so that clients fail fast: TCP with a reset, anything
+// else with ICMP administratively prohibited. It is shared by all tenants
+// (one rule per tenant fewer keeps large applies fast).
+func denyChain(table *nftables.Table) *chainDef {
+	c := &chainDef{chain: &nftables.Chain{Table: table, Name: chainDeny}}
 	c.rules = append(c.rules,
 		(&ruleDef{}).add("meta l4proto tcp", l4proto(unix.IPPROTO_TCP)...).add("reject with tcp reset", rejectTCPReset()),
 		(&ruleDef{}).add("reject with icmpx admin-prohibited", rejectAdminProhibited()))

@@ -1,0 +1,84 @@
+package nft
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestValidate(t *testing.T) {
+	tenant := func(f func(*Tenant)) func(*Spec) {
+		return func(s *Spec) { f(&s.Tenants[0]) }
+	}
+	tests := []struct {
+		name    string
+		mod     func(*Spec)
+		wantErr string // "" = valid
+	}{
+		{"sample is valid", func(*Spec) {}, ""},
+		{"defaults without tenants", func(s *Spec) { s.Tenants = nil }, ""},
+		{"table name with space", func(s *Spec) { s.Table = "egress fw" }, "table name"},
+		{"table name starting with digit", func(s *Spec) { s.Table = "1fw" }, "table name"},
+		{"no intercept ports", func(s *Spec) { s.InterceptPorts = nil }, "no intercept ports"},
+		{"intercept mark outside mask", func(s *Spec) { s.InterceptMark = 0x4000 }, "inside mark mask"},
+		{"bypass equals intercept", func(s *Spec) { s.BypassMark = s.InterceptMark }, "both"},
+		{"ct mask not low bits", func(s *Spec) { s.CtMarkMask = 0xff00 }, "contiguous"},
+		{"reserved route table", func(s *Spec) { s.RouteTable = 254 }, "route table"},
+		{"rule priority after main", func(s *Spec) { s.RulePriority = 32766 }, "rule priority"},
+		{"slot zero", tenant(func(t *Tenant) { t.Slot = 0 }), "slot"},
+		{"slot beyond ct mask", tenant(func(t *Tenant) { t.Slot = 0x1000 }), "slot"},
+		{"listener port is intercept port", tenant(func(t *Tenant) { t.ListenerPort = 443 }), "listener port"},
+		{"duplicate slot", func(s *Spec) { s.Tenants[1].Slot = s.Tenants[0].Slot }, "slot 2 already used"},
+		{"duplicate listener port", func(s *Spec) { s.Tenants[1].ListenerPort = s.Tenants[0].ListenerPort }, "listener port 15002 already"},
+		{"same cgroup twice", func(s *Spec) { s.Tenants[1].Cgroups = []string{"/egressfw.slice/egressfw-webhooks.slice/"} }, "already used"},
+		{"same uid twice", func(s *Spec) { s.Tenants[1].UIDs = []uint32{4242} }, "uid 4242 already"},
+		{"cgroup root", tenant(func(t *Tenant) { t.Cgroups = []string{"/"} }), "below the cgroup2 root"},
+		{"cgroup dotdot", tenant(func(t *Tenant) { t.Cgroups = []string{"a/../b"} }), "below the cgroup2 root"},
+		{"cgroup with quote", tenant(func(t *Tenant) { t.Cgroups = []string{`a"b`} }), "quote"},
+		{"tenant name with quote", tenant(func(t *Tenant) { t.Name = `x"y` }), "name"},
+		{"mapped prefix", tenant(func(t *Tenant) {
+			t.AllowDirect = []Direct{{Prefix: netip.MustParsePrefix("::ffff:10.0.0.0/104")}}
+		}), "IPv4-mapped"},
+		{"bad proto", tenant(func(t *Tenant) {
+			t.AllowDirect = []Direct{{Prefix: netip.MustParsePrefix("10.0.0.0/8"), Proto: "icmp"}}
+		}), "proto"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := sampleSpec()
+			tc.mod(&s)
+			err := s.Validate()
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("Validate = %v, want error containing %q", err, tc.wantErr)
+			}
+			if _, rerr := Render(s, nil); rerr == nil {
+				t.Fatal("Render accepted an invalid spec")
+			}
+		})
+	}
+}
+
+func TestRenderRouting(t *testing.T) {
+	s := sampleSpec()
+	s.RouteTable, s.RulePriority = 77, 88
+	out, err := Render(s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"# ip rule add fwmark 0x2000/0x3000 lookup 77 pref 88\n",
+		"# ip -6 rule add fwmark 0x2000/0x3000 lookup 77 pref 88\n",
+		"# ip route add local 0.0.0.0/0 dev lo table 77\n",
+		"# ip -6 route add local ::/0 dev lo table 77\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("Render lacks %q", want)
+		}
+	}
+}
