@@ -44,7 +44,7 @@ func (s *testServer) tcpQueries() int {
 
 // startServer runs a DNS server on host ("127.0.0.1" or "::1") until the
 // test ends.
-func startServer(t *testing.T, host string, reply replyFunc) *testServer {
+func startServer(t testing.TB, host string, reply replyFunc) *testServer {
 	t.Helper()
 	pc, ln := listenPair(t, host)
 	s := &testServer{addr: pc.LocalAddr().String(), udp: map[uint16]int{}, tcp: map[uint16]int{}}
@@ -82,7 +82,7 @@ func startServer(t *testing.T, host string, reply replyFunc) *testServer {
 }
 
 // listenPair binds UDP and TCP sockets on the same random port.
-func listenPair(t *testing.T, host string) (net.PacketConn, net.Listener) {
+func listenPair(t testing.TB, host string) (net.PacketConn, net.Listener) {
 	t.Helper()
 	for range 20 {
 		pc, err := net.ListenPacket("udp", net.JoinHostPort(host, "0"))
@@ -125,7 +125,7 @@ func closedPort(t *testing.T) string {
 // zone answers every question with rcode and, for NOERROR, every record
 // in rrs whose type is CNAME or the question's type, whatever its owner:
 // a careless server, so the resolver's own filtering is what is tested.
-func zone(t *testing.T, rcode int, rrs ...string) replyFunc {
+func zone(t testing.TB, rcode int, rrs ...string) replyFunc {
 	t.Helper()
 	parsed := make([]dns.RR, 0, len(rrs))
 	for _, s := range rrs {
@@ -168,7 +168,7 @@ func (c *fakeClock) advance(d time.Duration) { c.off.Add(int64(d)) }
 
 // newTestResolver builds a resolver for servers with defaults, a fake
 // clock and a short timeout, after mod adjusts the config.
-func newTestResolver(t *testing.T, servers []string, mod func(*Config)) (*Resolver, *fakeClock) {
+func newTestResolver(t testing.TB, servers []string, mod func(*Config)) (*Resolver, *fakeClock) {
 	t.Helper()
 	clk := &fakeClock{}
 	cfg := DefaultConfig()
