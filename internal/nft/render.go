@@ -8,7 +8,9 @@ import (
 // Render prints the ruleset Apply(spec, ids) would install, in the syntax
 // and layout `nft list table inet <Table>` uses, preceded by the policy
 // routing it needs as comments. Cgroup map keys are printed as numeric ids
-// with the configured path as element comment.
+// with the configured path as element comment (the nft CLI prints a key as a
+// path instead when it finds that cgroup under /sys/fs/cgroup). The tproxy
+// statements show their port map, which nft 1.0.6 omits when listing.
 func Render(spec Spec, ids CgroupIDs) (string, error) {
 	if err := spec.Validate(); err != nil {
 		return "", fmt.Errorf("render ruleset: %w", err)
