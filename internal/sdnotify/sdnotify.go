@@ -25,6 +25,7 @@ type Notifier struct {
 
 	mu     sync.Mutex
 	status string // last STATUS= sent by Ready or Status, restored when health returns
+	err    error  // first failed send, for Err
 }
 
 // New returns a Notifier configured from NOTIFY_SOCKET, WATCHDOG_USEC and
@@ -55,28 +56,28 @@ func (n *Notifier) WatchdogInterval() time.Duration {
 
 // Ready reports that startup or a reload finished: rules are applied and the
 // listeners accept. status is shown by `systemctl status`.
-func (n *Notifier) Ready(status string) error {
+func (n *Notifier) Ready(status string) {
 	n.remember(status)
-	return n.send(daemon.SdNotifyReady + "\n" + statusLine(status))
+	n.send(daemon.SdNotifyReady + "\n" + statusLine(status))
 }
 
 // Reloading reports that a reload (SIGHUP) started. It carries
 // MONOTONIC_USEC as systemd (>= 253, Type=notify-reload) requires; Ready must
 // follow when the reload is done, whether it succeeded or not.
-func (n *Notifier) Reloading() error {
-	return n.send(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec() +
+func (n *Notifier) Reloading() {
+	n.send(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec() +
 		statusLine("Reloading configuration"))
 }
 
 // Stopping reports that shutdown started and live connections are draining.
-func (n *Notifier) Stopping() error {
-	return n.send(daemon.SdNotifyStopping + "\n" + statusLine("Stopping: draining connections"))
+func (n *Notifier) Stopping() {
+	n.send(daemon.SdNotifyStopping + "\n" + statusLine("Stopping: draining connections"))
 }
 
 // Status sets the free-form status line `systemctl status` shows.
-func (n *Notifier) Status(status string) error {
+func (n *Notifier) Status(status string) {
 	n.remember(status)
-	return n.send(statusLine(status))
+	n.send(statusLine(status))
 }
 
 // Watchdog sends WATCHDOG=1 every WatchdogInterval()/2 while healthy()
@@ -110,16 +111,31 @@ func (n *Notifier) Watchdog(ctx context.Context, healthy func() bool) {
 	}
 }
 
-func (n *Notifier) send(state string) error {
-	if !n.Enabled() || state == "" {
+// Err returns the first notification that could not be sent, if any. A
+// lost message is not fatal (systemd times the start out or the watchdog
+// fires), so the methods do not return it; the daemon may log it.
+func (n *Notifier) Err() error {
+	if n == nil {
 		return nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.err
+}
+
+func (n *Notifier) send(state string) {
+	if !n.Enabled() || state == "" {
+		return
 	}
 	// go-systemd reads NOTIFY_SOCKET itself; New saw it set, and nothing
 	// in egressfw unsets it.
 	if _, err := daemon.SdNotify(false, state); err != nil {
-		return fmt.Errorf("notifying systemd (%s): %w", firstLine(state), err)
+		n.mu.Lock()
+		if n.err == nil {
+			n.err = fmt.Errorf("notifying systemd (%s): %w", firstLine(state), err)
+		}
+		n.mu.Unlock()
 	}
-	return nil
 }
 
 func (n *Notifier) remember(status string) {

@@ -72,17 +72,13 @@ func TestLifecycleSequence(t *testing.T) {
 		t.Fatal("Enabled() = false with NOTIFY_SOCKET set")
 	}
 
-	if err := n.Ready("Serving 2 tenants\non 2 listeners"); err != nil {
-		t.Fatalf("Ready: %v", err)
-	}
+	n.Ready("Serving 2 tenants\non 2 listeners")
 	if got, want := sd.next(time.Second), "READY=1\nSTATUS=Serving 2 tenants on 2 listeners\n"; got != want {
 		t.Errorf("Ready sent %q, want %q", got, want)
 	}
 
 	before := monotonicUsec(t)
-	if err := n.Reloading(); err != nil {
-		t.Fatalf("Reloading: %v", err)
-	}
+	n.Reloading()
 	after := monotonicUsec(t)
 	fields := parse(t, sd.next(time.Second))
 	if fields["RELOADING"] != "1" {
@@ -218,7 +214,8 @@ func TestNew(t *testing.T) {
 				t.Fatalf("Enabled()=%v WatchdogInterval()=%v, want %v %v",
 					n.Enabled(), n.WatchdogInterval(), tc.wantEnabled, tc.wantWatchdog)
 			}
-			if err := n.Ready("up"); err != nil {
+			n.Ready("up")
+			if err := n.Err(); err != nil {
 				t.Fatalf("Ready: %v", err)
 			}
 			_, got := sd.read(100 * time.Millisecond)
@@ -233,10 +230,12 @@ func TestNoopOutsideSystemd(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", "")
 	for name, n := range map[string]*Notifier{"New": New(), "nil": nil, "zero": {}} {
 		t.Run(name, func(t *testing.T) {
-			for _, err := range []error{n.Ready("x"), n.Reloading(), n.Status("y"), n.Stopping()} {
-				if err != nil {
-					t.Errorf("no-op notifier returned %v", err)
-				}
+			n.Ready("x")
+			n.Reloading()
+			n.Status("y")
+			n.Stopping()
+			if err := n.Err(); err != nil {
+				t.Errorf("no-op notifier reported %v", err)
 			}
 			returned := make(chan struct{})
 			go func() {
@@ -254,7 +253,10 @@ func TestNoopOutsideSystemd(t *testing.T) {
 
 func TestSendErrorIsReported(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", filepath.Join(t.TempDir(), "gone"))
-	err := New().Ready("up")
+	n := New()
+	n.Ready("up")
+	n.Stopping()
+	err := n.Err()
 	if err == nil || !strings.Contains(err.Error(), "READY=1") {
 		t.Fatalf("Ready to a missing socket = %v, want an error naming READY=1", err)
 	}
