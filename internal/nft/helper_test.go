@@ -34,7 +34,7 @@ func helperMain(spec string) string {
 	if len(f) < 2 {
 		return "ERR bad helper spec " + spec
 	}
-	network, addr, payload := f[0], f[1], "x"
+	network, addr, payload, repeat := f[0], f[1], "x", 1
 	runtime.LockOSThread() // the socket must be created on the thread with the fsuid
 	for _, opt := range f[2:] {
 		k, v, _ := strings.Cut(opt, "=")
@@ -45,8 +45,20 @@ func helperMain(spec string) string {
 			unix.Setfsuid(uid) // per thread; the new socket's owner becomes uid
 		case "payload":
 			payload = v
+		case "repeat":
+			fmt.Sscan(v, &repeat)
 		}
 	}
+	for i := 1; i < repeat; i++ { // all but the last; each must connect
+		if res := dialOnce(network, addr, payload); !strings.HasPrefix(res, "OK") {
+			return fmt.Sprintf("%s (attempt %d of %d)", res, i, repeat)
+		}
+	}
+	return dialOnce(network, addr, payload)
+}
+
+// dialOnce connects, writes payload and reports "OK local=..." or "ERR ...".
+func dialOnce(network, addr, payload string) string {
 	d := net.Dialer{Timeout: 700 * time.Millisecond}
 	c, err := d.Dial(network, addr)
 	if err != nil {
