@@ -1,17 +1,11 @@
 package main
 
 import (
-	"context"
-
 	"github.com/egressfw/egressfw/internal/daemon"
+	"github.com/egressfw/egressfw/internal/sdnotify"
 )
 
-type noopNotifier struct{}
-
-func (noopNotifier) Ready(string)                                {}
-func (noopNotifier) Reloading()                                  {}
-func (noopNotifier) Stopping()                                   {}
-func (noopNotifier) Status(string)                               {}
-func (noopNotifier) Watchdog(ctx context.Context, _ func() bool) {}
-
-func newNotifier() daemon.Notifier { return noopNotifier{} }
+// newNotifier talks sd_notify when systemd started us (NOTIFY_SOCKET set)
+// and does nothing otherwise, so `egressfw run` is also a plain foreground
+// daemon.
+func newNotifier() daemon.Notifier { return sdnotify.New() }
