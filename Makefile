@@ -44,3 +44,22 @@ demo: deps build
 
 clean:
 	rm -rf bin dist
+
+.PHONY: deb test-system
+
+# deb builds dist/egressfw_<version>_<arch>.deb with dpkg-deb (no debhelper;
+# see packaging/deb/README.md) and prints its path.
+deb:
+	GOFLAGS="$(GOFLAGS) -buildmode=pie" $(MAKE) build VERSION=$$(packaging/deb/build.sh --version)
+	packaging/deb/build.sh $(BIN) dist
+
+# test-system builds the .deb, installs it in a Debian 12 container booted
+# with systemd-nspawn (own network namespace) and checks the service end to
+# end. Root only; the debootstrapped rootfs is cached in /var/cache/egressfw-test.
+test-system:
+	@missing=$$(for p in debootstrap systemd-container lintian; do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	$(GO) test -count=1 -tags system -timeout 30m -v ./test/system/
