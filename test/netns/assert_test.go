@@ -1,0 +1,64 @@
+package netns
+
+import (
+	"strings"
+	"testing"
+)
+
+// want is the expected outcome of one curl: the HTTP status with a body
+// fragment, or (status 0) curl's exit code with a stderr fragment.
+type want struct {
+	status int
+	body   string
+	exit   int
+	stderr string
+}
+
+// Expected outcomes used across tests.
+var (
+	okPublic  = want{status: 200, body: "hello from public"}
+	deniedInt = want{status: 403, body: "is an internal address"}
+	// tlsDenied: egressfw's fatal access_denied alert as curl reports it.
+	tlsDenied = want{exit: 35, stderr: "access denied"}
+	// tlsNoSNI: the alert for a ClientHello without SNI (curl sends none
+	// for an IP address).
+	tlsNoSNI = want{exit: 35, stderr: "unrecognized name"}
+	// reset: the connection refused by a TCP reset.
+	reset = want{exit: 7, stderr: "couldn't connect"}
+)
+
+// check asserts that r is the outcome w.
+func check(t *testing.T, what string, r curlRes, w want) {
+	t.Helper()
+	switch {
+	case w.status != 0:
+		if r.status != w.status || !strings.Contains(r.body, w.body) {
+			t.Errorf("%s: got %v; want status %d with body containing %q", what, r, w.status, w.body)
+		}
+	default:
+		if r.exit != w.exit || !strings.Contains(strings.ToLower(r.stderr), w.stderr) {
+			t.Errorf("%s: got %v; want curl exit %d with %q", what, r, w.exit, w.stderr)
+		}
+	}
+}
+
+// resolve is curl's --resolve for host:port to ip (the tenant's own lookup).
+func resolve(host, port, ip string) []string {
+	if strings.Contains(ip, ":") {
+		ip = "[" + ip + "]"
+	}
+	return []string{"--resolve", host + ":" + port + ":" + ip}
+}
+
+func args(parts ...any) []string {
+	var out []string
+	for _, p := range parts {
+		switch v := p.(type) {
+		case string:
+			out = append(out, v)
+		case []string:
+			out = append(out, v...)
+		}
+	}
+	return out
+}

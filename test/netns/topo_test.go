@@ -1,0 +1,173 @@
+package netns
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// Addresses of the topology. "Public" ones are documentation ranges that
+// each config lists in policy.public_cidrs.
+const (
+	ipHostPub  = "198.51.100.1"  // host side of the public link
+	ipPublic   = "198.51.100.10" // the public web site
+	ip6HostPub = "2001:db8:1::1"
+	ip6Public  = "2001:db8:1::10"
+	ipHostInt  = "10.20.0.1"  // host side of the internal link
+	ipBITool   = "10.20.0.10" // unauthenticated internal BI tool
+	ipSvc      = "10.20.0.20" // the internal service one tenant may use
+	ipDNS      = "10.20.0.53" // split-horizon DNS: the host's resolver
+	ipMetadata = "169.254.169.254"
+	ip6HostInt = "fd00:20::1"
+	ip6BITool  = "fd00:20::10"
+	ip6LLBI    = "fe80::20" // the BI tool's link-local address
+)
+
+// zone is the split-horizon DNS the internal namespace serves.
+var zone = map[string]map[string][]string{
+	"www.example.com":      {"a": {ipPublic}, "aaaa": {ip6Public}},
+	"www6.example.com":     {"aaaa": {ip6Public}},
+	"bi-tool.example.com":  {"a": {ipBITool}, "aaaa": {ip6BITool}},
+	"svc.example.com":      {"a": {ipSvc}},
+	"metadata.example.com": {"a": {ipMetadata}},
+	"ula.example.com":      {"aaaa": {ip6BITool}},
+	"ll.example.com":       {"aaaa": {ip6LLBI}},
+	"mapped.example.com":   {"aaaa": {"::ffff:" + ipBITool}},
+	"nat64.example.com":    {"aaaa": {"64:ff9b::a14:a"}},
+}
+
+// rebind answers alternately public and internal, TTL 0.
+var rebind = map[string]map[string][]string{
+	"rebind.example.com": {"a": {ipPublic, ipBITool}},
+}
+
+var labels = map[string]string{
+	ipPublic: "public", ip6Public: "public", ipBITool: "bi-tool", ip6BITool: "bi-tool",
+	ipSvc: "svc", ipMetadata: "metadata",
+}
+
+var topoSeq atomic.Int32
+
+// topo is one test's world: three namespaces, their servers, the test CA
+// and the tenant cgroups. It is torn down by t.Cleanup.
+type topo struct {
+	t                    *testing.T
+	id                   string // prefix-pid-seq, unique per test
+	host, public, intern string // namespace names
+	dir                  string // world-readable temp dir: PKI, specs, configs
+	cgRoot, slice        string // cgroup2 mount; our slice relative to it
+	uid                  int    // the uid tenant's uid
+	pub, internal, dns   *server
+}
+
+// newTopo builds the topology and starts its servers.
+func newTopo(t *testing.T) *topo {
+	t.Helper()
+	needRoot(t)
+	n := topoSeq.Add(1)
+	tp := &topo{t: t, id: fmt.Sprintf("%s%d-%d", prefix, os.Getpid(), n), uid: 61000 + int(n)}
+	tp.host, tp.public, tp.intern = tp.id+"-host", tp.id+"-pub", tp.id+"-int"
+	// Not t.TempDir: its parent is private, and uid tenants read the CA.
+	tp.dir = filepath.Join(os.TempDir(), tp.id)
+	if err := os.Mkdir(tp.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tp.dir) })
+	if err := writePKI(tp.dir); err != nil {
+		t.Fatalf("generate test PKI: %v", err)
+	}
+	for _, ns := range []string{tp.host, tp.public, tp.intern} {
+		mustRun(t, "ip", "netns", "add", ns)
+		t.Cleanup(func() { deleteNetns(t, ns) })
+		tp.ip(ns, "link", "set", "lo", "up")
+	}
+	tp.link(tp.public, "vpub", []string{ipHostPub + "/24", ip6HostPub + "/64"},
+		[]string{ipPublic + "/24", ip6Public + "/64"})
+	tp.link(tp.intern, "vint", []string{ipHostInt + "/24", ip6HostInt + "/64"},
+		[]string{ipBITool + "/24", ipSvc + "/24", ipDNS + "/24", ipMetadata + "/32", ip6BITool + "/64", ip6LLBI + "/64"})
+	tp.ip(tp.host, "route", "add", "default", "via", ipPublic)
+	tp.ip(tp.host, "-6", "route", "add", "default", "via", ip6Public)
+	tp.ip(tp.host, "route", "add", ipMetadata+"/32", "dev", "vint")
+	tp.ip(tp.public, "route", "add", "default", "via", ipHostPub)
+	tp.ip(tp.public, "-6", "route", "add", "default", "via", ip6HostPub)
+	tp.ip(tp.intern, "route", "add", "default", "via", ipHostInt)
+	tp.ip(tp.intern, "-6", "route", "add", "default", "via", ip6HostInt)
+	tp.setupCgroups()
+	tp.pub = tp.startServer("public", tp.public, map[string]any{
+		"http": []string{":80"}, "https": []string{":443"}, "raw": []string{":8080"}})
+	tp.internal = tp.startServer("internal", tp.intern, map[string]any{
+		"http": []string{":80"}, "https": []string{":443"}, "raw": []string{":8080"}})
+	tp.dns = tp.startServer("dns", tp.intern, map[string]any{"dns": []string{ipDNS + ":53"}})
+	return tp
+}
+
+// link connects the host namespace to peer with a veth pair named dev on
+// the host side and "vhost" on the peer side, and adds the addresses.
+func (tp *topo) link(peer, dev string, hostAddrs, peerAddrs []string) {
+	tp.ip(tp.host, "link", "add", dev, "type", "veth", "peer", "name", "vhost", "netns", peer)
+	for _, a := range hostAddrs {
+		tp.ip(tp.host, "addr", "add", a, "dev", dev, "nodad")
+	}
+	for _, a := range peerAddrs {
+		tp.ip(peer, "addr", "add", a, "dev", "vhost", "nodad")
+	}
+	tp.ip(tp.host, "link", "set", dev, "up")
+	tp.ip(peer, "link", "set", "vhost", "up")
+}
+
+// ip runs the ip CLI in namespace ns.
+func (tp *topo) ip(ns string, args ...string) string {
+	tp.t.Helper()
+	return mustRun(tp.t, "ip", append([]string{"-n", ns}, args...)...)
+}
+
+// nsCmd is a command run in namespace ns with nsenter (which, unlike ip
+// netns exec, leaves /sys and the mounts alone).
+func nsCmd(ns string, argv ...string) *exec.Cmd {
+	return exec.Command("nsenter", append([]string{"--net=/run/netns/" + ns, "--"}, argv...)...)
+}
+
+// startServer runs testsrv serve in ns with the spec plus the topology's
+// certificate, labels and zone, and waits for it to listen.
+func (tp *topo) startServer(name, ns string, spec map[string]any) *server {
+	tp.t.Helper()
+	spec["cert"], spec["key"] = filepath.Join(tp.dir, "cert.pem"), filepath.Join(tp.dir, "key.pem")
+	spec["labels"], spec["zone"], spec["rotate"] = labels, zone, rebind
+	b, _ := json.Marshal(spec)
+	path := filepath.Join(tp.dir, "spec-"+name+".json")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		tp.t.Fatal(err)
+	}
+	s, err := startServer(name, nsCmd(ns, testsrvBin, "serve", "-spec", path))
+	if err != nil {
+		tp.t.Fatalf("start %s server: %v", name, err)
+	}
+	tp.t.Cleanup(s.stop)
+	return s
+}
+
+func deleteNetns(t *testing.T, ns string) {
+	if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil && len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("namespace %s still has processes at cleanup: %s", ns, strings.Fields(string(out)))
+		for _, p := range strings.Fields(string(out)) {
+			exec.Command("kill", "-9", p).Run()
+		}
+	}
+	if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+		t.Errorf("delete namespace %s: %v: %s", ns, err, out)
+	}
+}
+
+func mustRun(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
