@@ -3,8 +3,8 @@ package netns
 import (
 	"fmt"
 	"strings"
-	"time"
 	"testing"
+	"time"
 )
 
 // TestSplitHorizon: the host's resolver is the internal DNS, where

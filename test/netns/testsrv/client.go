@@ -155,7 +155,10 @@ func cmdBulk(args []string) error {
 		err error
 	}
 	got := make(chan result, 1)
-	go func() { n, ok, err := verify(bufio.NewReaderSize(tc, 256<<10), seedDown, *down); got <- result{n, ok, err} }()
+	go func() {
+		n, ok, err := verify(bufio.NewReaderSize(tc, 256<<10), seedDown, *down)
+		got <- result{n, ok, err}
+	}()
 	var r result
 	var werr error
 	haveR := false
