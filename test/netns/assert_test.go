@@ -62,3 +62,25 @@ func args(parts ...any) []string {
 	}
 	return out
 }
+
+// curlCase is one named curl request and its expected outcome.
+type curlCase struct {
+	name string
+	args []string
+	want want
+}
+
+// runCases runs every case as every tenant, each as a subtest named
+// "<tenant>/<case>".
+func runCases(t *testing.T, tp *topo, tenants []who, cases []curlCase) {
+	t.Helper()
+	for _, w := range tenants {
+		t.Run(w.label, func(t *testing.T) {
+			for _, c := range cases {
+				t.Run(c.name, func(t *testing.T) {
+					check(t, c.name, tp.curl(w, c.args...), c.want)
+				})
+			}
+		})
+	}
+}

@@ -45,11 +45,11 @@ func (tp *topo) setupCgroups() {
 
 // inCgroup is a client in leaf of the run's slice (tenant "a" is leaf "a").
 func (tp *topo) inCgroup(leaf string) who {
-	return who{label: "cgroup " + leaf, cgroup: filepath.Join(tp.cgRoot, tp.slice, leaf)}
+	return who{label: "cgroup_" + leaf, cgroup: filepath.Join(tp.cgRoot, tp.slice, leaf)}
 }
 
 // asUID is a client running as the uid tenant's uid.
-func (tp *topo) asUID() who { return who{label: fmt.Sprintf("uid %d", tp.uid), uid: tp.uid} }
+func (tp *topo) asUID() who { return who{label: fmt.Sprintf("uid_%d", tp.uid), uid: tp.uid} }
 
 // nonTenant is a client outside every tenant cgroup and uid.
 func nonTenant() who { return who{label: "non-tenant"} }

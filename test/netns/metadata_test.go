@@ -10,11 +10,7 @@ func TestMetadata(t *testing.T) {
 	tp := newTopo(t)
 	d := tp.startEgressfw(tp.config(cfgOpts{interceptPorts: "[80, 443]"}))
 	anyDenial := want{status: 403, body: "egressfw denied this request"}
-	cases := []struct {
-		name string
-		args []string
-		want want
-	}{
+	cases := []curlCase{
 		{"by IP", args("http://" + ipMetadata + "/latest/meta-data/"), deniedInt},
 		{"by IP over TLS", args("https://" + ipMetadata + "/"), tlsNoSNI},
 		{"by decimal IP", args("http://2852039166/latest/meta-data/"), deniedInt},
@@ -24,11 +20,7 @@ func TestMetadata(t *testing.T) {
 		{"name sent to a public IP", args(resolve("metadata.example.com", "80", ipPublic), "http://metadata.example.com/"), deniedInt},
 		{"IP as Host sent to a public IP", args("-H", "Host: "+ipMetadata, "http://"+ipPublic+"/"), anyDenial},
 	}
-	for _, tenant := range []who{tp.inCgroup("a"), tp.asUID()} {
-		for _, c := range cases {
-			check(t, tenant.label+": "+c.name, tp.curl(tenant, c.args...), c.want)
-		}
-	}
+	runCases(t, tp, []who{tp.inCgroup("a"), tp.asUID()}, cases)
 	if n := tp.internal.conns(""); n != 0 {
 		t.Errorf("internal namespace (metadata at %s) accepted %d connections, want 0", ipMetadata, n)
 	}

@@ -16,11 +16,7 @@ func TestSplitHorizon(t *testing.T) {
 	t.Parallel()
 	tp := newTopo(t)
 	d := tp.startEgressfw(tp.config(cfgOpts{interceptPorts: "[80, 443]"}))
-	cases := []struct {
-		name string
-		args []string
-		want want
-	}{
+	cases := []curlCase{
 		{"public name", args(resolve("www.example.com", "80", ipPublic), "http://www.example.com/"), okPublic},
 		{"public name over TLS", args(resolve("www.example.com", "443", ipPublic), "https://www.example.com/"), okPublic},
 		{"bi-tool by name", args(resolve("bi-tool.example.com", "80", ipBITool), "http://bi-tool.example.com/"), deniedInt},
@@ -32,13 +28,12 @@ func TestSplitHorizon(t *testing.T) {
 		{"public Host at the internal IP", args(resolve("www.example.com", "80", ipBITool), "http://www.example.com/"), okPublic},
 		{"public SNI at the internal IP", args(resolve("www.example.com", "443", ipBITool), "https://www.example.com/"), okPublic},
 		{"public Host header to the internal IP", args("-H", "Host: www.example.com", "http://"+ipBITool+"/"), okPublic},
+		// SO_BINDTODEVICE makes the kernel's re-route after the intercept
+		// mark keep the bound device: the packet must still not leave.
+		{"bi-tool by IP from a socket bound to the internal interface", args("--interface", "vint", "http://"+ipBITool+"/"), deniedInt},
 		{"non-intercepted port of bi-tool", args("http://" + ipBITool + ":8080/"), reset},
 	}
-	for _, tenant := range []who{tp.inCgroup("a"), tp.asUID()} {
-		for _, c := range cases {
-			check(t, tenant.label+": "+c.name, tp.curl(tenant, c.args...), c.want)
-		}
-	}
+	runCases(t, tp, []who{tp.inCgroup("a"), tp.asUID()}, cases)
 
 	// A scan of the private range, one HTTP request per address, Host = the IP.
 	var urls []string

@@ -118,6 +118,18 @@ func (tp *topo) link(peer, dev string, hostAddrs, peerAddrs []string) {
 	}
 	tp.ip(tp.host, "link", "set", dev, "up")
 	tp.ip(peer, "link", "set", "vhost", "up")
+	// Permanent neighbours: a first SYN lost to neighbour discovery would
+	// cost a test a one-second retransmission.
+	var links []struct {
+		Address string `json:"address"`
+	}
+	if err := json.Unmarshal([]byte(tp.ip(peer, "-j", "link", "show", "vhost")), &links); err != nil || len(links) != 1 {
+		tp.t.Fatalf("read MAC of the %s side: %v", peer, err)
+	}
+	for _, a := range peerAddrs {
+		ip, _, _ := strings.Cut(a, "/")
+		tp.ip(tp.host, "neigh", "replace", ip, "lladdr", links[0].Address, "dev", dev, "nud", "permanent")
+	}
 }
 
 // ip runs the ip CLI in namespace ns.

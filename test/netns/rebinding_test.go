@@ -1,0 +1,61 @@
+package netns
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestDNSRebinding: rebind.example.com answers alternately a public and an
+// internal address with TTL 0, and egressfw caches nothing (min_ttl 0s).
+// Over many requests, whatever address the tenant connects to, egressfw
+// dials only the public one or denies: the internal server sees nothing.
+func TestDNSRebinding(t *testing.T) {
+	t.Parallel()
+	tp := newTopo(t)
+	d := tp.startEgressfw(tp.config(cfgOpts{interceptPorts: "[80, 443]", minTTL: "0s"}))
+	const n = 40
+	runs := []struct {
+		name string
+		args []string
+	}{
+		{"tenant connects to the public answer", []string{"-resolve", "rebind.example.com=" + ipPublic}},
+		{"tenant connects to the internal answer", []string{"-resolve", "rebind.example.com=" + ipBITool}},
+		{"tenant resolves itself through the internal DNS", []string{"-dns", ipDNS + ":53"}},
+	}
+	var ok, denied int
+	for _, r := range runs {
+		res := tp.get(tp.inCgroup("a"), append(r.args, "-n", "40", "http://rebind.example.com/")...)
+		if len(res) != n {
+			t.Fatalf("%s: %d results, want %d", r.name, len(res), n)
+		}
+		for i, g := range res {
+			switch {
+			case g.Status == 200 && strings.Contains(g.Body, "hello from public"):
+				ok++
+			case g.Status == 403 && strings.Contains(g.Body, "is an internal address"):
+				denied++
+			default:
+				t.Errorf("%s: request %d: %+v, want 200 from the public site or 403", r.name, i, g)
+			}
+		}
+	}
+	if n := tp.internal.conns(""); n != 0 {
+		t.Errorf("internal servers accepted %d connections, want 0", n)
+	}
+	if got := tp.pub.requests(ipPublic); got != ok {
+		t.Errorf("public site served %d requests, clients saw %d successes", got, ok)
+	}
+	// The test is only meaningful if both kinds of answer reached egressfw.
+	if ok == 0 || denied == 0 {
+		t.Errorf("%d allowed and %d denied: the rebinding answers did not alternate", ok, denied)
+	}
+	internalAnswers := tp.dns.count(func(e srvEvent) bool {
+		return e.Name == "rebind.example.com." && len(e.Answer) == 1 && e.Answer[0] == ipBITool
+	})
+	if q := tp.dns.queries("rebind.example.com."); q < 3*n || internalAnswers < n {
+		t.Errorf("DNS saw %d queries (%d internal answers) for %d requests: egressfw did not re-resolve each time", q, internalAnswers, 3*n)
+	}
+	if t.Failed() {
+		t.Logf("egressfw log:\n%s", d.logText())
+	}
+}
