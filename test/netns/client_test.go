@@ -70,6 +70,7 @@ func (tp *topo) run(w who, timeout time.Duration, argv ...string) result {
 	defer cancel()
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
+	cmd.WaitDelay = 2 * time.Second // children (chromium's) may hold the pipes
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
 		tp.t.Fatalf("start %v: %v", argv, err)
@@ -152,6 +153,8 @@ type getRes struct {
 	ContentType string `json:"content_type"`
 	Err         string `json:"err"`
 	MS          int64  `json:"ms"`
+	Bytes       int64  `json:"bytes"`
+	PatternOK   bool   `json:"pattern_ok"`
 }
 
 // helper runs testsrv with args as w and decodes its JSON lines into out

@@ -31,6 +31,7 @@ func cmdGet(args []string) error {
 	dnsSrv := fs.String("dns", "", "resolve names with this DNS server (ip:port)")
 	timeout := fs.Duration("timeout", 5*time.Second, "per request")
 	n := fs.Int("n", 1, "requests")
+	expect := fs.Int64("expect-bytes", -1, "check the body is this many bytes of the download pattern instead of returning it")
 	var resolve multiFlag
 	fs.Var(&resolve, "resolve", "host=ip: connect to ip for host (like curl --resolve)")
 	if err := fs.Parse(args); err != nil {
@@ -73,7 +74,11 @@ func cmdGet(args []string) error {
 		t0 := time.Now()
 		res := map[string]any{}
 		resp, err := client.Get(fs.Arg(0))
-		if err == nil {
+		if err == nil && *expect >= 0 {
+			res["status"] = resp.StatusCode
+			res["bytes"], res["pattern_ok"], err = verify(resp.Body, seedDown, *expect)
+			resp.Body.Close()
+		} else if err == nil {
 			body, rerr := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 			resp.Body.Close()
 			res["status"], res["body"] = resp.StatusCode, string(body)
