@@ -111,4 +111,3 @@ func (tp *topo) nft(args ...string) string {
 	}
 	return string(out)
 }
-

@@ -137,8 +137,9 @@ func (d *daemon) start() {
 		d.t.Fatalf("start egressfw: %v", err)
 	}
 	d.done = make(chan struct{})
+	i := d.since()
 	go d.read(out, d.done)
-	if _, ok := d.waitLog(func(l logLine) bool { return l.str("msg") == "egressfw started" }, 10*time.Second); !ok {
+	if _, ok := d.waitLogFrom(i, func(l logLine) bool { return l.str("msg") == "egressfw started" }, 10*time.Second); !ok {
 		d.t.Fatalf("egressfw did not start: stderr %s\nlog:\n%s", d.stderr.String(), d.logText())
 	}
 }
