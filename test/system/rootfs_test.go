@@ -59,6 +59,13 @@ func cachedRootfs(t *testing.T) string {
 	if err := buildRootfs(t, mirror, tarball); err != nil {
 		t.Fatalf("building the rootfs: %v", err)
 	}
+	// Older recipes' tarballs are dead weight now.
+	old, _ := filepath.Glob(filepath.Join(cacheDir, "rootfs-*.tar"))
+	for _, f := range old {
+		if f != tarball {
+			os.Remove(f)
+		}
+	}
 	return tarball
 }
 
