@@ -56,10 +56,49 @@
 //
 // # Atomicity
 //
-// Apply replaces the whole table in one netlink batch: add table (a no-op if
-// present), delete it, add it with every set, chain, element and rule. The
-// kernel commits the batch as one transaction, so there is never a moment
-// with no or half a ruleset.
+// Apply changes the table in one netlink batch, which the kernel commits as
+// one transaction, and it keeps the table, its base chains and every chain
+// and set both rulesets have: the batch flushes all rules and re-adds them,
+// flushes the kept sets and maps and refills them, and adds or deletes only
+// the objects that appear, disappear or change definition. Replacing the
+// table as a whole (delete table + add table in one batch) is atomic for
+// netlink but not for packets, on this kernel (6.18) as on earlier ones:
+//
+//   - the new table's base chains are hooked when the batch is prepared and
+//     the old ones unhooked only late in the commit, after the generation
+//     switch, so a packet meets two chains on one hook, each evaluated in
+//     the generation current when it starts (the old chain keeps its rules
+//     in the new generation). Hooked in the order new, old, a packet can
+//     see the new chain still empty and then the old chain, whose maps are
+//     deleted: their elements are inactive in the new generation, so the
+//     lookups miss. In the traffic test an intercepted SYN went out
+//     unmarked (timeout) or a tproxy port lookup missed and the fail-closed
+//     reset in prerouting fired, about one run in three;
+//   - set lookups use the generation current at the lookup, not the one the
+//     chain started in, so a deleted map misses even for a packet that
+//     entered the old chain before the switch.
+//
+// With the objects kept there is one base chain per hook, a chain
+// evaluation runs one generation's rules, and a flushed and refilled key
+// is found, old or new element, at every moment. What a packet can see
+// during a replacement is therefore: in each hook, the old or the new
+// rules, each lookup answered from the old or the new elements. Traffic
+// both rulesets treat alike (the same key to the same tenant, slot and
+// port) is never disturbed; TestAtomicReplace checks that with packets. A
+// packet whose treatment changes may meet a mix of old rules and new
+// elements for a moment, e.g. jump, by a new map entry, to a tenant's chain
+// and run its old rules. The chains of new tenants are added, with their
+// rules, in a small batch of their own just before (nothing refers to them
+// yet), so such a jump never finds a chain that is empty in the old
+// generation, which would let the packet fall through unmarked.
+//
+// A table this code cannot update in place (left by another version or
+// edited by hand in a way the batch trips over) is rebuilt whole, with the
+// transient effects above. A verdict map of ours with a foreign key type
+// of the same length is kept, as google/nftables cannot read that type.
+// After an in-place update the table's contents equal Render's, but a set
+// or chain added by it is listed after the existing ones; a table built
+// from scratch lists them in Render's order.
 //
 // # Extension points
 //

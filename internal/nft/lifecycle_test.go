@@ -2,6 +2,7 @@ package nft
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,18 +85,33 @@ func TestForeignTablesUntouched(t *testing.T) {
 	}
 }
 
-// TestAtomicReplace re-applies the table 200 times while a tenant keeps
-// opening connections: every one must be intercepted. A moment with no
-// table or half a table would let a SYN escape to the black-holed
-// destination (timeout) or hit a reject. Packets, not netlink dumps, are the
-// judge: a dump is not consistent across a commit, the packet path is.
+// replaceSpecs are two rulesets Apply alternates between: the second
+// changes the other tenants, adds a tenant (a new chain and map entries)
+// and a cgroup level (a new map and rule), while tenant "webhooks" (uid
+// 4242, slot 2, port 15002) and the intercept ports stay as they are.
+func replaceSpecs() (a, b Spec, aIDs, bIDs CgroupIDs) {
+	a, b = sampleSpec(), sampleSpec()
+	b.Tenants[0].AllowDirect = b.Tenants[0].AllowDirect[:1]
+	b.Tenants[1].Report = false
+	b.Tenants = append(b.Tenants, Tenant{Name: "new", Slot: 3, ListenerPort: 15003, UIDs: []uint32{4343},
+		Cgroups: []string{"new.slice/new-app.slice/x.service"}})
+	bIDs = CgroupIDs{"new.slice/new-app.slice/x.service": 1<<40 + 11}
+	maps.Copy(bIDs, sampleIDs)
+	return a, b, sampleIDs, bIDs
+}
+
+// TestAtomicReplace re-applies the table 200 times while a tenant that both
+// rulesets treat alike keeps opening connections: every one must be
+// intercepted. Two base chains on one hook during the commit (delete table +
+// add table) would let a SYN through unmarked (timeout) or reset it, a map
+// deleted under a running chain would reset it (see the package doc,
+// Atomicity). Packets, not netlink dumps, are the judge: a dump is not
+// consistent across a commit, the packet path is.
 func TestAtomicReplace(t *testing.T) {
 	ns := newNetns(t, true)
 	m := ns.manager(t)
-	a, b := sampleSpec(), sampleSpec()
-	b.Tenants[0].AllowDirect = b.Tenants[0].AllowDirect[:1]
-	b.Tenants[1].Report = false
-	if err := m.Apply(a, sampleIDs); err != nil {
+	a, b, aIDs, bIDs := replaceSpecs()
+	if err := m.Apply(a, aIDs); err != nil {
 		t.Fatal(err)
 	}
 	listeners := transparentListen(t, ns, 15002)
@@ -111,11 +127,11 @@ func TestAtomicReplace(t *testing.T) {
 	}()
 	applies := 0
 	for ; applies < 200; applies++ {
-		spec := a
+		spec, ids := a, aIDs
 		if applies%2 == 0 {
-			spec = b
+			spec, ids = b, bIDs
 		}
-		if err := m.Apply(spec, sampleIDs); err != nil {
+		if err := m.Apply(spec, ids); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -103,9 +103,11 @@ func (m *Manager) Close() error {
 }
 
 // Apply installs spec with the given cgroup ids, replacing the previous
-// table atomically: the table is deleted (if present) and rebuilt in one
-// netlink batch, so packets see either the old or the new ruleset. The
-// policy routing is made to match spec before the table is replaced.
+// contents of the table in one netlink batch (one kernel transaction) that
+// keeps the table, its base chains and every chain and set that stays, so a
+// replacement never interrupts traffic that both rulesets handle alike (see
+// the package doc, Atomicity). The policy routing is made to match spec
+// before the table is replaced.
 func (m *Manager) Apply(spec Spec, ids CgroupIDs) error {
 	if err := spec.Validate(); err != nil {
 		return fmt.Errorf("apply ruleset: %w", err)
@@ -129,15 +131,51 @@ func (m *Manager) applyLocked(spec *Spec, ids CgroupIDs) error {
 	if m.spec != nil && m.spec.Table != spec.Table {
 		m.deleteTable(m.spec.Table)
 	}
-	rs := buildRuleset(spec, ids)
-	if err := rs.program(m.conn, spec.Table); err != nil {
+	if err := m.replace(buildRuleset(spec, ids), spec.Table); err != nil {
 		return fmt.Errorf("apply ruleset: %w", err)
-	}
-	if err := m.conn.Flush(); err != nil {
-		return fmt.Errorf("apply ruleset: replace table inet %s: %w", spec.Table, err)
 	}
 	m.spec = spec
 	m.ids = knownIDs(spec, ids)
+	return nil
+}
+
+// replace turns the installed table into rs in one batch, after a batch
+// that adds the chains of new tenants (see precreate).
+func (m *Manager) replace(rs *ruleset, table string) error {
+	in, err := readInstalled(m.conn, table)
+	if err != nil {
+		return err
+	}
+	queued, err := rs.precreate(m.conn, table, in)
+	if err != nil {
+		return err
+	}
+	if queued {
+		if err := m.conn.Flush(); err != nil {
+			return fmt.Errorf("add new chains to table inet %s: %w", table, err)
+		}
+	}
+	if err := rs.program(m.conn, table, in); err != nil {
+		return err
+	}
+	err = m.conn.Flush()
+	if err == nil || !in.exists {
+		if err != nil {
+			return fmt.Errorf("replace table inet %s: %w", table, err)
+		}
+		return nil
+	}
+	// The installed table cannot be updated in place (another version made
+	// it, or it was changed behind our back): rebuild it in one batch. The
+	// transaction is still atomic, but packets in flight during the commit
+	// may be reset or pass unmarked (see the package doc, Atomicity).
+	m.deleteTable(table)
+	if err2 := rs.program(m.conn, table, &installed{}); err2 != nil {
+		return fmt.Errorf("replace table inet %s: %w (rebuild: %w)", table, err, err2)
+	}
+	if err2 := m.conn.Flush(); err2 != nil {
+		return fmt.Errorf("replace table inet %s: %w (rebuild: %w)", table, err, err2)
+	}
 	return nil
 }
 
@@ -286,38 +324,4 @@ func (m *Manager) deleteTable(name string) {
 	t := &nftables.Table{Name: name, Family: nftables.TableFamilyINet}
 	m.conn.AddTable(t)
 	m.conn.DelTable(t)
-}
-
-// program queues the whole table replacement into one batch.
-func (rs *ruleset) program(c *nftables.Conn, table string) error {
-	t := &nftables.Table{Name: table, Family: nftables.TableFamilyINet}
-	c.AddTable(t)
-	c.DelTable(t)
-	c.AddTable(t)
-	var errs []error
-	for _, s := range rs.sets {
-		s.set.Table = t
-		errs = append(errs, c.AddSet(s.set, nil))
-	}
-	for _, ch := range rs.chains {
-		ch.chain.Table = t
-		c.AddChain(ch.chain)
-	}
-	for _, s := range rs.sets { // vmap elements need their chains
-		errs = append(errs, eachChunk(s.elems, func(e []nftables.SetElement) error { return c.SetAddElements(s.set, e) }))
-	}
-	for _, ch := range rs.chains {
-		for _, r := range ch.rules {
-			if r.anon != nil {
-				r.anon.set.Table = t
-				errs = append(errs, c.AddSet(r.anon.set, r.anon.elems))
-				r.anonLookup.SetName, r.anonLookup.SetID = r.anon.set.Name, r.anon.set.ID
-			}
-			c.AddRule(&nftables.Rule{Table: t, Chain: ch.chain, Exprs: r.exprs, UserData: r.userData()})
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("queue table inet %s: %w", table, err)
-	}
-	return nil
 }

@@ -11,6 +11,8 @@ import (
 // with the configured path as element comment (the nft CLI prints a key as a
 // path instead when it finds that cgroup under /sys/fs/cgroup). The tproxy
 // statements show their port map, which nft 1.0.6 omits when listing.
+// After an Apply that updated an existing table, sets and chains it added
+// are listed after the older ones (see the package doc, Atomicity).
 func Render(spec Spec, ids CgroupIDs) (string, error) {
 	if err := spec.Validate(); err != nil {
 		return "", fmt.Errorf("render ruleset: %w", err)
