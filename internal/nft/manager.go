@@ -106,7 +106,8 @@ func (m *Manager) Close() error {
 // contents of the table in one netlink batch (one kernel transaction) that
 // keeps the table, its base chains and every chain and set that stays, so a
 // replacement never interrupts traffic that both rulesets handle alike (see
-// the package doc, Atomicity). The policy routing is made to match spec
+// the package doc, Atomicity). The chains of new tenants are added in a
+// batch just before, unreferenced until the replacement. The policy routing is made to match spec
 // before the table is replaced.
 func (m *Manager) Apply(spec Spec, ids CgroupIDs) error {
 	if err := spec.Validate(); err != nil {
