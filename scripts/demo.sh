@@ -31,7 +31,6 @@ cleanup() {
 	rm -rf "$DIR"
 }
 trap cleanup EXIT
-in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" -- "$@"; }
 
 echo "== building the demo servers (test/netns/testsrv)"
 (cd "$ROOT" && CGO_ENABLED=0 "$GO" build -o "$DIR/testsrv" ./test/netns/testsrv)
@@ -64,7 +63,9 @@ cat > "$DIR/int.json" <<JSON
           "metadata.example.com": {"a": ["169.254.169.254"]}}}
 JSON
 start_server() {
-	in_ns "$1" "$DIR/testsrv" serve -spec "$2" > "$DIR/$1.events" 2>&1 &
+	# nsenter execs the program, so $! is the server itself (a shell
+	# function in the background would be a subshell that kill misses).
+	nsenter --net="/run/netns/$1" -- "$DIR/testsrv" serve -spec "$2" > "$DIR/$1.events" 2>&1 &
 	PIDS+=($!)
 	for _ in $(seq 50); do grep -q '"ready"' "$DIR/$1.events" && return; sleep 0.1; done
 	echo "server in $1 did not start:"; cat "$DIR/$1.events"; exit 1
@@ -88,7 +89,7 @@ cgroups = ["$SLICE/webhooks"]
   ports = [53]
 TOML
 echo "== starting: egressfw run --config $DIR/egressfw.toml (tenant \"webhooks\" = cgroup $SLICE/webhooks)"
-in_ns "$HOST" "$BIN" run --config "$DIR/egressfw.toml" > "$DIR/egressfw.log" 2>&1 &
+nsenter --net="/run/netns/$HOST" -- "$BIN" run --config "$DIR/egressfw.toml" > "$DIR/egressfw.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 50); do grep -q 'egressfw started' "$DIR/egressfw.log" && break; sleep 0.1; done
 grep -q 'egressfw started' "$DIR/egressfw.log" || { echo "egressfw did not start:"; cat "$DIR/egressfw.log"; exit 1; }
