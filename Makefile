@@ -9,7 +9,7 @@ BIN      := bin/egressfw
 # Debian packages the tests and the demo use; installed only when missing.
 DEPS     := nftables iproute2 curl openssl ca-certificates python3 procps psmisc chromium
 
-.PHONY: all build deps lint test test-unit test-race fuzz-seeds demo clean
+.PHONY: all build deps lint test test-unit test-race fuzz-seeds demo clean bench
 
 all: build
 
@@ -37,10 +37,15 @@ test-unit:
 test-race:
 	$(GO) test -count=1 -race -timeout 20m ./internal/sni/... ./internal/resolver/... ./internal/tproxy/... ./internal/policy/... ./internal/daemon/...
 
-test: lint build test-unit test-race
+test: lint build test-unit test-race test-system
 
 demo: deps build
 	./scripts/demo.sh $(BIN)
+
+# bench runs the benchmark harness (not part of test): egressfw vs direct, HAProxy and
+# nginx on one netns topology; writes bench/BENCHMARKS.md. QUICK=1 for a ~2-minute smoke.
+bench: build
+	QUICK=$(QUICK) ./bench/run.sh
 
 clean:
 	rm -rf bin dist
