@@ -37,7 +37,7 @@ test-unit:
 test-race:
 	$(GO) test -count=1 -race -timeout 20m ./internal/sni/... ./internal/resolver/... ./internal/tproxy/... ./internal/policy/... ./internal/daemon/...
 
-test: lint build test-unit test-race
+test: lint build test-unit test-race test-system
 
 demo: deps build
 	./scripts/demo.sh $(BIN)

@@ -81,6 +81,11 @@ type Firewall struct {
 	RouteTable      uint32 `toml:"route_table"`
 	RulePriority    uint32 `toml:"rule_priority"`
 	KeepRulesOnStop bool   `toml:"keep_rules_on_stop"`
+	// GuardCgroups are cgroup subtrees that hold tenants only: a socket
+	// under one of them that matches no tenant cgroup is denied all new
+	// egress, in the kernel. A tenant cgroup re-created while egressfw is
+	// down (new id, unknown to the rules) therefore stays blocked.
+	GuardCgroups []string `toml:"guard_cgroups"`
 }
 
 // Limits caps concurrency so one tenant cannot starve the others.
@@ -172,6 +177,7 @@ func Default() Config {
 		Firewall: Firewall{
 			Table: "egressfw", MarkMask: 0x3000, InterceptMark: 0x2000, BypassMark: 0x1000,
 			CtMarkMask: 0x0fff, RouteTable: 1515, RulePriority: 1515, KeepRulesOnStop: true,
+			GuardCgroups: []string{"egressfw.slice"},
 		},
 		Limits: Limits{MaxConnections: 8192, MaxConnectionsPerTenant: 4096, MaxPeeking: 1024},
 		Log:    Log{Level: "info", DenialBurst: 10, DenialWindow: D(10 * time.Second)},

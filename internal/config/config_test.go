@@ -85,6 +85,8 @@ func TestParseErrors(t *testing.T) {
 		{"marks outside mask", "[firewall]\nintercept_mark = 0x4000\n" + base, []string{"firewall.intercept_mark", "inside mark_mask"}},
 		{"marks equal", "[firewall]\nbypass_mark = 0x2000\n" + base, []string{"must differ"}},
 		{"ctmark mask not low bits", "[firewall]\nctmark_mask = 0xff00\n" + base, []string{"firewall.ctmark_mask", "contiguous low bits"}},
+		{"bad guard cgroup", "[firewall]\nguard_cgroups = [\"/egressfw.slice\"]\n" + base, []string{"firewall.guard_cgroups[0]"}},
+		{"tenant is a guard", "[firewall]\nguard_cgroups = [\"egressfw.slice/egressfw-web.slice\"]\n" + base, []string{"is a guard cgroup"}},
 		{"route table reserved", "[firewall]\nroute_table = 254\n" + base, []string{"firewall.route_table: 254 is reserved"}},
 		{"bad table name", "[firewall]\ntable = \"Egress FW\"\n" + base, []string{"firewall.table"}},
 		{"limits", "[limits]\nmax_connections_per_tenant = 99999\n" + base, []string{"limits.max_connections_per_tenant"}},

@@ -41,6 +41,11 @@ func (c *Config) validateTenants(v *validator) {
 				v.add(key+".cgroups", "%q must be a clean path relative to the cgroup2 root, like \"egressfw.slice/x.slice\"", cg)
 				continue
 			}
+			for _, g := range c.Firewall.GuardCgroups {
+				if cg == g {
+					v.add(key+".cgroups", "%q is a guard cgroup (firewall.guard_cgroups); a tenant must be a cgroup below it", cg)
+				}
+			}
 			for _, o := range cgroups {
 				if o.path == cg || strings.HasPrefix(cg, o.path+"/") || strings.HasPrefix(o.path, cg+"/") {
 					v.add(key+".cgroups", "%q overlaps %q of tenant %q", cg, o.path, o.tenant)

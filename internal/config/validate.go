@@ -160,6 +160,11 @@ func (c *Config) validateFirewall(v *validator) {
 	if f.RouteTable == 0 || f.RouteTable >= 253 && f.RouteTable <= 255 {
 		v.add("firewall.route_table", "%d is reserved; pick another table id", f.RouteTable)
 	}
+	for i, g := range f.GuardCgroups {
+		if !CgroupPathOK(g) {
+			v.add(fmt.Sprintf("firewall.guard_cgroups[%d]", i), "%q must be a clean path relative to the cgroup2 root, like \"egressfw.slice\"", g)
+		}
+	}
 	if f.RulePriority == 0 || f.RulePriority >= 32766 {
 		v.add("firewall.rule_priority", "%d must be 1-32765 (before the main table)", f.RulePriority)
 	}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync/atomic"
 
@@ -161,7 +162,9 @@ func (d *Daemon) reload(ctx context.Context) {
 // firewallUnchanged refuses reloads that change the kernel plumbing itself:
 // moving marks or tables under live connections cannot be done atomically.
 func firewallUnchanged(old, cfg *config.Config) error {
-	if old.Firewall != cfg.Firewall {
+	a, b := old.Firewall, cfg.Firewall
+	a.GuardCgroups, b.GuardCgroups = nil, nil // rule content: reloadable
+	if !reflect.DeepEqual(a, b) {
 		return errors.New("[firewall] settings changed: restart egressfw to apply them")
 	}
 	return nil

@@ -44,7 +44,8 @@ func baseSpec(cfg *config.Config) nft.Spec {
 	fw := cfg.Firewall
 	return nft.Spec{Table: fw.Table, InterceptPorts: cfg.Listener.InterceptPorts,
 		MarkMask: fw.MarkMask, InterceptMark: fw.InterceptMark, BypassMark: fw.BypassMark,
-		CtMarkMask: fw.CtMarkMask, RouteTable: int(fw.RouteTable), RulePriority: int(fw.RulePriority)}
+		CtMarkMask: fw.CtMarkMask, RouteTable: int(fw.RouteTable), RulePriority: int(fw.RulePriority),
+		Guards: fw.GuardCgroups}
 }
 
 // nftSpec converts the config and a snapshot's slot assignment.
@@ -66,8 +67,13 @@ func nftSpec(cfg *config.Config, snap *snapshot) nft.Spec {
 	return spec
 }
 
+// cgroupPaths lists the cgroups the kernel maps key on: every tenant's and
+// every guard's. All are watched, so a re-created one gets its new id.
 func cgroupPaths(cfg *config.Config) []string {
 	var out []string
+	for _, g := range cfg.Firewall.GuardCgroups {
+		out = append(out, cgroup.Clean(g))
+	}
 	for _, t := range cfg.Tenants {
 		for _, c := range t.Cgroups {
 			out = append(out, cgroup.Clean(c))

@@ -39,7 +39,11 @@ func watchHostAddrs(ctx context.Context, set func([]netip.Addr), onErr func(erro
 	updates := make(chan netlink.AddrUpdate, 64)
 	done := make(chan struct{})
 	if err := netlink.AddrSubscribeWithOptions(updates, done, netlink.AddrSubscribeOptions{
-		ErrorCallback: onErr,
+		ErrorCallback: func(err error) {
+			if ctx.Err() == nil { // closing the subscription at shutdown is not an error
+				onErr(err)
+			}
+		},
 	}); err != nil {
 		return fmt.Errorf("subscribe to address updates: %w", err)
 	}

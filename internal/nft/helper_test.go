@@ -34,7 +34,7 @@ func helperMain(spec string) string {
 	if len(f) < 2 {
 		return "ERR bad helper spec " + spec
 	}
-	network, addr, payload, repeat := f[0], f[1], "x", 1
+	network, addr, payload, repeat, bindDev := f[0], f[1], "x", 1, ""
 	runtime.LockOSThread() // the socket must be created on the thread with the fsuid
 	for _, opt := range f[2:] {
 		k, v, _ := strings.Cut(opt, "=")
@@ -47,19 +47,31 @@ func helperMain(spec string) string {
 			payload = v
 		case "repeat":
 			fmt.Sscan(v, &repeat)
+		case "bind":
+			bindDev = v
 		}
 	}
 	for i := 1; i < repeat; i++ { // all but the last; each must connect
-		if res := dialOnce(network, addr, payload); !strings.HasPrefix(res, "OK") {
+		if res := dialOnce(network, addr, payload, bindDev); !strings.HasPrefix(res, "OK") {
 			return fmt.Sprintf("%s (attempt %d of %d)", res, i, repeat)
 		}
 	}
-	return dialOnce(network, addr, payload)
+	return dialOnce(network, addr, payload, bindDev)
 }
 
 // dialOnce connects, writes payload and reports "OK local=..." or "ERR ...".
-func dialOnce(network, addr, payload string) string {
+func dialOnce(network, addr, payload, bindDev string) string {
 	d := net.Dialer{Timeout: 700 * time.Millisecond}
+	if bindDev != "" { // as curl --interface does: route by device, not by table
+		d.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) { serr = unix.BindToDevice(int(fd), bindDev) })
+			if err != nil {
+				return err
+			}
+			return serr
+		}
+	}
 	c, err := d.Dial(network, addr)
 	if err != nil {
 		return "ERR " + err.Error()
@@ -79,8 +91,9 @@ func dialOnce(network, addr, payload string) string {
 
 // client describes one helper run.
 type client struct {
-	cgroup string // absolute cgroup dir to start in, or ""
-	fsuid  int    // socket owner uid, or 0
+	cgroup  string // absolute cgroup dir to start in, or ""
+	fsuid   int    // socket owner uid, or 0
+	bindDev string // SO_BINDTODEVICE, or ""
 }
 
 // runClient runs the helper inside ns (and the client's cgroup, placed there
@@ -90,6 +103,9 @@ func runClient(t *testing.T, ns *testNetns, c client, network, addr, payload str
 	spec := fmt.Sprintf("%s %s payload=%s", network, addr, payload)
 	if c.fsuid != 0 {
 		spec += fmt.Sprintf(" fsuid=%d", c.fsuid)
+	}
+	if c.bindDev != "" {
+		spec += " bind=" + c.bindDev
 	}
 	cmd := exec.Command("nsenter", "--net=/run/netns/"+ns.name, os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+spec)

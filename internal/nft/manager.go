@@ -183,12 +183,9 @@ func (m *Manager) replace(rs *ruleset, table string) error {
 // knownIDs keeps the ids of configured paths only, keyed by cleaned path.
 func knownIDs(spec *Spec, ids CgroupIDs) CgroupIDs {
 	out := CgroupIDs{}
-	for _, t := range spec.Tenants {
-		for _, c := range t.Cgroups {
-			c = cleanCgroup(c)
-			if id, ok := ids[c]; ok {
-				out[c] = id
-			}
+	for _, c := range spec.cgroupPaths() {
+		if id, ok := ids[c]; ok {
+			out[c] = id
 		}
 	}
 	return out

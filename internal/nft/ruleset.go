@@ -24,6 +24,7 @@ const (
 	chainPrerouting = "prerouting"
 	chainInput      = "input"
 	chainDeny       = "deny"
+	chainEscape     = "postrouting"
 )
 
 func cgroupMapName(level int) string     { return fmt.Sprintf("cgroup_l%d", level) }
@@ -137,6 +138,21 @@ func cgroupElems(spec *Spec, ids CgroupIDs) map[int][]element {
 			out[l] = append(out[l], element{id, e, fmt.Sprintf("%d comment \"%s\" : jump %s", id, c, tenantChainName(t.Slot))})
 		}
 	}
+	// A tenant cgroup below a guard matches at its own, deeper level first
+	// (levels are looked up deepest first); anything else below the guard
+	// is denied.
+	for _, g := range spec.Guards {
+		g = cleanCgroup(g)
+		id, ok := ids[g]
+		if !ok || seen[id] {
+			continue
+		}
+		seen[id] = true
+		l := cgroupLevel(g)
+		e := nftables.SetElement{Key: binaryutil.NativeEndian.PutUint64(id),
+			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: chainDeny}, Comment: g}
+		out[l] = append(out[l], element{id, e, fmt.Sprintf("%d comment \"%s\" : goto %s", id, g, chainDeny)})
+	}
 	return out
 }
 
@@ -175,7 +191,8 @@ func buildRuleset(spec *Spec, ids CgroupIDs) *ruleset {
 			KeyType: nftables.TypeUID, KeyByteOrder: binaryutil.NativeEndian, DataType: nftables.TypeVerdict}, uids))
 	}
 
-	rs.chains = append(rs.chains, outputChain(spec, table), preroutingChain(spec, table), inputChain(table), denyChain(table))
+	rs.chains = append(rs.chains, outputChain(spec, table), escapeChain(spec, table), preroutingChain(spec, table),
+		inputChain(table), denyChain(table))
 	for _, t := range tenants {
 		rs.chains = append(rs.chains, tenantChain(spec, table, &t))
 	}
@@ -287,6 +304,33 @@ func inputChain(table *nftables.Table) *chainDef {
 		dport().add("ct status dnat", ctStatusDNAT()...).add("accept", accept),
 		dport().add("reject with tcp reset", rejectTCPReset()))
 	return c
+}
+
+// escapeChain catches intercepted packets that the policy route did not
+// loop to lo. A socket bound to a device (SO_BINDTODEVICE, or a link-local
+// address with a scope id) is routed by its device, so the re-route after
+// the output chain never consults the fwmark table and the SYN would leave
+// directly. Only postrouting sees the device a packet really leaves by (the
+// output hook keeps the device of the first route), and the kernel allows
+// no reject there, so such packets are dropped: the tenant fails closed.
+func escapeChain(spec *Spec, table *nftables.Table) *chainDef {
+	c := baseChain(table, chainEscape, nftables.ChainTypeFilter, nftables.ChainHookPostrouting,
+		nftables.ChainPriorityFilter, "type filter hook postrouting priority filter;")
+	r := &ruleDef{}
+	r.add(fmt.Sprintf("meta mark & 0x%08x == 0x%08x", spec.MarkMask, spec.InterceptMark),
+		maskedCmp(metaMark(), spec.MarkMask, spec.InterceptMark, expr.CmpOpEq)...)
+	r.add(`oifname != "lo"`, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: ifname("lo")})
+	r.add("drop", &expr.Verdict{Kind: expr.VerdictDrop})
+	c.rules = append(c.rules, r)
+	return c
+}
+
+// ifname is an interface name as the kernel compares it: 16 bytes, NUL padded.
+func ifname(n string) []byte {
+	b := make([]byte, 16)
+	copy(b, n)
+	return b
 }
 
 // tenantChain is entered for a tenant's packets that are neither replies

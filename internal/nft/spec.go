@@ -39,6 +39,13 @@ type Spec struct {
 	RulePriority int // priority of the fwmark ip rules
 
 	Tenants []Tenant
+
+	// Guards are cgroup subtrees (relative to the cgroup2 root) that hold
+	// tenants only. A socket below a guard that matches no tenant cgroup is
+	// denied all new egress. Because the kernel matches cgroups by id, a
+	// tenant cgroup re-created while no one updates the maps (egressfw
+	// down) has an id the rules do not know; the guard keeps it blocked.
+	Guards []string
 }
 
 // Tenant is one matched population of local processes.
@@ -128,7 +135,7 @@ func (s *Spec) Validate() error {
 			uids[u] = t.Name
 		}
 	}
-	return nil
+	return s.validateGuards(cgroups)
 }
 
 func (s *Spec) validateGlobal() error {
@@ -212,16 +219,45 @@ func safeName(s string) bool {
 // socket in a nested cgroup matches the most specific tenant.
 func (s *Spec) levels() []int {
 	var out []int
-	for _, t := range s.Tenants {
-		for _, c := range t.Cgroups {
-			if l := cgroupLevel(cleanCgroup(c)); !slices.Contains(out, l) {
-				out = append(out, l)
-			}
+	for _, c := range s.cgroupPaths() {
+		if l := cgroupLevel(c); !slices.Contains(out, l) {
+			out = append(out, l)
 		}
 	}
 	slices.Sort(out)
 	slices.Reverse(out)
 	return out
+}
+
+// cgroupPaths lists every cgroup the maps key on, tenants' and guards',
+// cleaned.
+func (s *Spec) cgroupPaths() []string {
+	var out []string
+	for _, t := range s.Tenants {
+		for _, c := range t.Cgroups {
+			out = append(out, cleanCgroup(c))
+		}
+	}
+	for _, g := range s.Guards {
+		out = append(out, cleanCgroup(g))
+	}
+	return out
+}
+
+// validateGuards checks guard paths; a guard may contain tenants but must
+// not be one.
+func (s *Spec) validateGuards(tenantCgroups map[string]string) error {
+	for _, g := range s.Guards {
+		cl := cleanCgroup(g)
+		if cl == "" || slices.Contains(strings.Split(g, "/"), "..") ||
+			strings.ContainsFunc(g, func(r rune) bool { return r < ' ' || r == '"' || r == 0x7f }) {
+			return fmt.Errorf("guard cgroup %q: want a path below the cgroup2 root, without \"..\", quotes or control characters", g)
+		}
+		if t, ok := tenantCgroups[cl]; ok {
+			return fmt.Errorf("guard cgroup %q is also a cgroup of tenant %q", g, t)
+		}
+	}
+	return nil
 }
 
 // hasUIDs reports whether any tenant is matched by uid.

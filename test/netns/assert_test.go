@@ -25,6 +25,10 @@ var (
 	tlsNoSNI = want{exit: 35, stderr: "unrecognized name"}
 	// reset: the connection refused by a TCP reset.
 	reset = want{exit: 7, stderr: "couldn't connect"}
+	// dropped: an intercepted SYN that escaped the loop to lo (a socket
+	// bound to a device) is dropped in postrouting, where the kernel allows
+	// no reject: the client times out, nothing is reached.
+	dropped = want{exit: 28, stderr: "timeout was reached"}
 )
 
 // check asserts that r is the outcome w.

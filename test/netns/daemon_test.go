@@ -21,6 +21,10 @@ type cfgOpts struct {
 	shutdownGrace  string
 	minTTL         string
 	tenants        string // [[tenant]] tables; default tp.defaultTenants()
+	// noGuard leaves the test slice unguarded, for a test that keeps a
+	// non-tenant cgroup inside it; by default the slice is a guard cgroup,
+	// as egressfw.slice is in the shipped config.
+	noGuard bool
 }
 
 func or(v, def string) string {
@@ -56,8 +60,18 @@ public_cidrs = ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::
 level = "info"
 denial_burst = 1000
 
+[firewall]
+guard_cgroups = %s
+
 %s`, or(o.interceptPorts, "[80, 443, 8080]"), or(o.peekTimeout, "3s"), or(o.shutdownGrace, "5s"),
-		ipDNS, or(o.minTTL, "1s"), or(o.tenants, tp.defaultTenants()))
+		ipDNS, or(o.minTTL, "1s"), tp.guards(o), or(o.tenants, tp.defaultTenants()))
+}
+
+func (tp *topo) guards(o cfgOpts) string {
+	if o.noGuard {
+		return "[]"
+	}
+	return fmt.Sprintf("[%q]", tp.slice)
 }
 
 // tenant renders one [[tenant]] table: a cgroup leaf of the slice and/or a

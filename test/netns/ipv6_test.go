@@ -20,7 +20,8 @@ func TestIPv6Embedded(t *testing.T) {
 		{"ULA literal", args("http://[" + ip6BITool + "]/"), deniedInt},
 		{"ULA literal over TLS", args("https://[" + ip6BITool + "]/"), tlsNoSNI},
 		{"link-local name", args(resolve("ll.example.com", "80", ip6Public), "http://ll.example.com/"), deniedInt},
-		{"link-local literal", args("http://[" + ip6LLBI + "%25vint]/"), deniedInt},
+		// The scope id binds the socket to vint, like SO_BINDTODEVICE.
+		{"link-local literal", args("--connect-timeout", "2", "http://["+ip6LLBI+"%25vint]/"), dropped},
 		{"IPv4-mapped name", args(resolve("mapped.example.com", "80", ip6Public), "http://mapped.example.com/"), deniedInt},
 		{"IPv4-mapped literal", args("http://[::ffff:" + ipBITool + "]/"), deniedInt},
 		{"IPv4-mapped Host to a public IPv6", args("-H", "Host: [::ffff:"+ipBITool+"]", "http://["+ip6Public+"]/"), want{status: 403, body: "egressfw denied"}},

@@ -1,0 +1,85 @@
+package nft
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestGuardKeepsUnknownCgroupsBlocked proves the fail-closed property of
+// guards: below a guard, only known tenant cgroups get out (through the
+// listener); any other cgroup, including a tenant cgroup re-created while
+// nothing updates the maps (egressfw down), is refused.
+func TestGuardKeepsUnknownCgroupsBlocked(t *testing.T) {
+	ns := newNetns(t, true)
+	mnt, root := testCgroups(t)
+	for _, d := range []string{"g", "g/tenant", "g/stranger", "outside"} {
+		if err := os.Mkdir(filepath.Join(mnt, root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spec := DefaultSpec()
+	spec.Guards = []string{root + "/g"}
+	spec.Tenants = []Tenant{{Name: "t", Slot: 1, ListenerPort: 15001, Cgroups: []string{root + "/g/tenant"}}}
+	ids := CgroupIDs{
+		root + "/g":        cgroupID(t, filepath.Join(mnt, root, "g")),
+		root + "/g/tenant": cgroupID(t, filepath.Join(mnt, root, "g/tenant")),
+	}
+	if err := ns.manager(t).Apply(spec, ids); err != nil {
+		t.Fatal(err)
+	}
+	if got := ns.nft(t, "list", "map", "inet", spec.Table, cgroupMapName(cgroupLevel(cleanCgroup(root+"/g")))); !strings.Contains(got, "goto deny") {
+		t.Fatalf("guard element missing from the map:\n%s", got)
+	}
+	listeners := transparentListen(t, ns, 15001)
+	cg := func(d string) client { return client{cgroup: filepath.Join(mnt, root, d)} }
+	run := func(name, dir, want string) {
+		t.Run(name, func(t *testing.T) {
+			payload := strings.ReplaceAll(name, " ", "_") // the helper splits its spec on spaces
+			got := runClient(t, ns, cg(dir), "tcp", "192.0.2.10:80", payload)
+			checkOutcome(t, want, "192.0.2.10:80", payload, got, listeners, nil, nil)
+		})
+	}
+	run("tenant below guard intercepted", "g/tenant", "intercept 15001")
+	run("unknown cgroup below guard refused", "g/stranger", "refused")
+	run("cgroup outside guard untouched", "outside", "unanswered")
+
+	// systemd re-creates a service's cgroup on restart; with no daemon to
+	// update the map the new id is unknown, and the guard must hold.
+	dir := filepath.Join(mnt, root, "g/tenant")
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run("re-created tenant cgroup without update refused", "g/tenant", "refused")
+}
+
+// TestBoundSocketCannotEscape: a tenant socket bound to a device is routed
+// by that device, not by the fwmark table, so without the postrouting check
+// its SYN would leave unintercepted. A probe counter on the device proves
+// nothing left; an unbound connection of the same tenant is still
+// intercepted.
+func TestBoundSocketCannotEscape(t *testing.T) {
+	ns := newNetns(t, true)
+	spec := DefaultSpec()
+	spec.Tenants = []Tenant{{Name: "t", Slot: 1, ListenerPort: 15001, UIDs: []uint32{4242}}}
+	if err := ns.manager(t).Apply(spec, nil); err != nil {
+		t.Fatal(err)
+	}
+	ns.nftScript(t, `table inet probe {
+	chain post { type filter hook postrouting priority 100; oifname "dummy0" tcp dport 80 counter; }
+}`)
+	listeners := transparentListen(t, ns, 15001)
+	for _, dst := range []string{"192.0.2.10:80", "[2001:db8::10]:80"} {
+		got := runClient(t, ns, client{fsuid: 4242, bindDev: "dummy0"}, "tcp", dst, "bound")
+		checkOutcome(t, "unanswered", dst, "bound", got, listeners, nil, nil)
+	}
+	if out := ns.nft(t, "list", "chain", "inet", "probe", "post"); !strings.Contains(out, "counter packets 0 ") {
+		t.Fatalf("intercepted SYNs left through dummy0:\n%s", out)
+	}
+	got := runClient(t, ns, client{fsuid: 4242}, "tcp", "192.0.2.10:80", "unbound")
+	checkOutcome(t, "intercept 15001", "192.0.2.10:80", "unbound", got, listeners, nil, nil)
+}
