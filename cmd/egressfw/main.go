@@ -103,20 +103,30 @@ func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
 	return exitOK, false
 }
 
-func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
-	var path string
-	fs := newFlags("check-config", "", "Validate the config file. Exit 0 if valid; otherwise print every problem, naming its key, and exit 1.", stderr, &path)
+// loadFor parses a command that takes no arguments and loads its config.
+// A config that fails to load exits with badConfig; done=true means return code.
+func loadFor(fs *flag.FlagSet, args []string, path *string, stderr io.Writer, badConfig int) (cfg *config.Config, code int, done bool) {
 	if code, done := parseFlags(fs, args); done {
-		return code
+		return nil, code, true
 	}
 	if fs.NArg() != 0 {
 		fs.Usage()
-		return exitUsage
+		return nil, exitUsage, true
 	}
-	cfg, err := config.Load(path)
+	cfg, err := config.Load(*path)
 	if err != nil {
 		fmt.Fprintf(stderr, "egressfw: %v\n", err)
-		return exitFail
+		return nil, badConfig, true
+	}
+	return cfg, exitOK, false
+}
+
+func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
+	var path string
+	fs := newFlags("check-config", "", "Validate the config file. Exit 0 if valid; otherwise print every problem, naming its key, and exit 1.", stderr, &path)
+	cfg, code, done := loadFor(fs, args, &path, stderr, exitFail)
+	if done {
+		return code
 	}
 	fmt.Fprintf(stdout, "%s: valid (%d tenant%s)\n", path, len(cfg.Tenants), plural(len(cfg.Tenants)))
 	return exitOK

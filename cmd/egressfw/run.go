@@ -18,17 +18,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("run", "", "Run the daemon: apply the nftables rules and policy routing, open the\n"+
 		"transparent listeners, serve. SIGHUP reloads the config (an invalid one is logged and\n"+
 		"ignored); SIGTERM or SIGINT stops accepting, drains, and exits 0. Logs are JSON on stdout.", stderr, &path)
-	if code, done := parseFlags(fs, args); done {
+	cfg, code, done := loadFor(fs, args, &path, stderr, exitUsage)
+	if done {
 		return code
-	}
-	if fs.NArg() != 0 {
-		fs.Usage()
-		return exitUsage
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		fmt.Fprintf(stderr, "egressfw: %v\n", err)
-		return exitUsage
 	}
 	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: logLevel(cfg.Log.Level)}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -44,7 +36,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}()
-	err = daemon.Run(ctx, daemon.Options{ConfigPath: path, Version: version, Log: log,
+	err := daemon.Run(ctx, daemon.Options{ConfigPath: path, Version: version, Log: log,
 		Notifier: newNotifier(), Reload: reload})
 	if err != nil {
 		log.Error("egressfw failed", "err", err)
@@ -65,13 +57,9 @@ func cmdRules(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("rules", "", "Print the nftables table, ip rules and routes egressfw would install for the\n"+
 		"config, in nft syntax, for review. Nothing is changed. Existing tenant cgroups are\n"+
 		"resolved to their ids; missing ones are listed as watched for.", stderr, &path)
-	if code, done := parseFlags(fs, args); done {
+	cfg, code, done := loadFor(fs, args, &path, stderr, exitUsage)
+	if done {
 		return code
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		fmt.Fprintf(stderr, "egressfw: %v\n", err)
-		return exitUsage
 	}
 	out, err := daemon.Rules(cfg)
 	if err != nil {

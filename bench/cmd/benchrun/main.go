@@ -15,7 +15,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -278,5 +277,3 @@ func (r *runner) saveJSON() error {
 	}
 	return os.WriteFile(filepath.Join(r.out, "results", "samples.json"), b, 0o644)
 }
-
-func join(v []string) string { return strings.Join(v, "; ") }

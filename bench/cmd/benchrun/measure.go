@@ -35,6 +35,7 @@ const (
 	mHTTPSCPU  = "https_proxy_cpu_us_per_conn"
 	mHTTPSAll  = "https_machine_cpu_us_per_conn"
 	mHTTPSBusy = "https_machine_busy_pct"
+	mHTTPCPU   = "http_proxy_cpu_us_per_conn"
 	mHTTPRate  = "http_conn_per_s"
 	mHTTPP50   = "http_p50_ms"
 	mHTTPP99   = "http_p99_ms"
@@ -82,7 +83,7 @@ func (r *runner) measurePeer(p peer) error {
 		rate, p50, p99, cpuM string
 	}{
 		{"443", true, mHTTPSRate, mHTTPSP50, mHTTPSP99, mHTTPSCPU},
-		{"80", false, mHTTPRate, mHTTPP50, mHTTPP99, ""},
+		{"80", false, mHTTPRate, mHTTPP50, mHTTPP99, mHTTPCPU},
 	} {
 		cpu0, m0 := cpuTicks(p.pids()), machineCPU()
 		res, err := r.load(p.name(), "conn", r.t.loadArgs("-mode", "conn", "-addr", siteIP+":"+c.port,
@@ -98,7 +99,7 @@ func (r *runner) measurePeer(p peer) error {
 			conns := float64(res.OK) * (r.t.conn + r.t.warmup).Seconds() / r.t.conn.Seconds()
 			r.s.add(p.name(), c.cpuM, float64(cpuTicks(p.pids())-cpu0)*1e4/conns)
 		}
-		if c.cpuM != "" && res.OK > 0 {
+		if c.tls && res.OK > 0 {
 			m1 := machineCPU()
 			conns := float64(res.OK) * (r.t.conn + r.t.warmup).Seconds() / r.t.conn.Seconds()
 			r.s.add(p.name(), mHTTPSAll, float64(m1.busy-m0.busy)*1e4/conns)

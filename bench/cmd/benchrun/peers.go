@@ -59,9 +59,6 @@ func (e *env) egressfwConfig(out string, n int) (string, error) {
 	return e.render("egressfw.toml", out, map[string]any{"DNS": dnsAddr, "Tenants": ts})
 }
 
-// tenantPort is the benchmarked tenant's listener port with n tenants.
-func tenantPort(n int) int { return 15001 + n - 1 }
-
 type direct struct{}
 
 func (direct) name() string { return "direct" }

@@ -31,6 +31,7 @@ func (r *runner) profileEgressfw(cfg string) error {
 		args []string
 	}{
 		{"https-conn", r.t.loadArgs("-mode", "conn", "-addr", siteIP+":443", "-c", strconv.Itoa(r.t.conc), "-d", r.t.conn.String())},
+		{"http-conn", r.t.loadArgs("-mode", "conn", "-addr", siteIP+":80", "-tls=false", "-c", strconv.Itoa(r.t.conc), "-d", r.t.conn.String())},
 		{"bulk8", r.t.loadArgs("-mode", "bulk", "-addr", siteIP+":443", "-path", "/big", "-c", "8", "-d", r.t.bulk.String())},
 	}
 	for _, w := range work {

@@ -44,6 +44,7 @@ var trafficRows = []row{
 	{"HTTP new connections/s", mHTTPRate, true, "%.0f"},
 	{"HTTP p50 latency (ms)", mHTTPP50, true, "%.2f"},
 	{"HTTP p99 latency (ms)", mHTTPP99, true, "%.2f"},
+	{"proxy CPU per HTTP connection (µs)", mHTTPCPU, false, "%.0f"},
 	{"HTTPS bulk, 1 stream (MB/s)", mBulk1, true, "%.0f"},
 	{"HTTPS bulk, 8 streams (MB/s)", mBulk8, true, "%.0f"},
 	{"idle connections held (of 8,000)", mIdleOpen, false, "%.0f"},
@@ -193,7 +194,8 @@ func (r *runner) report() error {
 	}
 	data := map[string]any{
 		"Date": r.started.UTC().Format("2006-01-02 15:04 MST"), "Duration": time.Since(r.started).Round(time.Second).String(),
-		"Quick": r.quick, "Rounds": r.rounds, "Versions": versions(r.e), "Timing": r.t,
+		"Quick": r.quick, "Rounds": r.rounds, "Versions": versions(r.e),
+		"Timing":  map[string]any{"Conc": r.t.conc, "Conn": r.t.conn, "Warmup": r.t.warmup, "Bulk": r.t.bulk, "IdleN": r.t.idleN},
 		"Traffic": r.trafficTable(), "Tenants": r.tenantTable(), "Targets": r.targetTable(),
 		"Profile": r.profileSection(), "Errors": errs, "Chart": chartErr == nil,
 		"LoadStart": r.loadStart, "LoadEnd": loadAvg(),
