@@ -104,12 +104,21 @@ type Log struct {
 	DenialWindow Duration `toml:"denial_window"`
 }
 
-// Tenant is a set of local processes (by cgroup or uid) whose egress egressfw
+// Tenant is a set of local processes (by cgroup or uid) and forwarded
+// traffic (by ingress interface or source range) whose egress egressfw
 // guards, and what they may reach.
 type Tenant struct {
-	Name           string          `toml:"name"`
-	Cgroups        []string        `toml:"cgroups"`
-	UIDs           []uint32        `toml:"uids"`
+	Name    string   `toml:"name"`
+	Cgroups []string `toml:"cgroups"`
+	UIDs    []uint32 `toml:"uids"`
+	// Interfaces are ingress interface names of forwarded traffic (Docker,
+	// k3s and VM bridges); a trailing "*" matches a prefix ("br-*").
+	Interfaces []string `toml:"interfaces"`
+	// SourceCIDRs are the source addresses the tenant's forwarded traffic
+	// owns. With Interfaces, a packet on them from another source is
+	// dropped; without, the ranges alone name the tenant, reverse-path
+	// checked.
+	SourceCIDRs    []netip.Prefix  `toml:"source_cidrs"`
 	Mode           string          `toml:"mode"` // enforce | report
 	AllowDomains   []string        `toml:"allow_domains"`
 	DenyDomains    []string        `toml:"deny_domains"`

@@ -93,7 +93,7 @@ func TestParseErrors(t *testing.T) {
 		{"log level", "[log]\nlevel = \"loud\"\n" + base, []string{"log.level"}},
 		{"tenant name", "[[tenant]]\nname = \"Web Hooks\"\nuids = [1]\n", []string{`tenant[0].name: "Web Hooks"`}},
 		{"duplicate tenant", base + base, []string{`tenant "web": name is also used by tenant[0]`}},
-		{"matches nothing", "[[tenant]]\nname = \"a\"\n", []string{`tenant "a": matches no process`}},
+		{"matches nothing", "[[tenant]]\nname = \"a\"\n", []string{`tenant "a": matches nothing`}},
 		{"absolute cgroup", "[[tenant]]\nname = \"a\"\ncgroups = [\"/sys/fs/cgroup/x\"]\n", []string{`tenant "a".cgroups`, "relative to the cgroup2 root"}},
 		{"dotdot cgroup", "[[tenant]]\nname = \"a\"\ncgroups = [\"a/../b\"]\n", []string{`tenant "a".cgroups`}},
 		{"overlapping cgroups", base + "[[tenant]]\nname = \"b\"\ncgroups = [\"egressfw.slice\"]\n", []string{`tenant "b".cgroups: "egressfw.slice" overlaps "egressfw.slice/egressfw-web.slice" of tenant "web"`}},
@@ -157,5 +157,57 @@ func unwrapAll(err error) error {
 			return err
 		}
 		err = u.Unwrap()
+	}
+}
+
+func TestForwardedTenants(t *testing.T) {
+	fwd := func(name, extra string) string { return "[[tenant]]\nname = \"" + name + "\"\n" + extra }
+	bad := []struct {
+		name, toml string
+		want       []string
+	}{
+		{"shared interface", fwd("a", `interfaces = ["docker0"]`+"\n") + fwd("b", `interfaces = ["docker0"]`+"\n"),
+			[]string{`tenant "b".interfaces[0]: "docker0" overlaps "docker0" of tenant "a"`}},
+		{"prefix covers name", fwd("a", `interfaces = ["br-1234"]`+"\n") + fwd("b", `interfaces = ["br-*"]`+"\n"),
+			[]string{`tenant "b".interfaces[0]: "br-*" overlaps "br-1234" of tenant "a"`}},
+		{"prefixes nest", fwd("a", `interfaces = ["br-*"]`+"\n") + fwd("b", `interfaces = ["b*"]`+"\n"),
+			[]string{`"b*" overlaps "br-*" of tenant "a"`}},
+		{"shared source", fwd("a", `source_cidrs = ["172.17.0.0/16"]`+"\n") + fwd("b", `source_cidrs = ["172.17.3.0/24"]`+"\n"),
+			[]string{`tenant "b".source_cidrs[0]: 172.17.3.0/24 overlaps 172.17.0.0/16 of tenant "a"`}},
+		{"shared v6 source", fwd("a", `source_cidrs = ["fd00:17::/64"]`+"\n") + fwd("b", `source_cidrs = ["fd00::/8"]`+"\n"),
+			[]string{`fd00::/8 overlaps fd00:17::/64 of tenant "a"`}},
+		{"star alone", fwd("a", `interfaces = ["*"]`+"\n"), []string{`tenant "a".interfaces[0]`, "every interface"}},
+		{"lo", fwd("a", `interfaces = ["lo"]`+"\n"), []string{`tenant "a".interfaces[0]`, "lo"}},
+		{"too long", fwd("a", `interfaces = ["abcdefghijklmnop"]`+"\n"), []string{"1-15 bytes"}},
+		{"inner star", fwd("a", `interfaces = ["br*x"]`+"\n"), []string{"no '/', ':', '*'"}},
+		{"slash", fwd("a", `interfaces = ["a/b"]`+"\n"), []string{`tenant "a".interfaces[0]`}},
+		{"source host bits", fwd("a", `source_cidrs = ["172.17.0.1/16"]`+"\n"), []string{"did you mean 172.17.0.0/16"}},
+		{"source mapped", fwd("a", `source_cidrs = ["::ffff:10.0.0.0/104"]`+"\n"), []string{"IPv4-mapped"}},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.toml), "test.toml")
+			if err == nil {
+				t.Fatalf("Parse accepted:\n%s", tc.toml)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not mention %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+	good := []struct{ name, toml string }{
+		{"containers", fwd("containers", `interfaces = ["docker0", "br-*"]`+"\n"+`source_cidrs = ["172.17.0.0/16", "fd00:17::/64"]`+"\n")},
+		{"source only", fwd("vms", `source_cidrs = ["192.168.122.0/24"]`+"\n")},
+		{"every kind", base + `uids = [1000]` + "\n" + `interfaces = ["cni0"]` + "\n" + `source_cidrs = ["10.42.0.0/16"]` + "\n"},
+		{"sibling prefixes", fwd("a", `interfaces = ["br-a*"]`+"\n") + fwd("b", `interfaces = ["br-b*", "virbr0"]`+"\n")},
+	}
+	for _, tc := range good {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Parse([]byte(tc.toml), "test.toml"); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }

@@ -21,6 +21,7 @@ func (c *Config) validateTenants(v *validator) {
 	names := map[string]int{}
 	uids := map[uint32]string{}
 	var cgroups []struct{ path, tenant string }
+	fwd := &forwardClaims{}
 	for i := range c.Tenants {
 		t := &c.Tenants[i]
 		key := fmt.Sprintf("tenant[%d]", i)
@@ -33,9 +34,10 @@ func (c *Config) validateTenants(v *validator) {
 			}
 			names[t.Name] = i
 		}
-		if len(t.Cgroups) == 0 && len(t.UIDs) == 0 {
-			v.add(key, "matches no process: set cgroups and/or uids")
+		if len(t.Cgroups) == 0 && len(t.UIDs) == 0 && len(t.Interfaces) == 0 && len(t.SourceCIDRs) == 0 {
+			v.add(key, "matches nothing: set cgroups, uids, interfaces and/or source_cidrs")
 		}
+		fwd.check(v, key, t)
 		for _, cg := range t.Cgroups {
 			if !CgroupPathOK(cg) {
 				v.add(key+".cgroups", "%q must be a clean path relative to the cgroup2 root, like \"egressfw.slice/x.slice\"", cg)
