@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -19,7 +21,7 @@ func (r *runner) chart(path string) error {
 	p := plot.New()
 	p.Title.Text = "egressfw benchmark: throughput as a ratio to direct (higher is better)"
 	p.Y.Label.Text = "× direct"
-	p.Y.Min = 0
+	p.Y.Min, p.Y.Max = 0, 1.35 // room for the legend above the 1.0 (direct) line
 	w := vg.Points(22)
 	for i, name := range proxies {
 		vals := make(plotter.Values, len(figs))
@@ -52,4 +54,19 @@ func (r *runner) chart(path string) error {
 		return fmt.Errorf("save chart: %w", err)
 	}
 	return nil
+}
+
+// replot redraws the chart from a run's results/samples.json.
+func replot(samplesPath, out string) error {
+	b, err := os.ReadFile(samplesPath)
+	if err != nil {
+		return fmt.Errorf("read samples: %w", err)
+	}
+	var saved struct {
+		Samples samples `json:"samples"`
+	}
+	if err := json.Unmarshal(b, &saved); err != nil {
+		return fmt.Errorf("decode samples: %w", err)
+	}
+	return (&runner{s: saved.Samples}).chart(out)
 }

@@ -48,7 +48,15 @@ func main() {
 	egressfw := flag.String("egressfw", "bin/egressfw", "egressfw binary")
 	conf := flag.String("conf", "bench/conf", "config templates")
 	out := flag.String("out", "bench", "where BENCHMARKS.md, ratios.png and results/ go")
+	replotFrom := flag.String("replot", "", "only redraw OUT/ratios.png from this samples.json")
 	flag.Parse()
+	if *replotFrom != "" {
+		if err := replot(*replotFrom, filepath.Join(*out, "ratios.png")); err != nil {
+			fmt.Fprintf(os.Stderr, "benchrun: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	quick := os.Getenv("QUICK") == "1"
 	if err := run(*bin, *egressfw, *conf, *out, quick); err != nil {
 		fmt.Fprintf(os.Stderr, "benchrun: %v\n", err)
