@@ -100,11 +100,15 @@
 // or chain added by it is listed after the existing ones; a table built
 // from scratch lists them in Render's order.
 //
-// # Extension points
+// # Forwarded tenants
 //
-// Forwarded tenants (containers behind a bridge) are a later addition: they
-// would be matched by iifname and source prefix in a nat prerouting chain of
-// this table and redirected to the listener port, arriving with ct status
-// dnat, which the input chain already lets through. The slot-in-ct-mark and
-// port-map design is shared with that path.
+// Containers, pods and VMs behind a bridge are tenants by ingress interface
+// (or by source range, reverse-path checked). Their packets are checked in
+// prerouting (spoofed sources dropped), REDIRECTed to the tenant's listener
+// port in a nat prerouting chain of this table (priority dstnat - 10, so
+// before Docker's and kube-proxy's), arriving with ct status dnat, which
+// the input chain lets through, and otherwise rejected in the forward and
+// input chains unless allow_direct matches. forward.go says why REDIRECT
+// and not TPROXY (br_netfilter) and lists every rule. The slot and port
+// design is shared with local tenants.
 package nft

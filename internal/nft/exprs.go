@@ -108,7 +108,10 @@ func ctDirOriginal() []expr.Any {
 
 // daddr matches the destination address against p (with the nfproto
 // dependency nft adds in inet tables). A /0 prefix only checks the family.
-func daddr(p netip.Prefix) []expr.Any {
+func daddr(p netip.Prefix) []expr.Any { return addrMatch(p, false) }
+
+// addrMatch matches the source (src) or destination address against p.
+func addrMatch(p netip.Prefix, src bool) []expr.Any {
 	p = p.Masked()
 	a := p.Addr()
 	out := nfproto(a.Is6())
@@ -118,6 +121,9 @@ func daddr(p netip.Prefix) []expr.Any {
 	offset, n := uint32(16), uint32(4)
 	if a.Is6() {
 		offset, n = 24, 16
+	}
+	if src { // the source address precedes the destination
+		offset -= n
 	}
 	out = append(out, &expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: n})
 	if p.Bits() < a.BitLen() {

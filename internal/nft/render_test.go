@@ -32,6 +32,19 @@ func sampleSpec() Spec {
 	return s
 }
 
+// forwardedSpec adds forwarded tenants to sampleSpec: containers by
+// interface with source ranges, VMs by interface only, pods by source range.
+func forwardedSpec() Spec {
+	s := sampleSpec()
+	s.Tenants[0].Interfaces = []string{"docker0", "br-*"}
+	s.Tenants[0].Sources = []netip.Prefix{netip.MustParsePrefix("172.17.0.0/16"), netip.MustParsePrefix("fd00:17::/64")}
+	s.Tenants = append(s.Tenants,
+		Tenant{Name: "vms", Slot: 3, ListenerPort: 15003, Interfaces: []string{"virbr0"},
+			AllowDirect: []Direct{{Prefix: netip.MustParsePrefix("192.168.122.1/32"), Ports: []uint16{53}}}},
+		Tenant{Name: "pods", Slot: 4, ListenerPort: 15004, Report: true, Sources: []netip.Prefix{netip.MustParsePrefix("10.42.0.0/16")}})
+	return s
+}
+
 // sampleIDs are far above any real cgroup inode, so nft prints them as
 // numbers rather than resolving a path.
 var sampleIDs = CgroupIDs{
@@ -66,6 +79,7 @@ func TestRenderMatchesKernel(t *testing.T) {
 	}{
 		{"no tenants", DefaultSpec(), nil},
 		{"sample", sampleSpec(), sampleIDs},
+		{"forwarded", forwardedSpec(), sampleIDs},
 		{"custom marks", func() Spec {
 			s := sampleSpec()
 			s.Table, s.MarkMask, s.InterceptMark, s.BypassMark, s.CtMarkMask = "fw2", 0x30000, 0x10000, 0x20000, 0xff

@@ -196,6 +196,7 @@ func buildRuleset(spec *Spec, ids CgroupIDs) *ruleset {
 	for _, t := range tenants {
 		rs.chains = append(rs.chains, tenantChain(spec, table, &t))
 	}
+	addForwarded(rs, table, tenants)
 	return rs
 }
 

@@ -58,7 +58,21 @@ type Tenant struct {
 	Cgroups     []string // cgroup v2 paths relative to the cgroup2 root
 	UIDs        []uint32 // owning uids of sockets
 	AllowDirect []Direct // egress that bypasses the proxy
+
+	// Interfaces are ingress interface names of forwarded traffic (a
+	// trailing "*" matches a prefix): every packet arriving on one is this
+	// tenant's, and, if Sources is set, dropped unless its source is in
+	// Sources.
+	Interfaces []string
+	// Sources are the tenant's forwarded source ranges. Without
+	// Interfaces they alone name the tenant, after a strict reverse-path
+	// check that drops a packet whose source would not be routed back out
+	// of the interface it came in on.
+	Sources []netip.Prefix
 }
+
+// forwarded reports whether the tenant has forwarded traffic.
+func (t *Tenant) forwarded() bool { return len(t.Interfaces) > 0 || len(t.Sources) > 0 }
 
 // Direct is egress a tenant may make without the proxy.
 type Direct struct {
@@ -180,6 +194,9 @@ func (s *Spec) validateTenant(t *Tenant) error {
 		if strings.ContainsFunc(c, func(r rune) bool { return r < ' ' || r == '"' || r == 0x7f }) {
 			return fmt.Errorf("cgroup %q: contains a quote or control character", c)
 		}
+	}
+	if err := validateForwarded(t); err != nil {
+		return err
 	}
 	for _, d := range t.AllowDirect {
 		if !d.Prefix.IsValid() || d.Prefix.Addr().Is4In6() {

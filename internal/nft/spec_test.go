@@ -35,6 +35,14 @@ func TestValidate(t *testing.T) {
 		{"cgroup root", tenant(func(t *Tenant) { t.Cgroups = []string{"/"} }), "below the cgroup2 root"},
 		{"cgroup dotdot", tenant(func(t *Tenant) { t.Cgroups = []string{"a/../b"} }), "below the cgroup2 root"},
 		{"cgroup with quote", tenant(func(t *Tenant) { t.Cgroups = []string{`a"b`} }), "quote"},
+		{"interface lo", tenant(func(t *Tenant) { t.Interfaces = []string{"lo"} }), "interface \"lo\""},
+		{"interface with quote", tenant(func(t *Tenant) { t.Interfaces = []string{`br"*`} }), "interface"},
+		{"interface too long", tenant(func(t *Tenant) { t.Interfaces = []string{"abcdefghijklmnop"} }), "interface"},
+		{"bare star interface", tenant(func(t *Tenant) { t.Interfaces = []string{"*"} }), "interface"},
+		{"mapped source", tenant(func(t *Tenant) { t.Sources = []netip.Prefix{netip.MustParsePrefix("::ffff:10.0.0.0/104")} }), "source prefix"},
+		{"forwarded is valid", tenant(func(t *Tenant) {
+			t.Interfaces, t.Sources = []string{"docker0", "br-*"}, []netip.Prefix{netip.MustParsePrefix("172.17.0.0/16")}
+		}), ""},
 		{"tenant name with quote", tenant(func(t *Tenant) { t.Name = `x"y` }), "name"},
 		{"mapped prefix", tenant(func(t *Tenant) {
 			t.AllowDirect = []Direct{{Prefix: netip.MustParsePrefix("::ffff:10.0.0.0/104")}}

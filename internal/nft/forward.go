@@ -1,0 +1,282 @@
+package nft
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// Forwarded tenants: containers, pods and VMs behind a bridge. Their packets
+// are routed through the host, never sent by a local socket, so `socket
+// cgroupv2` cannot see them; they are the tenant's by ingress interface (or
+// by reverse-path-checked source range), in every hook:
+//
+//   - prerouting (filter, mangle): a packet on a tenant interface whose
+//     source is outside the tenant's ranges is dropped (spoofing), and a
+//     tenant range seen on an interface that would not route it back is
+//     dropped (strict reverse path);
+//   - nat_prerouting (nat, dstnat - 10, before Docker's and kube-proxy's
+//     nat chains at dstnat): new TCP to an intercept port is REDIRECTed to
+//     the tenant's listener port, on the primary address of the ingress
+//     interface. Not TPROXY: Docker turns on br_netfilter
+//     (bridge-nf-call-iptables=1) and then a TPROXY-assigned socket of a
+//     bridged packet is dropped on the way into IP input and the SYN is
+//     answered with a reset, while a nat redirect survives br_netfilter.
+//     The listener reads the original destination with SO_ORIGINAL_DST,
+//     and the input chain lets the redirected flow reach the listener
+//     port (ct status dnat) while a direct connect is reset;
+//   - forward (filter): the tenant's chain accepts replies, traffic to
+//     its own interfaces (containers of one network) and allow_direct,
+//     and rejects the rest;
+//   - input (filter): the same for the host's own addresses (a container
+//     that dials the bridge gateway or the host's LAN address arrives
+//     here, not in forward), plus neighbour discovery and DHCP, without
+//     which a VM gets no address.
+//
+// A drop or reject in any base chain is final, so no accept in Docker's or
+// libvirt's tables can undo these; their tables are never touched.
+const (
+	chainNATPrerouting = "nat_prerouting"
+	chainForward       = "forward"
+)
+
+func ingressChainName(slot uint32) string { return fmt.Sprintf("ingress_%d", slot) }
+func forwardChainName(slot uint32) string { return fmt.Sprintf("forward_%d", slot) }
+func inputChainName(slot uint32) string   { return fmt.Sprintf("input_%d", slot) }
+
+// natPriority runs before the nat chains of Docker and kube-proxy (dstnat):
+// the first nat chain that binds a new flow decides its NAT.
+var natPriority = nftables.ChainPriorityRef(*nftables.ChainPriorityNATDest - 10)
+
+// validateForwarded checks a tenant's interfaces and source ranges.
+func validateForwarded(t *Tenant) error {
+	for _, n := range t.Interfaces {
+		base, _ := strings.CutSuffix(n, "*")
+		if base == "" || len(base) > 15 || base == "lo" || !safeName(base) || strings.Contains(base, "/") {
+			return fmt.Errorf("interface %q: want 1-15 of letters, digits or -_.@, optionally followed by '*', not lo", n)
+		}
+	}
+	for _, p := range t.Sources {
+		if !p.IsValid() || p.Addr().Is4In6() || p.Addr().Zone() != "" {
+			return fmt.Errorf("source prefix %v is invalid, zoned or IPv4-mapped", p)
+		}
+	}
+	return nil
+}
+
+// iifname matches an interface name or, with a trailing '*', a prefix, as
+// nft does: a prefix compares only its own bytes.
+func iifname(out bool, pattern string) []expr.Any {
+	key := expr.MetaKeyIIFNAME
+	if out {
+		key = expr.MetaKeyOIFNAME
+	}
+	data := ifname(pattern)
+	if base, wild := strings.CutSuffix(pattern, "*"); wild {
+		data = []byte(base)
+	}
+	return []expr.Any{&expr.Meta{Key: key, Register: reg1}, &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: data}}
+}
+
+func ifnameText(out bool, pattern string) string {
+	if out {
+		return fmt.Sprintf("oifname %q", pattern)
+	}
+	return fmt.Sprintf("iifname %q", pattern)
+}
+
+// saddr matches the source address against p.
+func saddr(p netip.Prefix) []expr.Any { return addrMatch(p, true) }
+
+func saddrText(p netip.Prefix) string {
+	return strings.Replace(daddrText(p), " daddr ", " saddr ", 1)
+}
+
+// classify adds, for each forwarded tenant, a rule per interface and, for
+// tenants without interfaces, per source range, that ends with verdict v
+// of the tenant's chain named by name.
+func classify(c *chainDef, tenants []Tenant, kind expr.VerdictKind, name func(uint32) string) {
+	word := map[expr.VerdictKind]string{expr.VerdictJump: "jump", expr.VerdictGoto: "goto"}[kind]
+	for _, t := range tenants {
+		v := &expr.Verdict{Kind: kind, Chain: name(t.Slot)}
+		for _, n := range t.Interfaces {
+			c.rules = append(c.rules, (&ruleDef{}).add(ifnameText(false, n), iifname(false, n)...).add(word+" "+name(t.Slot), v))
+		}
+		if len(t.Interfaces) > 0 {
+			continue
+		}
+		for _, p := range t.Sources {
+			c.rules = append(c.rules, (&ruleDef{}).add(saddrText(p), saddr(p)...).add(word+" "+name(t.Slot), v))
+		}
+	}
+}
+
+// ingressRules are the rules put first in the prerouting chain: the spoof
+// check of interface tenants, then the reverse-path check of every tenant
+// source range.
+func ingressRules(tenants []Tenant) []*ruleDef {
+	pre := &chainDef{}
+	var withSources []Tenant
+	for _, t := range tenants {
+		if len(t.Interfaces) > 0 && len(t.Sources) > 0 {
+			withSources = append(withSources, t)
+		}
+	}
+	classify(pre, withSources, expr.VerdictJump, ingressChainName)
+	for _, t := range tenants {
+		for _, p := range t.Sources {
+			r := &ruleDef{}
+			r.add(saddrText(p), saddr(p)...)
+			r.add("fib saddr . iif oif missing",
+				&expr.Fib{FlagSADDR: true, FlagIIF: true, ResultOIF: true, FlagPRESENT: true, Register: reg1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: ne32(0)})
+			r.add("drop", &expr.Verdict{Kind: expr.VerdictDrop})
+			pre.rules = append(pre.rules, r)
+		}
+	}
+	return pre.rules
+}
+
+// ingressChain drops what arrives on the tenant's interfaces from outside
+// its source ranges, except the link-local and unconfigured sources of
+// neighbour discovery and DHCP (those cannot be forwarded anyway).
+func ingressChain(table *nftables.Table, t *Tenant) *chainDef {
+	c := &chainDef{chain: &nftables.Chain{Table: table, Name: ingressChainName(t.Slot)}}
+	ret := func() *expr.Verdict { return &expr.Verdict{Kind: expr.VerdictReturn} }
+	c.rules = append(c.rules,
+		dhcp4Rule().add("return", ret()),
+		(&ruleDef{}).add("ip6 saddr fe80::/10", saddr(netip.MustParsePrefix("fe80::/10"))...).add("return", ret()),
+		(&ruleDef{}).add("ip6 saddr ::", saddr(netip.MustParsePrefix("::/128"))...).add("return", ret()))
+	for _, p := range t.Sources {
+		c.rules = append(c.rules, (&ruleDef{}).add(saddrText(p), saddr(p)...).add("return", ret()))
+	}
+	c.rules = append(c.rules, (&ruleDef{}).add("drop", &expr.Verdict{Kind: expr.VerdictDrop}))
+	return c
+}
+
+// dhcp4Rule matches a DHCPv4 client message.
+func dhcp4Rule() *ruleDef {
+	r := &ruleDef{}
+	r.add("udp sport 68", append(l4proto(unix.IPPROTO_UDP),
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(68)})...)
+	r.add("udp dport 67", thDport(), &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(67)})
+	return r
+}
+
+// natChain redirects a forwarded tenant's new TCP to an intercept port to
+// the tenant's listener port (see the comment at the top of this file for
+// why REDIRECT and not TPROXY).
+func natChain(table *nftables.Table, tenants []Tenant) *chainDef {
+	c := baseChain(table, chainNATPrerouting, nftables.ChainTypeNAT, nftables.ChainHookPrerouting,
+		natPriority, "type nat hook prerouting priority dstnat - 10;")
+	for _, t := range tenants {
+		redirect := func(r *ruleDef) *ruleDef {
+			r.add("tcp dport @"+setIntercept, append(l4proto(unix.IPPROTO_TCP), thDport(), lookup(setIntercept, 0))...)
+			r.add(fmt.Sprintf("redirect to :%d", t.ListenerPort),
+				&expr.Immediate{Register: reg1, Data: be16(t.ListenerPort)},
+				&expr.Redir{RegisterProtoMin: reg1, Flags: unix.NF_NAT_RANGE_PROTO_SPECIFIED})
+			return r
+		}
+		for _, n := range t.Interfaces {
+			c.rules = append(c.rules, redirect((&ruleDef{}).add(ifnameText(false, n), iifname(false, n)...)))
+		}
+		if len(t.Interfaces) > 0 {
+			continue
+		}
+		for _, p := range t.Sources {
+			c.rules = append(c.rules, redirect((&ruleDef{}).add(saddrText(p), saddr(p)...)))
+		}
+	}
+	return c
+}
+
+// forwardChain sends forwarded tenant packets to the tenant's chain.
+func forwardChain(table *nftables.Table, tenants []Tenant) *chainDef {
+	c := baseChain(table, chainForward, nftables.ChainTypeFilter, nftables.ChainHookForward,
+		nftables.ChainPriorityFilter, "type filter hook forward priority filter;")
+	classify(c, tenants, expr.VerdictGoto, forwardChainName)
+	return c
+}
+
+// tenantForwardChain is a forwarded tenant's egress: replies, its own
+// networks and allow_direct pass; the rest is rejected.
+func tenantForwardChain(table *nftables.Table, t *Tenant) *chainDef {
+	c := &chainDef{chain: &nftables.Chain{Table: table, Name: forwardChainName(t.Slot)}}
+	c.rules = append(c.rules, (&ruleDef{comment: t.Name}).add("ct state established,related", ctStateEstRel()...).add("accept", accept))
+	for _, n := range t.Interfaces {
+		c.rules = append(c.rules, (&ruleDef{}).add(ifnameText(true, n), iifname(true, n)...).add("accept", accept))
+	}
+	return finishTenant(c, t)
+}
+
+// tenantInputChain is a forwarded tenant's traffic to the host's own
+// addresses: internal like any other, apart from replies, neighbour
+// discovery, DHCP and allow_direct. Redirected intercepts were accepted by
+// the input chain before.
+func tenantInputChain(table *nftables.Table, t *Tenant) *chainDef {
+	c := &chainDef{chain: &nftables.Chain{Table: table, Name: inputChainName(t.Slot)}}
+	c.rules = append(c.rules, (&ruleDef{comment: t.Name}).add("ct state established,related", ctStateEstRel()...).add("accept", accept))
+	nd := newSet(&nftables.Set{Anonymous: true, Constant: true, KeyType: nftables.TypeICMP6Type}, []element{
+		{133, nftables.SetElement{Key: []byte{133}}, "nd-router-solicit"},
+		{135, nftables.SetElement{Key: []byte{135}}, "nd-neighbor-solicit"},
+		{136, nftables.SetElement{Key: []byte{136}}, "nd-neighbor-advert"},
+		{143, nftables.SetElement{Key: []byte{143}}, "mld2-listener-report"},
+	})
+	look := &expr.Lookup{SourceRegister: reg1}
+	ndRule := &ruleDef{anon: nd, anonLookup: look}
+	ndRule.add("icmpv6 type { "+strings.Join(nd.texts, ", ")+" }", append(nfproto(true), append(l4proto(unix.IPPROTO_ICMPV6),
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1}, look)...)...)
+	dhcp6 := &ruleDef{}
+	dhcp6.add("ip6 saddr fe80::/10", saddr(netip.MustParsePrefix("fe80::/10"))...)
+	dhcp6.add("udp dport 547", append(l4proto(unix.IPPROTO_UDP), thDport(), &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(547)})...)
+	c.rules = append(c.rules, ndRule.add("accept", accept), dhcp4Rule().add("accept", accept), dhcp6.add("accept", accept))
+	return finishTenant(c, t)
+}
+
+// finishTenant appends allow_direct and the final verdict.
+func finishTenant(c *chainDef, t *Tenant) *chainDef {
+	for _, d := range t.AllowDirect {
+		c.rules = append(c.rules, directRules(d)...)
+	}
+	if t.Report {
+		c.rules = append(c.rules, (&ruleDef{}).add("counter packets 0 bytes 0", &expr.Counter{}).add("accept", accept))
+		return c
+	}
+	c.rules = append(c.rules, (&ruleDef{}).add("goto "+chainDeny, &expr.Verdict{Kind: expr.VerdictGoto, Chain: chainDeny}))
+	return c
+}
+
+// addForwarded extends rs (built by buildRuleset) with the forwarded
+// tenants' rules and chains.
+func addForwarded(rs *ruleset, table *nftables.Table, tenants []Tenant) {
+	var fwd []Tenant
+	for _, t := range tenants {
+		if t.forwarded() {
+			fwd = append(fwd, t)
+		}
+	}
+	if len(fwd) == 0 {
+		return
+	}
+	for _, c := range rs.chains {
+		switch c.chain.Name {
+		case chainPrerouting:
+			c.rules = append(ingressRules(fwd), c.rules...)
+		case chainInput:
+			classify(c, fwd, expr.VerdictGoto, inputChainName)
+		}
+	}
+	rs.chains = append(rs.chains, natChain(table, fwd), forwardChain(table, fwd))
+	for i := range fwd {
+		t := &fwd[i]
+		if len(t.Interfaces) > 0 && len(t.Sources) > 0 {
+			rs.chains = append(rs.chains, ingressChain(table, t))
+		}
+		rs.chains = append(rs.chains, tenantForwardChain(table, t), tenantInputChain(table, t))
+	}
+}

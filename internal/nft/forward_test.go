@@ -1,0 +1,171 @@
+package nft
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// fwdTopo is a host namespace routing between a container namespace
+// (behind bridge br-t1, as Docker wires docker0 and br-*) and a public one.
+type fwdTopo struct{ host, ctr, pub *testNetns }
+
+func newFwdTopo(t *testing.T) *fwdTopo {
+	t.Helper()
+	f := &fwdTopo{host: newNetns(t, false), ctr: newNetns(t, false), pub: newNetns(t, false)}
+	h, c, p := f.host, f.ctr, f.pub
+	h.run(t, "ip", "link", "add", "br-t1", "type", "bridge")
+	h.run(t, "ip", "addr", "add", "172.17.0.1/16", "dev", "br-t1")
+	h.run(t, "ip", "-6", "addr", "add", "fd00:17::1/64", "dev", "br-t1", "nodad")
+	h.run(t, "ip", "link", "set", "br-t1", "up")
+	h.run(t, "ip", "link", "add", "vc1", "type", "veth", "peer", "name", "eth0", "netns", c.name)
+	h.run(t, "ip", "link", "set", "vc1", "master", "br-t1", "up")
+	c.run(t, "ip", "link", "set", "eth0", "up")
+	c.run(t, "ip", "addr", "add", "172.17.0.2/16", "dev", "eth0")
+	c.run(t, "ip", "addr", "add", "10.9.9.9/32", "dev", "eth0") // a spoofed source
+	c.run(t, "ip", "-6", "addr", "add", "fd00:17::2/64", "dev", "eth0", "nodad")
+	c.run(t, "ip", "route", "add", "default", "via", "172.17.0.1")
+	c.run(t, "ip", "-6", "route", "add", "default", "via", "fd00:17::1")
+	h.run(t, "ip", "link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", p.name)
+	h.run(t, "ip", "addr", "add", "198.51.100.1/24", "dev", "up0")
+	h.run(t, "ip", "-6", "addr", "add", "2001:db8:1::1/64", "dev", "up0", "nodad")
+	h.run(t, "ip", "link", "set", "up0", "up")
+	p.run(t, "ip", "link", "set", "eth0", "up")
+	for _, a := range []string{"198.51.100.10/24", "198.51.100.53/24"} {
+		p.run(t, "ip", "addr", "add", a, "dev", "eth0")
+	}
+	p.run(t, "ip", "-6", "addr", "add", "2001:db8:1::10/64", "dev", "eth0", "nodad")
+	p.run(t, "ip", "route", "add", "172.17.0.0/16", "via", "198.51.100.1")
+	p.run(t, "ip", "route", "add", "10.9.9.9/32", "via", "198.51.100.1")
+	p.run(t, "ip", "-6", "route", "add", "fd00:17::/64", "via", "2001:db8:1::1")
+	h.run(t, "ip", "route", "add", "10.9.9.9/32", "via", "172.17.0.2") // the spoofer would even be routed back
+	h.run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+	return f
+}
+
+// dialFrom connects from ns (optionally from laddr) and reports "ok",
+// "refused" (a reset) or "timeout".
+func dialFrom(t *testing.T, ns *testNetns, network, laddr, raddr string) string {
+	t.Helper()
+	d := net.Dialer{Timeout: 700 * time.Millisecond}
+	if laddr != "" {
+		if network == "udp" {
+			d.LocalAddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(laddr), 0))
+		} else {
+			d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(laddr), 0))
+		}
+	}
+	var c net.Conn
+	var err error
+	ns.do(t, func() { c, err = d.Dial(network, raddr) })
+	switch {
+	case err == nil:
+		defer c.Close()
+		c.Write([]byte("x"))
+		return "ok"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(err, os.ErrDeadlineExceeded) || strings.Contains(err.Error(), "timeout"):
+		return "timeout"
+	}
+	return "error: " + err.Error()
+}
+
+func nothingOn[T any](t *testing.T, what string, ch <-chan T) {
+	t.Helper()
+	select {
+	case v := <-ch:
+		t.Errorf("%s received %+v, want nothing", what, v)
+	case <-time.After(150 * time.Millisecond):
+	}
+}
+
+// TestForwardedTenant applies a forwarded tenant (interfaces "br-*",
+// source ranges) on a host whose bridge has br_netfilter on, as Docker
+// leaves it, and checks what a container gets: intercepted TCP is
+// redirected to the tenant's listener port on the bridge address, other
+// egress is rejected except allow_direct, the host's own addresses are
+// internal, a spoofed source is dropped, and inbound flows get replies.
+func TestForwardedTenant(t *testing.T) {
+	f := newFwdTopo(t)
+	spec := DefaultSpec()
+	spec.Tenants = []Tenant{{Name: "containers", Slot: 1, ListenerPort: 15001, Interfaces: []string{"br-*"},
+		Sources:     []netip.Prefix{netip.MustParsePrefix("172.17.0.0/16"), netip.MustParsePrefix("fd00:17::/64")},
+		AllowDirect: []Direct{{Prefix: netip.MustParsePrefix("198.51.100.53/32"), Ports: []uint16{53}, Proto: "udp"}}}}
+	if err := f.host.manager(t).Apply(spec, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("host bridge-nf-call-iptables: %s", strings.TrimSpace(f.host.run(t, "sysctl", "-n", "net.bridge.bridge-nf-call-iptables")))
+	listener := tcpSink(t, f.host, ":15001") // plain wildcard socket: REDIRECT needs no IP_TRANSPARENT
+	hostSSH := tcpSink(t, f.host, ":22")
+	web, other := tcpSink(t, f.pub, ":80"), tcpSink(t, f.pub, ":8080")
+	quic, dns := udpSink(t, f.pub, "198.51.100.10:443"), udpSink(t, f.pub, "198.51.100.53:53")
+	inside := tcpSink(t, f.ctr, ":80")
+
+	intercepted := []struct{ name, raddr, wantLocal string }{
+		{"public v4", "198.51.100.10:80", "172.17.0.1:15001"},
+		{"public v6", "[2001:db8:1::10]:443", "[fd00:17::1]:15001"},
+		{"bridge gateway", "172.17.0.1:80", "172.17.0.1:15001"},
+		{"host uplink address", "198.51.100.1:443", "172.17.0.1:15001"},
+	}
+	for _, tc := range intercepted {
+		t.Run("redirect "+tc.name, func(t *testing.T) {
+			if got := dialFrom(t, f.ctr, "tcp", "", tc.raddr); got != "ok" {
+				t.Fatalf("dial %s = %s, want ok (redirected)", tc.raddr, got)
+			}
+			select {
+			case a := <-listener:
+				if a.local != tc.wantLocal {
+					t.Errorf("listener got local %s, want %s", a.local, tc.wantLocal)
+				}
+			case <-time.After(2 * time.Second):
+				t.Fatal("the tenant's listener saw no connection")
+			}
+			nothingOn(t, "public :80", web)
+		})
+	}
+	denied := []struct{ name, network, laddr, raddr, want string }{
+		{"other TCP port", "tcp", "", "198.51.100.10:8080", "refused"},
+		{"host service", "tcp", "", "172.17.0.1:22", "refused"},
+		{"listener port directly", "tcp", "", "172.17.0.1:15001", "refused"},
+		{"spoofed source", "tcp", "10.9.9.9", "198.51.100.10:8080", "timeout"},
+	}
+	for _, tc := range denied {
+		t.Run("deny "+tc.name, func(t *testing.T) {
+			if got := dialFrom(t, f.ctr, tc.network, tc.laddr, tc.raddr); got != tc.want {
+				t.Fatalf("dial %s = %s, want %s", tc.raddr, got, tc.want)
+			}
+		})
+	}
+	nothingOn(t, "public :8080", other)
+	nothingOn(t, "host :22", hostSSH)
+	nothingOn(t, "listener", listener)
+
+	t.Run("udp", func(t *testing.T) {
+		dialFrom(t, f.ctr, "udp", "", "198.51.100.10:443")
+		nothingOn(t, "public udp 443 (QUIC)", quic)
+		dialFrom(t, f.ctr, "udp", "10.9.9.9", "198.51.100.53:53")
+		nothingOn(t, "public DNS from a spoofed source", dns)
+		dialFrom(t, f.ctr, "udp", "", "198.51.100.53:53")
+		select {
+		case <-dns:
+		case <-time.After(2 * time.Second):
+			t.Fatal("allow_direct DNS did not arrive")
+		}
+	})
+	t.Run("inbound gets replies", func(t *testing.T) {
+		if got := dialFrom(t, f.pub, "tcp", "", "172.17.0.2:80"); got != "ok" {
+			t.Fatalf("public to container = %s, want ok", got)
+		}
+		select {
+		case <-inside:
+		case <-time.After(2 * time.Second):
+			t.Fatal("container saw no inbound connection")
+		}
+	})
+}
