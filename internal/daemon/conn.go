@@ -22,15 +22,19 @@ type dialer interface {
 // TPROXY rule delivered the connection to, never anything the tenant sent.
 func (s *server) handle(c *net.TCPConn, slot uint32) {
 	st := s.state.Load()
-	rec := connRecord{start: time.Now(), src: addrPortOf(c.RemoteAddr()), orig: s.origDst(c)}
+	rec := connRecord{start: time.Now(), src: addrPortOf(c.RemoteAddr())}
 	t := st.tenants[slot]
 	if t == nil {
+		rec.orig = s.origDst(c)
 		rec.tenant, rec.reason, rec.detail = "-", reasonTenantGone, fmt.Sprintf("no tenant holds slot %d after a reload", slot)
 		denyReset(c)
 		s.finish(&rec)
 		return
 	}
 	rec.tenant, rec.mode = t.name, t.compiled.Mode().String()
+	if !s.original(c, t, &rec) {
+		return
+	}
 	if !s.admit(c, t, &rec) {
 		return
 	}
@@ -59,6 +63,42 @@ func (s *server) handle(c *net.TCPConn, slot uint32) {
 	s.metrics.bytes.WithLabelValues(t.name, "upstream").Add(float64(rec.up))
 	s.metrics.bytes.WithLabelValues(t.name, "downstream").Add(float64(rec.down))
 	s.finish(&rec)
+}
+
+// reasonNoOriginalDst: a redirected connection conntrack has no NAT record of.
+const reasonNoOriginalDst = "no_original_destination"
+
+// original finds the connection's original destination: the local address
+// of a TPROXYed connection, or, for a forwarded tenant's REDIRECTed one,
+// conntrack's pre-NAT destination, with the ingress interface. A redirected
+// connection without a NAT record is refused (fail closed).
+func (s *server) original(c *net.TCPConn, t *tenantState, rec *connRecord) bool {
+	if !s.redirected(c, t) {
+		rec.orig = s.origDst(c)
+		return true
+	}
+	local := addrPortOf(c.LocalAddr())
+	rec.forwarded = true
+	rec.iif = s.ifaceOf(local.Addr())
+	if rec.iif == "" {
+		rec.iif = "?" // an address that appeared since the last update
+	}
+	orig, err := s.origDstNAT(c)
+	if err != nil {
+		rec.orig, rec.decision, rec.reason, rec.detail = local, "deny", reasonNoOriginalDst, err.Error()
+		denyReset(c)
+		s.finish(rec)
+		return false
+	}
+	rec.orig = orig
+	return true
+}
+
+// isRedirected: a TPROXYed connection keeps its original destination port
+// (an intercept port, never a listener port); a REDIRECTed one arrives on
+// the listener port itself.
+func isRedirected(c *net.TCPConn, t *tenantState) bool {
+	return t.forwarded && addrPortOf(c.LocalAddr()).Port() == t.port
 }
 
 // admit applies the global and per-tenant caps; over a cap the connection is

@@ -58,7 +58,7 @@ func nftSpec(cfg *config.Config, snap *snapshot) nft.Spec {
 	for _, t := range cfg.Tenants {
 		ts := bySlot[t.Name]
 		nt := nft.Tenant{Name: t.Name, Slot: ts.slot, ListenerPort: ts.port, Report: t.Mode == config.ModeReport,
-			Cgroups: t.Cgroups, UIDs: t.UIDs}
+			Cgroups: t.Cgroups, UIDs: t.UIDs, Interfaces: t.Interfaces, Sources: t.SourceCIDRs}
 		for _, d := range t.AllowDirect {
 			nt.AllowDirect = append(nt.AllowDirect, nft.Direct{Prefix: d.CIDR, Ports: d.Ports, Proto: d.Protocol})
 		}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,6 +35,8 @@ type harness struct {
 	dns      *dnstest.Server
 	logs     *syncBuffer
 	orig     atomic.Value // netip.AddrPort for the next connection
+	redirect atomic.Bool  // forwarded tenants' connections count as REDIRECTed
+	noNAT    atomic.Bool  // ... but conntrack has no NAT record of them
 	routes   map[netip.AddrPort]string
 	dialed   sync.Map // netip.AddrPort -> *atomic.Int64
 	internal *counterServer
@@ -106,6 +109,13 @@ func newHarness(t *testing.T, extra string) *harness {
 	log := slog.New(slog.NewJSONHandler(h.logs, nil))
 	h.srv = newServer(log, newMetrics("test"), dialerFunc(h.dial))
 	h.srv.origDst = func(*net.TCPConn) netip.AddrPort { return h.orig.Load().(netip.AddrPort) }
+	h.srv.redirected = func(_ *net.TCPConn, t *tenantState) bool { return h.redirect.Load() && t.forwarded }
+	h.srv.origDstNAT = func(*net.TCPConn) (netip.AddrPort, error) {
+		if h.noNAT.Load() {
+			return netip.AddrPort{}, fmt.Errorf("getsockopt SO_ORIGINAL_DST: %w", syscall.ENOENT)
+		}
+		return h.orig.Load().(netip.AddrPort), nil
+	}
 	h.srv.listen = func(ctx context.Context, ap netip.AddrPort) (*net.TCPListener, error) {
 		var lc net.ListenConfig
 		ln, err := lc.Listen(ctx, "tcp", netip.AddrPortFrom(ap.Addr(), 0).String())

@@ -19,6 +19,7 @@ import (
 type metrics struct {
 	reg         *prometheus.Registry
 	conns       *prometheus.CounterVec   // tenant, decision, reason
+	forwarded   *prometheus.CounterVec   // tenant, iif, decision
 	active      *prometheus.GaugeVec     // tenant
 	bytes       *prometheus.CounterVec   // tenant, direction
 	rejected    *prometheus.CounterVec   // tenant, limit
@@ -39,6 +40,9 @@ func newMetrics(version string) *metrics {
 	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
 	m.conns = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "egressfw_connections_total",
 		Help: "Tenant connections by final decision (allow, deny, report) and reason."}, []string{"tenant", "decision", "reason"})
+	m.forwarded = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "egressfw_forwarded_connections_total",
+		Help: "Intercepted connections of containers, pods and VMs, by tenant, ingress interface and decision."},
+		[]string{"tenant", "iif", "decision"})
 	m.active = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "egressfw_connections_active",
 		Help: "Tenant connections currently held by the listener."}, []string{"tenant"})
 	m.bytes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "egressfw_bytes_total",
@@ -64,7 +68,7 @@ func newMetrics(version string) *metrics {
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "egressfw_build_info",
 		Help: "Build information; the value is always 1."}, []string{"version", "goversion"})
 	info.WithLabelValues(version, runtime.Version()).Set(1)
-	for _, c := range []prometheus.Collector{m.conns, m.active, m.bytes, m.rejected, m.dnsDur, m.connectDur,
+	for _, c := range []prometheus.Collector{m.conns, m.forwarded, m.active, m.bytes, m.rejected, m.dnsDur, m.connectDur,
 		m.peekDur, m.ruleApply, m.reloads, m.cgroupSync, m.suppressed, m.tenantCount, info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)

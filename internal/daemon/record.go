@@ -12,17 +12,20 @@ import (
 // connRecord collects what is known about one connection for its log line
 // and metrics.
 type connRecord struct {
-	start    time.Time
-	tenant   string
-	mode     string
-	src      netip.AddrPort
-	orig     netip.AddrPort
-	proto    string
-	name     string
-	alpn     []string
-	ech      bool
-	resolved []netip.Addr
-	dialed   netip.AddrPort
+	start  time.Time
+	tenant string
+	mode   string
+	src    netip.AddrPort
+	orig   netip.AddrPort
+	// forwarded: REDIRECTed from a container, pod or VM arriving on iif.
+	forwarded bool
+	iif       string
+	proto     string
+	name      string
+	alpn      []string
+	ech       bool
+	resolved  []netip.Addr
+	dialed    netip.AddrPort
 
 	decision string // allow | deny | would_deny (report mode) | error
 	reason   string
@@ -57,6 +60,9 @@ func (s *server) finish(r *connRecord) {
 		r.decision = "deny"
 	}
 	s.metrics.conns.WithLabelValues(r.tenant, r.decision, r.reason).Inc()
+	if r.forwarded {
+		s.metrics.forwarded.WithLabelValues(r.tenant, r.iif, r.decision).Inc()
+	}
 	if r.dnsDur > 0 {
 		s.metrics.dnsDur.WithLabelValues(dnsResult(r.reason)).Observe(r.dnsDur.Seconds())
 	}
@@ -79,6 +85,9 @@ func (s *server) finish(r *connRecord) {
 		slog.String("mode", r.mode),
 		slog.String("reason", r.reason),
 		slog.String("detail", r.detail),
+	}
+	if r.forwarded {
+		attrs = append(attrs, slog.String("iif", r.iif))
 	}
 	if len(r.alpn) > 0 {
 		attrs = append(attrs, slog.Any("alpn", r.alpn))

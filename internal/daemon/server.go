@@ -38,6 +38,10 @@ type tenantState struct {
 	port     uint16
 	compiled *policy.CompiledTenant
 	gate     *gate
+	// forwarded tenants (interfaces or source_cidrs) also arrive by nat
+	// REDIRECT on the primary address of their ingress interface, so their
+	// listener is bound to the wildcard address (see listenAddrs).
+	forwarded bool
 }
 
 // server is the data path: listeners, per-connection handling, caps, logs.
@@ -48,10 +52,17 @@ type server struct {
 	dialer  dialer
 	origDst func(*net.TCPConn) netip.AddrPort
 	listen  func(ctx context.Context, ap netip.AddrPort) (*net.TCPListener, error)
+	// Forwarded tenants' connections are REDIRECTed, not TPROXYed: the
+	// seams say whether one was, give its pre-NAT destination and name the
+	// interface holding the address it was redirected to.
+	redirected func(c *net.TCPConn, t *tenantState) bool
+	origDstNAT func(*net.TCPConn) (netip.AddrPort, error)
+	ifaceOf    func(netip.Addr) string
 
 	global, peeking *gate
 	denials         *denialLimiter
 	hostAddrs       atomic.Pointer[[]netip.Addr] // the host's own addresses, always internal
+	addrIfaces      atomic.Pointer[map[netip.Addr]string]
 
 	mu        sync.Mutex
 	gates     map[string]*gate
@@ -61,12 +72,15 @@ type server struct {
 }
 
 func newServer(log *slog.Logger, m *metrics, d dialer) *server {
-	return &server{
+	s := &server{
 		log: log, metrics: m, dialer: d,
 		origDst: tproxy.OriginalDst, listen: tproxy.Listen,
+		redirected: isRedirected, origDstNAT: tproxy.OriginalDstNAT,
 		global: newGate(1), peeking: newGate(1), denials: newDenialLimiter(10, 10*time.Second),
 		gates: map[string]*gate{}, listeners: map[uint32]*portListener{},
 	}
+	s.ifaceOf = s.ifaceOfAddr
+	return s
 }
 
 // buildSnapshot compiles cfg with the given slots. It has no side effects, so
@@ -88,7 +102,8 @@ func (s *server) buildSnapshot(cfg *config.Config, slots map[string]uint32, bypa
 			MaxHandshake: cfg.Listener.MaxClientHello, MaxHTTPHead: cfg.Listener.MaxHTTPHeader}}
 	for _, t := range cfg.Tenants {
 		slot := slots[t.Name]
-		snap.tenants[slot] = &tenantState{name: t.Name, slot: slot, port: listenerPort(cfg, slot), compiled: compiled[t.Name]}
+		snap.tenants[slot] = &tenantState{name: t.Name, slot: slot, port: listenerPort(cfg, slot), compiled: compiled[t.Name],
+			forwarded: len(t.Interfaces) > 0 || len(t.SourceCIDRs) > 0}
 	}
 	return snap, nil
 }
@@ -132,19 +147,46 @@ func (s *server) install(snap *snapshot) {
 	}
 }
 
-// setHostAddrs records the host's addresses and applies them at once.
-func (s *server) setHostAddrs(addrs []netip.Addr) {
+// setHostAddrs records the host's addresses (and the interface of each)
+// and applies them at once.
+func (s *server) setHostAddrs(addrs []netip.Addr, ifaces map[netip.Addr]string) {
 	s.hostAddrs.Store(&addrs)
+	s.addrIfaces.Store(&ifaces)
 	if snap := s.state.Load(); snap != nil {
 		snap.policy.Classifier().SetHostAddrs(addrs)
 	}
 }
 
+// ifaceOfAddr names the interface holding a host address ("" if unknown).
+func (s *server) ifaceOfAddr(a netip.Addr) string {
+	if m := s.addrIfaces.Load(); m != nil {
+		return (*m)[a.Unmap()]
+	}
+	return ""
+}
+
 // portListener is one tenant's pair of listening sockets.
 type portListener struct {
 	port  uint16
+	wild  bool // bound to the wildcard addresses (a forwarded tenant)
 	socks []*net.TCPListener
 	done  sync.WaitGroup
+}
+
+// listenAddrs are the addresses of a tenant's listener. A local-only tenant
+// listens on loopback. A forwarded tenant's connections are REDIRECTed to
+// the primary address of the interface they arrived on (the bridge
+// gateway, say), so its listener is bound to the wildcard address instead:
+// TPROXY finds the same transparent socket for 127.0.0.1 and ::1, and the
+// input chain resets any connection to a listener port that was not DNATed
+// by our rules, from the host itself or from elsewhere, so the wider bind
+// exposes nothing. (Loopback and wildcard sockets cannot share a port
+// without SO_REUSEPORT, which would let any process of the same uid join.)
+func listenAddrs(forwarded bool) []string {
+	if forwarded {
+		return []string{"0.0.0.0", "::"}
+	}
+	return []string{"127.0.0.1", "::1"}
 }
 
 // openListeners opens the sockets of every slot in snap that has none yet.
@@ -153,14 +195,21 @@ func (s *server) openListeners(ctx context.Context, snap *snapshot) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for slot, t := range snap.tenants {
-		if pl, ok := s.listeners[slot]; ok && pl.port == t.port {
+		old, ok := s.listeners[slot]
+		if ok && old.port == t.port && old.wild == t.forwarded {
 			continue
 		}
-		pl := &portListener{port: t.port}
-		for _, ip := range []string{"127.0.0.1", "::1"} {
+		if ok && old.port == t.port {
+			// Same port, other addresses: the old sockets must go first.
+			// Connections arriving meanwhile find no listener and are reset.
+			old.close()
+			delete(s.listeners, slot)
+		}
+		pl := &portListener{port: t.port, wild: t.forwarded}
+		for _, ip := range listenAddrs(t.forwarded) {
 			ln, err := s.listen(ctx, netip.AddrPortFrom(netip.MustParseAddr(ip), t.port))
 			if err != nil {
-				if ip == "::1" && errors.Is(err, syscall.EADDRNOTAVAIL) {
+				if netip.MustParseAddr(ip).Is6() && errors.Is(err, syscall.EADDRNOTAVAIL) {
 					s.log.Warn("IPv6 loopback unavailable; serving IPv4 only", "tenant", t.name, "port", t.port)
 					continue
 				}
