@@ -99,10 +99,24 @@ func ctStatusDNAT() []expr.Any {
 }
 
 // ctDirOriginal: ct direction original.
-func ctDirOriginal() []expr.Any {
+func ctDirOriginal() []expr.Any { return ctDir(0) }
+
+// ctDirReply matches packets in the reply direction of their conntrack entry.
+func ctDirReply() []expr.Any { return ctDir(1) }
+
+func ctDir(d byte) []expr.Any {
 	return []expr.Any{
 		&expr.Ct{Key: expr.CtKeyDIRECTION, Register: reg1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{d}},
+	}
+}
+
+// maskedLookup loads a mark, masks it and looks the result up in set.
+func maskedLookup(load expr.Any, mask uint32, set string) []expr.Any {
+	return []expr.Any{
+		load,
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: ne32(mask), Xor: ne32(0)},
+		lookup(set, 0),
 	}
 }
 

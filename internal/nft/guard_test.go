@@ -1,10 +1,12 @@
 package nft
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestGuardKeepsUnknownCgroupsBlocked proves the fail-closed property of
@@ -82,4 +84,75 @@ func TestBoundSocketCannotEscape(t *testing.T) {
 	}
 	got := runClient(t, ns, client{fsuid: 4242}, "tcp", "192.0.2.10:80", "unbound")
 	checkOutcome(t, "intercept 15001", "192.0.2.10:80", "unbound", got, listeners, nil, nil)
+}
+
+// TestTenantCannotReuseAnotherSocketsFlow: conntrack knows flows by tuple,
+// not by socket. A tenant that binds the source port of a live, answered
+// non-tenant UDP flow (egressfw's resolver is the easy one: its ports are in
+// /proc/net/udp) must still be classified as the tenant and refused, not
+// carried out by the flow's "established" state.
+func TestTenantCannotReuseAnotherSocketsFlow(t *testing.T) {
+	ns := newNetns(t, true)
+	spec := DefaultSpec()
+	spec.Tenants = []Tenant{{Name: "t", Slot: 1, ListenerPort: 15001, UIDs: []uint32{4242}}}
+	if err := ns.manager(t).Apply(spec, nil); err != nil {
+		t.Fatal(err)
+	}
+	got := udpEcho(t, ns, "198.51.100.1:5353")
+	const src = 40123
+	if res := runClient(t, ns, client{srcPort: src}, "udp", "198.51.100.1:5353", "resolver"); !strings.HasPrefix(res, "OK") {
+		t.Fatalf("non-tenant send: %s", res)
+	}
+	waitFor(t, got, "resolver")
+	res := runClient(t, ns, client{fsuid: 4242, srcPort: src}, "udp", "198.51.100.1:5353", "smuggled")
+	if !strings.Contains(res, "operation not permitted") {
+		t.Errorf("tenant on a reused tuple: %s, want the send refused", res)
+	}
+	select {
+	case p := <-got:
+		if p == "smuggled" {
+			t.Fatal("the tenant's datagram rode another socket's conntrack entry out")
+		}
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// udpEcho answers every datagram on addr inside ns and reports its payload.
+func udpEcho(t *testing.T, ns *testNetns, addr string) <-chan string {
+	t.Helper()
+	var pc net.PacketConn
+	var err error
+	ns.do(t, func() { pc, err = net.ListenPacket("udp", addr) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	ch := make(chan string, 16)
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo(buf[:n], from)
+			ch <- string(buf[:n])
+		}
+	}()
+	return ch
+}
+
+func waitFor(t *testing.T, ch <-chan string, want string) {
+	t.Helper()
+	deadline := time.After(2 * time.Second)
+	for {
+		select {
+		case p := <-ch:
+			if p == want {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("%q never arrived", want)
+		}
+	}
 }

@@ -34,7 +34,7 @@ func helperMain(spec string) string {
 	if len(f) < 2 {
 		return "ERR bad helper spec " + spec
 	}
-	network, addr, payload, repeat, bindDev := f[0], f[1], "x", 1, ""
+	network, addr, payload, repeat, bindDev, srcPort := f[0], f[1], "x", 1, "", 0
 	runtime.LockOSThread() // the socket must be created on the thread with the fsuid
 	for _, opt := range f[2:] {
 		k, v, _ := strings.Cut(opt, "=")
@@ -49,28 +49,39 @@ func helperMain(spec string) string {
 			fmt.Sscan(v, &repeat)
 		case "bind":
 			bindDev = v
+		case "src":
+			fmt.Sscan(v, &srcPort)
 		}
 	}
 	for i := 1; i < repeat; i++ { // all but the last; each must connect
-		if res := dialOnce(network, addr, payload, bindDev); !strings.HasPrefix(res, "OK") {
+		if res := dialOnce(network, addr, payload, bindDev, srcPort); !strings.HasPrefix(res, "OK") {
 			return fmt.Sprintf("%s (attempt %d of %d)", res, i, repeat)
 		}
 	}
-	return dialOnce(network, addr, payload, bindDev)
+	return dialOnce(network, addr, payload, bindDev, srcPort)
 }
 
 // dialOnce connects, writes payload and reports "OK local=..." or "ERR ...".
-func dialOnce(network, addr, payload, bindDev string) string {
+func dialOnce(network, addr, payload, bindDev string, srcPort int) string {
 	d := net.Dialer{Timeout: 700 * time.Millisecond}
-	if bindDev != "" { // as curl --interface does: route by device, not by table
-		d.Control = func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			err := c.Control(func(fd uintptr) { serr = unix.BindToDevice(int(fd), bindDev) })
-			if err != nil {
-				return err
-			}
-			return serr
+	if srcPort != 0 { // reuse a source port another socket just used (its flow's tuple)
+		d.LocalAddr = &net.UDPAddr{Port: srcPort}
+		if network == "tcp" {
+			d.LocalAddr = &net.TCPAddr{Port: srcPort}
 		}
+	}
+	d.Control = func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+			if bindDev != "" && serr == nil { // as curl --interface does: route by device, not by table
+				serr = unix.BindToDevice(int(fd), bindDev)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return serr
 	}
 	c, err := d.Dial(network, addr)
 	if err != nil {
@@ -94,6 +105,7 @@ type client struct {
 	cgroup  string // absolute cgroup dir to start in, or ""
 	fsuid   int    // socket owner uid, or 0
 	bindDev string // SO_BINDTODEVICE, or ""
+	srcPort int    // source port to bind (with SO_REUSEADDR), or 0
 }
 
 // runClient runs the helper inside ns (and the client's cgroup, placed there
@@ -106,6 +118,9 @@ func runClient(t *testing.T, ns *testNetns, c client, network, addr, payload str
 	}
 	if c.bindDev != "" {
 		spec += " bind=" + c.bindDev
+	}
+	if c.srcPort != 0 {
+		spec += fmt.Sprintf(" src=%d", c.srcPort)
 	}
 	cmd := exec.Command("nsenter", "--net=/run/netns/"+ns.name, os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+spec)

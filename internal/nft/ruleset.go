@@ -19,6 +19,7 @@ const (
 	setIntercept    = "intercept_ports"
 	setListener     = "listener_ports"
 	mapTProxy       = "tproxy_ports"
+	setSlots        = "tenant_slots"
 	mapUIDs         = "uids"
 	chainOutput     = "output"
 	chainPrerouting = "prerouting"
@@ -164,9 +165,10 @@ func buildRuleset(spec *Spec, ids CgroupIDs) *ruleset {
 	tenants := sortedTenants(spec)
 
 	var listenPorts []uint16
-	var tproxy, uids []element
+	var tproxy, uids, slots []element
 	for _, t := range tenants {
 		listenPorts = append(listenPorts, t.ListenerPort)
+		slots = append(slots, element{uint64(t.Slot), nftables.SetElement{Key: ne32(t.Slot)}, fmt.Sprintf("0x%08x", t.Slot)})
 		tproxy = append(tproxy, element{uint64(t.Slot),
 			nftables.SetElement{Key: ne32(t.Slot), Val: be16(t.ListenerPort)},
 			fmt.Sprintf("0x%08x : %d", t.Slot, t.ListenerPort)})
@@ -179,6 +181,7 @@ func buildRuleset(spec *Spec, ids CgroupIDs) *ruleset {
 	rs.sets = append(rs.sets,
 		newSet(&nftables.Set{Table: table, Name: setIntercept, KeyType: nftables.TypeInetService}, portElems(spec.InterceptPorts)),
 		newSet(&nftables.Set{Table: table, Name: setListener, KeyType: nftables.TypeInetService}, portElems(listenPorts)),
+		newSet(&nftables.Set{Table: table, Name: setSlots, KeyType: nftables.TypeMark, KeyByteOrder: binaryutil.NativeEndian}, slots),
 		newSet(&nftables.Set{Table: table, Name: mapTProxy, IsMap: true, KeyType: nftables.TypeMark, KeyByteOrder: binaryutil.NativeEndian,
 			DataType: nftables.TypeInetService}, tproxy))
 	cg := cgroupElems(spec, ids)
@@ -220,15 +223,22 @@ func outputChain(spec *Spec, table *nftables.Table) *chainDef {
 		maskedCmp(metaMark(), spec.MarkMask, spec.BypassMark, expr.CmpOpEq)...)
 	bypass.add("accept", accept)
 
+	// An intercepted TCP flow keeps going to lo, also for the packets a
+	// closed tenant socket's TIME_WAIT sends (they match no socket rule).
+	// Only TCP, and only ct marks that are slots of ours: another tool's ct
+	// mark (e.g. wg-quick's) never pulls its flows into the listener.
 	running := &ruleDef{}
+	running.add("meta l4proto tcp", l4proto(unix.IPPROTO_TCP)...)
 	running.add("ct direction original", ctDirOriginal()...)
-	running.add(fmt.Sprintf("ct mark & 0x%08x != 0x00000000", spec.CtMarkMask),
-		maskedCmp(ctMark(), spec.CtMarkMask, 0, expr.CmpOpNeq)...)
+	running.add(fmt.Sprintf("ct mark & 0x%08x == @%s", spec.CtMarkMask, setSlots), maskedLookup(ctMark(), spec.CtMarkMask, setSlots)...)
 	running.add(markSetText("meta", spec.MarkMask, spec.InterceptMark), setBits(false, spec.MarkMask, spec.InterceptMark)...)
 	running.add("accept", accept)
-
-	replies := (&ruleDef{}).add("ct state established,related", ctStateEstRel()...).add("accept", accept)
-	c.rules = append(c.rules, bypass, running, replies)
+	// No "ct state established accept" before the tenant lookup: conntrack
+	// matches a packet by its tuple, not its socket, so a tenant that binds
+	// the source port of another socket's live flow (e.g. the resolver's)
+	// would ride that flow's entry out. Tenants are classified by socket
+	// first; everything else falls through to the policy (accept).
+	c.rules = append(c.rules, bypass, running)
 
 	for _, l := range spec.levels() {
 		r := &ruleDef{}
@@ -338,6 +348,12 @@ func ifname(n string) []byte {
 // nor part of an intercepted flow: intercept, allow direct, or deny.
 func tenantChain(spec *Spec, table *nftables.Table, t *Tenant) *chainDef {
 	c := &chainDef{chain: &nftables.Chain{Table: table, Name: tenantChainName(t.Slot)}}
+	// Replies of TCP connections the tenant serves. TCP window tracking
+	// makes another socket's packets on the same tuple invalid, so this
+	// cannot carry a reused flow; UDP gets no such pass.
+	replies := (&ruleDef{}).add("meta l4proto tcp", l4proto(unix.IPPROTO_TCP)...).
+		add("ct direction reply", ctDirReply()...).add("accept", accept)
+	c.rules = append(c.rules, replies)
 	icpt := &ruleDef{comment: t.Name}
 	icpt.add("tcp dport @"+setIntercept, append(l4proto(unix.IPPROTO_TCP), thDport(), lookup(setIntercept, 0))...)
 	icpt.add(markSetText("ct", spec.CtMarkMask, t.Slot), setBits(true, spec.CtMarkMask, t.Slot)...)
