@@ -133,6 +133,68 @@ func memInUse() int64 {
 	return int64(ms.HeapInuse + ms.StackInuse)
 }
 
+// TestSpliceIdleHoldsNoPipe opens many proxied pairs, moves a byte each way
+// through each and leaves them idle: each pair must then cost exactly its
+// four sockets (the test holds both ends of both connections) and no pipe
+// outside the free list; data must still flow byte-exact afterwards.
+func TestSpliceIdleHoldsNoPipe(t *testing.T) {
+	n := 500
+	if testing.Short() {
+		n = 100
+	}
+	tests := []struct {
+		name       string
+		copyFn     copyFunc
+		holdsPipes bool // every idle direction holds a pipe
+	}{
+		{"pipe-less wait", spliceCopy, false},
+		{"TCPConn.ReadFrom (control)", readFromCopy, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s0, p0 := fdKinds(t)
+			held0 := heldPipeFDs(p0)
+			ps := openIdlePairs(t, n, time.Minute, tc.copyFn)
+			// The last warm-up byte can reach its reader just before the
+			// pump gives its pipe back: poll briefly.
+			var sockets, held int
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+				s1, p1 := fdKinds(t)
+				sockets, held = s1-s0, heldPipeFDs(p1)
+				if sockets == 4*n && (held >= 4*n) == tc.holdsPipes && (tc.holdsPipes || held <= held0) {
+					break
+				}
+			}
+			if sockets != 4*n {
+				t.Errorf("%d idle pairs added %d socket fds, want exactly %d", n, sockets, 4*n)
+			}
+			if tc.holdsPipes && held < 4*n {
+				t.Errorf("%d pipe fds held outside the free list, want >= %d (control: one pipe per idle direction)", held, 4*n)
+			}
+			if !tc.holdsPipes && held > held0 {
+				t.Errorf("%d idle pairs hold %d pipe fds outside the free list (%d before), want none", n, held-held0, held0)
+			}
+			time.Sleep(200 * time.Millisecond)
+			ps.exchange(t, 32<<10)
+		})
+	}
+}
+
+// heldPipeFDs counts the pipe descriptors that are not in the free list.
+func heldPipeFDs(all map[int]bool) int {
+	pipes.mu.Lock()
+	defer pipes.mu.Unlock()
+	n := len(all)
+	for _, p := range pipes.free {
+		for _, fd := range []int{p.r, p.w} {
+			if all[fd] {
+				n--
+			}
+		}
+	}
+	return n
+}
+
 // BenchmarkSpliceIdlePairs opens 1,000 idle proxied pairs per iteration and
 // reports what each costs while idle: heap plus goroutine stacks, RSS,
 // goroutines, socket and pipe descriptors. The test holds all four sockets

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -18,16 +19,19 @@ var ErrIdle = errors.New("connection idle timeout")
 //
 // prefix (the bytes already read from the client, e.g. a peeked ClientHello)
 // is written to upstream first; the client connection is then copied from
-// where it stands. Each direction is a TCPConn.ReadFrom between the two raw
-// *net.TCPConn values, which Go implements with splice(2) on Linux, so the
-// payload never enters user space. When one direction reaches EOF, the write
-// side of its destination is shut down (half-close) and the other direction
-// keeps running. If a direction fails, both connections are reset.
+// where it stands. Each direction moves bytes with splice(2) through a pipe
+// taken from a process-wide pool only while bytes are moving, so the payload
+// never enters user space and an idle pair holds no descriptor beyond its
+// two sockets. One direction runs on the caller's goroutine, the other on a
+// second one. When one direction reaches EOF, the write side of its
+// destination is shut down (half-close) and the other direction keeps
+// running. If a direction fails, both connections are reset.
 //
 // If idle > 0, the pair is closed with ErrIdle once no byte has moved in
 // either direction for between idle and 1.5*idle. Progress is read from the
-// kernel's per-socket TCP_INFO byte counters by a watchdog on a ticker of
-// idle/4, so the copy loops need no deadlines, wrappers or per-read work.
+// kernel's per-socket TCP_INFO byte counters every idle/4 by a runtime timer
+// (no goroutine while it waits), so the copy loops need no deadlines,
+// wrappers or per-read work.
 //
 // up counts bytes sent to upstream (including prefix), down bytes sent to the
 // client. err is nil when both directions ended with EOF.
@@ -37,17 +41,6 @@ func Splice(client, upstream *net.TCPConn, prefix []byte, idle time.Duration) (u
 
 // copyFunc copies src to dst until EOF or error.
 type copyFunc func(dst, src *net.TCPConn) (int64, error)
-
-// spliceCopy hands the raw connections to TCPConn.ReadFrom, which takes the
-// splice(2) path for a *net.TCPConn source. Do not wrap either side: any
-// wrapper hides the type and silently falls back to a user-space copy.
-func spliceCopy(dst, src *net.TCPConn) (int64, error) { return dst.ReadFrom(src) }
-
-type halfResult struct {
-	toUpstream bool
-	n          int64
-	err        error
-}
 
 func splice(client, upstream *net.TCPConn, prefix []byte, idle time.Duration, copyFn copyFunc) (up, down int64, err error) {
 	defer client.Close()
@@ -59,49 +52,99 @@ func splice(client, upstream *net.TCPConn, prefix []byte, idle time.Duration, co
 		}
 		up = int64(n)
 	}
-	results := make(chan halfResult, 2)
-	go pump(upstream, client, true, copyFn, results)
-	go pump(client, upstream, false, copyFn, results)
-
-	var tick <-chan time.Time
+	s := &pairState{client: client, upstream: upstream}
 	if idle > 0 {
-		t := time.NewTicker(max(idle/4, time.Millisecond))
-		defer t.Stop()
-		tick = t.C
+		s.watch(idle)
 	}
-	lastSeen := progress(client, upstream)
-	lastMove := time.Now()
-	var aborted bool
-	for done := 0; done < 2; {
-		select {
-		case r := <-results:
-			done++
-			if r.toUpstream {
-				up += r.n
-			} else {
-				down += r.n
-			}
-			if r.err != nil && !aborted {
-				err = fmt.Errorf("splice %s: %w", direction(r.toUpstream), r.err)
-				aborted = true
-				abort(client, upstream)
-			}
-		case <-tick:
-			// Use the clock, not the tick's timestamp: a tick received
-			// late would date observed movement into the past. lastMove is
-			// taken after the read and checked before the next one, so the
-			// silence is never overestimated.
-			checked := time.Now()
-			if p := progress(client, upstream); p != lastSeen {
-				lastSeen, lastMove = p, time.Now()
-			} else if checked.Sub(lastMove) >= idle && !aborted {
-				err = ErrIdle
-				aborted = true
-				abort(client, upstream)
-			}
-		}
+	var wg sync.WaitGroup
+	wg.Go(func() { down = s.pump(client, upstream, false, copyFn) })
+	up += s.pump(upstream, client, true, copyFn)
+	wg.Wait()
+	return up, down, s.finish()
+}
+
+// pairState is what the two directions and the idle watchdog of one pair
+// share: the first failure, which resets both connections.
+type pairState struct {
+	client, upstream *net.TCPConn
+
+	mu       sync.Mutex
+	err      error // first failure (or ErrIdle); set once
+	finished bool  // Splice is returning: the watchdog must not re-arm
+
+	idle     time.Duration
+	timer    *time.Timer
+	lastSeen uint64    // progress() at the last check that saw movement
+	lastMove time.Time // when that check was made
+}
+
+// pump copies one direction and half-closes its destination on EOF.
+func (s *pairState) pump(dst, src *net.TCPConn, toUpstream bool, copyFn copyFunc) int64 {
+	n, err := copyFn(dst, src)
+	if err != nil {
+		s.fail(fmt.Errorf("splice %s: %w", direction(toUpstream), err))
+		return n
 	}
-	return up, down, err
+	// A peer that already went away makes this fail; the other direction
+	// reports that.
+	_ = dst.CloseWrite()
+	return n
+}
+
+// fail records the pair's first failure and resets both connections so that
+// blocked copies return at once and both peers learn that it failed. Later
+// failures (the other direction seeing the reset) are not reported.
+func (s *pairState) fail(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.err = err
+		abort(s.client, s.upstream)
+	}
+}
+
+// watch arms the idle watchdog.
+func (s *pairState) watch(idle time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.idle = idle
+	s.lastSeen, s.lastMove = progress(s.client, s.upstream), time.Now()
+	s.timer = time.AfterFunc(s.period(), s.check)
+}
+
+func (s *pairState) period() time.Duration { return max(s.idle/4, time.Millisecond) }
+
+// check runs on the watchdog's timer: it resets the pair if nothing moved
+// for idle, else re-arms.
+func (s *pairState) check() {
+	// Take the clock before the counters: lastMove is taken after the read
+	// and checked before the next one, so the silence is never
+	// overestimated, even when the timer fires late.
+	checked := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.finished || s.err != nil {
+		return
+	}
+	if p := progress(s.client, s.upstream); p != s.lastSeen {
+		s.lastSeen, s.lastMove = p, time.Now()
+	} else if checked.Sub(s.lastMove) >= s.idle {
+		s.err = ErrIdle
+		abort(s.client, s.upstream)
+		return
+	}
+	s.timer.Reset(s.period())
+}
+
+// finish stops the watchdog and returns the pair's first failure.
+func (s *pairState) finish() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.finished = true
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	return s.err
 }
 
 func direction(toUpstream bool) string {
@@ -127,17 +170,6 @@ func writePrefix(upstream *net.TCPConn, prefix []byte, idle time.Duration) (int,
 		return n, fmt.Errorf("write prefix to upstream: %w", err)
 	}
 	return n, nil
-}
-
-// pump copies one direction and half-closes its destination on EOF.
-func pump(dst, src *net.TCPConn, toUpstream bool, copyFn copyFunc, out chan<- halfResult) {
-	n, err := copyFn(dst, src)
-	if err == nil {
-		// A peer that already went away makes this fail; the other
-		// direction reports that.
-		_ = dst.CloseWrite()
-	}
-	out <- halfResult{toUpstream, n, err}
 }
 
 // abort resets both connections so that blocked copies return at once and
