@@ -93,6 +93,7 @@ type Limits struct {
 	MaxConnections          int `toml:"max_connections"`
 	MaxConnectionsPerTenant int `toml:"max_connections_per_tenant"`
 	MaxPeeking              int `toml:"max_peeking"`
+	MaxPeekingPerTenant     int `toml:"max_peeking_per_tenant"`
 }
 
 // Log configures the structured log.
@@ -188,7 +189,7 @@ func Default() Config {
 			CtMarkMask: 0x0fff, RouteTable: 1515, RulePriority: 1515, KeepRulesOnStop: true,
 			GuardCgroups: []string{"egressfw.slice"},
 		},
-		Limits: Limits{MaxConnections: 8192, MaxConnectionsPerTenant: 4096, MaxPeeking: 1024},
+		Limits: Limits{MaxConnections: 8192, MaxConnectionsPerTenant: 4096, MaxPeeking: 1024, MaxPeekingPerTenant: 256},
 		Log:    Log{Level: "info", DenialBurst: 10, DenialWindow: D(10 * time.Second)},
 	}
 }

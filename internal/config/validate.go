@@ -191,6 +191,9 @@ func (c *Config) validateLimits(v *validator) {
 	if l.MaxPeeking < 1 {
 		v.add("limits.max_peeking", "must be >= 1")
 	}
+	if l.MaxPeekingPerTenant < 1 || l.MaxPeekingPerTenant > l.MaxPeeking {
+		v.add("limits.max_peeking_per_tenant", "must be 1-%d (limits.max_peeking)", l.MaxPeeking)
+	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		v.add("log.level", "%q must be debug, info, warn or error", c.Log.Level)
 	}

@@ -43,7 +43,7 @@ func (s *server) handle(c *net.TCPConn, slot uint32) {
 	s.metrics.active.WithLabelValues(t.name).Inc()
 	defer s.metrics.active.WithLabelValues(t.name).Dec()
 
-	res, prefix, ok := s.peek(c, st, &rec)
+	res, prefix, ok := s.peek(c, st, t, &rec)
 	if !ok {
 		return
 	}
@@ -125,7 +125,17 @@ func (s *server) admit(c *net.TCPConn, t *tenantState, rec *connRecord) bool {
 
 // peek reads the first bytes under the peek cap and deadline. On failure it
 // answers in the client's protocol and logs.
-func (s *server) peek(c *net.TCPConn, st *snapshot, rec *connRecord) (sni.Result, []byte, bool) {
+func (s *server) peek(c *net.TCPConn, st *snapshot, t *tenantState, rec *connRecord) (sni.Result, []byte, bool) {
+	// The tenant's own share first, so one tenant holding silent
+	// connections cannot use up the global cap that every tenant needs.
+	if !t.peekGate.enter() {
+		s.metrics.rejected.WithLabelValues(rec.tenant, "tenant_peek").Inc()
+		rec.reason, rec.detail, rec.decision = "over_limit", "too many of this tenant's connections still sending their first bytes", "deny"
+		denyReset(c)
+		s.finish(rec)
+		return sni.Result{}, nil, false
+	}
+	defer t.peekGate.leave()
 	if !s.peeking.enter() {
 		s.metrics.rejected.WithLabelValues(rec.tenant, "peek").Inc()
 		rec.reason, rec.detail, rec.decision = "over_limit", "too many connections still sending their first bytes", "deny"

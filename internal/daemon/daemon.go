@@ -192,15 +192,10 @@ func (d *Daemon) shutdown() error {
 	return nil
 }
 
-// healthy is the watchdog's view: every tenant's accept loops running (none
-// are needed without tenants) and the rule watcher alive.
+// healthy is the watchdog's view: an accept loop on every listening socket
+// (none are needed without tenants) and the rule watcher alive.
 func (d *Daemon) healthy() bool {
-	snap := d.srv.state.Load()
-	want := 0
-	if snap != nil {
-		want = len(snap.tenants)
-	}
-	return int(d.srv.accepting.Load()) >= want && d.fw.healthy()
+	return int(d.srv.accepting.Load()) >= d.srv.listenerSockets() && d.fw.healthy()
 }
 
 func (d *Daemon) status() string {

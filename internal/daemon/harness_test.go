@@ -204,6 +204,25 @@ func (h *harness) connect(tenant, orig string, v6 bool) net.Conn {
 	return c
 }
 
+// refusedAtOnce connects to tenant's listener and reports whether the
+// connection was reset straight away. The reset can beat the client's
+// connect() to completion, so a dial error counts the same as a reset on
+// the first read.
+func (h *harness) refusedAtOnce(tenant, orig string) error {
+	h.orig.Store(netip.MustParseAddrPort(orig))
+	t0 := time.Now()
+	c, err := net.DialTimeout("tcp", h.addrs[tenant][0], 2*time.Second)
+	if err == nil {
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+	}
+	if err == nil || !strings.Contains(err.Error(), "reset") || time.Since(t0) > 500*time.Millisecond {
+		return fmt.Errorf("err %v after %v, want an immediate reset", err, time.Since(t0))
+	}
+	return nil
+}
+
 // httpGet sends a GET with host and returns the status line and body.
 func (h *harness) httpGet(tenant, orig, host string) (status, body string) {
 	h.t.Helper()

@@ -24,6 +24,13 @@ type denialWindow struct {
 	suppressed int
 }
 
+// maxDenialKeys bounds the distinct denials tracked at once; overflowKey is
+// the shared window of any beyond it.
+const (
+	maxDenialKeys = 4096
+	overflowKey   = "\x00overflow"
+)
+
 func newDenialLimiter(burst int, window time.Duration) *denialLimiter {
 	return &denialLimiter{burst: burst, window: window, now: time.Now, keys: map[string]*denialWindow{}}
 }
@@ -43,14 +50,18 @@ func (l *denialLimiter) Allow(key string) (ok bool, suppressed int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	w := l.keys[key]
-	if w == nil || now.Sub(w.start) >= l.window {
-		if w == nil {
-			if len(l.keys) >= 4096 {
-				l.sweep(now)
-			}
-			w = &denialWindow{}
-			l.keys[key] = w
+	if w == nil && len(l.keys) >= maxDenialKeys {
+		l.sweep(now)
+		if len(l.keys) >= maxDenialKeys {
+			// Keys hold tenant-chosen names: past the bound, new ones share
+			// one window instead of growing the map.
+			key, w = overflowKey, l.keys[overflowKey]
 		}
+	}
+	if w == nil {
+		w = &denialWindow{start: now}
+		l.keys[key] = w
+	} else if now.Sub(w.start) >= l.window {
 		suppressed = w.suppressed
 		*w = denialWindow{start: now}
 	}

@@ -45,7 +45,25 @@ func TestDenialLimiterBoundsKeys(t *testing.T) {
 		}
 		l.Allow(string(rune('a'+i%26)) + time.Duration(i).String())
 	}
-	if n := len(l.keys); n > 4096+1000 {
+	if n := len(l.keys); n > maxDenialKeys+1 {
 		t.Fatalf("limiter holds %d keys; closed windows are not swept", n)
+	}
+}
+
+func TestDenialLimiterOverflowSharesOneWindow(t *testing.T) {
+	l := newDenialLimiter(2, time.Hour) // no window closes during the test
+	logged := 0
+	for i := range maxDenialKeys + 500 {
+		if ok, _ := l.Allow(time.Duration(i).String()); ok {
+			logged++
+		}
+	}
+	if n := len(l.keys); n > maxDenialKeys+1 {
+		t.Fatalf("limiter holds %d keys, want at most %d", n, maxDenialKeys+1)
+	}
+	// Every distinct key below the bound is logged once; the 500 beyond it
+	// share one window and so one burst.
+	if want := maxDenialKeys + 2; logged != want {
+		t.Fatalf("logged %d denials, want %d", logged, want)
 	}
 }

@@ -38,6 +38,7 @@ type tenantState struct {
 	port     uint16
 	compiled *policy.CompiledTenant
 	gate     *gate
+	peekGate *gate // this tenant's share of the connections still being peeked
 	// forwarded tenants (interfaces or source_cidrs) also arrive by nat
 	// REDIRECT on the primary address of their ingress interface, so their
 	// listener is bound to the wildcard address (see listenAddrs).
@@ -66,6 +67,7 @@ type server struct {
 
 	mu        sync.Mutex
 	gates     map[string]*gate
+	peekGates map[string]*gate
 	listeners map[uint32]*portListener
 	conns     sync.WaitGroup
 	accepting atomic.Int32 // accept loops running
@@ -77,7 +79,7 @@ func newServer(log *slog.Logger, m *metrics, d dialer) *server {
 		origDst: tproxy.OriginalDst, listen: tproxy.Listen,
 		redirected: isRedirected, origDstNAT: tproxy.OriginalDstNAT,
 		global: newGate(1), peeking: newGate(1), denials: newDenialLimiter(10, 10*time.Second),
-		gates: map[string]*gate{}, listeners: map[uint32]*portListener{},
+		gates: map[string]*gate{}, peekGates: map[string]*gate{}, listeners: map[uint32]*portListener{},
 	}
 	s.ifaceOf = s.ifaceOfAddr
 	return s
@@ -135,8 +137,18 @@ func (s *server) install(snap *snapshot) {
 		gates[t.Name] = g
 	}
 	s.gates = gates
+	peekGates := map[string]*gate{}
+	for _, t := range cfg.Tenants {
+		g := s.peekGates[t.Name]
+		if g == nil {
+			g = newGate(0)
+		}
+		g.setMax(cfg.Limits.MaxPeekingPerTenant)
+		peekGates[t.Name] = g
+	}
+	s.peekGates = peekGates
 	for _, t := range snap.tenants {
-		t.gate = gates[t.name]
+		t.gate, t.peekGate = gates[t.name], peekGates[t.name]
 	}
 	s.mu.Unlock()
 	s.metrics.tenantCount.Set(float64(len(cfg.Tenants)))
@@ -239,6 +251,18 @@ func (s *server) closeStaleListeners(snap *snapshot) {
 			delete(s.listeners, slot)
 		}
 	}
+}
+
+// listenerSockets counts the open listening sockets, each of which must
+// have an accept loop running.
+func (s *server) listenerSockets() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, pl := range s.listeners {
+		n += len(pl.socks)
+	}
+	return n
 }
 
 // closeAllListeners stops accepting; live connections go on.
