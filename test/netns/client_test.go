@@ -21,6 +21,7 @@ type who struct {
 	label  string
 	cgroup string // absolute cgroup directory, "" for the test's own
 	uid    int    // 0: root
+	netns  string // namespace to run in, "" for the topology's host
 }
 
 // setupCgroups creates the run's slice with the leaves "a" and "b" and
@@ -98,7 +99,11 @@ func (tp *topo) run(w who, timeout time.Duration, argv ...string) result {
 // command builds the nsenter command for w: placed into the cgroup at
 // clone time (CLONE_INTO_CGROUP), so not a single packet leaves outside it.
 func (tp *topo) command(w who, argv ...string) (*exec.Cmd, func()) {
-	args := []string{"--net=/run/netns/" + tp.host}
+	ns := tp.host
+	if w.netns != "" {
+		ns = w.netns
+	}
+	args := []string{"--net=/run/netns/" + ns}
 	if w.uid != 0 {
 		args = append(args, "-S", strconv.Itoa(w.uid), "-G", strconv.Itoa(w.uid))
 	}
