@@ -125,12 +125,12 @@ func residentBytes(tb testing.TB) int64 {
 	return pages * int64(os.Getpagesize())
 }
 
-// memInUse is heap in use plus goroutine stacks after a full GC.
-func memInUse() int64 {
+// memInUse is heap in use and goroutine stacks after a full GC.
+func memInUse() (heap, stack int64) {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return int64(ms.HeapInuse + ms.StackInuse)
+	return int64(ms.HeapInuse), int64(ms.StackInuse)
 }
 
 // TestSpliceIdleHoldsNoPipe opens many proxied pairs, moves a byte each way
@@ -196,7 +196,7 @@ func heldPipeFDs(all map[int]bool) int {
 }
 
 // BenchmarkSpliceIdlePairs opens 1,000 idle proxied pairs per iteration and
-// reports what each costs while idle: heap plus goroutine stacks, RSS,
+// reports what each costs while idle: heap, goroutine stacks, RSS,
 // goroutines, socket and pipe descriptors. The test holds all four sockets
 // of a pair (client, the proxy's two, upstream), so 4 socket fds per pair is
 // the floor; the proxy's own share is 2.
@@ -210,13 +210,16 @@ func BenchmarkSpliceIdlePairs(b *testing.B) {
 		{"readfrom", readFromCopy},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			var mem, rss, gs, socks, pipeFDs float64
+			var heap, stack, rss, gs, socks, pipeFDs float64
 			for range b.N {
-				mem0, rss0, g0 := memInUse(), residentBytes(b), runtime.NumGoroutine()
+				heap0, stack0 := memInUse()
+				rss0, g0 := residentBytes(b), runtime.NumGoroutine()
 				s0, p0 := fdKinds(b)
 				ps := openIdlePairs(b, n, time.Minute, bc.copyFn)
 				time.Sleep(100 * time.Millisecond) // let the pumps park
-				mem += float64(memInUse() - mem0)
+				heap1, stack1 := memInUse()
+				heap += float64(heap1 - heap0)
+				stack += float64(stack1 - stack0)
 				rss += float64(residentBytes(b) - rss0)
 				gs += float64(runtime.NumGoroutine() - g0)
 				s1, p1 := fdKinds(b)
@@ -225,7 +228,8 @@ func BenchmarkSpliceIdlePairs(b *testing.B) {
 				ps.exchange(b, 2)
 			}
 			per := float64(b.N * n)
-			b.ReportMetric(mem/per, "mem-B/pair")
+			b.ReportMetric(heap/per, "heap-B/pair")
+			b.ReportMetric(stack/per, "stack-B/pair")
 			b.ReportMetric(rss/per, "rss-B/pair")
 			b.ReportMetric(gs/per, "goroutines/pair")
 			b.ReportMetric(socks/per, "socket-fds/pair")

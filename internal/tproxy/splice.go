@@ -25,7 +25,9 @@ var ErrIdle = errors.New("connection idle timeout")
 // two sockets. One direction runs on the caller's goroutine, the other on a
 // second one. When one direction reaches EOF, the write side of its
 // destination is shut down (half-close) and the other direction keeps
-// running. If a direction fails, both connections are reset.
+// running. If a direction fails, both connections are reset; that includes
+// failing to create a pipe (the process is out of descriptors): there is no
+// silent fallback to a user-space copy.
 //
 // If idle > 0, the pair is closed with ErrIdle once no byte has moved in
 // either direction for between idle and 1.5*idle. Progress is read from the
