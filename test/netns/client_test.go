@@ -21,7 +21,7 @@ type who struct {
 	label  string
 	cgroup string // absolute cgroup directory, "" for the test's own
 	uid    int    // 0: root
-	netns  string // namespace to run in, "" for the topology's host
+	netns  string // namespace to run in: a name, a /proc/PID/ns/net path, or "" for the topology's host
 }
 
 // setupCgroups creates the run's slice with the leaves "a" and "b" and
@@ -103,7 +103,10 @@ func (tp *topo) command(w who, argv ...string) (*exec.Cmd, func()) {
 	if w.netns != "" {
 		ns = w.netns
 	}
-	args := []string{"--net=/run/netns/" + ns}
+	if !strings.HasPrefix(ns, "/") {
+		ns = "/run/netns/" + ns
+	}
+	args := []string{"--net=" + ns}
 	if w.uid != 0 {
 		args = append(args, "-S", strconv.Itoa(w.uid), "-G", strconv.Itoa(w.uid))
 	}

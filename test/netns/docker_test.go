@@ -1,0 +1,272 @@
+package netns
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// dockerd is a real Docker daemon (Debian's docker.io) in the topology's
+// host namespace, started with nsenter (ip netns exec would remount /sys and
+// hide the cgroup v1 mounts dockerd needs). Its containers, networks, data
+// and processes are removed at cleanup.
+type dockerd struct {
+	tp   *topo
+	dir  string
+	sock string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+const dockerImage = "egfw-busybox"
+
+func (tp *topo) startDockerd() *dockerd {
+	tp.t.Helper()
+	for _, bin := range []string{"dockerd", "docker", "busybox"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			tp.t.Fatalf("%s not found: apt-get install -y docker.io busybox-static (make deps does)", bin)
+		}
+	}
+	dk := &dockerd{tp: tp, dir: filepath.Join(os.TempDir(), tp.id+"-dk")}
+	dk.sock = filepath.Join(dk.dir, "sock")
+	if err := os.MkdirAll(dk.dir, 0o700); err != nil {
+		tp.t.Fatal(err)
+	}
+	tp.t.Cleanup(func() { os.RemoveAll(dk.dir) })
+	dk.start()
+	tp.t.Cleanup(dk.cleanup)
+	return dk
+}
+
+func (dk *dockerd) start() {
+	t := dk.tp.t
+	t.Helper()
+	dk.cmd = nsCmd(dk.tp.host, "dockerd", "--data-root", filepath.Join(dk.dir, "data"),
+		"--exec-root", filepath.Join(dk.dir, "exec"), "-H", "unix://"+dk.sock,
+		"--pidfile", filepath.Join(dk.dir, "pid"), "--storage-driver", "vfs")
+	logf, err := os.Create(filepath.Join(dk.dir, "dockerd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dk.cmd.Stdout, dk.cmd.Stderr = logf, logf
+	if err := dk.cmd.Start(); err != nil {
+		t.Fatalf("start dockerd: %v", err)
+	}
+	dk.done = make(chan struct{})
+	go func() { dk.cmd.Wait(); logf.Close(); close(dk.done) }()
+	deadline := time.Now().Add(60 * time.Second)
+	for exec.Command("docker", "-H", "unix://"+dk.sock, "version").Run() != nil {
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(dk.dir, "dockerd.log"))
+			t.Fatalf("dockerd did not come up in 60s:\n%s", log)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// stop ends dockerd (SIGTERM, then SIGKILL after 20s); its containers stop.
+func (dk *dockerd) stop() {
+	if dk.cmd == nil || dk.cmd.Process == nil {
+		return
+	}
+	dk.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-dk.done:
+	case <-time.After(20 * time.Second):
+		dk.cmd.Process.Kill()
+		<-dk.done
+	}
+}
+
+func (dk *dockerd) cleanup() {
+	select {
+	case <-dk.done:
+	default:
+		if ids := strings.Fields(dk.try("ps", "-aq")); len(ids) > 0 {
+			dk.try(append([]string{"rm", "-f"}, ids...)...)
+		}
+		dk.try("network", "prune", "-f")
+		dk.stop()
+	}
+}
+
+// try runs the docker CLI and returns its output, errors included.
+func (dk *dockerd) try(args ...string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, "docker", append([]string{"-H", "unix://" + dk.sock}, args...)...).CombinedOutput()
+	return string(out)
+}
+
+// docker runs the docker CLI and fails the test on error.
+func (dk *dockerd) docker(args ...string) string {
+	dk.tp.t.Helper()
+	cmd := exec.Command("docker", append([]string{"-H", "unix://" + dk.sock}, args...)...)
+	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		dk.tp.t.Fatalf("docker %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// buildImage builds an image FROM scratch holding only a static busybox
+// (nothing can be pulled here).
+func (dk *dockerd) buildImage() {
+	dk.tp.t.Helper()
+	ctx := filepath.Join(dk.dir, "image")
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		dk.tp.t.Fatal(err)
+	}
+	if err := os.MkdirAll(ctx, 0o755); err != nil {
+		dk.tp.t.Fatal(err)
+	}
+	data, err := os.ReadFile(bb)
+	if err != nil {
+		dk.tp.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ctx, "busybox"), data, 0o755); err != nil {
+		dk.tp.t.Fatal(err)
+	}
+	df := "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\n"
+	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(df), 0o644); err != nil {
+		dk.tp.t.Fatal(err)
+	}
+	dk.docker("build", "-q", "-t", dockerImage, ctx)
+}
+
+// container starts a detached container and returns it as a client: host
+// tools (curl, python3) run in its network namespace with nsenter.
+func (dk *dockerd) container(name string, args ...string) who {
+	dk.tp.t.Helper()
+	dk.docker(append(append([]string{"run", "-d", "--name", name}, args...), dockerImage, "sleep", "600")...)
+	pid := dk.docker("inspect", "-f", "{{.State.Pid}}", name)
+	return who{label: name, netns: "/proc/" + pid + "/ns/net"}
+}
+
+// counters are the packet and byte counts of iptables-nft rules, which
+// traffic changes; the rules themselves must not.
+var counters = regexp.MustCompile(`counter packets \d+ bytes \d+`)
+
+// dockerTables lists Docker's own tables (iptables-nft) in the host
+// namespace, counters blanked.
+func (tp *topo) dockerTables() string {
+	tp.t.Helper()
+	out := tp.nft("list", "table", "ip", "nat") + tp.nft("list", "table", "ip", "filter")
+	return counters.ReplaceAllString(out, "counter")
+}
+
+func containersTenant() string {
+	return fmt.Sprintf(`[[tenant]]
+name = "containers"
+interfaces = ["docker0", "br-*"]
+source_cidrs = ["172.16.0.0/12"]
+  [[tenant.allow_direct]]
+  cidr = "%s/32"
+  ports = [53]
+`, ipDNS)
+}
+
+// TestDocker runs a real dockerd in the host namespace and egressfw next to
+// it. Containers reach the public site by name over HTTP and HTTPS through
+// the listener and nothing internal: the split-horizon service, metadata,
+// the host's addresses and the bridge gateway are refused; a spoofed
+// source is dropped; UDP (QUIC) does not leave. Docker's tables are
+// byte-for-byte unchanged across egressfw's start, reload and stop; a
+// published port still answers; a network created later and a restarted
+// dockerd are still covered.
+func TestDocker(t *testing.T) {
+	t.Parallel()
+	tp := newTopo(t)
+	dk := tp.startDockerd()
+	dk.buildImage()
+	c1 := dk.container("c1")
+	dk.docker("run", "-d", "--name", "web", "-p", "8081:80", dockerImage, "httpd", "-f", "-p", "80", "-h", "/")
+	before := tp.dockerTables()
+	d := tp.startEgressfw(tp.config(cfgOpts{interceptPorts: "[80, 443]", tenants: tp.defaultTenants() + containersTenant()}))
+	compare := func(when, want string) {
+		t.Helper()
+		if got := tp.dockerTables(); got != want {
+			t.Errorf("Docker's tables changed %s:\nbefore:\n%s\nafter:\n%s", when, want, got)
+		}
+	}
+	compare("when egressfw started", before)
+
+	cases := []curlCase{
+		{"public by name", args(resolve("www.example.com", "80", ipPublic), "http://www.example.com/"), okPublic},
+		{"public by name over TLS", args(resolve("www.example.com", "443", ipPublic), "https://www.example.com/"), okPublic},
+		{"split-horizon name", args(resolve("bi-tool.example.com", "80", ipBITool), "http://bi-tool.example.com/"), deniedInt},
+		{"split-horizon name over TLS", args(resolve("bi-tool.example.com", "443", ipBITool), "https://bi-tool.example.com/"), tlsDenied},
+		{"metadata", args("http://" + ipMetadata + "/latest/meta-data/"), deniedInt},
+		{"host's public address", args("http://" + ipHostPub + "/"), deniedInt},
+		{"host's internal address", args("http://" + ipHostInt + "/"), deniedInt},
+		{"bridge gateway", args("http://172.17.0.1/"), deniedInt},
+		{"published port via the host", args("http://" + ipHostPub + ":8081/"), reset},
+		{"other TCP port", args("http://" + ipPublic + ":8080/"), reset},
+	}
+	runCases(t, tp, []who{c1}, cases)
+	t.Run("spoofed source", func(t *testing.T) {
+		mustRun(t, "nsenter", "--net="+c1.netns, "ip", "addr", "add", ipSpoof+"/32", "dev", "eth0")
+		r := tp.curl(c1, "--interface", ipSpoof, "-m", "2", "http://"+ipPublic+":8080/")
+		check(t, "spoofed", r, want{exit: 28, stderr: "connection timed out"})
+	})
+	t.Run("udp", func(t *testing.T) {
+		if udpReaches(t, tp, c1, ipPublic, 443) {
+			t.Error("UDP 443 (QUIC) from a container reached the public site")
+		}
+	})
+	t.Run("published port answers", func(t *testing.T) {
+		r := tp.curl(who{label: "outside", netns: tp.public}, "http://"+ipHostPub+":8081/")
+		if r.status == 0 {
+			t.Errorf("published port: %v; want an HTTP answer from the container", r)
+		}
+	})
+	i := d.since()
+	d.signal(syscall.SIGHUP)
+	if _, ok := d.waitLogFrom(i, func(l logLine) bool { return l.str("msg") == "config reloaded" }, 5*time.Second); !ok {
+		t.Fatalf("no reload logged:\n%s", d.logText())
+	}
+	compare("on reload", before)
+
+	covered := []curlCase{cases[0], cases[4]}
+	t.Run("network created later", func(t *testing.T) {
+		dk.docker("network", "create", "--subnet", "172.30.0.0/24", "egfwnet")
+		c2 := dk.container("c2", "--network", "egfwnet")
+		runCases(t, tp, []who{c2}, append(covered, curlCase{"its gateway", args("http://172.30.0.1/"), deniedInt}))
+	})
+	t.Run("dockerd restarted", func(t *testing.T) {
+		dk.stop()
+		dk.start()
+		c3 := dk.container("c3")
+		runCases(t, tp, []who{c3}, covered)
+	})
+	if n := tp.internal.conns(""); n != 0 {
+		t.Errorf("internal namespace accepted %d connections, want 0", n)
+	}
+	if n := tp.internal.requests(""); n != 0 {
+		t.Errorf("internal servers served %d requests, want 0", n)
+	}
+	l, ok := d.waitLog(func(l logLine) bool {
+		return l.str("tenant") == "containers" && l.str("iif") == "docker0" && strings.HasPrefix(l.str("src"), "172.17.") &&
+			l.str("decision") == "allow"
+	}, 3*time.Second)
+	if !ok {
+		t.Errorf("no allowed container connection logged with tenant, source and iif")
+	} else {
+		t.Logf("log line: src=%s iif=%s orig_dst=%s", l.str("src"), l.str("iif"), l.str("orig_dst"))
+	}
+	stopBefore := tp.dockerTables()
+	d.stop()
+	compare("when egressfw stopped", stopBefore)
+	if t.Failed() {
+		t.Logf("egressfw log:\n%s", d.logText())
+	}
+}
