@@ -1,8 +1,10 @@
 package netns
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,9 +42,42 @@ func (tp *topo) startDockerd() *dockerd {
 		tp.t.Fatal(err)
 	}
 	tp.t.Cleanup(func() { os.RemoveAll(dk.dir) })
+	tp.t.Cleanup(func() { removeCgroupParents(tp.t, tp.id+"-docker") })
 	dk.start()
 	tp.t.Cleanup(dk.cleanup)
 	return dk
+}
+
+// removeCgroupParents removes the (empty, once the containers are gone)
+// cgroup directory name from every cgroup hierarchy, v1 and v2.
+func removeCgroupParents(t *testing.T, name string) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		fields := strings.Fields(pre)
+		if !ok || len(fields) < 5 || !(strings.HasPrefix(post, "cgroup ") || strings.HasPrefix(post, "cgroup2 ")) {
+			continue
+		}
+		dir := filepath.Join(fields[4], name)
+		var dirs []string
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- { // children first
+			if err := os.Remove(dirs[i]); err != nil {
+				t.Errorf("remove Docker's cgroup %s: %v", dirs[i], err)
+			}
+		}
+	}
 }
 
 func (dk *dockerd) start() {
@@ -50,7 +85,10 @@ func (dk *dockerd) start() {
 	t.Helper()
 	dk.cmd = nsCmd(dk.tp.host, "dockerd", "--data-root", filepath.Join(dk.dir, "data"),
 		"--exec-root", filepath.Join(dk.dir, "exec"), "-H", "unix://"+dk.sock,
-		"--pidfile", filepath.Join(dk.dir, "pid"), "--storage-driver", "vfs")
+		"--pidfile", filepath.Join(dk.dir, "pid"), "--storage-driver", "vfs",
+		// Containers' cgroups under a parent of this test's (removed at
+		// cleanup), not the host-wide /docker; stop them within a second.
+		"--cgroup-parent", "/"+dk.tp.id+"-docker", "--shutdown-timeout", "1")
 	logf, err := os.Create(filepath.Join(dk.dir, "dockerd.log"))
 	if err != nil {
 		t.Fatal(err)
