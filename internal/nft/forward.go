@@ -30,8 +30,8 @@ import (
 //     and the input chain lets the redirected flow reach the listener
 //     port (ct status dnat) while a direct connect is reset;
 //   - forward (filter): the tenant's chain accepts replies, traffic to
-//     its own interfaces (containers of one network) and allow_direct,
-//     and rejects the rest;
+//     its own interfaces and source ranges (containers of one network,
+//     pods; not intercepted either) and allow_direct, and rejects the rest;
 //   - input (filter): the same for the host's own addresses (a container
 //     that dials the bridge gateway or the host's LAN address arrives
 //     here, not in forward), plus neighbour discovery and DHCP, without
@@ -175,24 +175,43 @@ func natChain(table *nftables.Table, tenants []Tenant) *chainDef {
 	c := baseChain(table, chainNATPrerouting, nftables.ChainTypeNAT, nftables.ChainHookPrerouting,
 		natPriority, "type nat hook prerouting priority dstnat - 10;")
 	for _, t := range tenants {
-		redirect := func(r *ruleDef) *ruleDef {
+		for _, match := range classifiers(&t) {
+			// Between members of one tenant (containers of a compose
+			// stack, pods) there is no egress to guard: not intercepted.
+			// The host's own addresses in the range (the gateway) are.
+			for _, p := range t.Sources {
+				r := match()
+				r.add(daddrText(p), daddr(p)...)
+				r.add("fib daddr type != local", &expr.Fib{FlagDADDR: true, ResultADDRTYPE: true, Register: reg1},
+					&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: ne32(unix.RTN_LOCAL)})
+				c.rules = append(c.rules, r.add("accept", accept))
+			}
+			r := match()
 			r.add("tcp dport @"+setIntercept, append(l4proto(unix.IPPROTO_TCP), thDport(), lookup(setIntercept, 0))...)
 			r.add(fmt.Sprintf("redirect to :%d", t.ListenerPort),
 				&expr.Immediate{Register: reg1, Data: be16(t.ListenerPort)},
 				&expr.Redir{RegisterProtoMin: reg1, Flags: unix.NF_NAT_RANGE_PROTO_SPECIFIED})
-			return r
-		}
-		for _, n := range t.Interfaces {
-			c.rules = append(c.rules, redirect((&ruleDef{}).add(ifnameText(false, n), iifname(false, n)...)))
-		}
-		if len(t.Interfaces) > 0 {
-			continue
-		}
-		for _, p := range t.Sources {
-			c.rules = append(c.rules, redirect((&ruleDef{}).add(saddrText(p), saddr(p)...)))
+			c.rules = append(c.rules, r)
 		}
 	}
 	return c
+}
+
+// classifiers returns, for each way a packet is the tenant's (an interface,
+// or without interfaces a source range), a function starting a rule that
+// matches it.
+func classifiers(t *Tenant) []func() *ruleDef {
+	var out []func() *ruleDef
+	for _, n := range t.Interfaces {
+		out = append(out, func() *ruleDef { return (&ruleDef{}).add(ifnameText(false, n), iifname(false, n)...) })
+	}
+	if len(t.Interfaces) > 0 {
+		return out
+	}
+	for _, p := range t.Sources {
+		out = append(out, func() *ruleDef { return (&ruleDef{}).add(saddrText(p), saddr(p)...) })
+	}
+	return out
 }
 
 // forwardChain sends forwarded tenant packets to the tenant's chain.
@@ -210,6 +229,9 @@ func tenantForwardChain(table *nftables.Table, t *Tenant) *chainDef {
 	c.rules = append(c.rules, (&ruleDef{comment: t.Name}).add("ct state established,related", ctStateEstRel()...).add("accept", accept))
 	for _, n := range t.Interfaces {
 		c.rules = append(c.rules, (&ruleDef{}).add(ifnameText(true, n), iifname(true, n)...).add("accept", accept))
+	}
+	for _, p := range t.Sources {
+		c.rules = append(c.rules, (&ruleDef{}).add(daddrText(p), daddr(p)...).add("accept", accept))
 	}
 	return finishTenant(c, t)
 }

@@ -106,6 +106,12 @@ func TestForwardedTenant(t *testing.T) {
 	web, other := tcpSink(t, f.pub, ":80"), tcpSink(t, f.pub, ":8080")
 	quic, dns := udpSink(t, f.pub, "198.51.100.10:443"), udpSink(t, f.pub, "198.51.100.53:53")
 	inside := tcpSink(t, f.ctr, ":80")
+	peer := newNetns(t, false) // a second container on the same bridge
+	f.host.run(t, "ip", "link", "add", "vc2", "type", "veth", "peer", "name", "eth0", "netns", peer.name)
+	f.host.run(t, "ip", "link", "set", "vc2", "master", "br-t1", "up")
+	peer.run(t, "ip", "addr", "add", "172.17.0.3/16", "dev", "eth0")
+	peer.run(t, "ip", "link", "set", "eth0", "up")
+	peerWeb := tcpSink(t, peer, ":80")
 
 	intercepted := []struct{ name, raddr, wantLocal string }{
 		{"public v4", "198.51.100.10:80", "172.17.0.1:15001"},
@@ -157,6 +163,19 @@ func TestForwardedTenant(t *testing.T) {
 		case <-time.After(2 * time.Second):
 			t.Fatal("allow_direct DNS did not arrive")
 		}
+	})
+	t.Run("same tenant is not egress", func(t *testing.T) {
+		// Bridged under br_netfilter, so it meets the nat chain: not
+		// redirected, not rejected.
+		if got := dialFrom(t, f.ctr, "tcp", "", "172.17.0.3:80"); got != "ok" {
+			t.Fatalf("container to container = %s, want ok", got)
+		}
+		select {
+		case <-peerWeb:
+		case <-time.After(2 * time.Second):
+			t.Fatal("the other container saw no connection")
+		}
+		nothingOn(t, "listener", listener)
 	})
 	t.Run("inbound gets replies", func(t *testing.T) {
 		if got := dialFrom(t, f.pub, "tcp", "", "172.17.0.2:80"); got != "ok" {

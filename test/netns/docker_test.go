@@ -261,6 +261,12 @@ func TestDocker(t *testing.T) {
 			t.Error("UDP 443 (QUIC) from a container reached the public site")
 		}
 	})
+	t.Run("container to container", func(t *testing.T) {
+		ip := dk.docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web")
+		if r := tp.curl(c1, "http://"+ip+"/"); r.status == 0 {
+			t.Errorf("container to container on port 80: %v; want the other container's HTTP answer", r)
+		}
+	})
 	t.Run("published port answers", func(t *testing.T) {
 		r := tp.curl(who{label: "outside", netns: tp.public}, "http://"+ipHostPub+":8081/")
 		if r.status == 0 {
