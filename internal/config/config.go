@@ -189,7 +189,7 @@ func Default() Config {
 			CtMarkMask: 0x0fff, RouteTable: 1515, RulePriority: 1515, KeepRulesOnStop: true,
 			GuardCgroups: []string{"egressfw.slice"},
 		},
-		Limits: Limits{MaxConnections: 8192, MaxConnectionsPerTenant: 4096, MaxPeeking: 1024, MaxPeekingPerTenant: 256},
+		Limits: Limits{MaxConnections: 8192, MaxConnectionsPerTenant: 4096, MaxPeeking: 1024, MaxPeekingPerTenant: 512},
 		Log:    Log{Level: "info", DenialBurst: 10, DenialWindow: D(10 * time.Second)},
 	}
 }
