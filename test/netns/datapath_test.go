@@ -37,7 +37,14 @@ func TestBulkTransfer(t *testing.T) {
 			if r.Err != "" || !r.DownOK || r.Down != 100*mb {
 				t.Errorf("client: %+v; want 100 MB received intact", r)
 			}
-			evs := tp.pub.filter(func(e srvEvent) bool { return e.Ev == "raw" && e.First == first })
+			// The server reports once it has read the client's last byte,
+			// which can be after the client is done: wait for it (bounded).
+			var evs []srvEvent
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				if evs = tp.pub.filter(func(e srvEvent) bool { return e.Ev == "raw" && e.First == first }); len(evs) > 0 {
+					break
+				}
+			}
 			if len(evs) != 1 || !evs[0].UpOK || evs[0].UpBytes != 100*mb || evs[0].Err != "" {
 				t.Errorf("server: %+v; want one transfer with 100 MB received intact", evs)
 			}
