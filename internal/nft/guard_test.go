@@ -1,7 +1,6 @@
 package nft
 
 import (
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,7 +97,7 @@ func TestTenantCannotReuseAnotherSocketsFlow(t *testing.T) {
 	if err := ns.manager(t).Apply(spec, nil); err != nil {
 		t.Fatal(err)
 	}
-	got := udpEcho(t, ns, "198.51.100.1:5353")
+	got := udpListen(t, ns, "198.51.100.1:5353", true)
 	const src = 40123
 	if res := runClient(t, ns, client{srcPort: src}, "udp", "198.51.100.1:5353", "resolver"); !strings.HasPrefix(res, "OK") {
 		t.Fatalf("non-tenant send: %s", res)
@@ -115,31 +114,6 @@ func TestTenantCannotReuseAnotherSocketsFlow(t *testing.T) {
 		}
 	case <-time.After(300 * time.Millisecond):
 	}
-}
-
-// udpEcho answers every datagram on addr inside ns and reports its payload.
-func udpEcho(t *testing.T, ns *testNetns, addr string) <-chan string {
-	t.Helper()
-	var pc net.PacketConn
-	var err error
-	ns.do(t, func() { pc, err = net.ListenPacket("udp", addr) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	ch := make(chan string, 16)
-	go func() {
-		buf := make([]byte, 64)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(buf[:n], from)
-			ch <- string(buf[:n])
-		}
-	}()
-	return ch
 }
 
 func waitFor(t *testing.T, ch <-chan string, want string) {

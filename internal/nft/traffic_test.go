@@ -71,6 +71,12 @@ func transparentListen(t *testing.T, ns *testNetns, ports ...uint16) <-chan acce
 
 // udpSink receives datagrams on addr inside ns.
 func udpSink(t *testing.T, ns *testNetns, addr string) <-chan string {
+	return udpListen(t, ns, addr, false)
+}
+
+// udpListen receives datagrams on addr inside ns and reports their payloads;
+// with echo it answers each one, so conntrack sees the flow as established.
+func udpListen(t *testing.T, ns *testNetns, addr string, echo bool) <-chan string {
 	t.Helper()
 	var pc net.PacketConn
 	var err error
@@ -83,9 +89,12 @@ func udpSink(t *testing.T, ns *testNetns, addr string) <-chan string {
 	go func() {
 		buf := make([]byte, 64)
 		for {
-			n, _, err := pc.ReadFrom(buf)
+			n, from, err := pc.ReadFrom(buf)
 			if err != nil {
 				return
+			}
+			if echo {
+				_, _ = pc.WriteTo(buf[:n], from)
 			}
 			ch <- string(buf[:n])
 		}
