@@ -115,12 +115,17 @@ func (s *server) admit(c *net.TCPConn, t *tenantState, rec *connRecord) bool {
 	if limit == "" {
 		return true
 	}
-	s.metrics.rejected.WithLabelValues(t.name, limit).Inc()
-	rec.reason, rec.detail = "over_limit", fmt.Sprintf("%s connection limit reached", limit)
-	rec.decision = "deny"
+	s.overLimit(c, rec, limit, limit+" connection limit reached")
+	return false
+}
+
+// overLimit refuses a connection at once because the named cap is full:
+// counted, reset, logged.
+func (s *server) overLimit(c *net.TCPConn, rec *connRecord, limit, detail string) {
+	s.metrics.rejected.WithLabelValues(rec.tenant, limit).Inc()
+	rec.reason, rec.detail, rec.decision = "over_limit", detail, "deny"
 	denyReset(c)
 	s.finish(rec)
-	return false
 }
 
 // peek reads the first bytes under the peek cap and deadline. On failure it
@@ -129,18 +134,12 @@ func (s *server) peek(c *net.TCPConn, st *snapshot, t *tenantState, rec *connRec
 	// The tenant's own share first, so one tenant holding silent
 	// connections cannot use up the global cap that every tenant needs.
 	if !t.peekGate.enter() {
-		s.metrics.rejected.WithLabelValues(rec.tenant, "tenant_peek").Inc()
-		rec.reason, rec.detail, rec.decision = "over_limit", "too many of this tenant's connections still sending their first bytes", "deny"
-		denyReset(c)
-		s.finish(rec)
+		s.overLimit(c, rec, "tenant_peek", "too many of this tenant's connections still sending their first bytes")
 		return sni.Result{}, nil, false
 	}
 	defer t.peekGate.leave()
 	if !s.peeking.enter() {
-		s.metrics.rejected.WithLabelValues(rec.tenant, "peek").Inc()
-		rec.reason, rec.detail, rec.decision = "over_limit", "too many connections still sending their first bytes", "deny"
-		denyReset(c)
-		s.finish(rec)
+		s.overLimit(c, rec, "peek", "too many connections still sending their first bytes")
 		return sni.Result{}, nil, false
 	}
 	t0 := time.Now()

@@ -360,15 +360,7 @@ func tenantChain(spec *Spec, table *nftables.Table, t *Tenant) *chainDef {
 	icpt.add(markSetText("meta", spec.MarkMask, spec.InterceptMark), setBits(false, spec.MarkMask, spec.InterceptMark)...)
 	icpt.add("accept", accept)
 	c.rules = append(c.rules, icpt)
-	for _, d := range t.AllowDirect {
-		c.rules = append(c.rules, directRules(d)...)
-	}
-	if t.Report {
-		c.rules = append(c.rules, (&ruleDef{}).add("counter packets 0 bytes 0", &expr.Counter{}).add("accept", accept))
-		return c
-	}
-	c.rules = append(c.rules, (&ruleDef{}).add("goto "+chainDeny, &expr.Verdict{Kind: expr.VerdictGoto, Chain: chainDeny}))
-	return c
+	return finishTenant(c, t)
 }
 
 // denyChain rejects so that clients fail fast: TCP with a reset, anything

@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"github.com/egressfw/egressfw/internal/dnsname"
 	"net/netip"
 	"strings"
 )
@@ -222,25 +223,16 @@ func (s *patternSet) match(name string) (string, bool) {
 	return "", false
 }
 
-// checkName rejects what a normalised name cannot be: this package does not
-// normalise, so an unnormalised pattern would silently never match.
+// checkName rejects a name that is not already in dnsname's canonical form:
+// this package does not normalise, so such a pattern would silently never
+// match.
 func checkName(n string) error {
-	if n == "" {
-		return errors.New("empty name")
+	m, err := dnsname.Normalize(n)
+	if err != nil {
+		return err
 	}
-	if len(n) > 253 {
-		return errors.New("name longer than 253 bytes")
-	}
-	for _, l := range strings.Split(n, ".") {
-		if l == "" {
-			return fmt.Errorf("name %q has an empty label", n)
-		}
-		for i := 0; i < len(l); i++ {
-			c := l[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return fmt.Errorf("name %q is not normalised (byte %q)", n, c)
-			}
-		}
+	if m != n {
+		return fmt.Errorf("name %q is not normalised (want %q)", n, m)
 	}
 	return nil
 }
