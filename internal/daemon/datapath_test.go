@@ -274,3 +274,25 @@ func TestPeekShareIsPerTenant(t *testing.T) {
 		t.Fatalf("another tenant got %q while web held its whole peek share", status)
 	}
 }
+
+// TestOneLookupPerConnection: the name is resolved once, and the dial uses
+// only what that lookup returned; nothing on the data path asks DNS again
+// after validation. With caching off (min_ttl 0, TTL 0 answers) an allowed
+// request costs exactly one A and one AAAA query, a denied name none.
+func TestOneLookupPerConnection(t *testing.T) {
+	h := newHarness(t, "")
+	before := h.dns.Queries()
+	if status, _ := h.httpGet("web", "198.51.100.10:80", "www.example.com"); status != "HTTP/1.1 200 OK" {
+		t.Fatalf("status %q", status)
+	}
+	h.waitLog(map[string]any{"reason": "allowed"})
+	if n := h.dns.Queries() - before; n != 2 {
+		t.Fatalf("one allowed connection made %d DNS queries, want 2 (A and AAAA once)", n)
+	}
+	before = h.dns.Queries()
+	h.httpGet("web", "198.51.100.10:80", "x.blocked.example")
+	h.waitLog(map[string]any{"reason": "denied_domain"})
+	if n := h.dns.Queries() - before; n != 0 {
+		t.Fatalf("a name on the deny list was sent to DNS (%d queries)", n)
+	}
+}
