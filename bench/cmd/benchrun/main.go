@@ -15,6 +15,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -33,6 +35,7 @@ type runner struct {
 	started    time.Time
 	profile    profileResult
 	loadStart  string
+	sel        selection
 }
 
 func (r *runner) logf(format string, args ...any) {
@@ -90,11 +93,16 @@ func run(bin, egressfw, conf, out string, quick bool) error {
 	r := &runner{e: &env{dir: dir, confDir: abs(conf), egressfw: abs(egressfw), efprof: abs(filepath.Join(bin, "efprof")),
 		cg: cgroups{root: root}, workers: runtime.GOMAXPROCS(0)},
 		loadgen: abs(filepath.Join(bin, "loadgen")), dnsd: abs(filepath.Join(bin, "dnsd")), out: abs(out),
-		quick: quick, s: samples{}, started: time.Now(), loadStart: loadAvg()}
+		quick: quick, s: samples{}, started: time.Now(), loadStart: loadAvg(),
+		sel: selection{parts: listEnv("ONLY"), peers: listEnv("PEERS")}}
+
 	r.t = timing{conn: 10 * time.Second, bulk: 8 * time.Second, warmup: time.Second, conc: 32, idleN: 8000}
 	r.rounds = 3
 	if quick {
 		r.t.conn, r.t.bulk, r.rounds = 3*time.Second, 3*time.Second, 1
+	}
+	if n, err := strconv.Atoi(os.Getenv("ROUNDS")); err == nil && n > 0 {
+		r.rounds = n
 	}
 	if err := os.MkdirAll(filepath.Join(r.out, "results"), 0o755); err != nil {
 		return fmt.Errorf("create results dir: %w", err)
@@ -146,16 +154,27 @@ func (r *runner) all() error {
 		for i := range peers {
 			// Rotate the order each round so no peer always runs first.
 			p := peers[(i+round)%len(peers)]
+			if !r.sel.peer(p.name()) {
+				continue
+			}
 			if err := r.onePeer(p); err != nil {
 				return err
 			}
 		}
 	}
-	if err := r.tenants(); err != nil {
-		return err
+	if r.sel.part("tenants") {
+		if err := r.tenants(); err != nil {
+			return err
+		}
 	}
-	if err := r.profileEgressfw(cfg1); err != nil {
-		r.logf("profiling failed: %v", err)
+	if r.sel.part("profile") {
+		if err := r.profileEgressfw(cfg1); err != nil {
+			r.logf("profiling failed: %v", err)
+		}
+	}
+	if r.sel.narrowed() {
+		r.logf("narrowed run (ONLY/PEERS): samples in results/samples.json, no report")
+		return r.saveJSON()
 	}
 	return r.report()
 }
@@ -284,4 +303,23 @@ func (r *runner) saveJSON() error {
 		return fmt.Errorf("encode samples: %w", err)
 	}
 	return os.WriteFile(filepath.Join(r.out, "results", "samples.json"), b, 0o644)
+}
+
+// selection narrows a run for iterating on one figure: ONLY=idle,https,http,
+// bulk,tenants,profile and PEERS=direct,egressfw,haproxy,nginx (both empty:
+// everything). A narrowed run's report has gaps; publish only full runs.
+type selection struct{ parts, peers map[string]bool }
+
+func (s selection) part(name string) bool { return len(s.parts) == 0 || s.parts[name] }
+func (s selection) peer(name string) bool { return len(s.peers) == 0 || s.peers[name] }
+func (s selection) narrowed() bool        { return len(s.parts)+len(s.peers) > 0 }
+
+func listEnv(key string) map[string]bool {
+	m := map[string]bool{}
+	for _, f := range strings.Split(os.Getenv(key), ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			m[f] = true
+		}
+	}
+	return m
 }

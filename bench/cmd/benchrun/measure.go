@@ -72,7 +72,7 @@ func (t timing) loadArgs(extra ...string) []string {
 
 // measurePeer runs every traffic figure for one started peer.
 func (r *runner) measurePeer(p peer) error {
-	if p.pids() != nil {
+	if p.pids() != nil && r.sel.part("idle") {
 		if err := r.measureIdle(p); err != nil {
 			return err
 		}
@@ -85,6 +85,9 @@ func (r *runner) measurePeer(p peer) error {
 		{"443", true, mHTTPSRate, mHTTPSP50, mHTTPSP99, mHTTPSCPU},
 		{"80", false, mHTTPRate, mHTTPP50, mHTTPP99, mHTTPCPU},
 	} {
+		if !r.sel.part(map[bool]string{true: "https", false: "http"}[c.tls]) {
+			continue
+		}
 		cpu0, m0 := cpuTicks(p.pids()), machineCPU()
 		res, err := r.load(p.name(), "conn", r.t.loadArgs("-mode", "conn", "-addr", siteIP+":"+c.port,
 			"-tls="+strconv.FormatBool(c.tls), "-c", strconv.Itoa(r.t.conc), "-d", r.t.conn.String())...)
@@ -110,6 +113,9 @@ func (r *runner) measurePeer(p peer) error {
 		streams int
 		metric  string
 	}{{1, mBulk1}, {8, mBulk8}} {
+		if !r.sel.part("bulk") {
+			break
+		}
 		res, err := r.load(p.name(), "bulk", r.t.loadArgs("-mode", "bulk", "-addr", siteIP+":443", "-path", "/big",
 			"-c", strconv.Itoa(b.streams), "-d", r.t.bulk.String())...)
 		if err != nil {
