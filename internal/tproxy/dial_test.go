@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // setupMarkGate rejects TCP to 127.0.0.1:17000 with a reset unless the
@@ -55,6 +57,7 @@ func TestDialMark(t *testing.T) {
 			}
 			srv := accept(t, ln)
 			defer srv.Close()
+			checkSockopts(t, c)
 			echoOnce(t, c, srv)
 		})
 	}
@@ -146,6 +149,7 @@ func TestDialAny(t *testing.T) {
 			}
 			srv := accept(t, ln)
 			defer srv.Close()
+			checkSockopts(t, c)
 			echoOnce(t, c, srv)
 		})
 	}
@@ -237,5 +241,33 @@ func TestSortAddrs(t *testing.T) {
 				t.Errorf("SortAddrs = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// checkSockopts asserts the options every proxied socket carries: no TCP
+// keep-alive (the idle timeout covers dead peers, and each keep-alive
+// setting is a system call per connection) and TCP_NODELAY.
+func checkSockopts(t *testing.T, c *net.TCPConn) {
+	t.Helper()
+	for _, o := range []struct {
+		name       string
+		level, opt int
+		want       int
+	}{
+		{"SO_KEEPALIVE", unix.SOL_SOCKET, unix.SO_KEEPALIVE, 0},
+		{"TCP_NODELAY", unix.IPPROTO_TCP, unix.TCP_NODELAY, 1},
+	} {
+		rc, err := c.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int
+		var gerr error
+		if err := rc.Control(func(fd uintptr) { got, gerr = unix.GetsockoptInt(int(fd), o.level, o.opt) }); err != nil {
+			t.Fatal(err)
+		}
+		if gerr != nil || got != o.want {
+			t.Errorf("%s on %v = %d (%v), want %d", o.name, c.LocalAddr(), got, gerr, o.want)
+		}
 	}
 }

@@ -28,7 +28,9 @@ func Listen(ctx context.Context, addr netip.AddrPort) (*net.TCPListener, error) 
 	if addr.Addr().Is6() {
 		network = "tcp6"
 	}
-	lc := net.ListenConfig{Control: transparentControl(addr)}
+	// KeepAlive -1: accepted connections get no TCP keep-alive (see
+	// Dialer.dialOne: the splice's idle timeout covers dead peers).
+	lc := net.ListenConfig{Control: transparentControl(addr), KeepAlive: -1}
 	ln, err := lc.Listen(ctx, network, addr.String())
 	if err != nil {
 		var se *sockoptError

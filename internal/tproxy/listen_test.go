@@ -78,6 +78,7 @@ func TestTPROXY(t *testing.T) {
 			defer client.Close()
 			srv := accept(t, listeners[dst.Addr().Is6()])
 			defer srv.Close()
+			checkSockopts(t, srv)
 			if got := OriginalDst(srv); got != dst {
 				t.Errorf("OriginalDst = %v, want %v", got, dst)
 			}

@@ -73,6 +73,7 @@ type pairState struct {
 	mu       sync.Mutex
 	err      error // first failure (or ErrIdle); set once
 	finished bool  // Splice is returning: the watchdog must not re-arm
+	eofs     int   // directions that ended with EOF
 
 	idle     time.Duration
 	timer    *time.Timer
@@ -87,10 +88,22 @@ func (s *pairState) pump(dst, src *net.TCPConn, toUpstream bool, copyFn copyFunc
 		s.fail(fmt.Errorf("splice %s: %w", direction(toUpstream), err))
 		return n
 	}
-	// A peer that already went away makes this fail; the other direction
-	// reports that.
-	_ = dst.CloseWrite()
+	if s.halfClose() {
+		// A peer that already went away makes this fail; the other
+		// direction reports that.
+		_ = dst.CloseWrite()
+	}
 	return n
+}
+
+// halfClose records a direction's EOF and reports whether its destination
+// needs a shutdown(SHUT_WR): not when the other direction has already ended,
+// since the close that follows at once sends the same FIN.
+func (s *pairState) halfClose() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.eofs++
+	return s.eofs == 1
 }
 
 // fail records the pair's first failure and resets both connections so that
@@ -110,7 +123,10 @@ func (s *pairState) watch(idle time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.idle = idle
-	s.lastSeen, s.lastMove = progress(s.client, s.upstream), time.Now()
+	// No counters are read here (that would be two getsockopt(2) calls on
+	// every connection, most of which end before the first check): the
+	// first check takes the baseline, as if bytes had just moved.
+	s.lastSeen, s.lastMove = noBaseline, time.Now()
 	s.timer = time.AfterFunc(s.period(), s.check)
 }
 
@@ -137,6 +153,10 @@ func (s *pairState) check() {
 	}
 	s.timer.Reset(s.period())
 }
+
+// noBaseline marks lastSeen before the first check: no real sum of byte
+// counters reaches it.
+const noBaseline = ^uint64(0)
 
 // finish stops the watchdog and returns the pair's first failure.
 func (s *pairState) finish() error {
