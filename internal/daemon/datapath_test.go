@@ -90,7 +90,7 @@ func TestLogLineNamesEverything(t *testing.T) {
 			t.Errorf("log %s = %v, want %q", k, m[k], want)
 		}
 	}
-	for _, k := range []string{"src", "detail", "peek_ms", "dns_ms", "total_ms", "bytes_up", "bytes_down"} {
+	for _, k := range []string{"src", "detail", "peek_us", "dns_us", "connect_us", "total_us", "bytes_up", "bytes_down"} {
 		if _, ok := m[k]; !ok {
 			t.Errorf("log line lacks %q: %v", k, m)
 		}
