@@ -94,7 +94,7 @@ func run(bin, egressfw, conf, out string, quick bool) error {
 		cg: cgroups{root: root}, workers: runtime.GOMAXPROCS(0)},
 		loadgen: abs(filepath.Join(bin, "loadgen")), dnsd: abs(filepath.Join(bin, "dnsd")), out: abs(out),
 		quick: quick, s: samples{}, started: time.Now(), loadStart: loadAvg(),
-		sel: selection{parts: listEnv("ONLY"), peers: listEnv("PEERS")}}
+		sel: selection{parts: listEnv("ONLY"), peers: listEnv("PEERS"), profiles: listEnv("PROFILES")}}
 
 	r.t = timing{conn: 10 * time.Second, bulk: 8 * time.Second, warmup: time.Second, conc: 32, idleN: 8000}
 	r.rounds = 3
@@ -191,11 +191,7 @@ func (r *runner) onePeer(p peer) error {
 // the new-connection rate with 1 vs 1,000 tenants configured.
 func (r *runner) tenants() error {
 	r.logf("tenants: 1 vs 1,000")
-	var rels []string
-	for i := 1; i < 1000; i++ {
-		rels = append(rels, fmt.Sprintf("efb/t%04d", i))
-	}
-	if err := r.e.cg.make(rels...); err != nil {
+	if err := r.tenantCgroups(); err != nil {
 		return err
 	}
 	cfg1000, err := r.e.egressfwConfig("egressfw-1000.toml", 1000)
@@ -253,6 +249,15 @@ func (r *runner) tenants() error {
 	return nil
 }
 
+// tenantCgroups creates the cgroups of tenants 2..1,000.
+func (r *runner) tenantCgroups() error {
+	var rels []string
+	for i := 1; i < 1000; i++ {
+		rels = append(rels, fmt.Sprintf("efb/t%04d", i))
+	}
+	return r.e.cg.make(rels...)
+}
+
 // reloadTime reloads the running egressfw to 1 tenant, then times the
 // reload back to 1,000: SIGHUP to its "config reloaded" log line.
 func (r *runner) reloadTime(ef *egressfwPeer, cfg1, cfg1000, live string) (float64, error) {
@@ -308,11 +313,17 @@ func (r *runner) saveJSON() error {
 // selection narrows a run for iterating on one figure: ONLY=idle,https,http,
 // bulk,tenants,profile and PEERS=direct,egressfw,haproxy,nginx (both empty:
 // everything). A narrowed run's report has gaps; publish only full runs.
-type selection struct{ parts, peers map[string]bool }
+type selection struct{ parts, peers, profiles map[string]bool }
 
 func (s selection) part(name string) bool { return len(s.parts) == 0 || s.parts[name] }
 func (s selection) peer(name string) bool { return len(s.peers) == 0 || s.peers[name] }
-func (s selection) narrowed() bool        { return len(s.parts)+len(s.peers) > 0 }
+
+// profile selects efprof workloads: PROFILES=https-conn,http-conn,bulk8,
+// reload,idle (empty: all).
+func (s selection) profile(name string) bool {
+	return len(s.profiles) == 0 || s.profiles[name]
+}
+func (s selection) narrowed() bool { return len(s.parts)+len(s.peers)+len(s.profiles) > 0 }
 
 func listEnv(key string) map[string]bool {
 	m := map[string]bool{}

@@ -35,6 +35,9 @@ func (r *runner) profileEgressfw(cfg string) error {
 		{"bulk8", r.t.loadArgs("-mode", "bulk", "-addr", siteIP+":443", "-path", "/big", "-c", "8", "-d", r.t.bulk.String())},
 	}
 	for _, w := range work {
+		if !r.sel.profile(w.name) {
+			continue
+		}
 		cpu := filepath.Join(r.e.dir, "cpu-"+w.name+".pprof")
 		ef := &egressfwPeer{e: r.e, cfg: cfg, bin: r.e.efprof, args: []string{"-cpuprofile", cpu}}
 		if err := ef.start(); err != nil {
@@ -52,8 +55,13 @@ func (r *runner) profileEgressfw(cfg string) error {
 			return err
 		}
 	}
-	if err := r.profileReload(res); err != nil {
-		return err
+	if r.sel.profile("reload") {
+		if err := r.profileReload(res); err != nil {
+			return err
+		}
+	}
+	if !r.sel.profile("idle") {
+		return nil
 	}
 	return r.profileIdle(cfg, res)
 }
@@ -122,6 +130,10 @@ func (r *runner) pprofTop(profile, out string, extra ...string) error {
 	if err := os.WriteFile(out, b, 0o644); err != nil {
 		return fmt.Errorf("write %s: %w", out, err)
 	}
+	// Keep the raw profile for `go tool pprof -list` (not committed).
+	if err := copyFile(profile, filepath.Join(filepath.Dir(out), filepath.Base(profile))); err != nil {
+		return err
+	}
 	r.profile.files = append(r.profile.files, filepath.Base(out))
 	return nil
 }
@@ -129,7 +141,13 @@ func (r *runner) pprofTop(profile, out string, extra ...string) error {
 // profileReload times five reloads 1 -> 1,000 tenants under efprof.
 func (r *runner) profileReload(res string) error {
 	live := filepath.Join(r.e.dir, "egressfw-live.toml")
+	if err := r.tenantCgroups(); err != nil {
+		return err
+	}
 	cfg1, cfg1000 := filepath.Join(r.e.dir, "egressfw-1.toml"), filepath.Join(r.e.dir, "egressfw-1000.toml")
+	if _, err := r.e.egressfwConfig("egressfw-1000.toml", 1000); err != nil {
+		return err
+	}
 	if err := copyFile(cfg1, live); err != nil {
 		return err
 	}
