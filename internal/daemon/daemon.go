@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"time"
 	"strings"
 	"sync/atomic"
 
@@ -113,26 +114,33 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	t0 := time.Now()
 	snap, err := d.srv.buildSnapshot(cfg, slots, cfg.Firewall.BypassMark)
 	if err != nil {
 		return err
 	}
+	t1 := time.Now()
 	if err := d.srv.openListeners(ctx, snap); err != nil {
 		if old := d.srv.state.Load(); old != nil {
 			d.srv.closeStaleListeners(old)
 		}
 		return err
 	}
+	t2 := time.Now()
 	if err := d.fw.apply(ctx, cfg, snap); err != nil {
 		if old := d.srv.state.Load(); old != nil {
 			d.srv.closeStaleListeners(old)
 		}
 		return err
 	}
+	t3 := time.Now()
 	d.slots.commit(slots)
 	d.srv.install(snap)
 	d.srv.closeStaleListeners(snap)
 	d.cfg = cfg
+	d.log.Debug("config applied", "tenants", len(cfg.Tenants), "compile_us", t1.Sub(t0).Microseconds(),
+		"listeners_us", t2.Sub(t1).Microseconds(), "rules_us", t3.Sub(t2).Microseconds(),
+		"total_us", time.Since(t0).Microseconds())
 	return nil
 }
 
