@@ -12,9 +12,9 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
-	"time"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/egressfw/egressfw/internal/config"
 	"github.com/egressfw/egressfw/internal/tproxy"

@@ -203,9 +203,12 @@ func listenAddrs(forwarded bool) []string {
 
 // openListeners opens the sockets of every slot in snap that has none yet.
 // IPv6 is optional: a host without ::1 serves IPv4 only, with a warning.
+// The sockets are opened by a few workers at once (a reload to 1,000
+// tenants opens 2,000 of them); on any failure none of the new ones stays.
 func (s *server) openListeners(ctx context.Context, snap *snapshot) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var todo []*tenantState
 	for slot, t := range snap.tenants {
 		old, ok := s.listeners[slot]
 		if ok && old.port == t.port && old.wild == t.forwarded {
@@ -217,28 +220,70 @@ func (s *server) openListeners(ctx context.Context, snap *snapshot) error {
 			old.close()
 			delete(s.listeners, slot)
 		}
-		pl := &portListener{port: t.port, wild: t.forwarded}
-		for _, ip := range listenAddrs(t.forwarded) {
-			ln, err := s.listen(ctx, netip.AddrPortFrom(netip.MustParseAddr(ip), t.port))
-			if err != nil {
-				if netip.MustParseAddr(ip).Is6() && errors.Is(err, syscall.EADDRNOTAVAIL) {
-					s.log.Warn("IPv6 loopback unavailable; serving IPv4 only", "tenant", t.name, "port", t.port)
-					continue
-				}
-				for _, l := range pl.socks {
-					l.Close()
-				}
-				return fmt.Errorf("listen for tenant %q: %w", t.name, err)
-			}
-			pl.socks = append(pl.socks, ln)
-		}
-		if old := s.listeners[slot]; old != nil {
+		todo = append(todo, t)
+	}
+	opened, err := s.openAll(ctx, todo)
+	if err != nil {
+		return err
+	}
+	for i, t := range todo {
+		if old := s.listeners[t.slot]; old != nil {
 			old.close()
 		}
-		s.listeners[slot] = pl
-		s.serveListener(pl, slot)
+		s.listeners[t.slot] = opened[i]
+		s.serveListener(opened[i], t.slot)
 	}
 	return nil
+}
+
+// listenWorkers bounds the sockets being opened at once.
+const listenWorkers = 4
+
+// openAll opens the listeners of todo, a few at a time. On failure it
+// closes every socket it opened and returns the error of the first tenant
+// (in todo's order) that failed.
+func (s *server) openAll(ctx context.Context, todo []*tenantState) ([]*portListener, error) {
+	opened := make([]*portListener, len(todo))
+	errs := make([]error, len(todo))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(listenWorkers, len(todo)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(todo); i = int(next.Add(1) - 1) {
+				opened[i], errs[i] = s.openTenant(ctx, todo[i])
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			for _, pl := range opened {
+				if pl != nil {
+					pl.closeSockets()
+				}
+			}
+			return nil, err
+		}
+	}
+	return opened, nil
+}
+
+// openTenant opens one tenant's sockets.
+func (s *server) openTenant(ctx context.Context, t *tenantState) (*portListener, error) {
+	pl := &portListener{port: t.port, wild: t.forwarded}
+	for _, ip := range listenAddrs(t.forwarded) {
+		ln, err := s.listen(ctx, netip.AddrPortFrom(netip.MustParseAddr(ip), t.port))
+		if err != nil {
+			if netip.MustParseAddr(ip).Is6() && errors.Is(err, syscall.EADDRNOTAVAIL) {
+				s.log.Warn("IPv6 loopback unavailable; serving IPv4 only", "tenant", t.name, "port", t.port)
+				continue
+			}
+			pl.closeSockets()
+			return nil, fmt.Errorf("listen for tenant %q: %w", t.name, err)
+		}
+		pl.socks = append(pl.socks, ln)
+	}
+	return pl, nil
 }
 
 // closeStaleListeners closes the listeners of slots snap no longer has.
@@ -275,11 +320,18 @@ func (s *server) closeAllListeners() {
 	}
 }
 
+// close closes the sockets and waits for their accept loops to end.
 func (pl *portListener) close() {
+	pl.closeSockets()
+	pl.done.Wait()
+}
+
+// closeSockets closes the sockets (of a listener not yet served, or before
+// waiting).
+func (pl *portListener) closeSockets() {
 	for _, l := range pl.socks {
 		l.Close()
 	}
-	pl.done.Wait()
 }
 
 func (s *server) serveListener(pl *portListener, slot uint32) {
