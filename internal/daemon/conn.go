@@ -38,31 +38,50 @@ func (s *server) handle(c *net.TCPConn, slot uint32) {
 	if !s.admit(c, t, &rec) {
 		return
 	}
-	defer s.global.leave()
-	defer t.gate.leave()
-	s.metrics.active.WithLabelValues(t.name).Inc()
-	defer s.metrics.active.WithLabelValues(t.name).Dec()
-
-	res, prefix, ok := s.peek(c, st, t, &rec)
+	active := s.metrics.active.WithLabelValues(t.name)
+	active.Inc()
+	up, prefix, ok := s.open(c, st, t, &rec)
 	if !ok {
+		active.Dec()
+		t.gate.leave()
+		s.global.leave()
 		return
 	}
+	// The relay may last hours. It runs on a fresh goroutine, whose stack
+	// starts small, so that this one's stack, grown by parsing, resolving
+	// and dialing, is freed instead of being held by an idle connection.
+	s.conns.Add(1)
+	go func() {
+		defer s.conns.Done()
+		defer s.global.leave()
+		defer t.gate.leave()
+		defer active.Dec()
+		rec.up, rec.down, rec.err = tproxy.Splice(c, up, prefix, st.cfg.Listener.IdleTimeout.Duration)
+		s.metrics.bytes.WithLabelValues(t.name, "upstream").Add(float64(rec.up))
+		s.metrics.bytes.WithLabelValues(t.name, "downstream").Add(float64(rec.down))
+		s.finish(&rec)
+	}()
+}
+
+// open peeks at the connection, decides and connects upstream. On failure
+// it has answered the client and logged.
+func (s *server) open(c *net.TCPConn, st *snapshot, t *tenantState, rec *connRecord) (*net.TCPConn, []byte, bool) {
+	res, prefix, ok := s.peek(c, st, t, rec)
+	if !ok {
+		return nil, nil, false
+	}
+	// The context bounds resolving and connecting only: it is cancelled
+	// (its timer stopped) before the relay starts.
 	ctx, cancel := context.WithTimeout(context.Background(), st.cfg.DNS.Timeout.Duration+st.cfg.Listener.ConnectTimeout.Duration)
 	defer cancel()
 	o := decider{policy: st.policy, tenant: t.compiled, resolver: st.resolver}.decide(ctx, res, rec.orig)
 	rec.setOutcome(o)
 	if !o.allow {
-		s.deny(c, res, &rec, o.tenantMsg)
-		return
+		s.deny(c, res, rec, o.tenantMsg)
+		return nil, nil, false
 	}
-	up, ok := s.connect(ctx, c, res, &rec, o.dial)
-	if !ok {
-		return
-	}
-	rec.up, rec.down, rec.err = tproxy.Splice(c, up, prefix, st.cfg.Listener.IdleTimeout.Duration)
-	s.metrics.bytes.WithLabelValues(t.name, "upstream").Add(float64(rec.up))
-	s.metrics.bytes.WithLabelValues(t.name, "downstream").Add(float64(rec.down))
-	s.finish(&rec)
+	up, ok := s.connect(ctx, c, res, rec, o.dial)
+	return up, prefix, ok
 }
 
 // reasonNoOriginalDst: a redirected connection conntrack has no NAT record of.
