@@ -105,6 +105,10 @@ func (r *runner) profileIdle(cfg, res string) error {
 		return fmt.Errorf("write goroutine summary: %w", err)
 	}
 	r.profile.files = append(r.profile.files, "profile-goroutines-idle.txt")
+	if err := copyFile(snap+".memstats.txt", filepath.Join(res, "profile-memstats-idle.txt")); err != nil {
+		return err
+	}
+	r.profile.files = append(r.profile.files, "profile-memstats-idle.txt")
 	r.logf("  efprof idle: open=%d goroutines=%d fds=%v rss=%d KiB", il.res.Open, r.profile.goroutines,
 		r.profile.idleFDs, r.profile.idleRSS)
 	return r.pprofTop(snap+".heap.pprof", filepath.Join(res, "profile-heap-idle.txt"), "-sample_index=inuse_space")

@@ -83,5 +83,14 @@ func snapshot(prefix string) {
 		_ = pprof.Lookup(name).WriteTo(f, debug)
 		f.Close()
 	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	memstats := fmt.Sprintf("goroutines %d\nHeapAlloc %d KiB\nHeapInuse %d KiB\nHeapIdle %d KiB\nHeapReleased %d KiB\n"+
+		"StackInuse %d KiB\nMSpanInuse %d KiB\nOtherSys %d KiB\nGCSys %d KiB\nSys %d KiB\nNumGC %d\n",
+		runtime.NumGoroutine(), ms.HeapAlloc>>10, ms.HeapInuse>>10, ms.HeapIdle>>10, ms.HeapReleased>>10,
+		ms.StackInuse>>10, ms.MSpanInuse>>10, ms.OtherSys>>10, ms.GCSys>>10, ms.Sys>>10, ms.NumGC)
+	if err := os.WriteFile(prefix+".memstats.txt", []byte(memstats), 0o644); err != nil {
+		fmt.Fprintf(os.Stderr, "efprof: %v\n", err)
+	}
 	fmt.Fprintln(os.Stderr, "efprof: snapshot written")
 }
