@@ -225,22 +225,32 @@ func (r *runner) tenants() error {
 			return err
 		}
 		r.s.add("egressfw", mApplyRel, ms)
-		rate1000, err := r.load("egressfw", "conn", r.t.loadArgs("-mode", "conn", "-addr", siteIP+":443",
-			"-c", fmt.Sprint(r.t.conc), "-d", r.t.conn.String())...)
+		// The same process measures both rates, reloading between them, in
+		// alternating order across reps so that drift on this shared
+		// machine does not always favour one side.
+		var rate1, rate1000 loadResult
+		current := 1000
+		for _, n := range [][2]int{{1000, 1}, {1, 1000}}[rep%2] {
+			if n != current {
+				if _, err := r.reloadTo(ef, map[int]string{1: cfg1, 1000: cfg1000}[n], live); err != nil {
+					ef.stop()
+					return err
+				}
+				current = n
+			}
+			res, err := r.load("egressfw", "conn", r.t.loadArgs("-mode", "conn", "-addr", siteIP+":443",
+				"-c", fmt.Sprint(r.t.conc), "-d", r.t.conn.String())...)
+			if err != nil {
+				ef.stop()
+				return err
+			}
+			if n == 1 {
+				rate1 = res
+			} else {
+				rate1000 = res
+			}
+		}
 		ef.stop()
-		if err != nil {
-			return err
-		}
-		ef1 := &egressfwPeer{e: r.e, cfg: cfg1, tenants: 1, bin: r.e.egressfw}
-		if err := ef1.start(); err != nil {
-			return err
-		}
-		rate1, err := r.load("egressfw", "conn", r.t.loadArgs("-mode", "conn", "-addr", siteIP+":443",
-			"-c", fmt.Sprint(r.t.conc), "-d", r.t.conn.String())...)
-		ef1.stop()
-		if err != nil {
-			return err
-		}
 		r.s.add("egressfw", mRate1, rate1.Rate)
 		r.s.add("egressfw", mRate1000, rate1000.Rate)
 		r.logf("  rep %d: start(1000)=%.0fms reload(1->1000)=%.1fms rate 1=%.0f 1000=%.0f", rep+1,
@@ -261,25 +271,30 @@ func (r *runner) tenantCgroups() error {
 // reloadTime reloads the running egressfw to 1 tenant, then times the
 // reload back to 1,000: SIGHUP to its "config reloaded" log line.
 func (r *runner) reloadTime(ef *egressfwPeer, cfg1, cfg1000, live string) (float64, error) {
+	if _, err := r.reloadTo(ef, cfg1, live); err != nil {
+		return 0, err
+	}
+	return r.reloadTo(ef, cfg1000, live)
+}
+
+// reloadTo installs cfg as the live config, sends SIGHUP and returns the
+// milliseconds until egressfw logged "config reloaded".
+func (r *runner) reloadTo(ef *egressfwPeer, cfg, live string) (float64, error) {
 	data, err := os.ReadFile(ef.p.log)
 	if err != nil {
 		return 0, fmt.Errorf("read egressfw log: %w", err)
 	}
 	seen := bytes.Count(data, []byte("\n"))
-	var ms float64
-	for _, c := range []string{cfg1, cfg1000} {
-		if err := copyFile(c, live); err != nil {
-			return 0, err
-		}
-		t0 := time.Now()
-		_ = ef.p.cmd.Process.Signal(syscall.SIGHUP)
-		var ts time.Time
-		if ts, seen, err = ef.p.waitLog("config reloaded", seen, 30*time.Second); err != nil {
-			return 0, err
-		}
-		ms = float64(ts.Sub(t0).Microseconds()) / 1000
+	if err := copyFile(cfg, live); err != nil {
+		return 0, err
 	}
-	return ms, nil
+	t0 := time.Now()
+	_ = ef.p.cmd.Process.Signal(syscall.SIGHUP)
+	ts, _, err := ef.p.waitLog("config reloaded", seen, 30*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	return float64(ts.Sub(t0).Microseconds()) / 1000, nil
 }
 
 func last(v []float64) float64 {
