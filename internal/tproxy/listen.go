@@ -31,6 +31,9 @@ func Listen(ctx context.Context, addr netip.AddrPort) (*net.TCPListener, error) 
 	// KeepAlive -1: accepted connections get no TCP keep-alive (see
 	// Dialer.dialOne: the splice's idle timeout covers dead peers).
 	lc := net.ListenConfig{Control: transparentControl(addr), KeepAlive: -1}
+	// Plain TCP, not Go's default MPTCP listener: what TPROXY delivers and
+	// the tests cover, and cheaper to open (a reload opens thousands).
+	lc.SetMultipathTCP(false)
 	ln, err := lc.Listen(ctx, network, addr.String())
 	if err != nil {
 		var se *sockoptError

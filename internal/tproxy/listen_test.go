@@ -57,6 +57,9 @@ func TestTPROXY(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { ln.Close() })
+		if proto := listenerProto(t, ln); proto != unix.IPPROTO_TCP {
+			t.Errorf("listener on %s has SO_PROTOCOL %d, want TCP (%d)", a, proto, unix.IPPROTO_TCP)
+		}
 		listeners[strings.Contains(a, ":")] = ln
 	}
 	tests := []struct {
@@ -218,4 +221,21 @@ func withoutNetAdmin(t *testing.T, fn func()) {
 	if err := <-done; err != nil {
 		t.Fatalf("drop CAP_NET_ADMIN: %v", err)
 	}
+}
+
+func listenerProto(t *testing.T, ln *net.TCPListener) int {
+	t.Helper()
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var proto int
+	var gerr error
+	if err := rc.Control(func(fd uintptr) { proto, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PROTOCOL) }); err != nil {
+		t.Fatal(err)
+	}
+	if gerr != nil {
+		t.Fatal(gerr)
+	}
+	return proto
 }
