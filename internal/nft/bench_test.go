@@ -3,7 +3,9 @@ package nft
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
+	"time"
 )
 
 // benchSpec has n tenants, each with a cgroup (and its id), a uid and an
@@ -23,21 +25,63 @@ func benchSpec(n int) (Spec, CgroupIDs) {
 	return s, ids
 }
 
-// BenchmarkApply measures a full atomic table replacement (routing already
-// in place, as on every reload after the first).
+// BenchmarkApply measures in-place table replacements (routing already in
+// place, as on every reload after the first):
+//
+//   - tenants=N: the same N-tenant spec re-applied;
+//   - 1<->1000: a reload to 1000 tenants from 1, then back to 1, each
+//     iteration one of the two, alternating; ns/op is the mean of both,
+//     ms/to-1000 and ms/to-1 split it;
+//   - 1000/one-changed: 1000 tenants where one tenant's allow_direct
+//     changes on every Apply.
 func BenchmarkApply(b *testing.B) {
-	for _, n := range []int{1, 100, 1000} {
-		b.Run(fmt.Sprintf("tenants=%d", n), func(b *testing.B) {
+	type step struct {
+		name string
+		spec Spec
+		ids  CgroupIDs
+	}
+	bench := func(name string, n int) step {
+		s, ids := benchSpec(n)
+		return step{name, s, ids}
+	}
+	many := bench("1000", 1000)
+	changed := many
+	changed.name = "1000-changed"
+	changed.spec.Tenants = slices.Clone(many.spec.Tenants)
+	changed.spec.Tenants[499].AllowDirect = []Direct{{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Proto: "tcp"}}
+	cases := []struct {
+		name  string
+		steps []step // applied in turn, the first one also before the timer starts
+	}{
+		{"tenants=1", []step{bench("1", 1)}},
+		{"tenants=100", []step{bench("100", 100)}},
+		{"tenants=1000", []step{many}},
+		{"1<->1000", []step{bench("1", 1), many}},
+		{"1000/one-changed", []step{many, changed}},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
 			ns := newNetns(b, false)
 			m := ns.manager(b)
-			spec, ids := benchSpec(n)
-			if err := m.Apply(spec, ids); err != nil {
+			if err := m.Apply(c.steps[0].spec, c.steps[0].ids); err != nil {
 				b.Fatal(err)
 			}
+			spent := make([]time.Duration, len(c.steps))
+			count := make([]int, len(c.steps))
+			i := 0
 			b.ResetTimer()
 			for b.Loop() {
-				if err := m.Apply(spec, ids); err != nil {
+				i = (i + 1) % len(c.steps)
+				start := time.Now()
+				if err := m.Apply(c.steps[i].spec, c.steps[i].ids); err != nil {
 					b.Fatal(err)
+				}
+				spent[i] += time.Since(start)
+				count[i]++
+			}
+			for i, s := range c.steps {
+				if len(c.steps) > 1 && count[i] > 0 {
+					b.ReportMetric(float64(spent[i].Microseconds())/1e3/float64(count[i]), "ms/to-"+s.name)
 				}
 			}
 		})
