@@ -58,9 +58,10 @@
 //
 // Apply changes the table in one netlink batch, which the kernel commits as
 // one transaction, and it keeps the table, its base chains and every chain
-// and set both rulesets have: the batch flushes all rules and re-adds them,
-// flushes the kept sets and maps and refills them, and adds or deletes only
-// the objects that appear, disappear or change definition. Replacing the
+// and set both rulesets have: the batch flushes the rules and re-adds them
+// (but for the chains of new tenants, added with their rules just before,
+// see below), flushes the kept sets and maps and refills them, and adds or
+// deletes only the objects that appear, disappear or change definition. Replacing the
 // table as a whole (delete table + add table in one batch) is atomic for
 // netlink but not for packets, on this kernel (6.18) as on earlier ones:
 //

@@ -107,8 +107,9 @@ func (m *Manager) Close() error {
 // keeps the table, its base chains and every chain and set that stays, so a
 // replacement never interrupts traffic that both rulesets handle alike (see
 // the package doc, Atomicity). The chains of new tenants are added in a
-// batch just before, unreferenced until the replacement. The policy routing is made to match spec
-// before the table is replaced.
+// batch just before, unreferenced until the replacement, and left alone by
+// it. The policy routing is made to match spec before the table is
+// replaced.
 func (m *Manager) Apply(spec Spec, ids CgroupIDs) error {
 	if err := spec.Validate(); err != nil {
 		return fmt.Errorf("apply ruleset: %w", err)
@@ -141,37 +142,38 @@ func (m *Manager) applyLocked(spec *Spec, ids CgroupIDs) error {
 }
 
 // replace turns the installed table into rs in one batch, after a batch
-// that adds the chains of new tenants (see precreate).
+// that adds the chains of new tenants (see precreate), which it keeps as
+// they are (see keep.go).
 func (m *Manager) replace(rs *ruleset, table string) error {
 	in, err := readInstalled(m.conn, table)
 	if err != nil {
 		return err
 	}
-	queued, err := rs.precreate(m.conn, table, in)
+	made, err := rs.precreate(m.conn, table, in)
 	if err != nil {
 		return err
 	}
-	if queued {
+	if len(made) > 0 {
 		if err := m.conn.Flush(); err != nil {
 			return fmt.Errorf("add new chains to table inet %s: %w", table, err)
 		}
 	}
-	if err := rs.program(m.conn, table, in); err != nil {
+	if err := rs.program(m.conn, table, in, made); err != nil {
 		return err
 	}
 	err = m.conn.Flush()
-	if err == nil || !in.exists {
-		if err != nil {
-			return fmt.Errorf("replace table inet %s: %w", table, err)
-		}
+	if err == nil {
 		return nil
+	}
+	if !in.exists {
+		return fmt.Errorf("replace table inet %s: %w", table, err)
 	}
 	// The installed table cannot be updated in place (another version made
 	// it, or it was changed behind our back): rebuild it in one batch. The
 	// transaction is still atomic, but packets in flight during the commit
 	// may be reset or pass unmarked (see the package doc, Atomicity).
 	m.deleteTable(table)
-	if err2 := rs.program(m.conn, table, &installed{}); err2 != nil {
+	if err2 := rs.program(m.conn, table, &installed{}, nil); err2 != nil {
 		return fmt.Errorf("replace table inet %s: %w (rebuild: %w)", table, err, err2)
 	}
 	if err2 := m.conn.Flush(); err2 != nil {

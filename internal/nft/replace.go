@@ -83,13 +83,14 @@ func sameChain(have, want *nftables.Chain) bool {
 
 // program queues, into one batch, the changes that turn the installed table
 // into rs, keeping every chain and set that stays (see the package doc,
-// Atomicity): all rules are flushed and re-added, kept sets are flushed
-// and refilled, and only objects that are new, gone or redefined are added
-// or deleted.
-func (rs *ruleset) program(c *nftables.Conn, table string, in *installed) error {
+// Atomicity): the rules of the chains in keep stay as they are (see
+// flushRules for when they do not), all other rules are flushed and
+// re-added, kept sets are flushed and refilled, and only objects that are
+// new, gone or redefined are added or deleted.
+func (rs *ruleset) program(c *nftables.Conn, table string, in *installed, keep map[string]bool) error {
 	t := &nftables.Table{Name: table, Family: nftables.TableFamilyINet}
 	c.AddTable(t) // a no-op if it exists
-	c.FlushTable(t)
+	keep = rs.flushRules(c, t, in, keep)
 	var errs []error
 	wantSet, wantChain := map[string]bool{}, map[string]bool{}
 	for _, s := range rs.sets {
@@ -100,13 +101,13 @@ func (rs *ruleset) program(c *nftables.Conn, table string, in *installed) error 
 			c.FlushSet(s.set)
 			continue
 		}
-		if ok {
+		if ok { // then flushRules flushed the table: no rule refers to it
 			c.DelSet(&nftables.Set{Table: t, Name: have.Name})
 		}
 		errs = append(errs, c.AddSet(s.set, nil))
 	}
 	for _, name := range sortedKeys(in.sets) {
-		if !wantSet[name] { // its rules are flushed above, so it is unused
+		if !wantSet[name] { // the rules that used it are flushed above, and a kept chain's do not
 			c.DelSet(&nftables.Set{Table: t, Name: name})
 		}
 	}
@@ -117,7 +118,7 @@ func (rs *ruleset) program(c *nftables.Conn, table string, in *installed) error 
 		if ok && sameChain(have, ch.chain) {
 			continue
 		}
-		if ok {
+		if ok { // then flushRules flushed the table
 			c.DelChain(&nftables.Chain{Table: t, Name: have.Name})
 		}
 		c.AddChain(ch.chain)
@@ -126,12 +127,14 @@ func (rs *ruleset) program(c *nftables.Conn, table string, in *installed) error 
 		errs = append(errs, eachChunk(s.elems, func(e []nftables.SetElement) error { return c.SetAddElements(s.set, e) }))
 	}
 	for _, name := range sortedKeys(in.chains) {
-		if !wantChain[name] { // no rule or (flushed) map element refers to it
+		if !wantChain[name] { // no rule or (flushed or deleted) map element refers to it
 			c.DelChain(&nftables.Chain{Table: t, Name: name})
 		}
 	}
 	for _, ch := range rs.chains {
-		errs = append(errs, ch.addRules(c, t))
+		if !keep[ch.chain.Name] {
+			errs = append(errs, ch.addRules(c, t))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("queue table inet %s: %w", table, err)
@@ -154,21 +157,21 @@ func (ch *chainDef) addRules(c *nftables.Conn, t *nftables.Table) error {
 }
 
 // precreate queues the regular chains rs needs and an installed table lacks
-// (new tenants), with their rules, records them in in and reports whether
-// it queued any. They
-// go in a batch of their own before the replacement: nothing refers to them
-// yet, so packets cannot reach them, and when the replacement makes a map
-// element point to one, a packet still running the previous generation's
-// rules finds the chain's rules instead of a chain that is empty in that
-// generation (which would let it fall through, uncaught). Only done when
-// the objects those rules refer to are already installed.
-func (rs *ruleset) precreate(c *nftables.Conn, table string, in *installed) (bool, error) {
+// (new tenants), with their rules, records them in in and returns their
+// names. They go in a batch of their own before the replacement: nothing
+// refers to them yet, so packets cannot reach them, and when the
+// replacement makes a map element point to one, a packet still running the
+// previous generation's rules finds the chain's rules instead of a chain
+// that is empty in that generation (which would let it fall through,
+// uncaught). Only done when the objects those rules refer to are already
+// installed. The replacement keeps these chains as they are.
+func (rs *ruleset) precreate(c *nftables.Conn, table string, in *installed) (map[string]bool, error) {
+	made := map[string]bool{}
 	if !in.exists || in.chains[chainDeny] == nil || in.sets[setIntercept] == nil {
-		return false, nil
+		return made, nil
 	}
 	t := &nftables.Table{Name: table, Family: nftables.TableFamilyINet}
 	var errs []error
-	queued := false
 	for _, ch := range rs.chains {
 		if ch.chain.Hooknum != nil || in.chains[ch.chain.Name] != nil {
 			continue
@@ -177,12 +180,12 @@ func (rs *ruleset) precreate(c *nftables.Conn, table string, in *installed) (boo
 		c.AddChain(ch.chain)
 		errs = append(errs, ch.addRules(c, t))
 		in.chains[ch.chain.Name] = ch.chain
-		queued = true
+		made[ch.chain.Name] = true
 	}
 	if err := errors.Join(errs...); err != nil {
-		return queued, fmt.Errorf("queue new chains of table inet %s: %w", table, err)
+		return made, fmt.Errorf("queue new chains of table inet %s: %w", table, err)
 	}
-	return queued, nil
+	return made, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

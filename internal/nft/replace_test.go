@@ -28,9 +28,11 @@ func blocks(listing string) []string {
 	return out
 }
 
-var handleRe = regexp.MustCompile(`(?m)^\t(set|map|chain) (\S+) \{ # handle (\d+)$`)
+var handleRe = regexp.MustCompile(`(?m)^\t?(table|set|map|chain) (?:inet )?(\S+) \{ # handle (\d+)$`)
 
-// handles maps "chain NAME" / "set NAME" to the object's kernel handle.
+// handles maps "table NAME", "chain NAME" and "set NAME" to the
+// object's kernel handle. Set and chain handles count from 1 in each table,
+// so only the table's handle tells a rebuilt table from the same one.
 func handles(t *testing.T, ns *testNetns, table string) map[string]string {
 	t.Helper()
 	out := map[string]string{}

@@ -1,0 +1,64 @@
+package nft
+
+import "github.com/google/nftables"
+
+// Kept chains. Every netlink message of a batch costs a round of receiving
+// (google/nftables v0.3.0 waits for an acknowledgement of each message, and
+// asks for a copy of each added rule), so the time an Apply takes grows
+// with the number of messages it sends, and a tenant's chain is 1 message
+// plus 1 per rule. An Apply therefore leaves alone the chains precreate
+// added in this Apply: they already hold exactly the rules it wants. The
+// rules of every other chain are flushed, chain by chain or with the whole
+// table (see flushRules), and re-added in the same transaction as before,
+// so a replacement stays atomic (see the package doc, Atomicity).
+
+// redefines reports whether the installed table has a set or chain that rs
+// wants with another definition: it is deleted and re-created, which a
+// kept rule that refers to it would make fail.
+func (rs *ruleset) redefines(in *installed) bool {
+	for _, s := range rs.sets {
+		if have, ok := in.sets[s.set.Name]; ok && !sameSet(have, s.set) {
+			return true
+		}
+	}
+	for _, ch := range rs.chains {
+		if have, ok := in.chains[ch.chain.Name]; ok && !sameChain(have, ch.chain) {
+			return true
+		}
+	}
+	return false
+}
+
+// flushRules queues the removal of the rules program re-adds and returns
+// the chains whose rules stay, a subset of keep. With chains to keep, every
+// other installed chain is flushed on its own, those about to be deleted
+// too: program deletes the sets that go before the chains that go (a
+// verdict map's elements refer to chains), which needs their rules gone.
+// When nothing is kept, when rs redefines an installed object, or when
+// flushing chain by chain would cost more messages than re-adding the kept
+// rules (1000 tenants down to 1, say), the whole table is flushed in one
+// message and nothing is kept.
+func (rs *ruleset) flushRules(c *nftables.Conn, t *nftables.Table, in *installed, keep map[string]bool) map[string]bool {
+	if len(keep) > 0 && !rs.redefines(in) {
+		keptRules := 0
+		for _, ch := range rs.chains {
+			if keep[ch.chain.Name] {
+				keptRules += len(ch.rules)
+			}
+		}
+		var flush []string
+		for _, name := range sortedKeys(in.chains) {
+			if !keep[name] {
+				flush = append(flush, name)
+			}
+		}
+		if len(flush) < keptRules {
+			for _, name := range flush {
+				c.FlushChain(&nftables.Chain{Table: t, Name: name})
+			}
+			return keep
+		}
+	}
+	c.FlushTable(t)
+	return nil
+}
