@@ -58,12 +58,14 @@
 //
 // Apply changes the table in one netlink batch, which the kernel commits as
 // one transaction, and it keeps the table, its base chains and every chain
-// and set both rulesets have: the batch flushes the rules and re-adds them
-// (but for the chains of new tenants, added with their rules just before,
-// see below), flushes the kept sets and maps and refills them, and adds or
-// deletes only the objects that appear, disappear or change definition. Replacing the
-// table as a whole (delete table + add table in one batch) is atomic for
-// netlink but not for packets, on this kernel (6.18) as on earlier ones:
+// and set both rulesets have: the batch flushes the rules of the base
+// chains and of the other chains whose rules change and re-adds them,
+// flushes the kept sets and maps and refills them, and adds or deletes only
+// the objects that appear, disappear or change definition. A chain whose
+// rules stay the same is not touched at all (keep.go says how that is known
+// and what it costs). Replacing the table as a whole (delete table + add
+// table in one batch) is atomic for netlink but not for packets, on this
+// kernel (6.18) as on earlier ones:
 //
 //   - the new table's base chains are hooked when the batch is prepared and
 //     the old ones unhooked only late in the commit, after the generation

@@ -6,11 +6,63 @@ import "github.com/google/nftables"
 // (google/nftables v0.3.0 waits for an acknowledgement of each message, and
 // asks for a copy of each added rule), so the time an Apply takes grows
 // with the number of messages it sends, and a tenant's chain is 1 message
-// plus 1 per rule. An Apply therefore leaves alone the chains precreate
-// added in this Apply: they already hold exactly the rules it wants. The
-// rules of every other chain are flushed, chain by chain or with the whole
-// table (see flushRules), and re-added in the same transaction as before,
-// so a replacement stays atomic (see the package doc, Atomicity).
+// plus 1 per rule. An Apply therefore leaves alone the regular chains that
+// already hold exactly the rules it wants:
+//
+//   - the chains precreate added in this Apply, with their rules;
+//   - the chains whose rules this Manager programmed last time, if the
+//     table still has a chain of that name and the wanted rules print the
+//     same (chainDef.render: every rule's text, anonymous set elements
+//     included) as the remembered ones.
+//
+// Base chains are always rewritten: there are few of them, and they hold the
+// rules a changed tenant list changes. The rules of every other chain are
+// flushed, chain by chain or with the whole table (see flushRules), and
+// re-added in the same transaction as before, so a replacement stays atomic
+// (see the package doc, Atomicity).
+//
+// The trade-off: what was installed is only read as far as chain names go,
+// so a rule edited, added or deleted by hand inside a kept chain is not
+// restored until that tenant's rules change or the daemon restarts (a new
+// Manager remembers nothing and rewrites everything once). The memory is
+// forgotten whenever the Manager cannot be sure what it holds: after a
+// failed Apply, when the table is rebuilt from scratch, when the table name
+// changes, and on Cleanup. A kept report-mode chain also keeps its counter.
+
+// chainTexts maps each regular chain's name to its printed rules.
+type chainTexts map[string]string
+
+// texts returns what the regular chains of rs print as.
+func (rs *ruleset) texts() chainTexts {
+	out := chainTexts{}
+	for _, ch := range rs.chains {
+		if ch.chain.Hooknum == nil {
+			out[ch.chain.Name] = ch.render()
+		}
+	}
+	return out
+}
+
+// unchanged returns the regular chains of rs that are installed and were
+// last programmed (as remembered in last) with the rules rs wants (want,
+// from rs.texts).
+func (rs *ruleset) unchanged(in *installed, last, want chainTexts) map[string]bool {
+	keep := map[string]bool{}
+	if !in.exists {
+		return keep
+	}
+	for _, ch := range rs.chains {
+		name := ch.chain.Name
+		have, ok := in.chains[name]
+		if ch.chain.Hooknum != nil || !ok || !sameChain(have, ch.chain) {
+			continue
+		}
+		if text, ok := last[name]; ok && text == want[name] {
+			keep[name] = true
+		}
+	}
+	return keep
+}
 
 // redefines reports whether the installed table has a set or chain that rs
 // wants with another definition: it is deleted and re-created, which a

@@ -100,45 +100,75 @@ func replaceSpecs() (a, b Spec, aIDs, bIDs CgroupIDs) {
 	return a, b, sampleIDs, bIDs
 }
 
+// withFillers adds n tenants that no re-apply changes (slots 100 on), so
+// that Apply keeps their chains and flushes the others one by one instead
+// of flushing the whole table (see flushRules).
+func withFillers(spec Spec, n int) Spec {
+	spec.Tenants = slices.Clone(spec.Tenants)
+	for i := range n {
+		slot := uint32(100 + i)
+		spec.Tenants = append(spec.Tenants, Tenant{Name: fmt.Sprintf("filler%d", i), Slot: slot,
+			ListenerPort: uint16(16000 + i), UIDs: []uint32{50000 + slot}})
+	}
+	return spec
+}
+
 // TestAtomicReplace re-applies the table 200 times while a tenant that both
 // rulesets treat alike keeps opening connections: every one must be
 // intercepted. Two base chains on one hook during the commit (delete table +
 // add table) would let a SYN through unmarked (timeout) or reset it, a map
 // deleted under a running chain would reset it (see the package doc,
 // Atomicity). Packets, not netlink dumps, are the judge: a dump is not
-// consistent across a commit, the packet path is.
+// consistent across a commit, the packet path is. The cases cover both
+// ways Apply removes rules (whole table, chain by chain) and the tenant's
+// chain being rewritten or kept.
 func TestAtomicReplace(t *testing.T) {
-	ns := newNetns(t, true)
-	m := ns.manager(t)
 	a, b, aIDs, bIDs := replaceSpecs()
-	if err := m.Apply(a, aIDs); err != nil {
-		t.Fatal(err)
+	bSame := b // tenant "webhooks" keeps its allow_direct too
+	bSame.Tenants = slices.Clone(b.Tenants)
+	bSame.Tenants[0] = a.Tenants[0]
+	tests := []struct {
+		name string
+		a, b Spec
+	}{
+		{"table flushed", a, b},
+		{"chains flushed, tenant's rewritten", withFillers(a, 10), withFillers(b, 10)},
+		{"chains flushed, tenant's kept", withFillers(a, 10), withFillers(bSame, 10)},
 	}
-	listeners := transparentListen(t, ns, 15002)
-	go func() { // drain: the test counts helper results, not accepts
-		for range listeners {
-		}
-	}()
-	const attempts = 150
-	done := make(chan string, 1)
-	go func() {
-		done <- runClient(t, ns, client{fsuid: 4242}, "tcp",
-			"192.0.2.10:80", fmt.Sprintf("x repeat=%d", attempts))
-	}()
-	applies := 0
-	for ; applies < 200; applies++ {
-		spec, ids := a, aIDs
-		if applies%2 == 0 {
-			spec, ids = b, bIDs
-		}
-		if err := m.Apply(spec, ids); err != nil {
-			t.Fatal(err)
-		}
-	}
-	res := <-done
-	t.Logf("%d tenant connections during %d re-applies: %s", attempts, applies, res)
-	if !strings.HasPrefix(res, "OK") {
-		t.Fatalf("a tenant connection was not intercepted during re-applies: %s", res)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := newNetns(t, true)
+			m := ns.manager(t)
+			if err := m.Apply(tc.a, aIDs); err != nil {
+				t.Fatal(err)
+			}
+			listeners := transparentListen(t, ns, 15002)
+			go func() { // drain: the test counts helper results, not accepts
+				for range listeners {
+				}
+			}()
+			const attempts = 150
+			done := make(chan string, 1)
+			go func() {
+				done <- runClient(t, ns, client{fsuid: 4242}, "tcp",
+					"192.0.2.10:80", fmt.Sprintf("x repeat=%d", attempts))
+			}()
+			applies := 0
+			for ; applies < 200; applies++ {
+				spec, ids := tc.a, aIDs
+				if applies%2 == 0 {
+					spec, ids = tc.b, bIDs
+				}
+				if err := m.Apply(spec, ids); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res := <-done
+			t.Logf("%d tenant connections during %d re-applies: %s", attempts, applies, res)
+			if !strings.HasPrefix(res, "OK") {
+				t.Fatalf("a tenant connection was not intercepted during re-applies: %s", res)
+			}
+		})
 	}
 }
 

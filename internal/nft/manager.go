@@ -22,6 +22,9 @@ type Manager struct {
 	spec    *Spec     // last applied, nil before the first Apply
 	ids     CgroupIDs // cgroup ids in the maps, keyed by cleaned path
 	routing *routing  // policy routing installed by this Manager
+	// texts holds the rules this Manager last programmed into each regular
+	// chain of the table, nil when unknown (see keep.go).
+	texts chainTexts
 }
 
 // Option configures New.
@@ -107,9 +110,11 @@ func (m *Manager) Close() error {
 // keeps the table, its base chains and every chain and set that stays, so a
 // replacement never interrupts traffic that both rulesets handle alike (see
 // the package doc, Atomicity). The chains of new tenants are added in a
-// batch just before, unreferenced until the replacement, and left alone by
-// it. The policy routing is made to match spec before the table is
-// replaced.
+// batch just before, unreferenced until the replacement. Chains whose rules
+// the previous Apply programmed and spec does not change are left alone,
+// so a rule edited by hand in such a chain stays until its tenant changes
+// or a new Manager applies (see keep.go). The policy routing is made to
+// match spec before the table is replaced.
 func (m *Manager) Apply(spec Spec, ids CgroupIDs) error {
 	if err := spec.Validate(); err != nil {
 		return fmt.Errorf("apply ruleset: %w", err)
@@ -132,6 +137,7 @@ func (m *Manager) applyLocked(spec *Spec, ids CgroupIDs) error {
 	m.routing = &r
 	if m.spec != nil && m.spec.Table != spec.Table {
 		m.deleteTable(m.spec.Table)
+		m.texts = nil
 	}
 	if err := m.replace(buildRuleset(spec, ids), spec.Table); err != nil {
 		return fmt.Errorf("apply ruleset: %w", err)
@@ -142,13 +148,17 @@ func (m *Manager) applyLocked(spec *Spec, ids CgroupIDs) error {
 }
 
 // replace turns the installed table into rs in one batch, after a batch
-// that adds the chains of new tenants (see precreate), which it keeps as
-// they are (see keep.go).
+// that adds the chains of new tenants (see precreate). Chains that already
+// hold the rules rs wants are kept as they are (see keep.go).
 func (m *Manager) replace(rs *ruleset, table string) error {
+	last := m.texts
+	m.texts = nil // unknown until the batch is committed
 	in, err := readInstalled(m.conn, table)
 	if err != nil {
 		return err
 	}
+	want := rs.texts()
+	keep := rs.unchanged(in, last, want)
 	made, err := rs.precreate(m.conn, table, in)
 	if err != nil {
 		return err
@@ -158,11 +168,13 @@ func (m *Manager) replace(rs *ruleset, table string) error {
 			return fmt.Errorf("add new chains to table inet %s: %w", table, err)
 		}
 	}
-	if err := rs.program(m.conn, table, in, made); err != nil {
+	maps.Copy(keep, made)
+	if err := rs.program(m.conn, table, in, keep); err != nil {
 		return err
 	}
 	err = m.conn.Flush()
 	if err == nil {
+		m.texts = want
 		return nil
 	}
 	if !in.exists {
@@ -171,7 +183,8 @@ func (m *Manager) replace(rs *ruleset, table string) error {
 	// The installed table cannot be updated in place (another version made
 	// it, or it was changed behind our back): rebuild it in one batch. The
 	// transaction is still atomic, but packets in flight during the commit
-	// may be reset or pass unmarked (see the package doc, Atomicity).
+	// may be reset or pass unmarked (see the package doc, Atomicity). The
+	// next Apply rewrites every chain again (m.texts stays nil).
 	m.deleteTable(table)
 	if err2 := rs.program(m.conn, table, &installed{}, nil); err2 != nil {
 		return fmt.Errorf("replace table inet %s: %w (rebuild: %w)", table, err, err2)
@@ -292,6 +305,7 @@ func diffElems(old, new []element) (del, add []nftables.SetElement) {
 func (m *Manager) Cleanup(spec Spec) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.texts = nil
 	var errs []error
 	tables := []string{spec.Table}
 	if m.spec != nil && m.spec.Table != spec.Table {
