@@ -17,7 +17,8 @@ import (
 // routing in one network namespace. Its methods are safe for concurrent use.
 type Manager struct {
 	mu      sync.Mutex
-	conn    *nftables.Conn
+	conn    *nftables.Conn // reads the installed table
+	b       *batcher       // queues and commits changes (see batch.go)
 	nl      *netlink.Handle
 	spec    *Spec     // last applied, nil before the first Apply
 	ids     CgroupIDs // cgroup ids in the maps, keyed by cleaned path
@@ -60,7 +61,13 @@ func New(opts ...Option) (*Manager, error) {
 		nl.Close()
 		return nil, fmt.Errorf("open nftables netlink: %w", err)
 	}
-	return &Manager{conn: conn, nl: nl}, nil
+	b, err := newBatcher(o.netnsFd)
+	if err != nil {
+		nl.Close()
+		_ = conn.CloseLasting()
+		return nil, err
+	}
+	return &Manager{conn: conn, b: b, nl: nl}, nil
 }
 
 // batchBuffer is the socket buffer size for the nftables socket. A table
@@ -99,6 +106,7 @@ func (m *Manager) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.nl.Close()
+	_ = m.b.close()
 	if err := m.conn.CloseLasting(); err != nil {
 		return fmt.Errorf("close nftables netlink: %w", err)
 	}
@@ -159,20 +167,20 @@ func (m *Manager) replace(rs *ruleset, table string) error {
 	}
 	want := rs.texts()
 	keep := rs.unchanged(in, last, want)
-	made, err := rs.precreate(m.conn, table, in)
+	made, err := rs.precreate(m.b.q, table, in)
 	if err != nil {
 		return err
 	}
 	if len(made) > 0 {
-		if err := m.conn.Flush(); err != nil {
+		if err := m.b.commit(); err != nil {
 			return fmt.Errorf("add new chains to table inet %s: %w", table, err)
 		}
 	}
 	maps.Copy(keep, made)
-	if err := rs.program(m.conn, table, in, keep); err != nil {
+	if err := rs.program(m.b.q, table, in, keep); err != nil {
 		return err
 	}
-	err = m.conn.Flush()
+	err = m.b.commit()
 	if err == nil {
 		m.texts = want
 		return nil
@@ -186,10 +194,10 @@ func (m *Manager) replace(rs *ruleset, table string) error {
 	// may be reset or pass unmarked (see the package doc, Atomicity). The
 	// next Apply rewrites every chain again (m.texts stays nil).
 	m.deleteTable(table)
-	if err2 := rs.program(m.conn, table, &installed{}, nil); err2 != nil {
+	if err2 := rs.program(m.b.q, table, &installed{}, nil); err2 != nil {
 		return fmt.Errorf("replace table inet %s: %w (rebuild: %w)", table, err, err2)
 	}
-	if err2 := m.conn.Flush(); err2 != nil {
+	if err2 := m.b.commit(); err2 != nil {
 		return fmt.Errorf("replace table inet %s: %w (rebuild: %w)", table, err, err2)
 	}
 	return nil
@@ -225,14 +233,14 @@ func (m *Manager) SetCgroupIDs(ids CgroupIDs) error {
 	for _, l := range m.spec.levels() {
 		set := &nftables.Set{Table: table, Name: cgroupMapName(l), IsMap: true}
 		del, add := diffElems(oldElems[l], newElems[l])
-		if err := eachChunk(del, func(c []nftables.SetElement) error { return m.conn.SetDeleteElements(set, c) }); err != nil {
+		if err := eachChunk(del, func(c []nftables.SetElement) error { return m.b.q.SetDeleteElements(set, c) }); err != nil {
 			return fmt.Errorf("set cgroup ids: %w", err)
 		}
-		if err := eachChunk(add, func(c []nftables.SetElement) error { return m.conn.SetAddElements(set, c) }); err != nil {
+		if err := eachChunk(add, func(c []nftables.SetElement) error { return m.b.q.SetAddElements(set, c) }); err != nil {
 			return fmt.Errorf("set cgroup ids: %w", err)
 		}
 	}
-	if err := m.conn.Flush(); err != nil {
+	if err := m.b.commit(); err != nil {
 		if err2 := m.applyLocked(m.spec, want); err2 != nil {
 			return fmt.Errorf("set cgroup ids: %w (re-apply: %w)", err, err2)
 		}
@@ -313,7 +321,7 @@ func (m *Manager) Cleanup(spec Spec) error {
 	}
 	for _, t := range tables {
 		m.deleteTable(t)
-		if err := m.conn.Flush(); err != nil {
+		if err := m.b.commit(); err != nil {
 			errs = append(errs, fmt.Errorf("cleanup: delete table inet %s: %w", t, err))
 		}
 	}
@@ -336,6 +344,6 @@ func (m *Manager) Cleanup(spec Spec) error {
 // is a no-op, so add-then-delete never fails on a missing table.
 func (m *Manager) deleteTable(name string) {
 	t := &nftables.Table{Name: name, Family: nftables.TableFamilyINet}
-	m.conn.AddTable(t)
-	m.conn.DelTable(t)
+	m.b.q.AddTable(t)
+	m.b.q.DelTable(t)
 }

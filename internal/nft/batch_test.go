@@ -1,0 +1,106 @@
+package nft
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	mdnetlink "github.com/mdlayher/netlink"
+)
+
+// TestBatcherCommit: a batch is one transaction. A message the kernel
+// refuses, first, in the middle or last, fails the commit with the
+// kernel's error and leaves nothing of the batch behind; the next batch on
+// the same batcher commits. Every message goes out without echo and only
+// the last asks for an acknowledgement.
+func TestBatcherCommit(t *testing.T) {
+	const table = "egfw_batch"
+	tbl := &nftables.Table{Name: table, Family: nftables.TableFamilyINet}
+	chain := func(name string) *nftables.Chain { return &nftables.Chain{Table: tbl, Name: name} }
+	// jumpTo is a rule in chain a that jumps to chain to (ENOENT if missing).
+	jumpTo := func(a, to string) *nftables.Rule {
+		return &nftables.Rule{Table: tbl, Chain: chain(a),
+			Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: to}}}
+	}
+	tests := []struct {
+		name    string
+		queue   func(q *nftables.Conn)
+		wantErr string // "" = commits
+	}{
+		{name: "valid batch commits", queue: func(q *nftables.Conn) {
+			q.AddTable(tbl)
+			q.AddChain(chain("a"))
+			q.AddChain(chain("b"))
+			q.AddRule(jumpTo("a", "b"))
+		}},
+		{name: "bad first message", wantErr: "no such file or directory", queue: func(q *nftables.Conn) {
+			q.AddChain(chain("a")) // no table
+			q.AddTable(tbl)
+			q.AddChain(chain("b"))
+		}},
+		{name: "bad middle message", wantErr: "no such file or directory", queue: func(q *nftables.Conn) {
+			q.AddTable(tbl)
+			q.AddChain(chain("a"))
+			q.AddRule(jumpTo("a", "missing"))
+			q.AddChain(chain("b"))
+		}},
+		{name: "two bad messages", wantErr: "no such file or directory", queue: func(q *nftables.Conn) {
+			q.AddTable(tbl)
+			q.AddChain(chain("a"))
+			q.AddRule(jumpTo("a", "missing"))
+			q.AddRule(jumpTo("a", "missing too"))
+			q.AddChain(chain("b"))
+		}},
+		{name: "bad last message", wantErr: "no such file or directory", queue: func(q *nftables.Conn) {
+			q.AddTable(tbl)
+			q.AddChain(chain("a"))
+			q.AddRule(jumpTo("a", "missing"))
+		}},
+	}
+	ns := newNetns(t, false)
+	m := ns.manager(t)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.queue(m.b.q)
+			err := m.b.commit()
+			if tc.wantErr == "" && err != nil {
+				t.Fatalf("commit: %v", err)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("commit: err = %v, want %q", err, tc.wantErr)
+			}
+			checkOneAck(t, m.b.captured)
+			listing := ns.nft(t, "list", "tables")
+			if has := strings.Contains(listing, table); has != (tc.wantErr == "") {
+				t.Errorf("table present = %v after commit (err %v):\n%s", has, err, listing)
+			}
+			// The next batch on the same batcher works either way.
+			m.b.q.AddTable(tbl)
+			m.b.q.DelTable(tbl)
+			if err := m.b.commit(); err != nil {
+				t.Fatalf("commit after: %v", err)
+			}
+			if l := ns.nft(t, "list", "tables"); strings.Contains(l, table) {
+				t.Fatalf("table still there after delete:\n%s", l)
+			}
+		})
+	}
+}
+
+// checkOneAck asserts the flags commit sent: batch begin and end, between
+// them no echo anywhere and an acknowledgement on the last message only.
+func checkOneAck(t *testing.T, msgs []mdnetlink.Message) {
+	t.Helper()
+	if len(msgs) < 3 {
+		t.Fatalf("batch of %d messages", len(msgs))
+	}
+	for i, m := range msgs {
+		if m.Header.Flags&mdnetlink.Echo != 0 {
+			t.Errorf("message %d of %d asks for an echo", i, len(msgs))
+		}
+		if ack := m.Header.Flags&mdnetlink.Acknowledge != 0; ack != (i == len(msgs)-2) {
+			t.Errorf("message %d of %d: acknowledge = %v", i, len(msgs), ack)
+		}
+	}
+}
