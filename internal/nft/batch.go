@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -26,6 +27,10 @@ type batcher struct {
 	captured []mdnetlink.Message
 	netnsFd  int
 	sock     *mdnetlink.Conn
+	// gen is the ruleset generation after this batcher's last commit, if
+	// no other transaction (by anyone, on any table) has been committed
+	// since the last commitFresh; 0 when that is not known.
+	gen uint32
 }
 
 // commitTimeout bounds the wait for the kernel's answer to a batch.
@@ -69,8 +74,68 @@ func (b *batcher) capture(req []mdnetlink.Message) ([]mdnetlink.Message, error) 
 }
 
 // commit sends what is queued as one transaction and returns its outcome.
-// Nothing queued is a no-op.
-func (b *batcher) commit() error {
+// Nothing queued is a no-op. The generation stays known only if it was and
+// this transaction was the only one since.
+func (b *batcher) commit() error { return b.commitTracked(false) }
+
+// commitFresh is commit for a transaction that brings the table to a state
+// the caller records: the generation becomes known if this transaction is
+// the only one between the generation reads around it.
+func (b *batcher) commitFresh() error { return b.commitTracked(true) }
+
+func (b *batcher) commitTracked(fresh bool) error {
+	prev := b.gen
+	b.gen = 0
+	before, gerr := b.generation()
+	if err := b.send(); err != nil {
+		return err
+	}
+	after, aerr := b.generation()
+	if gerr == nil && aerr == nil && after == before+1 && (fresh || prev == before) {
+		b.gen = after
+	}
+	return nil
+}
+
+// unchanged reports whether no transaction but this batcher's own has been
+// committed since the last commitFresh.
+func (b *batcher) unchanged() bool {
+	g, err := b.generation()
+	return err == nil && b.gen != 0 && g == b.gen
+}
+
+// generation asks the kernel for the ruleset's generation id, which every
+// committed nftables transaction (of any table and owner) increments.
+func (b *batcher) generation() (uint32, error) {
+	req := mdnetlink.Message{
+		Header: mdnetlink.Header{Type: mdnetlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN),
+			Flags: mdnetlink.Request},
+		Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
+	}
+	msgs, err := b.sock.Execute(req)
+	if err != nil {
+		return 0, fmt.Errorf("read nftables generation: %w", err)
+	}
+	for _, m := range msgs {
+		if len(m.Data) < 4 {
+			continue
+		}
+		ad, err := mdnetlink.NewAttributeDecoder(m.Data[4:])
+		if err != nil {
+			return 0, fmt.Errorf("read nftables generation: %w", err)
+		}
+		ad.ByteOrder = binary.BigEndian
+		for ad.Next() {
+			if ad.Type() == unix.NFTA_GEN_ID {
+				return ad.Uint32(), nil
+			}
+		}
+	}
+	return 0, errors.New("read nftables generation: no generation id in the answer")
+}
+
+// send sends what is queued as one transaction and returns its outcome.
+func (b *batcher) send() error {
 	b.captured = b.captured[:0]
 	if err := b.q.Flush(); err != nil {
 		return fmt.Errorf("encode nftables batch: %w", err)

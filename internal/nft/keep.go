@@ -2,32 +2,33 @@ package nft
 
 import "github.com/google/nftables"
 
-// Kept chains. Every netlink message of a batch costs a round of receiving
-// (google/nftables v0.3.0 waits for an acknowledgement of each message, and
-// asks for a copy of each added rule), so the time an Apply takes grows
-// with the number of messages it sends, and a tenant's chain is 1 message
-// plus 1 per rule. An Apply therefore leaves alone the regular chains that
-// already hold exactly the rules it wants:
+// Kept chains. The time an Apply takes grows with the number of netlink
+// messages it sends, and a tenant's chain is 1 message plus 1 per rule. An
+// Apply therefore leaves alone the regular chains that already hold exactly
+// the rules it wants:
 //
 //   - the chains precreate added in this Apply, with their rules;
 //   - the chains whose rules this Manager programmed last time, if the
-//     table still has a chain of that name and the wanted rules print the
+//     table still has a chain of that name, the wanted rules print the
 //     same (chainDef.render: every rule's text, anonymous set elements
-//     included) as the remembered ones.
+//     included) as the remembered ones, and no other nftables transaction
+//     has been committed since this Manager's last one.
+//
+// The last condition is what makes the memory safe to trust: the kernel's
+// ruleset generation (batcher.unchanged) moves with every committed
+// transaction of any owner, so a rule edited or deleted by hand, a chain
+// flushed, a table restored with nft -f, or any other software's change
+// makes the next Apply rewrite every chain, restoring what egressfw wants.
+// The price is that on a host where other software changes nftables
+// between two reloads, the reload is a full rewrite (still one batch).
 //
 // Base chains are always rewritten: there are few of them, and they hold the
 // rules a changed tenant list changes. The rules of every other chain are
 // flushed, chain by chain or with the whole table (see flushRules), and
 // re-added in the same transaction as before, so a replacement stays atomic
-// (see the package doc, Atomicity).
-//
-// The trade-off: what was installed is only read as far as chain names go,
-// so a rule edited, added or deleted by hand inside a kept chain is not
-// restored until that tenant's rules change or the daemon restarts (a new
-// Manager remembers nothing and rewrites everything once). The memory is
-// forgotten whenever the Manager cannot be sure what it holds: after a
+// (see the package doc, Atomicity). The memory is also forgotten after a
 // failed Apply, when the table is rebuilt from scratch, when the table name
-// changes, and on Cleanup. A kept report-mode chain also keeps its counter.
+// changes, and on Cleanup. A kept report-mode chain keeps its counter.
 
 // chainTexts maps each regular chain's name to its printed rules.
 type chainTexts map[string]string

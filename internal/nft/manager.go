@@ -161,6 +161,11 @@ func (m *Manager) applyLocked(spec *Spec, ids CgroupIDs) error {
 func (m *Manager) replace(rs *ruleset, table string) error {
 	last := m.texts
 	m.texts = nil // unknown until the batch is committed
+	if !m.b.unchanged() {
+		// Another transaction since ours (a restore with nft -f, a
+		// flushed chain, any other owner's change): rewrite every chain.
+		last = nil
+	}
 	in, err := readInstalled(m.conn, table)
 	if err != nil {
 		return err
@@ -180,7 +185,7 @@ func (m *Manager) replace(rs *ruleset, table string) error {
 	if err := rs.program(m.b.q, table, in, keep); err != nil {
 		return err
 	}
-	err = m.b.commit()
+	err = m.b.commitFresh()
 	if err == nil {
 		m.texts = want
 		return nil
@@ -241,6 +246,7 @@ func (m *Manager) SetCgroupIDs(ids CgroupIDs) error {
 		}
 	}
 	if err := m.b.commit(); err != nil {
+		m.texts = nil // the table was changed behind our back: rewrite it all
 		if err2 := m.applyLocked(m.spec, want); err2 != nil {
 			return fmt.Errorf("set cgroup ids: %w (re-apply: %w)", err, err2)
 		}
