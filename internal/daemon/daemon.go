@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -120,16 +121,23 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	t1 := time.Now()
-	if err := d.srv.openListeners(ctx, snap); err != nil {
+	// The new listeners open while the rules are prepared; the rules send
+	// traffic to them only once all are open (see nft.Manager.ApplyWhen).
+	var t2 time.Time
+	opened := make(chan error, 1)
+	go func() {
+		err := d.srv.openListeners(ctx, snap)
+		t2 = time.Now()
+		opened <- err
+	}()
+	listening := sync.OnceValue(func() error { return <-opened })
+	err = d.fw.apply(ctx, cfg, snap, listening)
+	if lerr := listening(); lerr != nil || err != nil {
 		if old := d.srv.state.Load(); old != nil {
 			d.srv.closeStaleListeners(old)
 		}
-		return err
-	}
-	t2 := time.Now()
-	if err := d.fw.apply(ctx, cfg, snap); err != nil {
-		if old := d.srv.state.Load(); old != nil {
-			d.srv.closeStaleListeners(old)
+		if lerr != nil {
+			return lerr
 		}
 		return err
 	}

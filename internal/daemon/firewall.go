@@ -85,8 +85,10 @@ func cgroupPaths(cfg *config.Config) []string {
 
 // apply installs the ruleset for snap. When the set of tenant cgroups
 // changed, a new watcher is started first so the ids it reports go into the
-// same atomic replacement; the old watcher stops only after success.
-func (f *firewall) apply(ctx context.Context, cfg *config.Config, snap *snapshot) error {
+// same atomic replacement; the old watcher stops only after success. ready
+// (see nft.Manager.ApplyWhen) reports that what the new rules point to is
+// in place; its error is returned as is.
+func (f *firewall) apply(ctx context.Context, cfg *config.Config, snap *snapshot, ready func() error) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	spec := nftSpec(cfg, snap)
@@ -102,11 +104,20 @@ func (f *firewall) apply(ctx context.Context, cfg *config.Config, snap *snapshot
 	if w != nil {
 		ids = nft.CgroupIDs(w.IDs())
 	}
-	if err := f.mgr.Apply(spec, ids); err != nil {
-		f.metrics.ruleApply.WithLabelValues("error").Inc()
+	notReady := false
+	checked := func() error {
+		err := ready()
+		notReady = err != nil
+		return err
+	}
+	if err := f.mgr.ApplyWhen(spec, ids, checked); err != nil {
 		if w != f.watcher && cancel != nil {
 			cancel()
 		}
+		if notReady {
+			return err
+		}
+		f.metrics.ruleApply.WithLabelValues("error").Inc()
 		return fmt.Errorf("apply nftables rules: %w", err)
 	}
 	f.metrics.ruleApply.WithLabelValues("ok").Inc()

@@ -123,16 +123,24 @@ func (m *Manager) Close() error {
 // so a rule edited by hand in such a chain stays until its tenant changes
 // or a new Manager applies (see keep.go). The policy routing is made to
 // match spec before the table is replaced.
-func (m *Manager) Apply(spec Spec, ids CgroupIDs) error {
+func (m *Manager) Apply(spec Spec, ids CgroupIDs) error { return m.ApplyWhen(spec, ids, nil) }
+
+// ApplyWhen is Apply that calls ready, if not nil, once the chains of new
+// tenants are in place and before any rule or map element points to them,
+// and goes on only if it returns nil: the caller can open what the new
+// rules send traffic to (listening sockets) while the rules are being
+// prepared, without any packet reaching the new rules before that. An error
+// from ready is returned as is and leaves the previous ruleset in force.
+func (m *Manager) ApplyWhen(spec Spec, ids CgroupIDs, ready func() error) error {
 	if err := spec.Validate(); err != nil {
 		return fmt.Errorf("apply ruleset: %w", err)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.applyLocked(&spec, ids)
+	return m.applyLocked(&spec, ids, ready)
 }
 
-func (m *Manager) applyLocked(spec *Spec, ids CgroupIDs) error {
+func (m *Manager) applyLocked(spec *Spec, ids CgroupIDs, ready func() error) error {
 	r := routingOf(spec)
 	if m.routing != nil && *m.routing != r {
 		if err := removeRouting(m.nl, *m.routing); err != nil {
@@ -147,7 +155,10 @@ func (m *Manager) applyLocked(spec *Spec, ids CgroupIDs) error {
 		m.deleteTable(m.spec.Table)
 		m.texts = nil
 	}
-	if err := m.replace(buildRuleset(spec, ids), spec.Table); err != nil {
+	if err := m.replace(buildRuleset(spec, ids), spec.Table, ready); err != nil {
+		if errors.Is(err, errNotReady) {
+			return errors.Unwrap(err)
+		}
 		return fmt.Errorf("apply ruleset: %w", err)
 	}
 	m.spec = spec
@@ -158,7 +169,7 @@ func (m *Manager) applyLocked(spec *Spec, ids CgroupIDs) error {
 // replace turns the installed table into rs in one batch, after a batch
 // that adds the chains of new tenants (see precreate). Chains that already
 // hold the rules rs wants are kept as they are (see keep.go).
-func (m *Manager) replace(rs *ruleset, table string) error {
+func (m *Manager) replace(rs *ruleset, table string, ready func() error) error {
 	last := m.texts
 	m.texts = nil // unknown until the batch is committed
 	if !m.b.unchanged() {
@@ -179,6 +190,11 @@ func (m *Manager) replace(rs *ruleset, table string) error {
 	if len(made) > 0 {
 		if err := m.b.commit(); err != nil {
 			return fmt.Errorf("add new chains to table inet %s: %w", table, err)
+		}
+	}
+	if ready != nil {
+		if err := ready(); err != nil {
+			return &notReady{err}
 		}
 	}
 	maps.Copy(keep, made)
@@ -207,6 +223,15 @@ func (m *Manager) replace(rs *ruleset, table string) error {
 	}
 	return nil
 }
+
+// errNotReady marks the error of an ApplyWhen's ready function.
+var errNotReady = errors.New("not ready")
+
+type notReady struct{ err error }
+
+func (e *notReady) Error() string   { return e.err.Error() }
+func (e *notReady) Unwrap() error   { return e.err }
+func (e *notReady) Is(t error) bool { return t == errNotReady }
 
 // knownIDs keeps the ids of configured paths only, keyed by cleaned path.
 func knownIDs(spec *Spec, ids CgroupIDs) CgroupIDs {
@@ -247,7 +272,7 @@ func (m *Manager) SetCgroupIDs(ids CgroupIDs) error {
 	}
 	if err := m.b.commit(); err != nil {
 		m.texts = nil // the table was changed behind our back: rewrite it all
-		if err2 := m.applyLocked(m.spec, want); err2 != nil {
+		if err2 := m.applyLocked(m.spec, want, nil); err2 != nil {
 			return fmt.Errorf("set cgroup ids: %w (re-apply: %w)", err, err2)
 		}
 		return nil
