@@ -76,6 +76,9 @@ func (r *runner) measurePeer(p peer) error {
 		if err := r.measureIdle(p); err != nil {
 			return err
 		}
+		// Let the kernel retire the 16,000 closed sockets (and their
+		// conntrack entries) before the rate is measured.
+		time.Sleep(3 * time.Second)
 	}
 	for _, c := range []struct {
 		port                 string
