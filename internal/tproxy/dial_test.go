@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -257,17 +258,24 @@ func checkSockopts(t *testing.T, c *net.TCPConn) {
 		{"SO_KEEPALIVE", unix.SOL_SOCKET, unix.SO_KEEPALIVE, 0},
 		{"TCP_NODELAY", unix.IPPROTO_TCP, unix.TCP_NODELAY, 1},
 	} {
-		rc, err := c.SyscallConn()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got int
-		var gerr error
-		if err := rc.Control(func(fd uintptr) { got, gerr = unix.GetsockoptInt(int(fd), o.level, o.opt) }); err != nil {
-			t.Fatal(err)
-		}
+		got, gerr := sockoptInt(t, c, o.level, o.opt)
 		if gerr != nil || got != o.want {
 			t.Errorf("%s on %v = %d (%v), want %d", o.name, c.LocalAddr(), got, gerr, o.want)
 		}
 	}
+}
+
+// sockoptInt reads an integer socket option of a connection or listener.
+func sockoptInt(t *testing.T, sc syscall.Conn, level, opt int) (int, error) {
+	t.Helper()
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v int
+	var gerr error
+	if err := rc.Control(func(fd uintptr) { v, gerr = unix.GetsockoptInt(int(fd), level, opt) }); err != nil {
+		t.Fatal(err)
+	}
+	return v, gerr
 }

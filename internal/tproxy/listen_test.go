@@ -225,17 +225,9 @@ func withoutNetAdmin(t *testing.T, fn func()) {
 
 func listenerProto(t *testing.T, ln *net.TCPListener) int {
 	t.Helper()
-	rc, err := ln.SyscallConn()
+	proto, err := sockoptInt(t, ln, unix.SOL_SOCKET, unix.SO_PROTOCOL)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var proto int
-	var gerr error
-	if err := rc.Control(func(fd uintptr) { proto, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PROTOCOL) }); err != nil {
-		t.Fatal(err)
-	}
-	if gerr != nil {
-		t.Fatal(gerr)
 	}
 	return proto
 }
