@@ -23,10 +23,14 @@ type dialer interface {
 func (s *server) handle(c *net.TCPConn, slot uint32) {
 	st := s.state.Load()
 	rec := connRecord{start: time.Now(), src: addrPortOf(c.RemoteAddr())}
-	t := st.tenants[slot]
+	var t *tenantState
+	if st != nil { // nil: listening, but the first config is not installed yet
+		t = st.tenants[slot]
+	}
 	if t == nil {
 		rec.orig = s.origDst(c)
-		rec.tenant, rec.reason, rec.detail = "-", reasonTenantGone, fmt.Sprintf("no tenant holds slot %d after a reload", slot)
+		rec.tenant, rec.reason, rec.detail = "-", reasonTenantGone,
+			fmt.Sprintf("no tenant holds slot %d (before the first config is installed, or after a reload)", slot)
 		denyReset(c)
 		s.finish(&rec)
 		return

@@ -208,7 +208,7 @@ func listenAddrs(forwarded bool) []string {
 func (s *server) openListeners(ctx context.Context, snap *snapshot) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var todo []*tenantState
+	var todo, flipped []*tenantState
 	for slot, t := range snap.tenants {
 		old, ok := s.listeners[slot]
 		if ok && old.port == t.port && old.wild == t.forwarded {
@@ -219,11 +219,13 @@ func (s *server) openListeners(ctx context.Context, snap *snapshot) error {
 			// Connections arriving meanwhile find no listener and are reset.
 			old.close()
 			delete(s.listeners, slot)
+			flipped = append(flipped, &tenantState{name: t.name, slot: slot, port: old.port, forwarded: old.wild})
 		}
 		todo = append(todo, t)
 	}
 	opened, err := s.openAll(ctx, todo)
 	if err != nil {
+		s.reopen(ctx, flipped)
 		return err
 	}
 	for i, t := range todo {
@@ -234,6 +236,22 @@ func (s *server) openListeners(ctx context.Context, snap *snapshot) error {
 		s.serveListener(opened[i], t.slot)
 	}
 	return nil
+}
+
+// reopen puts back, after a failed apply, the listeners of slots whose
+// sockets were closed to be re-opened on other addresses: the running
+// config still sends those tenants' connections there.
+func (s *server) reopen(ctx context.Context, flipped []*tenantState) {
+	for _, t := range flipped {
+		pl, err := s.openTenant(ctx, t)
+		if err != nil {
+			s.log.Error("could not restore a listener after a failed reload; the tenant's connections are reset until the next good reload",
+				"tenant", t.name, "port", t.port, "err", err)
+			continue
+		}
+		s.listeners[t.slot] = pl
+		s.serveListener(pl, t.slot)
+	}
 }
 
 // listenWorkers bounds the sockets being opened at once.
