@@ -107,11 +107,7 @@ func slotCapacity(cfg *config.Config) uint32 {
 // snapshot swap, then listeners of removed tenants are closed. Any failure
 // before the rules are applied leaves the running state untouched.
 func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
-	names := make([]string, len(cfg.Tenants))
-	for i, t := range cfg.Tenants {
-		names[i] = t.Name
-	}
-	slots, err := d.slots.plan(names)
+	slots, err := d.slots.plan(tenantNames(cfg))
 	if err != nil {
 		return err
 	}

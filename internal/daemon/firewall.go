@@ -227,11 +227,7 @@ func Rules(cfg *config.Config) (string, error) {
 
 // rulesSnapshot assigns slots in config order, as a fresh daemon would.
 func rulesSnapshot(cfg *config.Config) (*snapshot, error) {
-	names := make([]string, len(cfg.Tenants))
-	for i, t := range cfg.Tenants {
-		names[i] = t.Name
-	}
-	slots, err := newSlotTable(slotCapacity(cfg)).plan(names)
+	slots, err := newSlotTable(slotCapacity(cfg)).plan(tenantNames(cfg))
 	if err != nil {
 		return nil, err
 	}

@@ -116,14 +116,7 @@ func newHarness(t *testing.T, extra string) *harness {
 		}
 		return h.orig.Load().(netip.AddrPort), nil
 	}
-	h.srv.listen = func(ctx context.Context, ap netip.AddrPort) (*net.TCPListener, error) {
-		var lc net.ListenConfig
-		ln, err := lc.Listen(ctx, "tcp", netip.AddrPortFrom(ap.Addr(), 0).String())
-		if err != nil {
-			return nil, err
-		}
-		return ln.(*net.TCPListener), nil
-	}
+	h.srv.listen = listenEphemeral
 	h.apply(cfg)
 	t.Cleanup(func() {
 		h.srv.closeAllListeners()
@@ -137,18 +130,7 @@ func newHarness(t *testing.T, extra string) *harness {
 // apply installs cfg as a reload would (without the kernel).
 func (h *harness) apply(cfg *config.Config) {
 	h.t.Helper()
-	names := make([]string, len(cfg.Tenants))
-	for i, t := range cfg.Tenants {
-		names[i] = t.Name
-	}
-	slots, err := newSlotTable(4095).plan(names)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	snap, err := h.srv.buildSnapshot(cfg, slots, 0)
-	if err != nil {
-		h.t.Fatal(err)
-	}
+	snap := snapshotFor(h.t, h.srv, cfg)
 	h.srv.install(snap)
 	if err := h.srv.openListeners(context.Background(), snap); err != nil {
 		h.t.Fatal(err)

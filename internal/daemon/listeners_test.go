@@ -72,7 +72,7 @@ func TestOpenListeners(t *testing.T) {
 				if tc.failSlot != 0 && ap.Port() == listenerPort(cfg, tc.failSlot) && ap.Addr().Is6() {
 					return nil, syscall.EADDRINUSE
 				}
-				ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(ap.Addr(), 0)))
+				ln, err := listenEphemeral(ctx, ap)
 				if err != nil {
 					return nil, err
 				}
@@ -81,15 +81,7 @@ func TestOpenListeners(t *testing.T) {
 				opened.mu.Unlock()
 				return ln, nil
 			}
-			slots, err := newSlotTable(4095).plan(tenantNames(cfg))
-			if err != nil {
-				t.Fatal(err)
-			}
-			snap, err := s.buildSnapshot(cfg, slots, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = s.openListeners(context.Background(), snap)
+			err := s.openListeners(context.Background(), snapshotFor(t, s, cfg))
 			defer s.closeAllListeners()
 			if tc.wantErr != "" {
 				if err == nil || err.Error() != tc.wantErr {
@@ -121,82 +113,9 @@ func TestOpenListeners(t *testing.T) {
 	}
 }
 
-func tenantNames(cfg *config.Config) []string {
-	names := make([]string, len(cfg.Tenants))
-	for i, t := range cfg.Tenants {
-		names[i] = t.Name
-	}
-	return names
-}
-
-// TestFlippedListenerRestored: a reload that moves a tenant from loopback
-// to wildcard listening (it gained interfaces) closes the old sockets
-// first; if the new ones cannot be opened, the old ones are back, since the
-// running config still sends the tenant's connections there.
-func TestFlippedListenerRestored(t *testing.T) {
-	parse := func(extra string) *config.Config {
-		cfg, err := config.Parse([]byte("[[tenant]]\nname = \"web\"\nuids = [2000]\n"+extra), "test")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cfg
-	}
-	local, forwarded := parse(""), parse("interfaces = [\"docker0\"]\n")
-	s := newServer(slog.New(slog.DiscardHandler), newMetrics("test"), nil)
-	s.listen = func(ctx context.Context, ap netip.AddrPort) (*net.TCPListener, error) {
-		if ap.Addr().IsUnspecified() {
-			return nil, syscall.EADDRINUSE
-		}
-		return net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(ap.Addr(), 0)))
-	}
-	defer s.closeAllListeners()
-	apply := func(cfg *config.Config) error {
-		slots, err := newSlotTable(4095).plan(tenantNames(cfg))
-		if err != nil {
-			t.Fatal(err)
-		}
-		snap, err := s.buildSnapshot(cfg, slots, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s.openListeners(context.Background(), snap)
-	}
-	if err := apply(local); err != nil {
-		t.Fatal(err)
-	}
-	if err := apply(forwarded); err == nil {
-		t.Fatal("the wildcard listen cannot succeed here, yet the apply did")
-	}
-	s.mu.Lock()
-	pl := s.listeners[1]
-	s.mu.Unlock()
-	if pl == nil || pl.wild || len(pl.socks) != 2 {
-		t.Fatalf("after the failed reload the tenant's listener is %+v, want its two loopback sockets back", pl)
-	}
-	for _, ln := range pl.socks {
-		// Served: accepted (then reset, as no config is installed here),
-		// not refused.
-		c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second)
-		if err != nil && !strings.Contains(err.Error(), "reset") {
-			t.Fatalf("restored listener %v: %v", ln.Addr(), err)
-		}
-		if c != nil {
-			c.Close()
-		}
-	}
-}
-
-// TestConnectionBeforeFirstConfig: listeners accept before the first
-// config is installed (at start, while the rules are applied); anyone who
-// can reach the port then, a local process on loopback say, gets a reset,
-// and the daemon does not crash.
-func TestConnectionBeforeFirstConfig(t *testing.T) {
-	cfg := tenantsConfig(t, 1)
-	s := newServer(slog.New(slog.DiscardHandler), newMetrics("test"), nil)
-	s.listen = func(ctx context.Context, ap netip.AddrPort) (*net.TCPListener, error) {
-		return net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(ap.Addr(), 0)))
-	}
-	s.origDst = func(*net.TCPConn) netip.AddrPort { return netip.MustParseAddrPort("192.0.2.1:443") }
+// snapshotFor builds the snapshot a first apply of cfg would install.
+func snapshotFor(t *testing.T, s *server, cfg *config.Config) *snapshot {
+	t.Helper()
 	slots, err := newSlotTable(4095).plan(tenantNames(cfg))
 	if err != nil {
 		t.Fatal(err)
@@ -205,25 +124,16 @@ func TestConnectionBeforeFirstConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.openListeners(context.Background(), snap); err != nil {
-		t.Fatal(err)
+	return snap
+}
+
+// listenEphemeral stands in for tproxy.Listen: a plain listener on the
+// address asked for, any free port.
+func listenEphemeral(ctx context.Context, ap netip.AddrPort) (*net.TCPListener, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", netip.AddrPortFrom(ap.Addr(), 0).String())
+	if err != nil {
+		return nil, err
 	}
-	defer s.closeAllListeners()
-	s.mu.Lock()
-	addr := s.listeners[1].socks[0].Addr().String()
-	s.mu.Unlock()
-	// The reset can beat connect(2) to completion: a dial error counts too.
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err == nil {
-		defer c.Close()
-		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		_, err = c.Read(make([]byte, 1))
-	}
-	if err == nil || !strings.Contains(err.Error(), "reset") {
-		t.Fatalf("err = %v, want a reset", err)
-	}
-	s.closeAllListeners()
-	if !s.drain(2 * time.Second) {
-		t.Error("the refused connection is still being handled")
-	}
+	return ln.(*net.TCPListener), nil
 }

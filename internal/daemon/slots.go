@@ -1,6 +1,10 @@
 package daemon
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/egressfw/egressfw/internal/config"
+)
 
 // slotTable assigns each tenant name a slot (its conntrack-mark value and,
 // offset by the base port, its listener port) that stays the same across
@@ -48,3 +52,12 @@ func (s *slotTable) plan(names []string) (map[string]uint32, error) {
 
 // commit makes a planned assignment current.
 func (s *slotTable) commit(slots map[string]uint32) { s.byName = slots }
+
+// tenantNames lists cfg's tenants by name, in config order.
+func tenantNames(cfg *config.Config) []string {
+	names := make([]string, len(cfg.Tenants))
+	for i, t := range cfg.Tenants {
+		names[i] = t.Name
+	}
+	return names
+}
