@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/nftables"
@@ -31,6 +32,10 @@ type batcher struct {
 	// no other transaction (by anyone, on any table) has been committed
 	// since the last commitFresh; 0 when that is not known.
 	gen uint32
+	// port is the netlink port id of sock: the kernel puts it in the
+	// header of every change notification of a transaction sock sent, so
+	// the watch (watch.go) tells egressfw's own changes from others'.
+	port atomic.Uint32
 }
 
 // commitTimeout bounds the wait for the kernel's answer to a batch.
@@ -62,8 +67,32 @@ func (b *batcher) dial() error {
 		sock.Close()
 		return err
 	}
+	port, err := portID(sock)
+	if err != nil {
+		sock.Close()
+		return err
+	}
 	b.sock = sock
+	b.port.Store(port)
 	return nil
+}
+
+// portID is the netlink port id the kernel bound sock to.
+func portID(sock *mdnetlink.Conn) (uint32, error) {
+	raw, err := sock.SyscallConn()
+	if err != nil {
+		return 0, fmt.Errorf("netlink port id: %w", err)
+	}
+	var sa unix.Sockaddr
+	var serr error
+	if err := raw.Control(func(fd uintptr) { sa, serr = unix.Getsockname(int(fd)) }); err != nil {
+		return 0, fmt.Errorf("netlink port id: %w", err)
+	}
+	nl, ok := sa.(*unix.SockaddrNetlink)
+	if serr != nil || !ok {
+		return 0, fmt.Errorf("netlink port id: getsockname: %v", serr)
+	}
+	return nl.Pid, nil
 }
 
 // capture stands in for the kernel while the queue flushes: it keeps the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/nftables"
 	mdnetlink "github.com/mdlayher/netlink"
@@ -26,6 +27,13 @@ type Manager struct {
 	// texts holds the rules this Manager last programmed into each regular
 	// chain of the table, nil when unknown (see keep.go).
 	texts chainTexts
+
+	// Change notifications (see watch.go): nftables and rtnetlink sockets,
+	// opened in the namespace by New and joined to their groups by Watch.
+	mon, rtmon *mdnetlink.Conn
+	watching   bool
+	watched    atomic.Pointer[watched] // what the last Apply installed; nil after Cleanup
+	closed     atomic.Bool
 }
 
 // Option configures New.
@@ -61,13 +69,16 @@ func New(opts ...Option) (*Manager, error) {
 		nl.Close()
 		return nil, fmt.Errorf("open nftables netlink: %w", err)
 	}
-	b, err := newBatcher(o.netnsFd)
+	m := &Manager{conn: conn, nl: nl}
+	if m.b, err = newBatcher(o.netnsFd); err == nil {
+		m.mon, m.rtmon, err = dialMonitors(o.netnsFd)
+	}
 	if err != nil {
-		nl.Close()
+		m.closeSockets()
 		_ = conn.CloseLasting()
 		return nil, err
 	}
-	return &Manager{conn: conn, b: b, nl: nl}, nil
+	return m, nil
 }
 
 // batchBuffer is the socket buffer size for the nftables socket. A table
@@ -105,8 +116,7 @@ func bigBuffers(c *mdnetlink.Conn) error {
 func (m *Manager) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.nl.Close()
-	_ = m.b.close()
+	m.closeSockets()
 	if err := m.conn.CloseLasting(); err != nil {
 		return fmt.Errorf("close nftables netlink: %w", err)
 	}
@@ -163,6 +173,7 @@ func (m *Manager) applyLocked(spec *Spec, ids CgroupIDs, ready func() error) err
 	}
 	m.spec = spec
 	m.ids = knownIDs(spec, ids)
+	m.watched.Store(&watched{table: spec.Table, routeTable: uint32(spec.RouteTable)})
 	return nil
 }
 
@@ -367,6 +378,7 @@ func (m *Manager) Cleanup(spec Spec) error {
 	}
 	if len(errs) == 0 {
 		m.spec, m.ids, m.routing = nil, nil, nil
+		m.watched.Store(nil)
 	}
 	return errors.Join(errs...)
 }
