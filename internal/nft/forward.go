@@ -29,9 +29,10 @@ import (
 //     The listener reads the original destination with SO_ORIGINAL_DST,
 //     and the input chain lets the redirected flow reach the listener
 //     port (ct status dnat) while a direct connect is reset;
-//   - forward (filter): the tenant's chain accepts replies, traffic to
-//     its own interfaces and source ranges (containers of one network,
-//     pods; not intercepted either) and allow_direct, and rejects the rest;
+//   - forward (filter): the tenant's chain accepts replies, flows it
+//     admitted before (admit.go), traffic to its own interfaces and source
+//     ranges (containers of one network, pods; not intercepted either) and
+//     allow_direct, and rejects the rest;
 //   - input (filter): the same for the host's own addresses (a container
 //     that dials the bridge gateway or the host's LAN address arrives
 //     here, not in forward), plus neighbour discovery and DHCP, without
@@ -222,27 +223,28 @@ func forwardChain(table *nftables.Table, tenants []Tenant) *chainDef {
 	return c
 }
 
-// tenantForwardChain is a forwarded tenant's egress: replies, its own
-// networks and allow_direct pass; the rest is rejected.
-func tenantForwardChain(table *nftables.Table, t *Tenant) *chainDef {
+// tenantForwardChain is a forwarded tenant's egress: replies, flows it
+// admitted (admit.go), its own networks and allow_direct pass; the rest is
+// rejected.
+func tenantForwardChain(table *nftables.Table, t *Tenant, ctMask uint32) *chainDef {
 	c := &chainDef{chain: &nftables.Chain{Table: table, Name: forwardChainName(t.Slot)}}
-	c.rules = append(c.rules, (&ruleDef{comment: t.Name}).add("ct state established,related", ctStateEstRel()...).add("accept", accept))
+	c.rules = append(c.rules, admittedRules(t, ctMask)...)
 	for _, n := range t.Interfaces {
 		c.rules = append(c.rules, (&ruleDef{}).add(ifnameText(true, n), iifname(true, n)...).add("accept", accept))
 	}
 	for _, p := range t.Sources {
 		c.rules = append(c.rules, (&ruleDef{}).add(daddrText(p), daddr(p)...).add("accept", accept))
 	}
-	return finishTenant(c, t)
+	return admit(finishTenant(c, t), t, ctMask, 2)
 }
 
 // tenantInputChain is a forwarded tenant's traffic to the host's own
-// addresses: internal like any other, apart from replies, neighbour
-// discovery, DHCP and allow_direct. Redirected intercepts were accepted by
+// addresses: internal like any other, apart from replies, flows it
+// admitted, neighbour discovery, DHCP and allow_direct. Redirected intercepts were accepted by
 // the input chain before.
-func tenantInputChain(table *nftables.Table, t *Tenant) *chainDef {
+func tenantInputChain(table *nftables.Table, t *Tenant, ctMask uint32) *chainDef {
 	c := &chainDef{chain: &nftables.Chain{Table: table, Name: inputChainName(t.Slot)}}
-	c.rules = append(c.rules, (&ruleDef{comment: t.Name}).add("ct state established,related", ctStateEstRel()...).add("accept", accept))
+	c.rules = append(c.rules, admittedRules(t, ctMask)...)
 	nd := newSet(&nftables.Set{Anonymous: true, Constant: true, KeyType: nftables.TypeICMP6Type}, []element{
 		{133, nftables.SetElement{Key: []byte{133}}, "nd-router-solicit"},
 		{135, nftables.SetElement{Key: []byte{135}}, "nd-neighbor-solicit"},
@@ -257,7 +259,8 @@ func tenantInputChain(table *nftables.Table, t *Tenant) *chainDef {
 	dhcp6.add("ip6 saddr fe80::/10", saddr(netip.MustParsePrefix("fe80::/10"))...)
 	dhcp6.add("udp dport 547", append(l4proto(unix.IPPROTO_UDP), thDport(), &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(547)})...)
 	c.rules = append(c.rules, ndRule.add("accept", accept), dhcp4Rule().add("accept", accept), dhcp6.add("accept", accept))
-	return finishTenant(c, t)
+	stateless := len(c.rules) // ND and DHCP: matched without state, not marked
+	return admit(finishTenant(c, t), t, ctMask, stateless)
 }
 
 // finishTenant appends allow_direct and the final verdict.
@@ -275,7 +278,7 @@ func finishTenant(c *chainDef, t *Tenant) *chainDef {
 
 // addForwarded extends rs (built by buildRuleset) with the forwarded
 // tenants' rules and chains.
-func addForwarded(rs *ruleset, table *nftables.Table, tenants []Tenant) {
+func addForwarded(rs *ruleset, table *nftables.Table, tenants []Tenant, ctMask uint32) {
 	var fwd []Tenant
 	for _, t := range tenants {
 		if t.forwarded() {
@@ -299,6 +302,6 @@ func addForwarded(rs *ruleset, table *nftables.Table, tenants []Tenant) {
 		if len(t.Interfaces) > 0 && len(t.Sources) > 0 {
 			rs.chains = append(rs.chains, ingressChain(table, t))
 		}
-		rs.chains = append(rs.chains, tenantForwardChain(table, t), tenantInputChain(table, t))
+		rs.chains = append(rs.chains, tenantForwardChain(table, t, ctMask), tenantInputChain(table, t, ctMask))
 	}
 }

@@ -8,6 +8,7 @@
 //	testsrv raw -addr A -send S  raw bytes to a TCP address, the reply back
 //	testsrv bulk ...             a byte-exact transfer with half-close
 //	testsrv idle -addr A -n N    N connections that never send a byte
+//	testsrv hold -addr A -send S connect now, send S when stdin says so
 //
 // Every client prints exactly one JSON object on stdout and exits 0, so the
 // caller reads success and failure the same way; servers run until killed.
@@ -21,7 +22,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: testsrv serve|get|raw|bulk|idle ...")
+		fmt.Fprintln(os.Stderr, "usage: testsrv serve|get|raw|bulk|idle|hold ...")
 		os.Exit(2)
 	}
 	cmds := map[string]func([]string) error{
@@ -30,6 +31,7 @@ func main() {
 		"raw":   cmdRaw,
 		"bulk":  cmdBulk,
 		"idle":  cmdIdle,
+		"hold":  cmdHold,
 	}
 	f, ok := cmds[os.Args[1]]
 	if !ok {
