@@ -58,6 +58,7 @@ func TestExplainWithRealDNS(t *testing.T) {
 	dns.Set("bi-tool.example.com", "10.20.0.10")
 	dns.Set("mixed.example.com", "198.51.100.11", "10.20.0.11")
 	dns.Set("wiki.example.com", "10.20.0.20")
+	dns.Set("wire.example.com", "168.63.129.16")
 	cfg := writeConfig(t, fmt.Sprintf(`
 [dns]
 servers = [%q]
@@ -90,6 +91,10 @@ deny_domains = ["*.blocked.example"]
 		{"deny list never resolved", []string{"https://a.blocked.example/"}, exitFail, []string{"denied_domain", "resolved:    -"}},
 		{"nxdomain", []string{"https://nope.example.com/"}, exitFail, []string{"dns_nxdomain"}},
 		{"metadata literal", []string{"http://169.254.169.254/latest/meta-data/"}, exitFail, []string{"link-local"}},
+		{"Azure WireServer literal", []string{"http://168.63.129.16/machine?comp=goalstate"}, exitFail,
+			[]string{"DENY", "internal_address", "168.63.129.16 is Azure WireServer, a cloud platform endpoint"}},
+		{"name resolving to the WireServer", []string{"http://wire.example.com/"}, exitFail,
+			[]string{"DENY", "internal_address", "168.63.129.16, which is Azure WireServer"}},
 		{"inet_aton literal", []string{"http://2130706433/"}, exitFail, []string{"127.0.0.1", "loopback"}},
 		{"unknown tenant", []string{"--tenant", "nobody", "https://www.example.com/"}, exitUsage, []string{`no tenant "nobody"`}},
 		{"bad target", []string{"ftp://x/"}, exitUsage, []string{"want http or https"}},
