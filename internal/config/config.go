@@ -66,6 +66,9 @@ type Metrics struct {
 type Policy struct {
 	InternalCIDRs []netip.Prefix `toml:"internal_cidrs"`
 	PublicCIDRs   []netip.Prefix `toml:"public_cidrs"`
+	// NAT64Prefixes are the site's own NAT64 /96 prefixes: an address in
+	// one is judged by the IPv4 address in its last 32 bits.
+	NAT64Prefixes []netip.Prefix `toml:"nat64_prefixes"`
 }
 
 // Firewall configures the kernel side: our nftables table, packet and
@@ -183,7 +186,7 @@ func Default() Config {
 			NegativeTTL: D(5 * time.Second), CacheSize: 10000,
 		},
 		Metrics: Metrics{Listen: "127.0.0.1:9464"},
-		Policy:  Policy{InternalCIDRs: []netip.Prefix{}, PublicCIDRs: []netip.Prefix{}},
+		Policy:  Policy{InternalCIDRs: []netip.Prefix{}, PublicCIDRs: []netip.Prefix{}, NAT64Prefixes: []netip.Prefix{}},
 		Firewall: Firewall{
 			Table: "egressfw", MarkMask: 0x3000, InterceptMark: 0x2000, BypassMark: 0x1000,
 			CtMarkMask: 0x0fff, RouteTable: 1515, RulePriority: 1515, KeepRulesOnStop: true,

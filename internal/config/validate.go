@@ -122,6 +122,36 @@ func (c *Config) validatePolicy(v *validator) {
 			v.add("policy.public_cidrs", "%s is also in policy.internal_cidrs", p)
 		}
 	}
+	for i, p := range c.Policy.NAT64Prefixes {
+		if err := checkNAT64Prefix(p); err != "" {
+			v.add(fmt.Sprintf("policy.nat64_prefixes[%d]", i), "%s", err)
+		}
+	}
+}
+
+// checkNAT64Prefix says why p cannot be a site NAT64 prefix (policy repeats
+// the check when the classifier is built; this one names the key).
+func checkNAT64Prefix(p netip.Prefix) string {
+	wellKnown := []netip.Prefix{netip.MustParsePrefix("::/96"), netip.MustParsePrefix("::ffff:0:0/96"),
+		netip.MustParsePrefix("64:ff9b::/96"), netip.MustParsePrefix("2002::/16")}
+	switch {
+	case !p.IsValid():
+		return "missing or invalid CIDR"
+	case !p.Addr().Is6():
+		return fmt.Sprintf("%s is not an IPv6 prefix", p)
+	case p.Addr().Zone() != "":
+		return fmt.Sprintf("%s: a CIDR has no zone", p)
+	case p.Bits() != 96:
+		return fmt.Sprintf("%s is a /%d; a NAT64 prefix here is a /96 (the IPv4 address in the last 32 bits)", p, p.Bits())
+	case p != p.Masked():
+		return fmt.Sprintf("%s has host bits set; did you mean %s?", p, p.Masked())
+	}
+	for _, w := range wellKnown {
+		if w.Overlaps(p) {
+			return fmt.Sprintf("%s is decoded already (inside %s)", p, w)
+		}
+	}
+	return ""
 }
 
 func checkPrefix(v *validator, key string, p netip.Prefix) {

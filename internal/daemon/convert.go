@@ -28,6 +28,9 @@ func newPolicy(cfg *config.Config) (*policy.Policy, map[string]*policy.CompiledT
 	if err != nil {
 		return nil, nil, fmt.Errorf("build address classifier: %w", err)
 	}
+	if err := cl.SetNAT64Prefixes(cfg.Policy.NAT64Prefixes); err != nil {
+		return nil, nil, fmt.Errorf("build address classifier: %w", err)
+	}
 	tenants := make(map[string]*policy.CompiledTenant, len(cfg.Tenants))
 	for _, t := range cfg.Tenants {
 		ct, err := policy.Compile(policyTenant(t))
