@@ -62,7 +62,7 @@ type server struct {
 
 	global, peeking *gate
 	denials         *denialLimiter
-	hostAddrs       atomic.Pointer[[]netip.Addr] // the host's own addresses, always internal
+	hostAddrs       atomic.Pointer[[]netip.Prefix] // the host's own addresses and local routes, always internal
 	addrIfaces      atomic.Pointer[map[netip.Addr]string]
 
 	mu        sync.Mutex
@@ -93,7 +93,7 @@ func (s *server) buildSnapshot(cfg *config.Config, slots map[string]uint32, bypa
 		return nil, err
 	}
 	if ha := s.hostAddrs.Load(); ha != nil {
-		pol.Classifier().SetHostAddrs(*ha)
+		pol.Classifier().SetHostRanges(*ha)
 	}
 	res, err := newResolver(cfg, bypassMark)
 	if err != nil {
@@ -155,17 +155,17 @@ func (s *server) install(snap *snapshot) {
 	s.state.Store(snap)
 	// An address update that raced with the build reaches the new snapshot.
 	if ha := s.hostAddrs.Load(); ha != nil {
-		snap.policy.Classifier().SetHostAddrs(*ha)
+		snap.policy.Classifier().SetHostRanges(*ha)
 	}
 }
 
-// setHostAddrs records the host's addresses (and the interface of each)
-// and applies them at once.
-func (s *server) setHostAddrs(addrs []netip.Addr, ifaces map[netip.Addr]string) {
-	s.hostAddrs.Store(&addrs)
+// setHostAddrs records the host's addresses and local routes (and the
+// interface of each address) and applies them at once.
+func (s *server) setHostAddrs(ranges []netip.Prefix, ifaces map[netip.Addr]string) {
+	s.hostAddrs.Store(&ranges)
 	s.addrIfaces.Store(&ifaces)
 	if snap := s.state.Load(); snap != nil {
-		snap.policy.Classifier().SetHostAddrs(addrs)
+		snap.policy.Classifier().SetHostRanges(ranges)
 	}
 }
 

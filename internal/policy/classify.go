@@ -94,7 +94,8 @@ func (c Class) what() string {
 
 // Classifier classifies addresses against the special-purpose registry, the
 // operator's overrides and the host's own addresses. It is safe for
-// concurrent use; SetOverrides and SetHostAddrs swap immutable snapshots.
+// concurrent use; SetOverrides, SetHostRanges and SetNAT64Prefixes swap
+// immutable snapshots.
 type Classifier struct {
 	over  atomic.Pointer[overrides]
 	hosts atomic.Pointer[hostSet]
@@ -106,8 +107,6 @@ type overrides struct {
 	prefixes []netip.Prefix
 	internal []bool
 }
-
-type hostSet struct{ m map[netip.Addr]struct{} }
 
 // NewClassifier returns a classifier with the given overrides and no host
 // addresses (see SetHostAddrs).
@@ -148,15 +147,24 @@ func (c *Classifier) SetOverrides(internalCIDRs, publicCIDRs []netip.Prefix) err
 
 // SetHostAddrs replaces the set of this host's own addresses, which are
 // internal whatever the overrides. Zones are dropped and IPv4-mapped
-// addresses unmapped.
+// addresses unmapped. It is SetHostRanges with single-address prefixes.
 func (c *Classifier) SetHostAddrs(addrs []netip.Addr) {
-	m := make(map[netip.Addr]struct{}, len(addrs))
+	ps := make([]netip.Prefix, 0, len(addrs))
 	for _, a := range addrs {
 		if a.IsValid() {
-			m[a.WithZone("").Unmap()] = struct{}{}
+			ps = append(ps, netip.PrefixFrom(a, a.BitLen()))
 		}
 	}
-	c.hosts.Store(&hostSet{m: m})
+	c.SetHostRanges(ps)
+}
+
+// SetHostRanges replaces the host's own addresses and address ranges (its
+// interface addresses and the kernel's local routes, such as an AnyIP
+// "local 10.99.0.0/16 dev lo"): every address in them is internal whatever
+// the overrides. Zones are dropped and IPv4-mapped prefixes unmapped. A
+// lookup costs O(log n) in the number of disjoint ranges.
+func (c *Classifier) SetHostRanges(prefixes []netip.Prefix) {
+	c.hosts.Store(newHostSet(prefixes))
 }
 
 // embedKind is how an IPv6 address carries an IPv4 address.
@@ -281,12 +289,4 @@ func registryClass(out Class, a netip.Addr) Class {
 	}
 	out.Source, out.Entry, out.Internal = SourceRegistry, &registry[i], !registry[i].Global
 	return out
-}
-
-func (h *hostSet) has(a netip.Addr) bool {
-	if len(h.m) == 0 {
-		return false
-	}
-	_, ok := h.m[a]
-	return ok
 }
