@@ -26,6 +26,9 @@ const (
 	ip6HostInt = "fd00:20::1"
 	ip6BITool  = "fd00:20::10"
 	ip6LLBI    = "fe80::20" // the BI tool's link-local address
+	// Put on the internal namespace only by the tests that need them.
+	ipWireServer = "168.63.129.16"      // Azure's platform endpoint, public space
+	ip6SiteNAT64 = "2001:db8:64::a14:a" // 10.20.0.10 behind a site NAT64 prefix 2001:db8:64::/96
 )
 
 // zone is the split-horizon DNS the internal namespace serves.
@@ -39,6 +42,8 @@ var zone = map[string]map[string][]string{
 	"ll.example.com":       {"aaaa": {ip6LLBI}},
 	"mapped.example.com":   {"aaaa": {"::ffff:" + ipBITool}},
 	"nat64.example.com":    {"aaaa": {"64:ff9b::a14:a"}},
+	"wire.example.com":     {"a": {ipWireServer}},
+	"site64.example.com":   {"aaaa": {ip6SiteNAT64}},
 }
 
 // rebind answers alternately public and internal, TTL 0.
