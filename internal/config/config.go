@@ -55,6 +55,8 @@ type DNS struct {
 	MaxTTL      Duration `toml:"max_ttl"`
 	NegativeTTL Duration `toml:"negative_ttl"`
 	CacheSize   int      `toml:"cache_size"`
+	CacheBytes  int      `toml:"cache_bytes"`   // estimated bytes of cached answers
+	MaxAddrs    int      `toml:"max_addresses"` // kept per name; the rest of an answer is dropped
 }
 
 // Metrics configures the Prometheus endpoint.
@@ -184,6 +186,7 @@ func Default() Config {
 		DNS: DNS{
 			Servers: []string{}, Timeout: D(2 * time.Second), MinTTL: D(time.Second), MaxTTL: D(5 * time.Minute),
 			NegativeTTL: D(5 * time.Second), CacheSize: 10000,
+			CacheBytes: 8 << 20, MaxAddrs: 32,
 		},
 		Metrics: Metrics{Listen: "127.0.0.1:9464"},
 		Policy:  Policy{InternalCIDRs: []netip.Prefix{}, PublicCIDRs: []netip.Prefix{}, NAT64Prefixes: []netip.Prefix{}},

@@ -77,6 +77,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad server", "[dns]\nservers = [\"10.0.0.1\"]\n" + base, []string{`dns.servers[0]: "10.0.0.1" is not "ip:port"`}},
 		{"bad cidr", "[policy]\ninternal_cidrs = [\"10.0.0.0/33\"]\n" + base, []string{"policy.internal_cidrs", "10.0.0.0/33"}},
 		{"host bits", "[policy]\npublic_cidrs = [\"192.0.2.1/24\"]\n" + base, []string{"policy.public_cidrs[0]", "did you mean 192.0.2.0/24"}},
+		{"dns cache bytes too small", "[dns]\ncache_bytes = 1024\n" + base, []string{"dns.cache_bytes: 1024 is out of range"}},
+		{"dns max addresses zero", "[dns]\nmax_addresses = 0\n" + base, []string{"dns.max_addresses: 0 is out of range [1, 256]"}},
 		{"nat64 not a /96", "[policy]\nnat64_prefixes = [\"2001:db8:64::/64\"]\n" + base, []string{"policy.nat64_prefixes[0]", "is a /64", "a /96"}},
 		{"nat64 IPv4", "[policy]\nnat64_prefixes = [\"2001:db8:64::/96\", \"10.0.0.0/8\"]\n" + base, []string{"policy.nat64_prefixes[1]", "not an IPv6 prefix"}},
 		{"nat64 host bits", "[policy]\nnat64_prefixes = [\"2001:db8:64::1/96\"]\n" + base, []string{"policy.nat64_prefixes[0]", "did you mean 2001:db8:64::/96"}},

@@ -102,6 +102,12 @@ func (c *Config) validateDNS(v *validator) {
 	if d.CacheSize < 0 {
 		v.add("dns.cache_size", "must be >= 0")
 	}
+	if d.CacheBytes < 64<<10 || d.CacheBytes > 1<<30 {
+		v.add("dns.cache_bytes", "%d is out of range [65536, 1073741824]", d.CacheBytes)
+	}
+	if d.MaxAddrs < 1 || d.MaxAddrs > 256 {
+		v.add("dns.max_addresses", "%d is out of range [1, 256]", d.MaxAddrs)
+	}
 	if c.Metrics.Listen != "" {
 		if _, err := netip.ParseAddrPort(c.Metrics.Listen); err != nil {
 			v.add("metrics.listen", "%q is not \"ip:port\" or \"\" to disable", c.Metrics.Listen)

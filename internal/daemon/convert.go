@@ -52,6 +52,8 @@ func newResolver(cfg *config.Config, mark uint32) (*resolver.Resolver, error) {
 	rc.MaxTTL = cfg.DNS.MaxTTL.Duration
 	rc.NegativeTTL = cfg.DNS.NegativeTTL.Duration
 	rc.CacheSize = cfg.DNS.CacheSize
+	rc.CacheBytes = cfg.DNS.CacheBytes
+	rc.MaxAddrs = cfg.DNS.MaxAddrs
 	if mark != 0 {
 		rc.Control = markControl(mark)
 	}
