@@ -41,6 +41,11 @@ type Listener struct {
 	InterceptPorts []uint16 `toml:"intercept_ports"`
 	PeekTimeout    Duration `toml:"peek_timeout"`
 	ConnectTimeout Duration `toml:"connect_timeout"`
+
+	// MaxConnectAttempts is how many validated addresses one connection
+	// may try upstream (the original destination first).
+	MaxConnectAttempts int `toml:"max_connect_attempts"`
+
 	IdleTimeout    Duration `toml:"idle_timeout"`
 	ShutdownGrace  Duration `toml:"shutdown_grace"`
 	MaxClientHello int      `toml:"max_client_hello"`
@@ -179,7 +184,7 @@ func Default() Config {
 	return Config{
 		Listener: Listener{
 			Port: 15001, InterceptPorts: []uint16{80, 443},
-			PeekTimeout: D(5 * time.Second), ConnectTimeout: D(5 * time.Second),
+			PeekTimeout: D(5 * time.Second), ConnectTimeout: D(5 * time.Second), MaxConnectAttempts: 4,
 			IdleTimeout: D(5 * time.Minute), ShutdownGrace: D(10 * time.Second),
 			MaxClientHello: 64 << 10, MaxHTTPHeader: 16 << 10,
 		},

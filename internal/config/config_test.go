@@ -77,6 +77,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad server", "[dns]\nservers = [\"10.0.0.1\"]\n" + base, []string{`dns.servers[0]: "10.0.0.1" is not "ip:port"`}},
 		{"bad cidr", "[policy]\ninternal_cidrs = [\"10.0.0.0/33\"]\n" + base, []string{"policy.internal_cidrs", "10.0.0.0/33"}},
 		{"host bits", "[policy]\npublic_cidrs = [\"192.0.2.1/24\"]\n" + base, []string{"policy.public_cidrs[0]", "did you mean 192.0.2.0/24"}},
+		{"connect attempts above the dialer's ceiling", "[listener]\nmax_connect_attempts = 17\n" + base, []string{"listener.max_connect_attempts: 17 is out of range [1, 16]"}},
 		{"dns cache bytes too small", "[dns]\ncache_bytes = 1024\n" + base, []string{"dns.cache_bytes: 1024 is out of range"}},
 		{"dns max addresses zero", "[dns]\nmax_addresses = 0\n" + base, []string{"dns.max_addresses: 0 is out of range [1, 256]"}},
 		{"nat64 not a /96", "[policy]\nnat64_prefixes = [\"2001:db8:64::/64\"]\n" + base, []string{"policy.nat64_prefixes[0]", "is a /64", "a /96"}},

@@ -66,6 +66,9 @@ func (c *Config) validateListener(v *validator) {
 	}
 	v.positive("listener.peek_timeout", l.PeekTimeout, time.Minute)
 	v.positive("listener.connect_timeout", l.ConnectTimeout, time.Minute)
+	if l.MaxConnectAttempts < 1 || l.MaxConnectAttempts > 16 {
+		v.add("listener.max_connect_attempts", "%d is out of range [1, 16]", l.MaxConnectAttempts)
+	}
 	v.positive("listener.idle_timeout", l.IdleTimeout, 24*time.Hour)
 	if l.ShutdownGrace.Duration < 0 || l.ShutdownGrace.Duration > time.Hour {
 		v.add("listener.shutdown_grace", "%s is out of range [0, 1h]", l.ShutdownGrace.Duration)

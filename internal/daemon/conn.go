@@ -84,7 +84,7 @@ func (s *server) open(c *net.TCPConn, st *snapshot, t *tenantState, rec *connRec
 		s.deny(c, res, rec, o.tenantMsg)
 		return nil, nil, false
 	}
-	up, ok := s.connect(ctx, c, res, rec, o.dial)
+	up, ok := s.connect(ctx, c, res, rec, o.dial, st.cfg.Listener.MaxConnectAttempts)
 	return up, prefix, ok
 }
 
@@ -214,11 +214,13 @@ func (s *server) deny(c *net.TCPConn, res sni.Result, rec *connRecord, msg strin
 	s.finish(rec)
 }
 
-// connect dials the validated addresses, the original destination's family
-// first. On failure the client gets a 502 (HTTP) or a reset (TLS).
-func (s *server) connect(ctx context.Context, c *net.TCPConn, res sni.Result, rec *connRecord, addrs []netip.AddrPort) (*net.TCPConn, bool) {
+// connect dials at most attempts of the validated addresses, the original
+// destination first, then its family. On failure the client gets a 502
+// (HTTP) or a reset (TLS).
+func (s *server) connect(ctx context.Context, c *net.TCPConn, res sni.Result, rec *connRecord, addrs []netip.AddrPort, attempts int) (*net.TCPConn, bool) {
 	t0 := time.Now()
-	up, dialed, err := s.dialer.DialAny(ctx, tproxy.SortAddrs(addrs, rec.orig))
+	addrs = tproxy.SortAddrs(addrs, rec.orig)
+	up, dialed, err := s.dialer.DialAny(ctx, addrs[:min(len(addrs), max(attempts, 1))])
 	rec.connectDur = time.Since(t0)
 	if err == nil {
 		s.metrics.connectDur.WithLabelValues("ok").Observe(rec.connectDur.Seconds())
