@@ -44,7 +44,21 @@ var zone = map[string]map[string][]string{
 	"nat64.example.com":    {"aaaa": {"64:ff9b::a14:a"}},
 	"wire.example.com":     {"a": {ipWireServer}},
 	"site64.example.com":   {"aaaa": {ip6SiteNAT64}},
+	"many.example.com":     {"a": manyAddrs},
+	"tracked.example.com":  {"cname": {"hop.example.net"}},
+	"hop.example.net":      {"cname": {"t.blocked.example"}},
+	"t.blocked.example":    {"a": {ipPublic}},
 }
+
+// manyAddrs are 200 addresses of 203.0.113.0/24 that the public namespace
+// answers for with a reset (a local route, no listener).
+var manyAddrs = func() []string {
+	var out []string
+	for i := 1; i <= 200; i++ {
+		out = append(out, fmt.Sprintf("203.0.113.%d", i))
+	}
+	return out
+}()
 
 // rebind answers alternately public and internal, TTL 0.
 var rebind = map[string]map[string][]string{
