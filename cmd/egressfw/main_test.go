@@ -60,6 +60,8 @@ func TestExplainWithRealDNS(t *testing.T) {
 	dns.Set("wiki.example.com", "10.20.0.20")
 	dns.Set("wire.example.com", "168.63.129.16")
 	dns.Set("nat64.example.com", "2001:db8:64::a14:a")
+	dns.SetCNAME("www.tracked.example", "t.blocked.example")
+	dns.Set("t.blocked.example", "198.51.100.10")
 	cfg := writeConfig(t, fmt.Sprintf(`
 [dns]
 servers = [%q]
@@ -102,6 +104,8 @@ deny_domains = ["*.blocked.example"]
 		{"name resolving into the site's NAT64 prefix", []string{"http://nat64.example.com/"}, exitFail,
 			[]string{"DENY", "internal_address", "resolves to 2001:db8:64::a14:a, which embeds 10.20.0.10"}},
 		{"public address behind the site's NAT64", []string{"http://[2001:db8:64::c633:640a]/"}, exitOK, []string{"ALLOW"}},
+		{"CNAME chain through a deny-listed name", []string{"http://www.tracked.example/"}, exitFail,
+			[]string{"DENY", "denied_domain", "cname:       t.blocked.example", `alias (CNAME) of "t.blocked.example"`}},
 		{"inet_aton literal", []string{"http://2130706433/"}, exitFail, []string{"127.0.0.1", "loopback"}},
 		{"unknown tenant", []string{"--tenant", "nobody", "https://www.example.com/"}, exitUsage, []string{`no tenant "nobody"`}},
 		{"bad target", []string{"ftp://x/"}, exitUsage, []string{"want http or https"}},
