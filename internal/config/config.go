@@ -50,7 +50,22 @@ type Listener struct {
 	ShutdownGrace  Duration `toml:"shutdown_grace"`
 	MaxClientHello int      `toml:"max_client_hello"`
 	MaxHTTPHeader  int      `toml:"max_http_header"`
+	// DenyDetail is what a refused tenant is told: DenyDetailMinimal (one
+	// answer for every refusal) or DenyDetailFull (the reason). The log
+	// always has the full reason.
+	DenyDetail string `toml:"deny_detail"`
 }
+
+// Values of listener.deny_detail.
+const (
+	// DenyDetailMinimal gives every refusal the same 403 page and TLS
+	// alert, so a tenant cannot tell an internal name from one that does
+	// not resolve or is not allowed: denials do not map the network.
+	DenyDetailMinimal = "minimal"
+	// DenyDetailFull names the destination and the kind of refusal in the
+	// 403 page (never the internal address a name resolved to).
+	DenyDetailFull = "full"
+)
 
 // DNS configures egressfw's own resolver, the only one the data path uses.
 type DNS struct {
@@ -186,7 +201,7 @@ func Default() Config {
 			Port: 15001, InterceptPorts: []uint16{80, 443},
 			PeekTimeout: D(5 * time.Second), ConnectTimeout: D(5 * time.Second), MaxConnectAttempts: 4,
 			IdleTimeout: D(5 * time.Minute), ShutdownGrace: D(10 * time.Second),
-			MaxClientHello: 64 << 10, MaxHTTPHeader: 16 << 10,
+			MaxClientHello: 64 << 10, MaxHTTPHeader: 16 << 10, DenyDetail: DenyDetailMinimal,
 		},
 		DNS: DNS{
 			Servers: []string{}, Timeout: D(2 * time.Second), MinTTL: D(time.Second), MaxTTL: D(5 * time.Minute),

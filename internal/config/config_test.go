@@ -97,6 +97,7 @@ func TestParseErrors(t *testing.T) {
 		{"tenant is a guard", "[firewall]\nguard_cgroups = [\"egressfw.slice/egressfw-web.slice\"]\n" + base, []string{"is a guard cgroup"}},
 		{"route table reserved", "[firewall]\nroute_table = 254\n" + base, []string{"firewall.route_table: 254 is reserved"}},
 		{"bad table name", "[firewall]\ntable = \"Egress FW\"\n" + base, []string{"firewall.table"}},
+		{"deny detail", "[listener]\ndeny_detail = \"verbose\"\n" + base, []string{`listener.deny_detail: "verbose" must be "minimal" or "full"`}},
 		{"limits", "[limits]\nmax_connections_per_tenant = 99999\n" + base, []string{"limits.max_connections_per_tenant"}},
 		{"log level", "[log]\nlevel = \"loud\"\n" + base, []string{"log.level"}},
 		{"tenant name", "[[tenant]]\nname = \"Web Hooks\"\nuids = [1]\n", []string{`tenant[0].name: "Web Hooks"`}},
@@ -137,6 +138,7 @@ func TestParseErrors(t *testing.T) {
 func TestParseAccepts(t *testing.T) {
 	tests := []struct{ name, toml string }{
 		{"no tenants", ""},
+		{"full deny detail", "[listener]\ndeny_detail = \"full\"\n" + base},
 		{"uid tenant report mode", "[[tenant]]\nname = \"a\"\nuids = [1000]\nmode = \"report\"\n"},
 		{"udp on intercept port", base + "[[tenant.allow_direct]]\ncidr = \"2001:db8::/32\"\nports = [443]\nprotocol = \"udp\"\n"},
 		{"internal cidr any port", base + "[[tenant.allow_internal]]\ncidr = \"10.0.5.0/24\"\n"},

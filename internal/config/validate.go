@@ -79,6 +79,9 @@ func (c *Config) validateListener(v *validator) {
 	if l.MaxHTTPHeader < 512 || l.MaxHTTPHeader > 1<<20 {
 		v.add("listener.max_http_header", "%d is out of range [512, 1048576]", l.MaxHTTPHeader)
 	}
+	if l.DenyDetail != DenyDetailMinimal && l.DenyDetail != DenyDetailFull {
+		v.add("listener.deny_detail", "%q must be %q or %q", l.DenyDetail, DenyDetailMinimal, DenyDetailFull)
+	}
 }
 
 // isListenerPort reports whether p falls in the range of per-tenant listener ports.

@@ -81,7 +81,7 @@ func (s *server) open(c *net.TCPConn, st *snapshot, t *tenantState, rec *connRec
 	o := decider{policy: st.policy, tenant: t.compiled, resolver: st.resolver}.decide(ctx, res, rec.orig)
 	rec.setOutcome(o)
 	if !o.allow {
-		s.deny(c, res, rec, o.tenantMsg)
+		s.deny(c, st.denyFull, res, rec, o.tenantMsg)
 		return nil, nil, false
 	}
 	up, ok := s.connect(ctx, c, res, rec, o.dial, st.cfg.Listener.MaxConnectAttempts)
@@ -189,7 +189,7 @@ func (s *server) peek(c *net.TCPConn, st *snapshot, t *tenantState, rec *connRec
 	case sni.KindTLS:
 		denyTLS(c, alertAccessDenied)
 	case sni.KindHTTP:
-		denyHTTP(c, "the request could not be read: "+rec.reason)
+		denyHTTP(c, denyBody(st.denyFull, "the request could not be read: "+rec.reason))
 	default:
 		denyReset(c)
 	}
@@ -197,17 +197,14 @@ func (s *server) peek(c *net.TCPConn, st *snapshot, t *tenantState, rec *connRec
 	return res, nil, false
 }
 
-// deny answers a refused request in its own protocol.
-func (s *server) deny(c *net.TCPConn, res sni.Result, rec *connRecord, msg string) {
+// deny answers a refused request in its own protocol; full: with the
+// reason (listener.deny_detail), else the same answer for every refusal.
+func (s *server) deny(c *net.TCPConn, full bool, res sni.Result, rec *connRecord, msg string) {
 	switch res.Kind {
 	case sni.KindTLS:
-		desc := byte(alertAccessDenied)
-		if res.Name == "" && !res.Addr.IsValid() {
-			desc = alertUnrecognizedName
-		}
-		denyTLS(c, desc)
+		denyTLS(c, denyAlert(full, res.Name == "" && !res.Addr.IsValid()))
 	case sni.KindHTTP:
-		denyHTTP(c, msg)
+		denyHTTP(c, denyBody(full, msg))
 	default:
 		denyReset(c)
 	}

@@ -28,6 +28,7 @@ type snapshot struct {
 	resolver *resolver.Resolver
 	tenants  map[uint32]*tenantState // by slot
 	peekOpts sni.PeekOptions
+	denyFull bool // listener.deny_detail = "full": refusals say why
 }
 
 // tenantState is a tenant in one snapshot. Its gate outlives snapshots so
@@ -101,7 +102,8 @@ func (s *server) buildSnapshot(cfg *config.Config, slots map[string]uint32, bypa
 	}
 	snap := &snapshot{cfg: cfg, policy: pol, resolver: res, tenants: map[uint32]*tenantState{},
 		peekOpts: sni.PeekOptions{Timeout: cfg.Listener.PeekTimeout.Duration,
-			MaxHandshake: cfg.Listener.MaxClientHello, MaxHTTPHead: cfg.Listener.MaxHTTPHeader}}
+			MaxHandshake: cfg.Listener.MaxClientHello, MaxHTTPHead: cfg.Listener.MaxHTTPHeader},
+		denyFull: cfg.Listener.DenyDetail == config.DenyDetailFull}
 	for _, t := range cfg.Tenants {
 		slot := slots[t.Name]
 		snap.tenants[slot] = &tenantState{name: t.Name, slot: slot, port: listenerPort(cfg, slot), compiled: compiled[t.Name],

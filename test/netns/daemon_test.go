@@ -21,6 +21,9 @@ type cfgOpts struct {
 	shutdownGrace  string
 	minTTL         string
 	tenants        string // [[tenant]] tables; default tp.defaultTenants()
+	// denyDetail is listener.deny_detail: "" is "full", since most tests
+	// read the reason a client was given; "default" leaves the key out.
+	denyDetail string
 	// noGuard leaves the test slice unguarded, for a test that keeps a
 	// non-tenant cgroup inside it; by default the slice is a guard cgroup,
 	// as egressfw.slice is in the shipped config.
@@ -43,6 +46,7 @@ intercept_ports = %s
 peek_timeout = %q
 connect_timeout = "2s"
 shutdown_grace = %q
+%s
 
 [dns]
 servers = ["%s:53"]
@@ -64,7 +68,14 @@ denial_burst = 1000
 guard_cgroups = %s
 
 %s`, or(o.interceptPorts, "[80, 443, 8080]"), or(o.peekTimeout, "3s"), or(o.shutdownGrace, "5s"),
-		ipDNS, or(o.minTTL, "1s"), tp.guards(o), or(o.tenants, tp.defaultTenants()))
+		denyDetailLine(o.denyDetail), ipDNS, or(o.minTTL, "1s"), tp.guards(o), or(o.tenants, tp.defaultTenants()))
+}
+
+func denyDetailLine(v string) string {
+	if v == "default" {
+		return ""
+	}
+	return fmt.Sprintf("deny_detail = %q", or(v, "full"))
 }
 
 func (tp *topo) guards(o cfgOpts) string {
