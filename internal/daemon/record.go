@@ -73,7 +73,7 @@ func (s *server) finish(r *connRecord) {
 	}
 	var suppressed int
 	if r.decision != "allow" {
-		ok, n := s.denials.Allow(r.tenant + "\x00" + r.reason + "\x00" + r.name + "\x00" + r.orig.String())
+		ok, n := s.denials.Allow(r.tenant, r.reason+"\x00"+r.name+"\x00"+r.orig.String())
 		if !ok {
 			s.metrics.suppressed.Inc()
 			return
