@@ -47,8 +47,7 @@ func (s *server) handle(c *net.TCPConn, slot uint32) {
 	up, prefix, ok := s.open(c, st, t, &rec)
 	if !ok {
 		active.Dec()
-		t.gate.leave()
-		s.global.leave()
+		s.connPool.leave(t.share)
 		return
 	}
 	// The relay may last hours. It runs on a fresh goroutine, whose stack
@@ -57,8 +56,7 @@ func (s *server) handle(c *net.TCPConn, slot uint32) {
 	s.conns.Add(1)
 	go func() {
 		defer s.conns.Done()
-		defer s.global.leave()
-		defer t.gate.leave()
+		defer s.connPool.leave(t.share)
 		defer active.Dec()
 		rec.up, rec.down, rec.err = tproxy.Splice(c, up, prefix, st.cfg.Listener.IdleTimeout.Duration)
 		s.metrics.bytes.WithLabelValues(t.name, "upstream").Add(float64(rec.up))
@@ -124,21 +122,17 @@ func isRedirected(c *net.TCPConn, t *tenantState) bool {
 	return t.forwarded && addrPortOf(c.LocalAddr()).Port() == t.port
 }
 
-// admit applies the global and per-tenant caps; over a cap the connection is
-// reset at once and counted.
+// admit applies the global and per-tenant caps (see pool); over a cap the
+// connection is reset at once and counted.
 func (s *server) admit(c *net.TCPConn, t *tenantState, rec *connRecord) bool {
-	limit := ""
-	switch {
-	case !s.global.enter():
-		limit = "global"
-	case !t.gate.enter():
-		s.global.leave()
-		limit = "tenant"
-	}
-	if limit == "" {
+	switch s.connPool.enter(t.share) {
+	case "":
 		return true
+	case overTenant:
+		s.overLimit(c, rec, "tenant", "tenant connection limit reached")
+	default:
+		s.overLimit(c, rec, "global", "global connection limit reached (the free slots are other tenants' reserve)")
 	}
-	s.overLimit(c, rec, limit, limit+" connection limit reached")
 	return false
 }
 
@@ -154,20 +148,19 @@ func (s *server) overLimit(c *net.TCPConn, rec *connRecord, limit, detail string
 // peek reads the first bytes under the peek cap and deadline. On failure it
 // answers in the client's protocol and logs.
 func (s *server) peek(c *net.TCPConn, st *snapshot, t *tenantState, rec *connRecord) (sni.Result, []byte, bool) {
-	// The tenant's own share first, so one tenant holding silent
-	// connections cannot use up the global cap that every tenant needs.
-	if !t.peekGate.enter() {
+	// One tenant holding silent connections uses up its own share, never
+	// the other tenants' reserve (see pool).
+	switch s.peekPool.enter(t.peekShare) {
+	case overTenant:
 		s.overLimit(c, rec, "tenant_peek", "too many of this tenant's connections still sending their first bytes")
 		return sni.Result{}, nil, false
-	}
-	defer t.peekGate.leave()
-	if !s.peeking.enter() {
-		s.overLimit(c, rec, "peek", "too many connections still sending their first bytes")
+	case overPool:
+		s.overLimit(c, rec, "peek", "too many connections still sending their first bytes (the free slots are other tenants' reserve)")
 		return sni.Result{}, nil, false
 	}
 	t0 := time.Now()
 	res, prefix, err := sni.Peek(c, st.peekOpts)
-	s.peeking.leave()
+	s.peekPool.leave(t.peekShare)
 	rec.peekDur = time.Since(t0)
 	rec.setRequest(res)
 	s.metrics.peekDur.WithLabelValues(res.Kind.String()).Observe(rec.peekDur.Seconds())

@@ -31,15 +31,15 @@ type snapshot struct {
 	denyFull bool // listener.deny_detail = "full": refusals say why
 }
 
-// tenantState is a tenant in one snapshot. Its gate outlives snapshots so
-// the per-tenant cap counts connections across reloads.
+// tenantState is a tenant in one snapshot. Its shares outlive snapshots so
+// the per-tenant caps count connections across reloads.
 type tenantState struct {
-	name     string
-	slot     uint32
-	port     uint16
-	compiled *policy.CompiledTenant
-	gate     *gate
-	peekGate *gate // this tenant's share of the connections still being peeked
+	name      string
+	slot      uint32
+	port      uint16
+	compiled  *policy.CompiledTenant
+	share     *share // of the proxied connections (server.connPool)
+	peekShare *share // of the connections still being peeked (server.peekPool)
 	// forwarded tenants (interfaces or source_cidrs) also arrive by nat
 	// REDIRECT on the primary address of their ingress interface, so their
 	// listener is bound to the wildcard address (see listenAddrs).
@@ -61,14 +61,12 @@ type server struct {
 	origDstNAT func(*net.TCPConn) (netip.AddrPort, error)
 	ifaceOf    func(netip.Addr) string
 
-	global, peeking *gate
-	denials         *denialLimiter
-	hostAddrs       atomic.Pointer[[]netip.Prefix] // the host's own addresses and local routes, always internal
-	addrIfaces      atomic.Pointer[map[netip.Addr]string]
+	connPool, peekPool *pool
+	denials            *denialLimiter
+	hostAddrs          atomic.Pointer[[]netip.Prefix] // the host's own addresses and local routes, always internal
+	addrIfaces         atomic.Pointer[map[netip.Addr]string]
 
 	mu        sync.Mutex
-	gates     map[string]*gate
-	peekGates map[string]*gate
 	listeners map[uint32]*portListener
 	conns     sync.WaitGroup
 	accepting atomic.Int32 // accept loops running
@@ -79,8 +77,8 @@ func newServer(log *slog.Logger, m *metrics, d dialer) *server {
 		log: log, metrics: m, dialer: d,
 		origDst: tproxy.OriginalDst, listen: tproxy.Listen,
 		redirected: isRedirected, origDstNAT: tproxy.OriginalDstNAT,
-		global: newGate(1), peeking: newGate(1), denials: newDenialLimiter(10, 10*time.Second),
-		gates: map[string]*gate{}, peekGates: map[string]*gate{}, listeners: map[uint32]*portListener{},
+		connPool: newPool(), peekPool: newPool(), denials: newDenialLimiter(10, 10*time.Second),
+		listeners: map[uint32]*portListener{},
 	}
 	s.ifaceOf = s.ifaceOfAddr
 	return s
@@ -121,38 +119,20 @@ func listenerPort(cfg *config.Config, slot uint32) uint16 {
 // pointer swaps. Connections in flight keep their snapshot.
 func (s *server) install(snap *snapshot) {
 	cfg := snap.cfg
-	s.global.setMax(cfg.Limits.MaxConnections)
-	s.peeking.setMax(cfg.Limits.MaxPeeking)
 	s.denials.setLimits(cfg.Log.DenialBurst, cfg.Log.DenialWindow.Duration)
-	s.mu.Lock()
-	gates := map[string]*gate{}
+	caps, peekCaps := map[string]int{}, map[string]int{}
 	for _, t := range cfg.Tenants {
-		g := s.gates[t.Name]
-		if g == nil {
-			g = newGate(0)
+		caps[t.Name] = t.MaxConnections
+		if caps[t.Name] == 0 {
+			caps[t.Name] = cfg.Limits.MaxConnectionsPerTenant
 		}
-		n := t.MaxConnections
-		if n == 0 {
-			n = cfg.Limits.MaxConnectionsPerTenant
-		}
-		g.setMax(n)
-		gates[t.Name] = g
+		peekCaps[t.Name] = cfg.Limits.MaxPeekingPerTenant
 	}
-	s.gates = gates
-	peekGates := map[string]*gate{}
-	for _, t := range cfg.Tenants {
-		g := s.peekGates[t.Name]
-		if g == nil {
-			g = newGate(0)
-		}
-		g.setMax(cfg.Limits.MaxPeekingPerTenant)
-		peekGates[t.Name] = g
-	}
-	s.peekGates = peekGates
+	shares := s.connPool.configure(cfg.Limits.MaxConnections, caps)
+	peekShares := s.peekPool.configure(cfg.Limits.MaxPeeking, peekCaps)
 	for _, t := range snap.tenants {
-		t.gate, t.peekGate = gates[t.name], peekGates[t.name]
+		t.share, t.peekShare = shares[t.name], peekShares[t.name]
 	}
-	s.mu.Unlock()
 	s.metrics.tenantCount.Set(float64(len(cfg.Tenants)))
 	s.state.Store(snap)
 	// An address update that raced with the build reaches the new snapshot.
