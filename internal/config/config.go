@@ -119,6 +119,10 @@ type Limits struct {
 	MaxConnectionsPerTenant int `toml:"max_connections_per_tenant"`
 	MaxPeeking              int `toml:"max_peeking"`
 	MaxPeekingPerTenant     int `toml:"max_peeking_per_tenant"`
+	// MaxNewPerSecond paces each tenant's new connections (0: unlimited):
+	// beyond it, the tenant's connections wait in the kernel's accept
+	// queue, delayed rather than refused. A tenant may set its own.
+	MaxNewPerSecond int `toml:"max_new_per_second"`
 }
 
 // Log configures the structured log.
@@ -151,6 +155,10 @@ type Tenant struct {
 	MaxConnections int             `toml:"max_connections"` // 0: limits.max_connections_per_tenant
 	AllowInternal  []AllowInternal `toml:"allow_internal"`
 	AllowDirect    []AllowDirect   `toml:"allow_direct"`
+
+	// MaxNewPerSecond paces the tenant's new connections; 0 means
+	// limits.max_new_per_second.
+	MaxNewPerSecond int `toml:"max_new_per_second"`
 }
 
 // AllowInternal names an internal service a tenant may reach through the

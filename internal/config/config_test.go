@@ -99,6 +99,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad table name", "[firewall]\ntable = \"Egress FW\"\n" + base, []string{"firewall.table"}},
 		{"deny detail", "[listener]\ndeny_detail = \"verbose\"\n" + base, []string{`listener.deny_detail: "verbose" must be "minimal" or "full"`}},
 		{"limits", "[limits]\nmax_connections_per_tenant = 99999\n" + base, []string{"limits.max_connections_per_tenant"}},
+		{"negative rate", "[limits]\nmax_new_per_second = -1\n" + base, []string{"limits.max_new_per_second: -1 is out of range"}},
+		{"tenant rate", base + "max_new_per_second = 2000000\n", []string{`tenant "web".max_new_per_second: 2000000 is out of range`}},
 		{"log level", "[log]\nlevel = \"loud\"\n" + base, []string{"log.level"}},
 		{"tenant name", "[[tenant]]\nname = \"Web Hooks\"\nuids = [1]\n", []string{`tenant[0].name: "Web Hooks"`}},
 		{"duplicate tenant", base + base, []string{`tenant "web": name is also used by tenant[0]`}},
@@ -139,6 +141,7 @@ func TestParseAccepts(t *testing.T) {
 	tests := []struct{ name, toml string }{
 		{"no tenants", ""},
 		{"full deny detail", "[listener]\ndeny_detail = \"full\"\n" + base},
+		{"paced tenant", "[limits]\nmax_new_per_second = 100\n" + base + "max_new_per_second = 5\n"},
 		{"uid tenant report mode", "[[tenant]]\nname = \"a\"\nuids = [1000]\nmode = \"report\"\n"},
 		{"udp on intercept port", base + "[[tenant.allow_direct]]\ncidr = \"2001:db8::/32\"\nports = [443]\nprotocol = \"udp\"\n"},
 		{"internal cidr any port", base + "[[tenant.allow_internal]]\ncidr = \"10.0.5.0/24\"\n"},

@@ -12,6 +12,10 @@ import (
 	"github.com/egressfw/egressfw/internal/dnsname"
 )
 
+// MaxNewPerSecond bounds limits.max_new_per_second and a tenant's own: far
+// above what one listener accepts, so a larger value would mean nothing.
+const MaxNewPerSecond = 1000000
+
 // MaxTenants bounds the tenant count: each tenant has a conntrack-mark slot
 // and a listener port of its own.
 const MaxTenants = 4000
@@ -235,6 +239,9 @@ func (c *Config) validateLimits(v *validator) {
 	}
 	if l.MaxPeekingPerTenant < 1 || l.MaxPeekingPerTenant > l.MaxPeeking {
 		v.add("limits.max_peeking_per_tenant", "must be 1-%d (limits.max_peeking)", l.MaxPeeking)
+	}
+	if l.MaxNewPerSecond < 0 || l.MaxNewPerSecond > MaxNewPerSecond {
+		v.add("limits.max_new_per_second", "%d is out of range [0, %d] (0: unlimited)", l.MaxNewPerSecond, MaxNewPerSecond)
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		v.add("log.level", "%q must be debug, info, warn or error", c.Log.Level)

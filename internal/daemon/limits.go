@@ -98,3 +98,24 @@ func (p *pool) leave(sh *share) {
 		p.unused++
 	}
 }
+
+// configureLimits gives snap's tenants their shares of the connection and
+// peek caps and their pacers, carrying the counts over from the running
+// config.
+func (s *server) configureLimits(snap *snapshot) {
+	cfg := snap.cfg
+	caps, peekCaps := map[string]int{}, map[string]int{}
+	for _, t := range cfg.Tenants {
+		caps[t.Name] = t.MaxConnections
+		if caps[t.Name] == 0 {
+			caps[t.Name] = cfg.Limits.MaxConnectionsPerTenant
+		}
+		peekCaps[t.Name] = cfg.Limits.MaxPeekingPerTenant
+	}
+	shares := s.connPool.configure(cfg.Limits.MaxConnections, caps)
+	peekShares := s.peekPool.configure(cfg.Limits.MaxPeeking, peekCaps)
+	pacers := s.configurePacers(cfg)
+	for _, t := range snap.tenants {
+		t.share, t.peekShare, t.pacer = shares[t.name], peekShares[t.name], pacers[t.name]
+	}
+}

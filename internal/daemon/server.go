@@ -40,6 +40,7 @@ type tenantState struct {
 	compiled  *policy.CompiledTenant
 	share     *share // of the proxied connections (server.connPool)
 	peekShare *share // of the connections still being peeked (server.peekPool)
+	pacer     *pacer // max_new_per_second; outlives snapshots like the shares
 	// forwarded tenants (interfaces or source_cidrs) also arrive by nat
 	// REDIRECT on the primary address of their ingress interface, so their
 	// listener is bound to the wildcard address (see listenAddrs).
@@ -67,6 +68,7 @@ type server struct {
 	addrIfaces         atomic.Pointer[map[netip.Addr]string]
 
 	mu        sync.Mutex
+	pacers    map[string]*pacer // by tenant name
 	listeners map[uint32]*portListener
 	conns     sync.WaitGroup
 	accepting atomic.Int32 // accept loops running
@@ -78,7 +80,7 @@ func newServer(log *slog.Logger, m *metrics, d dialer) *server {
 		origDst: tproxy.OriginalDst, listen: tproxy.Listen,
 		redirected: isRedirected, origDstNAT: tproxy.OriginalDstNAT,
 		connPool: newPool(), peekPool: newPool(), denials: newDenialLimiter(10, 10*time.Second),
-		listeners: map[uint32]*portListener{},
+		listeners: map[uint32]*portListener{}, pacers: map[string]*pacer{},
 	}
 	s.ifaceOf = s.ifaceOfAddr
 	return s
@@ -120,19 +122,7 @@ func listenerPort(cfg *config.Config, slot uint32) uint16 {
 func (s *server) install(snap *snapshot) {
 	cfg := snap.cfg
 	s.denials.setLimits(cfg.Log.DenialBurst, cfg.Log.DenialWindow.Duration)
-	caps, peekCaps := map[string]int{}, map[string]int{}
-	for _, t := range cfg.Tenants {
-		caps[t.Name] = t.MaxConnections
-		if caps[t.Name] == 0 {
-			caps[t.Name] = cfg.Limits.MaxConnectionsPerTenant
-		}
-		peekCaps[t.Name] = cfg.Limits.MaxPeekingPerTenant
-	}
-	shares := s.connPool.configure(cfg.Limits.MaxConnections, caps)
-	peekShares := s.peekPool.configure(cfg.Limits.MaxPeeking, peekCaps)
-	for _, t := range snap.tenants {
-		t.share, t.peekShare = shares[t.name], peekShares[t.name]
-	}
+	s.configureLimits(snap)
 	s.metrics.tenantCount.Set(float64(len(cfg.Tenants)))
 	s.state.Store(snap)
 	// An address update that raced with the build reaches the new snapshot.
@@ -161,10 +151,12 @@ func (s *server) ifaceOfAddr(a netip.Addr) string {
 
 // portListener is one tenant's pair of listening sockets.
 type portListener struct {
-	port  uint16
-	wild  bool // bound to the wildcard addresses (a forwarded tenant)
-	socks []*net.TCPListener
-	done  sync.WaitGroup
+	port    uint16
+	wild    bool // bound to the wildcard addresses (a forwarded tenant)
+	socks   []*net.TCPListener
+	done    sync.WaitGroup
+	closing chan struct{} // closed with the sockets: ends a pacing wait
+	once    sync.Once
 }
 
 // listenAddrs are the addresses of a tenant's listener. A local-only tenant
@@ -270,7 +262,7 @@ func (s *server) openAll(ctx context.Context, todo []*tenantState) ([]*portListe
 
 // openTenant opens one tenant's sockets.
 func (s *server) openTenant(ctx context.Context, t *tenantState) (*portListener, error) {
-	pl := &portListener{port: t.port, wild: t.forwarded}
+	pl := &portListener{port: t.port, wild: t.forwarded, closing: make(chan struct{})}
 	for _, ip := range listenAddrs(t.forwarded) {
 		ln, err := s.listen(ctx, netip.AddrPortFrom(netip.MustParseAddr(ip), t.port))
 		if err != nil {
@@ -329,6 +321,7 @@ func (pl *portListener) close() {
 // closeSockets closes the sockets (of a listener not yet served, or before
 // waiting).
 func (pl *portListener) closeSockets() {
+	pl.once.Do(func() { close(pl.closing) })
 	for _, l := range pl.socks {
 		l.Close()
 	}
@@ -341,14 +334,15 @@ func (s *server) serveListener(pl *portListener, slot uint32) {
 		go func() {
 			defer pl.done.Done()
 			defer s.accepting.Add(-1)
-			s.acceptLoop(ln, slot)
+			s.acceptLoop(ln, slot, pl.closing)
 		}()
 	}
 }
 
-func (s *server) acceptLoop(ln *net.TCPListener, slot uint32) {
+func (s *server) acceptLoop(ln *net.TCPListener, slot uint32, closing <-chan struct{}) {
 	backoff := 5 * time.Millisecond
 	for {
+		s.pace(slot, closing)
 		c, err := ln.AcceptTCP()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
