@@ -28,6 +28,8 @@ var httpDenials = []denyCase{
 	{"internal literal", "web", "10.20.0.10:80", get("10.20.0.10"), "internal_address"},
 	{"allowed internal name on another port", "web", "10.20.0.20:80", get("wiki.example.com"), "internal_port"},
 	{"deny list", "web", "198.51.100.10:80", get("x.blocked.example"), "denied_domain"},
+	{"alias of a deny-listed name", "web", "198.51.100.10:80", get("www.tracked.example"), "denied_domain"},
+	{"alias of an internal name", "web", "198.51.100.10:80", get("alias.example.com"), "internal_address"},
 	{"not on the allow list", "strict", "198.51.100.10:80", get("example.com"), "not_allowed_domain"},
 	{"internal name not on the allow list", "strict", "10.20.0.10:80", get("bi-tool.example.com"), "not_allowed_domain"},
 	{"literal for a listed tenant", "strict", "198.51.100.10:80", get("198.51.100.10"), "literal_not_allowed"},
@@ -43,6 +45,7 @@ var tlsDenials = []denyCase{
 	{"name that does not exist", "web", "198.51.100.10:443", "nope.example.com", "dns_nxdomain"},
 	{"name whose DNS times out", "web", "198.51.100.10:443", "slow.example.com", "dns_timeout"},
 	{"deny list", "web", "198.51.100.10:443", "x.blocked.example", "denied_domain"},
+	{"alias of an internal name", "web", "198.51.100.10:443", "alias.example.com", "internal_address"},
 	{"not on the allow list", "strict", "198.51.100.10:443", "example.com", "not_allowed_domain"},
 	{"no server name to an internal address", "web", "10.20.0.10:443", "", "internal_address"},
 }
@@ -101,7 +104,8 @@ func TestMinimalDenialsAreIdentical(t *testing.T) {
 }
 
 // denyHarness is a harness with deny_detail = mode, a name without
-// addresses and one whose DNS never answers in time (dns.timeout 200ms).
+// addresses, one whose DNS never answers in time (dns.timeout 200ms) and
+// aliases (CNAME) of a deny-listed and of an internal name.
 func denyHarness(t *testing.T, mode string) *harness {
 	h := newHarness(t, "")
 	h.dns.SetFunc("empty.example.com", func(uint16, int) ([]netip.Addr, bool) { return nil, true })
@@ -109,6 +113,9 @@ func denyHarness(t *testing.T, mode string) *harness {
 		time.Sleep(400 * time.Millisecond)
 		return nil, false
 	})
+	h.dns.SetCNAME("www.tracked.example", "t.blocked.example") // web denies *.blocked.example
+	h.dns.Set("t.blocked.example", "198.51.100.10")
+	h.dns.SetCNAME("alias.example.com", "bi-tool.example.com")
 	cfg := *h.srv.state.Load().cfg
 	cfg.Listener.DenyDetail = mode
 	cfg.DNS.Timeout = config.D(200 * time.Millisecond)
