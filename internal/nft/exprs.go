@@ -98,6 +98,20 @@ func ctStatusDNAT() []expr.Any {
 	}
 }
 
+// socketTransparent: socket transparent 0|1. The socket is the packet's
+// (found by early demux or TPROXY) or looked up by its addresses; a packet
+// with no socket matches neither.
+func socketTransparent(want bool) []expr.Any {
+	v := byte(0)
+	if want {
+		v = 1
+	}
+	return []expr.Any{
+		&expr.Socket{Key: expr.SocketKeyTransparent, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{v}},
+	}
+}
+
 // ctDirOriginal: ct direction original.
 func ctDirOriginal() []expr.Any { return ctDir(0) }
 

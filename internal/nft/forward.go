@@ -28,7 +28,10 @@ import (
 //     answered with a reset, while a nat redirect survives br_netfilter.
 //     The listener reads the original destination with SO_ORIGINAL_DST,
 //     and the input chain lets the redirected flow reach the listener
-//     port (ct status dnat) while a direct connect is reset;
+//     port (ct status dnat) while a direct connect is reset. Only
+//     egressfw's own (transparent) listeners ever get a redirected flow:
+//     with egressfw down, a local user's socket on the port gets nothing
+//     and the SYN is reset (see natChain and inputChain);
 //   - forward (filter): the tenant's chain accepts replies, traffic to
 //     its own interfaces and source ranges (containers of one network,
 //     pods; not intercepted either) and allow_direct, and rejects the rest;
@@ -171,6 +174,16 @@ func dhcp4Rule() *ruleDef {
 // natChain redirects a forwarded tenant's new TCP to an intercept port to
 // the tenant's listener port (see the comment at the top of this file for
 // why REDIRECT and not TPROXY).
+//
+// The redirect happens only if a transparent socket, which only egressfw
+// can open, listens on the target: the tproxy statement is used as that
+// test (it finds the listener REDIRECT would deliver to, on the ingress
+// interface's primary address, and fails if there is none or it is not
+// transparent; the socket it assigns is the one the packet reaches
+// anyway). Otherwise the SYN is reset here, before NAT: a reset of the
+// redirected packet would carry the listener's address and port, which
+// the client does not know, and under br_netfilter the kernel sends it
+// straight to the bridge port, past the NAT that could fix it.
 func natChain(table *nftables.Table, tenants []Tenant) *chainDef {
 	c := baseChain(table, chainNATPrerouting, nftables.ChainTypeNAT, nftables.ChainHookPrerouting,
 		natPriority, "type nat hook prerouting priority dstnat - 10;")
@@ -186,12 +199,15 @@ func natChain(table *nftables.Table, tenants []Tenant) *chainDef {
 					&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: ne32(unix.RTN_LOCAL)})
 				c.rules = append(c.rules, r.add("accept", accept))
 			}
-			r := match()
-			r.add("tcp dport @"+setIntercept, append(l4proto(unix.IPPROTO_TCP), thDport(), lookup(setIntercept, 0))...)
+			icpt := func() *ruleDef {
+				return match().add("tcp dport @"+setIntercept, append(l4proto(unix.IPPROTO_TCP), thDport(), lookup(setIntercept, 0))...)
+			}
+			r := icpt()
+			r.add(fmt.Sprintf("tproxy to :%d", t.ListenerPort), &expr.Immediate{Register: reg1, Data: be16(t.ListenerPort)},
+				&expr.TProxy{Family: unix.NFPROTO_UNSPEC, TableFamily: unix.NFPROTO_INET, RegPort: reg1})
 			r.add(fmt.Sprintf("redirect to :%d", t.ListenerPort),
-				&expr.Immediate{Register: reg1, Data: be16(t.ListenerPort)},
 				&expr.Redir{RegisterProtoMin: reg1, Flags: unix.NF_NAT_RANGE_PROTO_SPECIFIED})
-			c.rules = append(c.rules, r)
+			c.rules = append(c.rules, r, icpt().add("reject with tcp reset", rejectTCPReset()))
 		}
 	}
 	return c

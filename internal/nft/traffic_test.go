@@ -105,13 +105,12 @@ func udpListen(t *testing.T, ns *testNetns, addr string, echo bool) <-chan strin
 // tcpSink is a plain (not transparent) listener inside ns.
 func tcpSink(t *testing.T, ns *testNetns, addr string) <-chan accepted {
 	t.Helper()
-	var ln net.Listener
-	var err error
-	ns.do(t, func() { ln, err = net.Listen("tcp", addr) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	return sink(listenTCP(t, ns, addr, false))
+}
+
+// sink reports the local address and first bytes of every connection ln
+// accepts.
+func sink(ln net.Listener) <-chan accepted {
 	ch := make(chan accepted, 16)
 	go func() {
 		for {
