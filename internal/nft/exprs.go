@@ -66,6 +66,10 @@ func nfproto(v6 bool) []expr.Any {
 	}
 }
 
+func thSport() expr.Any {
+	return &expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2}
+}
+
 func thDport() expr.Any {
 	return &expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}
 }
