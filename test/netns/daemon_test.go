@@ -151,6 +151,15 @@ func (tp *topo) startEgressfw(cfg string) *daemon {
 
 func (d *daemon) start() {
 	d.t.Helper()
+	i := d.launch()
+	if _, ok := d.waitLogFrom(i, func(l logLine) bool { return l.str("msg") == "egressfw started" }, 10*time.Second); !ok {
+		d.t.Fatalf("egressfw did not start: stderr %s\nlog:\n%s", d.stderr.String(), d.logText())
+	}
+}
+
+// launch runs egressfw and returns the log index its lines start at.
+func (d *daemon) launch() int {
+	d.t.Helper()
 	d.cmd = nsCmd(d.tp.host, egressfwBin, "run", "--config", d.cfgPath)
 	d.stderr.Reset()
 	d.cmd.Stderr = &d.stderr
@@ -164,9 +173,7 @@ func (d *daemon) start() {
 	d.done = make(chan struct{})
 	i := d.since()
 	go d.read(out, d.done)
-	if _, ok := d.waitLogFrom(i, func(l logLine) bool { return l.str("msg") == "egressfw started" }, 10*time.Second); !ok {
-		d.t.Fatalf("egressfw did not start: stderr %s\nlog:\n%s", d.stderr.String(), d.logText())
-	}
+	return i
 }
 
 func (d *daemon) read(out interface{ Read([]byte) (int, error) }, done chan struct{}) {
