@@ -3,6 +3,7 @@ package nft
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -119,8 +120,9 @@ func echoFrom(t *testing.T, ns *testNetns, raddr string, n int) error {
 // that is not transparent. TPROXY (local tenants) assigns only transparent
 // sockets. With egressfw's (transparent) listeners, a redirected
 // connection carries 1 MB each way: the handshake's request socket and the
-// accepted child both count as transparent, also after early demux. All of
-// it with br_netfilter on (bridged frames, Docker) and off (routed).
+// accepted child both count as transparent, with early demux (which finds
+// the socket before the input hook) and without. All of it with
+// br_netfilter on (bridged frames, Docker) and off (routed).
 func TestListenerPortSquatter(t *testing.T) {
 	f := newFwdTopo(t)
 	spec := DefaultSpec()
@@ -140,10 +142,10 @@ func TestListenerPortSquatter(t *testing.T) {
 		tcp dport 9999 redirect to :15001
 	}
 }`)
-	t.Logf("early demux: %s", strings.Join(strings.Fields(f.host.run(t, "sysctl", "-n", "net.ipv4.ip_early_demux", "net.ipv4.tcp_early_demux")), " "))
-	for _, brnf := range []string{"1", "0"} {
-		f.host.run(t, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables="+brnf, "net.bridge.bridge-nf-call-ip6tables="+brnf)
-		t.Run("br_netfilter="+brnf, func(t *testing.T) { squatCases(t, f) })
+	for _, v := range []struct{ brnf, demux string }{{"1", "1"}, {"0", "1"}, {"1", "0"}} {
+		f.host.run(t, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables="+v.brnf, "net.bridge.bridge-nf-call-ip6tables="+v.brnf,
+			"net.ipv4.ip_early_demux="+v.demux)
+		t.Run(fmt.Sprintf("br_netfilter=%s early_demux=%s", v.brnf, v.demux), func(t *testing.T) { squatCases(t, f) })
 	}
 }
 
