@@ -91,26 +91,42 @@ func (tp *topo) catch(name, ns string, ports ...string) *catcher {
 		ns = "/run/netns/" + ns
 	}
 	c := &catcher{name: name, cmd: exec.Command("nsenter", append([]string{"--net=" + ns, "--", "python3", "-u", "-c", catchScript}, ports...)...)}
-	out, err := c.cmd.StdoutPipe()
+	tp.startReady(fmt.Sprintf("catcher %s on %v", name, ports), c.cmd, func(l string) {
+		c.mu.Lock()
+		c.lines = append(c.lines, l)
+		c.mu.Unlock()
+	})
+	return c
+}
+
+// startReady starts cmd, waits for its first line, "ready", and hands
+// every later line to line; cmd is killed at cleanup.
+func (tp *topo) startReady(what string, cmd *exec.Cmd, line func(string)) {
+	tp.t.Helper()
+	out, err := cmd.StdoutPipe()
 	if err != nil {
 		tp.t.Fatal(err)
 	}
-	if err := c.cmd.Start(); err != nil {
+	var errOut strings.Builder
+	cmd.Stderr = &errOut
+	if err := cmd.Start(); err != nil {
 		tp.t.Fatal(err)
 	}
-	tp.t.Cleanup(func() { c.cmd.Process.Kill(); c.cmd.Wait() })
+	tp.t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
 	sc := bufio.NewScanner(out)
 	if !sc.Scan() || sc.Text() != "ready" {
-		tp.t.Fatalf("catcher %s on %v did not start: %q", name, ports, sc.Text())
+		tp.t.Fatalf("%s did not start: %q %s", what, sc.Text(), errOut.String())
 	}
 	go func() {
 		for sc.Scan() {
-			c.mu.Lock()
-			c.lines = append(c.lines, sc.Text())
-			c.mu.Unlock()
+			line(sc.Text())
 		}
 	}()
-	return c
 }
 
 // got reports whether token arrived within wait.

@@ -1,7 +1,6 @@
 package netns
 
 import (
-	"bufio"
 	"fmt"
 	"os/exec"
 	"regexp"
@@ -41,30 +40,15 @@ func (tp *topo) squat(ports []string) *squatter {
 	tp.t.Helper()
 	argv := append([]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "/usr/bin/python3", "-u", "-c", squatScript}, ports...)
 	s := &squatter{cmd: nsCmd(tp.host, argv...)}
-	out, err := s.cmd.StdoutPipe()
-	if err != nil {
-		tp.t.Fatal(err)
-	}
-	var errOut strings.Builder
-	s.cmd.Stderr = &errOut
-	if err := s.cmd.Start(); err != nil {
-		tp.t.Fatal(err)
-	}
-	tp.t.Cleanup(s.stop)
-	sc := bufio.NewScanner(out)
-	if !sc.Scan() || sc.Text() != "ready" {
-		tp.t.Fatalf("squatter on %v did not start: %q %s", ports, sc.Text(), errOut.String())
-	}
-	go func() {
-		for sc.Scan() {
-			s.mu.Lock()
-			s.accepted = append(s.accepted, sc.Text())
-			s.mu.Unlock()
-		}
-	}()
+	tp.startReady(fmt.Sprintf("squatter on %v", ports), s.cmd, func(l string) {
+		s.mu.Lock()
+		s.accepted = append(s.accepted, l)
+		s.mu.Unlock()
+	})
 	return s
 }
 
+// stop ends the squatter (waiting for it, so its ports are free).
 func (s *squatter) stop() {
 	if s.cmd.ProcessState == nil {
 		s.cmd.Process.Kill()
