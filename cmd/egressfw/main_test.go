@@ -58,11 +58,16 @@ func TestExplainWithRealDNS(t *testing.T) {
 	dns.Set("bi-tool.example.com", "10.20.0.10")
 	dns.Set("mixed.example.com", "198.51.100.11", "10.20.0.11")
 	dns.Set("wiki.example.com", "10.20.0.20")
+	dns.Set("wire.example.com", "168.63.129.16")
+	dns.Set("nat64.example.com", "2001:db8:64::a14:a")
+	dns.SetCNAME("www.tracked.example", "t.blocked.example")
+	dns.Set("t.blocked.example", "198.51.100.10")
 	cfg := writeConfig(t, fmt.Sprintf(`
 [dns]
 servers = [%q]
 [policy]
 public_cidrs = ["198.51.100.0/24", "2001:db8::/32"]
+nat64_prefixes = ["2001:db8:64::/96"]
 [[tenant]]
 name = "web"
 uids = [1000]
@@ -90,6 +95,17 @@ deny_domains = ["*.blocked.example"]
 		{"deny list never resolved", []string{"https://a.blocked.example/"}, exitFail, []string{"denied_domain", "resolved:    -"}},
 		{"nxdomain", []string{"https://nope.example.com/"}, exitFail, []string{"dns_nxdomain"}},
 		{"metadata literal", []string{"http://169.254.169.254/latest/meta-data/"}, exitFail, []string{"link-local"}},
+		{"Azure WireServer literal", []string{"http://168.63.129.16/machine?comp=goalstate"}, exitFail,
+			[]string{"DENY", "internal_address", "168.63.129.16 is Azure WireServer, a cloud platform endpoint"}},
+		{"name resolving to the WireServer", []string{"http://wire.example.com/"}, exitFail,
+			[]string{"DENY", "internal_address", "168.63.129.16, which is Azure WireServer"}},
+		{"literal in the site's NAT64 prefix", []string{"http://[2001:db8:64::a14:a]/"}, exitFail,
+			[]string{"DENY", "internal_address", "2001:db8:64::a14:a embeds 10.20.0.10 (nat64_prefixes 2001:db8:64::/96), private-use"}},
+		{"name resolving into the site's NAT64 prefix", []string{"http://nat64.example.com/"}, exitFail,
+			[]string{"DENY", "internal_address", "resolves to 2001:db8:64::a14:a, which embeds 10.20.0.10"}},
+		{"public address behind the site's NAT64", []string{"http://[2001:db8:64::c633:640a]/"}, exitOK, []string{"ALLOW"}},
+		{"CNAME chain through a deny-listed name", []string{"http://www.tracked.example/"}, exitFail,
+			[]string{"DENY", "denied_domain", "cname:       t.blocked.example", `alias (CNAME) of "t.blocked.example"`}},
 		{"inet_aton literal", []string{"http://2130706433/"}, exitFail, []string{"127.0.0.1", "loopback"}},
 		{"unknown tenant", []string{"--tenant", "nobody", "https://www.example.com/"}, exitUsage, []string{`no tenant "nobody"`}},
 		{"bad target", []string{"ftp://x/"}, exitUsage, []string{"want http or https"}},

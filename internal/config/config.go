@@ -41,11 +41,31 @@ type Listener struct {
 	InterceptPorts []uint16 `toml:"intercept_ports"`
 	PeekTimeout    Duration `toml:"peek_timeout"`
 	ConnectTimeout Duration `toml:"connect_timeout"`
+
+	// MaxConnectAttempts is how many validated addresses one connection
+	// may try upstream (the original destination first).
+	MaxConnectAttempts int `toml:"max_connect_attempts"`
+
 	IdleTimeout    Duration `toml:"idle_timeout"`
 	ShutdownGrace  Duration `toml:"shutdown_grace"`
 	MaxClientHello int      `toml:"max_client_hello"`
 	MaxHTTPHeader  int      `toml:"max_http_header"`
+	// DenyDetail is what a refused tenant is told: DenyDetailMinimal (one
+	// answer for every refusal) or DenyDetailFull (the reason). The log
+	// always has the full reason.
+	DenyDetail string `toml:"deny_detail"`
 }
+
+// Values of listener.deny_detail.
+const (
+	// DenyDetailMinimal gives every refusal the same 403 page and TLS
+	// alert, so a tenant cannot tell an internal name from one that does
+	// not resolve or is not allowed: denials do not map the network.
+	DenyDetailMinimal = "minimal"
+	// DenyDetailFull names the destination and the kind of refusal in the
+	// 403 page (never the internal address a name resolved to).
+	DenyDetailFull = "full"
+)
 
 // DNS configures egressfw's own resolver, the only one the data path uses.
 type DNS struct {
@@ -55,6 +75,8 @@ type DNS struct {
 	MaxTTL      Duration `toml:"max_ttl"`
 	NegativeTTL Duration `toml:"negative_ttl"`
 	CacheSize   int      `toml:"cache_size"`
+	CacheBytes  int      `toml:"cache_bytes"`   // estimated bytes of cached answers
+	MaxAddrs    int      `toml:"max_addresses"` // kept per name; the rest of an answer is dropped
 }
 
 // Metrics configures the Prometheus endpoint.
@@ -66,6 +88,9 @@ type Metrics struct {
 type Policy struct {
 	InternalCIDRs []netip.Prefix `toml:"internal_cidrs"`
 	PublicCIDRs   []netip.Prefix `toml:"public_cidrs"`
+	// NAT64Prefixes are the site's own NAT64 /96 prefixes: an address in
+	// one is judged by the IPv4 address in its last 32 bits.
+	NAT64Prefixes []netip.Prefix `toml:"nat64_prefixes"`
 }
 
 // Firewall configures the kernel side: our nftables table, packet and
@@ -94,6 +119,10 @@ type Limits struct {
 	MaxConnectionsPerTenant int `toml:"max_connections_per_tenant"`
 	MaxPeeking              int `toml:"max_peeking"`
 	MaxPeekingPerTenant     int `toml:"max_peeking_per_tenant"`
+	// MaxNewPerSecond paces each tenant's new connections (0: unlimited):
+	// beyond it, the tenant's connections wait in the kernel's accept
+	// queue, delayed rather than refused. A tenant may set its own.
+	MaxNewPerSecond int `toml:"max_new_per_second"`
 }
 
 // Log configures the structured log.
@@ -126,6 +155,10 @@ type Tenant struct {
 	MaxConnections int             `toml:"max_connections"` // 0: limits.max_connections_per_tenant
 	AllowInternal  []AllowInternal `toml:"allow_internal"`
 	AllowDirect    []AllowDirect   `toml:"allow_direct"`
+
+	// MaxNewPerSecond paces the tenant's new connections; 0 means
+	// limits.max_new_per_second.
+	MaxNewPerSecond int `toml:"max_new_per_second"`
 }
 
 // AllowInternal names an internal service a tenant may reach through the
@@ -174,16 +207,17 @@ func Default() Config {
 	return Config{
 		Listener: Listener{
 			Port: 15001, InterceptPorts: []uint16{80, 443},
-			PeekTimeout: D(5 * time.Second), ConnectTimeout: D(5 * time.Second),
+			PeekTimeout: D(5 * time.Second), ConnectTimeout: D(5 * time.Second), MaxConnectAttempts: 4,
 			IdleTimeout: D(5 * time.Minute), ShutdownGrace: D(10 * time.Second),
-			MaxClientHello: 64 << 10, MaxHTTPHeader: 16 << 10,
+			MaxClientHello: 64 << 10, MaxHTTPHeader: 16 << 10, DenyDetail: DenyDetailMinimal,
 		},
 		DNS: DNS{
 			Servers: []string{}, Timeout: D(2 * time.Second), MinTTL: D(time.Second), MaxTTL: D(5 * time.Minute),
 			NegativeTTL: D(5 * time.Second), CacheSize: 10000,
+			CacheBytes: 8 << 20, MaxAddrs: 32,
 		},
 		Metrics: Metrics{Listen: "127.0.0.1:9464"},
-		Policy:  Policy{InternalCIDRs: []netip.Prefix{}, PublicCIDRs: []netip.Prefix{}},
+		Policy:  Policy{InternalCIDRs: []netip.Prefix{}, PublicCIDRs: []netip.Prefix{}, NAT64Prefixes: []netip.Prefix{}},
 		Firewall: Firewall{
 			Table: "egressfw", MarkMask: 0x3000, InterceptMark: 0x2000, BypassMark: 0x1000,
 			CtMarkMask: 0x0fff, RouteTable: 1515, RulePriority: 1515, KeepRulesOnStop: true,

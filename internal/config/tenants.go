@@ -67,6 +67,9 @@ func (c *Config) validateTenants(v *validator) {
 		if t.MaxConnections < 0 {
 			v.add(key+".max_connections", "must be >= 0 (0 means limits.max_connections_per_tenant)")
 		}
+		if t.MaxNewPerSecond < 0 || t.MaxNewPerSecond > MaxNewPerSecond {
+			v.add(key+".max_new_per_second", "%d is out of range [0, %d] (0 means limits.max_new_per_second)", t.MaxNewPerSecond, MaxNewPerSecond)
+		}
 		normalizePatterns(v, key+".allow_domains", t.AllowDomains)
 		normalizePatterns(v, key+".deny_domains", t.DenyDomains)
 		c.validateAllowInternal(v, key, t)

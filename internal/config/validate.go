@@ -12,6 +12,10 @@ import (
 	"github.com/egressfw/egressfw/internal/dnsname"
 )
 
+// MaxNewPerSecond bounds limits.max_new_per_second and a tenant's own: far
+// above what one listener accepts, so a larger value would mean nothing.
+const MaxNewPerSecond = 1000000
+
 // MaxTenants bounds the tenant count: each tenant has a conntrack-mark slot
 // and a listener port of its own.
 const MaxTenants = 4000
@@ -66,6 +70,9 @@ func (c *Config) validateListener(v *validator) {
 	}
 	v.positive("listener.peek_timeout", l.PeekTimeout, time.Minute)
 	v.positive("listener.connect_timeout", l.ConnectTimeout, time.Minute)
+	if l.MaxConnectAttempts < 1 || l.MaxConnectAttempts > 16 {
+		v.add("listener.max_connect_attempts", "%d is out of range [1, 16]", l.MaxConnectAttempts)
+	}
 	v.positive("listener.idle_timeout", l.IdleTimeout, 24*time.Hour)
 	if l.ShutdownGrace.Duration < 0 || l.ShutdownGrace.Duration > time.Hour {
 		v.add("listener.shutdown_grace", "%s is out of range [0, 1h]", l.ShutdownGrace.Duration)
@@ -75,6 +82,9 @@ func (c *Config) validateListener(v *validator) {
 	}
 	if l.MaxHTTPHeader < 512 || l.MaxHTTPHeader > 1<<20 {
 		v.add("listener.max_http_header", "%d is out of range [512, 1048576]", l.MaxHTTPHeader)
+	}
+	if l.DenyDetail != DenyDetailMinimal && l.DenyDetail != DenyDetailFull {
+		v.add("listener.deny_detail", "%q must be %q or %q", l.DenyDetail, DenyDetailMinimal, DenyDetailFull)
 	}
 }
 
@@ -102,6 +112,12 @@ func (c *Config) validateDNS(v *validator) {
 	if d.CacheSize < 0 {
 		v.add("dns.cache_size", "must be >= 0")
 	}
+	if d.CacheBytes < 64<<10 || d.CacheBytes > 1<<30 {
+		v.add("dns.cache_bytes", "%d is out of range [65536, 1073741824]", d.CacheBytes)
+	}
+	if d.MaxAddrs < 1 || d.MaxAddrs > 256 {
+		v.add("dns.max_addresses", "%d is out of range [1, 256]", d.MaxAddrs)
+	}
 	if c.Metrics.Listen != "" {
 		if _, err := netip.ParseAddrPort(c.Metrics.Listen); err != nil {
 			v.add("metrics.listen", "%q is not \"ip:port\" or \"\" to disable", c.Metrics.Listen)
@@ -122,6 +138,36 @@ func (c *Config) validatePolicy(v *validator) {
 			v.add("policy.public_cidrs", "%s is also in policy.internal_cidrs", p)
 		}
 	}
+	for i, p := range c.Policy.NAT64Prefixes {
+		if err := checkNAT64Prefix(p); err != "" {
+			v.add(fmt.Sprintf("policy.nat64_prefixes[%d]", i), "%s", err)
+		}
+	}
+}
+
+// checkNAT64Prefix says why p cannot be a site NAT64 prefix (policy repeats
+// the check when the classifier is built; this one names the key).
+func checkNAT64Prefix(p netip.Prefix) string {
+	wellKnown := []netip.Prefix{netip.MustParsePrefix("::/96"), netip.MustParsePrefix("::ffff:0:0/96"),
+		netip.MustParsePrefix("64:ff9b::/96"), netip.MustParsePrefix("2002::/16")}
+	switch {
+	case !p.IsValid():
+		return "missing or invalid CIDR"
+	case !p.Addr().Is6():
+		return fmt.Sprintf("%s is not an IPv6 prefix", p)
+	case p.Addr().Zone() != "":
+		return fmt.Sprintf("%s: a CIDR has no zone", p)
+	case p.Bits() != 96:
+		return fmt.Sprintf("%s is a /%d; a NAT64 prefix here is a /96 (the IPv4 address in the last 32 bits)", p, p.Bits())
+	case p != p.Masked():
+		return fmt.Sprintf("%s has host bits set; did you mean %s?", p, p.Masked())
+	}
+	for _, w := range wellKnown {
+		if w.Overlaps(p) {
+			return fmt.Sprintf("%s is decoded already (inside %s)", p, w)
+		}
+	}
+	return ""
 }
 
 func checkPrefix(v *validator, key string, p netip.Prefix) {
@@ -193,6 +239,9 @@ func (c *Config) validateLimits(v *validator) {
 	}
 	if l.MaxPeekingPerTenant < 1 || l.MaxPeekingPerTenant > l.MaxPeeking {
 		v.add("limits.max_peeking_per_tenant", "must be 1-%d (limits.max_peeking)", l.MaxPeeking)
+	}
+	if l.MaxNewPerSecond < 0 || l.MaxNewPerSecond > MaxNewPerSecond {
+		v.add("limits.max_new_per_second", "%d is out of range [0, %d] (0: unlimited)", l.MaxNewPerSecond, MaxNewPerSecond)
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		v.add("log.level", "%q must be debug, info, warn or error", c.Log.Level)

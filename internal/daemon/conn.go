@@ -47,8 +47,7 @@ func (s *server) handle(c *net.TCPConn, slot uint32) {
 	up, prefix, ok := s.open(c, st, t, &rec)
 	if !ok {
 		active.Dec()
-		t.gate.leave()
-		s.global.leave()
+		s.connPool.leave(t.share)
 		return
 	}
 	// The relay may last hours. It runs on a fresh goroutine, whose stack
@@ -57,8 +56,7 @@ func (s *server) handle(c *net.TCPConn, slot uint32) {
 	s.conns.Add(1)
 	go func() {
 		defer s.conns.Done()
-		defer s.global.leave()
-		defer t.gate.leave()
+		defer s.connPool.leave(t.share)
 		defer active.Dec()
 		rec.up, rec.down, rec.err = tproxy.Splice(c, up, prefix, st.cfg.Listener.IdleTimeout.Duration)
 		s.metrics.bytes.WithLabelValues(t.name, "upstream").Add(float64(rec.up))
@@ -81,10 +79,10 @@ func (s *server) open(c *net.TCPConn, st *snapshot, t *tenantState, rec *connRec
 	o := decider{policy: st.policy, tenant: t.compiled, resolver: st.resolver}.decide(ctx, res, rec.orig)
 	rec.setOutcome(o)
 	if !o.allow {
-		s.deny(c, res, rec, o.tenantMsg)
+		s.deny(c, st.denyFull, res, rec, o.tenantMsg)
 		return nil, nil, false
 	}
-	up, ok := s.connect(ctx, c, res, rec, o.dial)
+	up, ok := s.connect(ctx, c, res, rec, o.dial, st.cfg.Listener.MaxConnectAttempts)
 	return up, prefix, ok
 }
 
@@ -124,21 +122,17 @@ func isRedirected(c *net.TCPConn, t *tenantState) bool {
 	return t.forwarded && addrPortOf(c.LocalAddr()).Port() == t.port
 }
 
-// admit applies the global and per-tenant caps; over a cap the connection is
-// reset at once and counted.
+// admit applies the global and per-tenant caps (see pool); over a cap the
+// connection is reset at once and counted.
 func (s *server) admit(c *net.TCPConn, t *tenantState, rec *connRecord) bool {
-	limit := ""
-	switch {
-	case !s.global.enter():
-		limit = "global"
-	case !t.gate.enter():
-		s.global.leave()
-		limit = "tenant"
-	}
-	if limit == "" {
+	switch s.connPool.enter(t.share) {
+	case "":
 		return true
+	case overTenant:
+		s.overLimit(c, rec, "tenant", "tenant connection limit reached")
+	default:
+		s.overLimit(c, rec, "global", "global connection limit reached (the free slots are other tenants' reserve)")
 	}
-	s.overLimit(c, rec, limit, limit+" connection limit reached")
 	return false
 }
 
@@ -154,20 +148,19 @@ func (s *server) overLimit(c *net.TCPConn, rec *connRecord, limit, detail string
 // peek reads the first bytes under the peek cap and deadline. On failure it
 // answers in the client's protocol and logs.
 func (s *server) peek(c *net.TCPConn, st *snapshot, t *tenantState, rec *connRecord) (sni.Result, []byte, bool) {
-	// The tenant's own share first, so one tenant holding silent
-	// connections cannot use up the global cap that every tenant needs.
-	if !t.peekGate.enter() {
+	// One tenant holding silent connections uses up its own share, never
+	// the other tenants' reserve (see pool).
+	switch s.peekPool.enter(t.peekShare) {
+	case overTenant:
 		s.overLimit(c, rec, "tenant_peek", "too many of this tenant's connections still sending their first bytes")
 		return sni.Result{}, nil, false
-	}
-	defer t.peekGate.leave()
-	if !s.peeking.enter() {
-		s.overLimit(c, rec, "peek", "too many connections still sending their first bytes")
+	case overPool:
+		s.overLimit(c, rec, "peek", "too many connections still sending their first bytes (the free slots are other tenants' reserve)")
 		return sni.Result{}, nil, false
 	}
 	t0 := time.Now()
 	res, prefix, err := sni.Peek(c, st.peekOpts)
-	s.peeking.leave()
+	s.peekPool.leave(t.peekShare)
 	rec.peekDur = time.Since(t0)
 	rec.setRequest(res)
 	s.metrics.peekDur.WithLabelValues(res.Kind.String()).Observe(rec.peekDur.Seconds())
@@ -189,7 +182,7 @@ func (s *server) peek(c *net.TCPConn, st *snapshot, t *tenantState, rec *connRec
 	case sni.KindTLS:
 		denyTLS(c, alertAccessDenied)
 	case sni.KindHTTP:
-		denyHTTP(c, "the request could not be read: "+rec.reason)
+		denyHTTP(c, denyBody(st.denyFull, "the request could not be read: "+rec.reason))
 	default:
 		denyReset(c)
 	}
@@ -197,28 +190,27 @@ func (s *server) peek(c *net.TCPConn, st *snapshot, t *tenantState, rec *connRec
 	return res, nil, false
 }
 
-// deny answers a refused request in its own protocol.
-func (s *server) deny(c *net.TCPConn, res sni.Result, rec *connRecord, msg string) {
+// deny answers a refused request in its own protocol; full: with the
+// reason (listener.deny_detail), else the same answer for every refusal.
+func (s *server) deny(c *net.TCPConn, full bool, res sni.Result, rec *connRecord, msg string) {
 	switch res.Kind {
 	case sni.KindTLS:
-		desc := byte(alertAccessDenied)
-		if res.Name == "" && !res.Addr.IsValid() {
-			desc = alertUnrecognizedName
-		}
-		denyTLS(c, desc)
+		denyTLS(c, denyAlert(full, res.Name == "" && !res.Addr.IsValid()))
 	case sni.KindHTTP:
-		denyHTTP(c, msg)
+		denyHTTP(c, denyBody(full, msg))
 	default:
 		denyReset(c)
 	}
 	s.finish(rec)
 }
 
-// connect dials the validated addresses, the original destination's family
-// first. On failure the client gets a 502 (HTTP) or a reset (TLS).
-func (s *server) connect(ctx context.Context, c *net.TCPConn, res sni.Result, rec *connRecord, addrs []netip.AddrPort) (*net.TCPConn, bool) {
+// connect dials at most attempts of the validated addresses, the original
+// destination first, then its family. On failure the client gets a 502
+// (HTTP) or a reset (TLS).
+func (s *server) connect(ctx context.Context, c *net.TCPConn, res sni.Result, rec *connRecord, addrs []netip.AddrPort, attempts int) (*net.TCPConn, bool) {
 	t0 := time.Now()
-	up, dialed, err := s.dialer.DialAny(ctx, tproxy.SortAddrs(addrs, rec.orig))
+	addrs = tproxy.SortAddrs(addrs, rec.orig)
+	up, dialed, err := s.dialer.DialAny(ctx, addrs[:min(len(addrs), max(attempts, 1))])
 	rec.connectDur = time.Since(t0)
 	if err == nil {
 		s.metrics.connectDur.WithLabelValues("ok").Observe(rec.connectDur.Seconds())

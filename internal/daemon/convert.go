@@ -28,6 +28,9 @@ func newPolicy(cfg *config.Config) (*policy.Policy, map[string]*policy.CompiledT
 	if err != nil {
 		return nil, nil, fmt.Errorf("build address classifier: %w", err)
 	}
+	if err := cl.SetNAT64Prefixes(cfg.Policy.NAT64Prefixes); err != nil {
+		return nil, nil, fmt.Errorf("build address classifier: %w", err)
+	}
 	tenants := make(map[string]*policy.CompiledTenant, len(cfg.Tenants))
 	for _, t := range cfg.Tenants {
 		ct, err := policy.Compile(policyTenant(t))
@@ -49,6 +52,8 @@ func newResolver(cfg *config.Config, mark uint32) (*resolver.Resolver, error) {
 	rc.MaxTTL = cfg.DNS.MaxTTL.Duration
 	rc.NegativeTTL = cfg.DNS.NegativeTTL.Duration
 	rc.CacheSize = cfg.DNS.CacheSize
+	rc.CacheBytes = cfg.DNS.CacheBytes
+	rc.MaxAddrs = cfg.DNS.MaxAddrs
 	if mark != 0 {
 		rc.Control = markControl(mark)
 	}

@@ -71,7 +71,7 @@ func Run(ctx context.Context, opts Options) error {
 	if d.fw, err = newFirewall(d.log, d.metrics); err != nil {
 		return err
 	}
-	if err := watchHostAddrs(ctx, d.srv.setHostAddrs, func(err error) {
+	if err := watchHostAddrs(ctx, ownNamespace(), d.srv.setHostAddrs, func(err error) {
 		d.log.Error("host address watch", "err", err)
 	}); err != nil {
 		return err

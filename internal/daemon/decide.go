@@ -43,6 +43,8 @@ type outcome struct {
 	tenantMsg string // for the tenant: never an internal address
 	dial      []netip.AddrPort
 	resolved  []netip.Addr
+	aliases   []string // the CNAME chain the resolver followed
+	dropped   int      // addresses of the answer beyond dns.max_addresses
 	dnsDur    time.Duration
 	dnsServer string
 }
@@ -147,8 +149,8 @@ func (d decider) decideName(ctx context.Context, name string, orig netip.AddrPor
 		o.dnsDur = res.Duration
 		return o
 	}
-	o := fromPolicy(d.policy.Decide(d.tenant, policy.Request{Name: name, OrigDst: orig, Resolved: res.Addrs}), res.Addrs, name)
-	o.dnsDur, o.dnsServer = res.Duration, res.Server
+	o := fromPolicy(d.policy.Decide(d.tenant, policy.Request{Name: name, OrigDst: orig, Resolved: res.Addrs, Aliases: res.Aliases}), res.Addrs, name)
+	o.dnsDur, o.dnsServer, o.aliases, o.dropped = res.Duration, res.Server, res.Aliases, res.Dropped
 	return o
 }
 

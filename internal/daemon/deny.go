@@ -22,12 +22,37 @@ func denyTLS(c net.Conn, desc byte) {
 	closeGracefully(c)
 }
 
-// denyHTTP answers 403 with a one-line plain-text reason and closes. The
-// reason the tenant sees names the destination and the kind of refusal but
-// never the internal address a name resolved to: that detail is for the
-// operator's log, not for an untrusted tenant mapping the network.
-func denyHTTP(c net.Conn, reason string) {
-	body := "egressfw denied this request: " + oneLine(reason) + "\n"
+// minimalDenyBody is the 403 body of every refusal under
+// listener.deny_detail = "minimal": with the status line and headers fixed
+// too, the response is the same bytes whether the name is internal, does
+// not resolve, is not allowed or could not be read, so denials do not map
+// the network for a tenant.
+const minimalDenyBody = "egressfw denied this request\n"
+
+// denyBody is the 403 body for a refusal: the same bytes for every refusal
+// unless full, else a one-line reason. The reason names the destination and
+// the kind of refusal but never the internal address a name resolved to:
+// that detail is for the operator's log, not for an untrusted tenant.
+func denyBody(full bool, reason string) string {
+	if !full {
+		return minimalDenyBody
+	}
+	return "egressfw denied this request: " + oneLine(reason) + "\n"
+}
+
+// denyAlert is the TLS alert for a refusal: access_denied for every refusal
+// unless full, where a ClientHello that names no host (noName) gets
+// unrecognized_name.
+func denyAlert(full, noName bool) byte {
+	if full && noName {
+		return alertUnrecognizedName
+	}
+	return alertAccessDenied
+}
+
+// denyHTTP answers 403 with body (see denyBody) and closes. Every header is
+// fixed, so only the body can differ between refusals.
+func denyHTTP(c net.Conn, body string) {
 	resp := fmt.Sprintf("HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\n"+
 		"Content-Length: %d\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n%s", len(body), body)
 	_ = c.SetWriteDeadline(time.Now().Add(time.Second))

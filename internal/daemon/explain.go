@@ -34,6 +34,8 @@ type Explanation struct {
 	Reason   string
 	Detail   string
 	Resolved []netip.Addr
+	Aliases  []string // the CNAME chain followed
+	Dropped  int      // addresses beyond dns.max_addresses
 	Dial     []netip.AddrPort
 }
 
@@ -74,6 +76,7 @@ func Explain(ctx context.Context, cfg *config.Config, tenant, target, dst string
 	o := decider{policy: pol, tenant: ct, resolver: res}.decide(ctx, r, orig)
 	ex.Allow, ex.Enforced, ex.Would = o.allow, o.enforced, o.would
 	ex.Reason, ex.Detail, ex.Resolved, ex.Dial = o.reason, o.detail, o.resolved, o.dial
+	ex.Aliases, ex.Dropped = o.aliases, o.dropped
 	return ex, nil
 }
 
@@ -155,6 +158,12 @@ func (ex Explanation) Print(w io.Writer) {
 	fmt.Fprintf(w, "tenant:      %s\ntarget:      %s\nhost:        %s port %d\n", ex.Tenant, ex.Target, ex.Host, ex.Port)
 	fmt.Fprintf(w, "destination: %s (as the client connected)\n", ex.OrigDst)
 	fmt.Fprintf(w, "resolved:    %s\n", joinAddrs(ex.Resolved))
+	if ex.Dropped > 0 {
+		fmt.Fprintf(w, "             (%d more dropped: dns.max_addresses)\n", ex.Dropped)
+	}
+	if len(ex.Aliases) > 0 {
+		fmt.Fprintf(w, "cname:       %s\n", strings.Join(ex.Aliases, " -> "))
+	}
 	fmt.Fprintf(w, "decision:    %s\nreason:      %s: %s\n", verdict, ex.Reason, ex.Detail)
 	if len(ex.Dial) > 0 {
 		fmt.Fprintf(w, "would dial:  %s\n", joinAddrs(ex.Dial))

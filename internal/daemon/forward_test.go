@@ -29,7 +29,8 @@ func TestForwardedConnections(t *testing.T) {
 	// The harness client reaches the (wildcard) listener on loopback; let
 	// that stand for the bridge address the kernel redirected to.
 	lo4, lo6, gw := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1"), netip.MustParseAddr("172.17.0.1")
-	h.srv.setHostAddrs([]netip.Addr{gw, lo4, lo6}, map[netip.Addr]string{lo4: "docker0", lo6: "docker0", gw: "docker0"})
+	h.srv.setHostAddrs([]netip.Prefix{netip.PrefixFrom(gw, 32), netip.PrefixFrom(lo4, 32), netip.PrefixFrom(lo6, 128)},
+		map[netip.Addr]string{lo4: "docker0", lo6: "docker0", gw: "docker0"})
 	tests := []struct {
 		name, orig, host   string
 		wantStatus, reason string

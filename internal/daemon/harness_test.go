@@ -52,6 +52,7 @@ min_ttl = "0s"
 [listener]
 peek_timeout = "300ms"
 connect_timeout = "1s"
+deny_detail = "full"  # the tests read the reasons; deny_test.go covers "minimal"
 [policy]
 public_cidrs = ["198.51.100.0/24", "2001:db8::/32"]
 [[tenant]]

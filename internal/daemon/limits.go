@@ -1,30 +1,121 @@
 package daemon
 
-import "sync/atomic"
+import "sync"
 
-// gate is a non-blocking counting semaphore: over the cap a connection is
-// refused at once instead of queueing, so one tenant cannot starve others.
-type gate struct {
-	max atomic.Int64
-	cur atomic.Int64
+// pool is a cap the tenants share (limits.max_connections, or
+// limits.max_peeking for connections still being peeked), with a share per
+// tenant. Over a cap a connection is refused at once instead of queueing.
+//
+// Half of the cap is reserved, split evenly among the configured tenants:
+// each tenant can always hold its reserve (cap / (2 × tenants), at most its
+// own cap), however busy the others are. Beyond its reserve a tenant
+// borrows, up to its own cap, only slots that leave every other tenant's
+// unused reserve free. So no set of busy tenants can take every slot: the
+// share that is safe from them shrinks with the tenant count, while a
+// tenant alone can still use about half the cap and more.
+type pool struct {
+	mu  sync.Mutex
+	max int
+	cur int
+	// unused is the reserved slots not in use: the sum over shares of
+	// max(0, reserve - cur). Borrowing never takes them.
+	unused int
+	shares map[string]*share
 }
 
-func newGate(max int) *gate {
-	g := &gate{}
-	g.max.Store(int64(max))
-	return g
+// share is one tenant's part of a pool. Shares outlive snapshots (by tenant
+// name), so their counts hold across reloads.
+type share struct {
+	max, reserve, cur int
 }
 
-// enter takes a slot if one is free.
-func (g *gate) enter() bool {
-	if g.cur.Add(1) > g.max.Load() {
-		g.cur.Add(-1)
-		return false
+// Why enter refused: the tenant's own cap, or the pool's (which includes
+// the slots reserved for the other tenants).
+const (
+	overTenant = "tenant"
+	overPool   = "pool"
+)
+
+func newPool() *pool { return &pool{max: 1, shares: map[string]*share{}} }
+
+// configure sets the pool's cap and each tenant's cap (by name) and
+// returns the tenants' shares. A tenant no longer named keeps its share
+// for its live connections, with no reserve. Connections above a lowered
+// cap finish; new ones wait for the counts to fall below it.
+func (p *pool) configure(max int, caps map[string]int) map[string]*share {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	reserve := 0
+	if len(caps) > 0 {
+		reserve = max / (2 * len(caps))
 	}
-	return true
+	shares := make(map[string]*share, len(caps))
+	p.max, p.unused = max, 0
+	for name, c := range caps {
+		sh := p.shares[name]
+		if sh == nil {
+			sh = &share{}
+		}
+		sh.max, sh.reserve = c, min(reserve, c)
+		p.unused += sh.reserve - min(sh.cur, sh.reserve)
+		shares[name] = sh
+	}
+	for name, sh := range p.shares {
+		if shares[name] == nil {
+			sh.reserve = 0
+		}
+	}
+	p.shares = shares
+	return shares
 }
 
-func (g *gate) leave() { g.cur.Add(-1) }
+// enter takes a slot for sh if one is free; else it says which cap is full.
+func (p *pool) enter(sh *share) (over string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case sh.cur >= sh.max:
+		return overTenant
+	case p.cur >= p.max:
+		return overPool
+	case sh.cur < sh.reserve:
+		p.unused--
+	case p.cur+1+p.unused > p.max:
+		return overPool // the free slots are other tenants' reserve
+	}
+	sh.cur++
+	p.cur++
+	return ""
+}
 
-// setMax changes the cap on reload; connections above a lowered cap finish.
-func (g *gate) setMax(n int) { g.max.Store(int64(n)) }
+// leave gives back a slot sh took.
+func (p *pool) leave(sh *share) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	sh.cur--
+	p.cur--
+	if sh.cur < sh.reserve {
+		p.unused++
+	}
+}
+
+// configureLimits gives snap's tenants their shares of the connection and
+// peek caps and their pacers, carrying the counts over from the running
+// config.
+func (s *server) configureLimits(snap *snapshot) {
+	cfg := snap.cfg
+	caps, peekCaps := map[string]int{}, map[string]int{}
+	for _, t := range cfg.Tenants {
+		caps[t.Name] = t.MaxConnections
+		if caps[t.Name] == 0 {
+			caps[t.Name] = cfg.Limits.MaxConnectionsPerTenant
+		}
+		peekCaps[t.Name] = cfg.Limits.MaxPeekingPerTenant
+	}
+	shares := s.connPool.configure(cfg.Limits.MaxConnections, caps)
+	peekShares := s.peekPool.configure(cfg.Limits.MaxPeeking, peekCaps)
+	pacers := s.configurePacers(cfg)
+	for _, t := range snap.tenants {
+		t.share, t.peekShare, t.pacer = shares[t.name], peekShares[t.name], pacers[t.name]
+	}
+}

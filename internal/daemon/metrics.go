@@ -23,6 +23,7 @@ type metrics struct {
 	active      *prometheus.GaugeVec     // tenant
 	bytes       *prometheus.CounterVec   // tenant, direction
 	rejected    *prometheus.CounterVec   // tenant, limit
+	paced       *prometheus.CounterVec   // tenant
 	dnsDur      *prometheus.HistogramVec // result
 	connectDur  *prometheus.HistogramVec // result
 	peekDur     *prometheus.HistogramVec // protocol
@@ -50,6 +51,8 @@ func newMetrics(version string) *metrics {
 		Help: "Bytes proxied, by direction (upstream: tenant to destination; downstream: back)."}, []string{"tenant", "direction"})
 	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "egressfw_connections_rejected_total",
 		Help: "Connections refused at once because a concurrency cap was reached."}, []string{"tenant", "limit"})
+	m.paced = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "egressfw_connections_paced_total",
+		Help: "Accepts that waited for the tenant's max_new_per_second."}, []string{"tenant"})
 	m.dnsDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "egressfw_dns_duration_seconds",
 		Help: "Time to resolve a destination name.", Buckets: latencyBuckets}, []string{"result"})
 	m.connectDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "egressfw_connect_duration_seconds",
@@ -72,7 +75,7 @@ func newMetrics(version string) *metrics {
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "egressfw_build_info",
 		Help: "Build information; the value is always 1."}, []string{"version", "goversion"})
 	info.WithLabelValues(version, runtime.Version()).Set(1)
-	for _, c := range []prometheus.Collector{m.conns, m.forwarded, m.active, m.bytes, m.rejected, m.dnsDur, m.connectDur,
+	for _, c := range []prometheus.Collector{m.conns, m.forwarded, m.active, m.bytes, m.rejected, m.paced, m.dnsDur, m.connectDur,
 		m.peekDur, m.ruleApply, m.reloads, m.cgroupSync, m.restored, m.suppressed, m.tenantCount, info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)

@@ -9,13 +9,28 @@ import (
 // window and counts the rest, so a tenant hammering a blocked address cannot
 // flood the journal, yet no denial goes uncounted: when a key's window
 // closes with suppressed lines, the next Allow reports how many.
+//
+// Keys are tracked per tenant, so one tenant's distinct denials (names it
+// chooses, without limit) never fold or suppress another tenant's lines:
+// each tenant holds at most maxDenialKeysPerTenant keys and, beyond them,
+// one overflow window of its own. All tenants together hold at most
+// maxDenialKeys keys; past that, a tenant's new keys go to its own overflow
+// window too, so it still logs a burst per window.
 type denialLimiter struct {
 	burst  int
 	window time.Duration
 	now    func() time.Time
 
-	mu   sync.Mutex
-	keys map[string]*denialWindow
+	mu        sync.Mutex
+	tenants   map[string]*tenantDenials
+	total     int // keys held across tenants, overflow windows not counted
+	lastSweep time.Time
+}
+
+// tenantDenials is one tenant's open windows.
+type tenantDenials struct {
+	keys     map[string]*denialWindow
+	overflow *denialWindow // shared by this tenant's keys beyond the bounds
 }
 
 type denialWindow struct {
@@ -24,15 +39,15 @@ type denialWindow struct {
 	suppressed int
 }
 
-// maxDenialKeys bounds the distinct denials tracked at once; overflowKey is
-// the shared window of any beyond it.
+// Bounds of the keys tracked at once: per tenant, and in all (about 400
+// bytes a key: tenant, reason, name, destination).
 const (
-	maxDenialKeys = 4096
-	overflowKey   = "\x00overflow"
+	maxDenialKeysPerTenant = 1024
+	maxDenialKeys          = 16384
 )
 
 func newDenialLimiter(burst int, window time.Duration) *denialLimiter {
-	return &denialLimiter{burst: burst, window: window, now: time.Now, keys: map[string]*denialWindow{}}
+	return &denialLimiter{burst: burst, window: window, now: time.Now, tenants: map[string]*tenantDenials{}}
 }
 
 // setLimits changes the burst and window on reload; open windows keep counting.
@@ -42,26 +57,39 @@ func (l *denialLimiter) setLimits(burst int, window time.Duration) {
 	l.burst, l.window = burst, window
 }
 
-// Allow reports whether a denial with this key should be logged. When it is,
-// suppressed is the number of identical denials not logged since the last
-// logged one (to be reported on this line).
-func (l *denialLimiter) Allow(key string) (ok bool, suppressed int) {
+// Allow reports whether tenant's denial with this key should be logged.
+// When it is, suppressed is the number of identical denials not logged
+// since the last logged one (to be reported on this line).
+func (l *denialLimiter) Allow(tenant, key string) (ok bool, suppressed int) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	w := l.keys[key]
-	if w == nil && len(l.keys) >= maxDenialKeys {
-		l.sweep(now)
-		if len(l.keys) >= maxDenialKeys {
-			// Keys hold tenant-chosen names: past the bound, new ones share
-			// one window instead of growing the map.
-			key, w = overflowKey, l.keys[overflowKey]
+	td := l.tenants[tenant]
+	if td == nil {
+		// Tenant names come from the config (or "-"): bounded.
+		td = &tenantDenials{keys: map[string]*denialWindow{}}
+		l.tenants[tenant] = td
+	}
+	w := td.keys[key]
+	if w == nil {
+		if l.full(td) && now.Sub(l.lastSweep) >= l.window/8 {
+			l.sweep(now)           // at most a few times per window: a sweep walks every key
+			l.tenants[tenant] = td // the sweep may have dropped it, empty
+		}
+		if l.full(td) {
+			// Keys hold tenant-chosen names: past the bounds, new ones
+			// share the tenant's overflow window instead of growing the map.
+			if td.overflow == nil {
+				td.overflow = &denialWindow{start: now}
+			}
+			w = td.overflow
+		} else {
+			w = &denialWindow{start: now}
+			td.keys[key] = w
+			l.total++
 		}
 	}
-	if w == nil {
-		w = &denialWindow{start: now}
-		l.keys[key] = w
-	} else if now.Sub(w.start) >= l.window {
+	if now.Sub(w.start) >= l.window {
 		suppressed = w.suppressed
 		*w = denialWindow{start: now}
 	}
@@ -73,13 +101,28 @@ func (l *denialLimiter) Allow(key string) (ok bool, suppressed int) {
 	return true, suppressed
 }
 
-// sweep forgets closed windows, bounding memory. Suppressed counts of a
-// forgotten key are not lost from metrics: the caller counts every
-// suppression as it happens.
+// full reports whether td may not take another key.
+func (l *denialLimiter) full(td *tenantDenials) bool {
+	return len(td.keys) >= maxDenialKeysPerTenant || l.total >= maxDenialKeys
+}
+
+// sweep forgets closed windows, and tenants left with none, bounding
+// memory. Suppressed counts of a forgotten key are not lost from metrics:
+// the caller counts every suppression as it happens.
 func (l *denialLimiter) sweep(now time.Time) {
-	for k, w := range l.keys {
-		if now.Sub(w.start) >= l.window {
-			delete(l.keys, k)
+	l.lastSweep = now
+	for name, td := range l.tenants {
+		for k, w := range td.keys {
+			if now.Sub(w.start) >= l.window {
+				delete(td.keys, k)
+				l.total--
+			}
+		}
+		if td.overflow != nil && now.Sub(td.overflow.start) >= l.window {
+			td.overflow = nil
+		}
+		if len(td.keys) == 0 && td.overflow == nil {
+			delete(l.tenants, name)
 		}
 	}
 }

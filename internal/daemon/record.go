@@ -2,8 +2,10 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/egressfw/egressfw/internal/sni"
@@ -25,6 +27,8 @@ type connRecord struct {
 	alpn      []string
 	ech       bool
 	resolved  []netip.Addr
+	aliases   []string
+	dropped   int
 	dialed    netip.AddrPort
 
 	decision string // allow | deny | would_deny (report mode) | error
@@ -43,6 +47,7 @@ func (r *connRecord) setRequest(res sni.Result) {
 
 func (r *connRecord) setOutcome(o outcome) {
 	r.reason, r.detail, r.resolved, r.dnsDur, r.dnsServer = o.reason, o.detail, o.resolved, o.dnsDur, o.dnsServer
+	r.aliases, r.dropped = o.aliases, o.dropped
 	switch {
 	case o.allow && o.would:
 		r.decision = "allow"
@@ -68,7 +73,7 @@ func (s *server) finish(r *connRecord) {
 	}
 	var suppressed int
 	if r.decision != "allow" {
-		ok, n := s.denials.Allow(r.tenant + "\x00" + r.reason + "\x00" + r.name + "\x00" + r.orig.String())
+		ok, n := s.denials.Allow(r.tenant, r.reason+"\x00"+r.name+"\x00"+r.orig.String())
 		if !ok {
 			s.metrics.suppressed.Inc()
 			return
@@ -96,7 +101,13 @@ func (s *server) finish(r *connRecord) {
 		attrs = append(attrs, slog.Bool("ech", true))
 	}
 	if len(r.resolved) > 0 {
-		attrs = append(attrs, slog.String("resolved", joinAddrs(r.resolved)), slog.String("dns_server", r.dnsServer))
+		attrs = append(attrs, slog.String("resolved", joinBounded(r.resolved, maxLoggedAddrs)), slog.String("dns_server", r.dnsServer))
+	}
+	if r.dropped > 0 {
+		attrs = append(attrs, slog.Int("resolved_dropped", r.dropped))
+	}
+	if len(r.aliases) > 0 {
+		attrs = append(attrs, slog.String("cname", strings.Join(r.aliases, ", ")))
 	}
 	if r.dialed.IsValid() {
 		attrs = append(attrs, slog.String("dialed", r.dialed.String()))
@@ -118,6 +129,19 @@ func (s *server) finish(r *connRecord) {
 		level = slog.LevelWarn
 	}
 	s.log.LogAttrs(context.Background(), level, "connection", attrs...)
+}
+
+// maxLoggedAddrs bounds the resolved list in a connection's log line; the
+// rest is counted ("(+24 more)").
+const maxLoggedAddrs = 8
+
+// joinBounded is joinAddrs of the first limit addresses and a count of
+// the others.
+func joinBounded(as []netip.Addr, limit int) string {
+	if len(as) <= limit {
+		return joinAddrs(as)
+	}
+	return fmt.Sprintf("%s (+%d more)", joinAddrs(as[:limit]), len(as)-limit)
 }
 
 func dnsResult(reason string) string {

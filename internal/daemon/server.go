@@ -28,17 +28,19 @@ type snapshot struct {
 	resolver *resolver.Resolver
 	tenants  map[uint32]*tenantState // by slot
 	peekOpts sni.PeekOptions
+	denyFull bool // listener.deny_detail = "full": refusals say why
 }
 
-// tenantState is a tenant in one snapshot. Its gate outlives snapshots so
-// the per-tenant cap counts connections across reloads.
+// tenantState is a tenant in one snapshot. Its shares outlive snapshots so
+// the per-tenant caps count connections across reloads.
 type tenantState struct {
-	name     string
-	slot     uint32
-	port     uint16
-	compiled *policy.CompiledTenant
-	gate     *gate
-	peekGate *gate // this tenant's share of the connections still being peeked
+	name      string
+	slot      uint32
+	port      uint16
+	compiled  *policy.CompiledTenant
+	share     *share // of the proxied connections (server.connPool)
+	peekShare *share // of the connections still being peeked (server.peekPool)
+	pacer     *pacer // max_new_per_second; outlives snapshots like the shares
 	// forwarded tenants (interfaces or source_cidrs) also arrive by nat
 	// REDIRECT on the primary address of their ingress interface, so their
 	// listener is bound to the wildcard address (see listenAddrs).
@@ -60,14 +62,13 @@ type server struct {
 	origDstNAT func(*net.TCPConn) (netip.AddrPort, error)
 	ifaceOf    func(netip.Addr) string
 
-	global, peeking *gate
-	denials         *denialLimiter
-	hostAddrs       atomic.Pointer[[]netip.Addr] // the host's own addresses, always internal
-	addrIfaces      atomic.Pointer[map[netip.Addr]string]
+	connPool, peekPool *pool
+	denials            *denialLimiter
+	hostAddrs          atomic.Pointer[[]netip.Prefix] // the host's own addresses and local routes, always internal
+	addrIfaces         atomic.Pointer[map[netip.Addr]string]
 
 	mu        sync.Mutex
-	gates     map[string]*gate
-	peekGates map[string]*gate
+	pacers    map[string]*pacer // by tenant name
 	listeners map[uint32]*portListener
 	conns     sync.WaitGroup
 	accepting atomic.Int32 // accept loops running
@@ -78,8 +79,8 @@ func newServer(log *slog.Logger, m *metrics, d dialer) *server {
 		log: log, metrics: m, dialer: d,
 		origDst: tproxy.OriginalDst, listen: tproxy.Listen,
 		redirected: isRedirected, origDstNAT: tproxy.OriginalDstNAT,
-		global: newGate(1), peeking: newGate(1), denials: newDenialLimiter(10, 10*time.Second),
-		gates: map[string]*gate{}, peekGates: map[string]*gate{}, listeners: map[uint32]*portListener{},
+		connPool: newPool(), peekPool: newPool(), denials: newDenialLimiter(10, 10*time.Second),
+		listeners: map[uint32]*portListener{}, pacers: map[string]*pacer{},
 	}
 	s.ifaceOf = s.ifaceOfAddr
 	return s
@@ -93,7 +94,7 @@ func (s *server) buildSnapshot(cfg *config.Config, slots map[string]uint32, bypa
 		return nil, err
 	}
 	if ha := s.hostAddrs.Load(); ha != nil {
-		pol.Classifier().SetHostAddrs(*ha)
+		pol.Classifier().SetHostRanges(*ha)
 	}
 	res, err := newResolver(cfg, bypassMark)
 	if err != nil {
@@ -101,7 +102,8 @@ func (s *server) buildSnapshot(cfg *config.Config, slots map[string]uint32, bypa
 	}
 	snap := &snapshot{cfg: cfg, policy: pol, resolver: res, tenants: map[uint32]*tenantState{},
 		peekOpts: sni.PeekOptions{Timeout: cfg.Listener.PeekTimeout.Duration,
-			MaxHandshake: cfg.Listener.MaxClientHello, MaxHTTPHead: cfg.Listener.MaxHTTPHeader}}
+			MaxHandshake: cfg.Listener.MaxClientHello, MaxHTTPHead: cfg.Listener.MaxHTTPHeader},
+		denyFull: cfg.Listener.DenyDetail == config.DenyDetailFull}
 	for _, t := range cfg.Tenants {
 		slot := slots[t.Name]
 		snap.tenants[slot] = &tenantState{name: t.Name, slot: slot, port: listenerPort(cfg, slot), compiled: compiled[t.Name],
@@ -119,53 +121,23 @@ func listenerPort(cfg *config.Config, slot uint32) uint16 {
 // pointer swaps. Connections in flight keep their snapshot.
 func (s *server) install(snap *snapshot) {
 	cfg := snap.cfg
-	s.global.setMax(cfg.Limits.MaxConnections)
-	s.peeking.setMax(cfg.Limits.MaxPeeking)
 	s.denials.setLimits(cfg.Log.DenialBurst, cfg.Log.DenialWindow.Duration)
-	s.mu.Lock()
-	gates := map[string]*gate{}
-	for _, t := range cfg.Tenants {
-		g := s.gates[t.Name]
-		if g == nil {
-			g = newGate(0)
-		}
-		n := t.MaxConnections
-		if n == 0 {
-			n = cfg.Limits.MaxConnectionsPerTenant
-		}
-		g.setMax(n)
-		gates[t.Name] = g
-	}
-	s.gates = gates
-	peekGates := map[string]*gate{}
-	for _, t := range cfg.Tenants {
-		g := s.peekGates[t.Name]
-		if g == nil {
-			g = newGate(0)
-		}
-		g.setMax(cfg.Limits.MaxPeekingPerTenant)
-		peekGates[t.Name] = g
-	}
-	s.peekGates = peekGates
-	for _, t := range snap.tenants {
-		t.gate, t.peekGate = gates[t.name], peekGates[t.name]
-	}
-	s.mu.Unlock()
+	s.configureLimits(snap)
 	s.metrics.tenantCount.Set(float64(len(cfg.Tenants)))
 	s.state.Store(snap)
 	// An address update that raced with the build reaches the new snapshot.
 	if ha := s.hostAddrs.Load(); ha != nil {
-		snap.policy.Classifier().SetHostAddrs(*ha)
+		snap.policy.Classifier().SetHostRanges(*ha)
 	}
 }
 
-// setHostAddrs records the host's addresses (and the interface of each)
-// and applies them at once.
-func (s *server) setHostAddrs(addrs []netip.Addr, ifaces map[netip.Addr]string) {
-	s.hostAddrs.Store(&addrs)
+// setHostAddrs records the host's addresses and local routes (and the
+// interface of each address) and applies them at once.
+func (s *server) setHostAddrs(ranges []netip.Prefix, ifaces map[netip.Addr]string) {
+	s.hostAddrs.Store(&ranges)
 	s.addrIfaces.Store(&ifaces)
 	if snap := s.state.Load(); snap != nil {
-		snap.policy.Classifier().SetHostAddrs(addrs)
+		snap.policy.Classifier().SetHostRanges(ranges)
 	}
 }
 
@@ -179,10 +151,12 @@ func (s *server) ifaceOfAddr(a netip.Addr) string {
 
 // portListener is one tenant's pair of listening sockets.
 type portListener struct {
-	port  uint16
-	wild  bool // bound to the wildcard addresses (a forwarded tenant)
-	socks []*net.TCPListener
-	done  sync.WaitGroup
+	port    uint16
+	wild    bool // bound to the wildcard addresses (a forwarded tenant)
+	socks   []*net.TCPListener
+	done    sync.WaitGroup
+	closing chan struct{} // closed with the sockets: ends a pacing wait
+	once    sync.Once
 }
 
 // listenAddrs are the addresses of a tenant's listener. A local-only tenant
@@ -288,7 +262,7 @@ func (s *server) openAll(ctx context.Context, todo []*tenantState) ([]*portListe
 
 // openTenant opens one tenant's sockets.
 func (s *server) openTenant(ctx context.Context, t *tenantState) (*portListener, error) {
-	pl := &portListener{port: t.port, wild: t.forwarded}
+	pl := &portListener{port: t.port, wild: t.forwarded, closing: make(chan struct{})}
 	for _, ip := range listenAddrs(t.forwarded) {
 		ln, err := s.listen(ctx, netip.AddrPortFrom(netip.MustParseAddr(ip), t.port))
 		if err != nil {
@@ -347,6 +321,7 @@ func (pl *portListener) close() {
 // closeSockets closes the sockets (of a listener not yet served, or before
 // waiting).
 func (pl *portListener) closeSockets() {
+	pl.once.Do(func() { close(pl.closing) })
 	for _, l := range pl.socks {
 		l.Close()
 	}
@@ -359,14 +334,15 @@ func (s *server) serveListener(pl *portListener, slot uint32) {
 		go func() {
 			defer pl.done.Done()
 			defer s.accepting.Add(-1)
-			s.acceptLoop(ln, slot)
+			s.acceptLoop(ln, slot, pl.closing)
 		}()
 	}
 }
 
-func (s *server) acceptLoop(ln *net.TCPListener, slot uint32) {
+func (s *server) acceptLoop(ln *net.TCPListener, slot uint32, closing <-chan struct{}) {
 	backoff := 5 * time.Millisecond
 	for {
+		s.pace(slot, closing)
 		c, err := ln.AcceptTCP()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {

@@ -27,6 +27,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	static  map[string][]netip.Addr
+	cnames  map[string]string
 	funcs   map[string]AnswerFunc
 	perName map[string]int
 	queries atomic.Int64
@@ -36,7 +37,7 @@ type Server struct {
 
 // Start serves on addr ("127.0.0.1:0" for a free port) until Close.
 func Start(addr string) (*Server, error) {
-	s := &Server{static: map[string][]netip.Addr{}, funcs: map[string]AnswerFunc{}, perName: map[string]int{}}
+	s := &Server{static: map[string][]netip.Addr{}, cnames: map[string]string{}, funcs: map[string]AnswerFunc{}, perName: map[string]int{}}
 	var pc net.PacketConn
 	var ln net.Listener
 	var err error
@@ -89,6 +90,15 @@ func (s *Server) Set(name string, addrs ...string) {
 	s.static[canonical(name)] = as
 }
 
+// SetCNAME makes name an alias of target: a query for name is answered
+// with the CNAME chain from it (followed within this server, at most 16
+// hops) and the addresses of the chain's end.
+func (s *Server) SetCNAME(name, target string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cnames[canonical(name)] = canonical(target)
+}
+
 // SetFunc makes name answer with whatever f returns.
 func (s *Server) SetFunc(name string, f AnswerFunc) {
 	s.mu.Lock()
@@ -113,12 +123,21 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		return
 	}
 	q := req.Question[0]
-	addrs, ok := s.answer(canonical(q.Name), q.Qtype)
+	owner := q.Name
+	for range 16 {
+		target, ok := s.cname(canonical(owner))
+		if !ok {
+			break
+		}
+		m.Answer = append(m.Answer, &dns.CNAME{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: s.TTL}, Target: target})
+		owner = target
+	}
+	addrs, ok := s.answer(canonical(owner), q.Qtype)
 	if !ok {
 		m.Rcode = dns.RcodeNameError
 	}
 	for _, a := range addrs {
-		hdr := dns.RR_Header{Name: q.Name, Class: dns.ClassINET, Ttl: s.TTL}
+		hdr := dns.RR_Header{Name: owner, Class: dns.ClassINET, Ttl: s.TTL}
 		switch {
 		case q.Qtype == dns.TypeA && a.Is4():
 			hdr.Rrtype = dns.TypeA
@@ -128,7 +147,21 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 			m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr, AAAA: a.AsSlice()})
 		}
 	}
+	if w.LocalAddr().Network() == "udp" { // too big for UDP: truncated, the client retries over TCP
+		size := dns.MinMsgSize
+		if opt := req.IsEdns0(); opt != nil {
+			size = int(opt.UDPSize())
+		}
+		m.Truncate(size)
+	}
 	_ = w.WriteMsg(m)
+}
+
+func (s *Server) cname(name string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.cnames[name]
+	return t, ok
 }
 
 func (s *Server) answer(name string, qtype uint16) ([]netip.Addr, bool) {

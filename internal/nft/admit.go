@@ -2,6 +2,7 @@ package nft
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/google/nftables/expr"
 )
@@ -41,12 +42,12 @@ func admittedRules(t *Tenant, mask uint32) []*ruleDef {
 	return []*ruleDef{reply, marked.add("accept", accept)}
 }
 
-// admit makes every rule of c after the first skip that accepts a packet
-// store the tenant's slot in the ct mark first.
-func admit(c *chainDef, t *Tenant, mask uint32, skip int) *chainDef {
-	for _, r := range c.rules[skip:] {
+// admit makes every rule of c that accepts a packet, except those in
+// exempt, store the tenant's slot in the ct mark first.
+func admit(c *chainDef, t *Tenant, mask uint32, exempt ...*ruleDef) *chainDef {
+	for _, r := range c.rules {
 		n, w := len(r.exprs), len(r.words)
-		if n == 0 || w == 0 || r.words[w-1] != "accept" {
+		if n == 0 || w == 0 || r.words[w-1] != "accept" || slices.Contains(exempt, r) {
 			continue
 		}
 		if v, ok := r.exprs[n-1].(*expr.Verdict); !ok || v.Kind != expr.VerdictAccept {

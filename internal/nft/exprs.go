@@ -66,6 +66,10 @@ func nfproto(v6 bool) []expr.Any {
 	}
 }
 
+func thSport() expr.Any {
+	return &expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2}
+}
+
 func thDport() expr.Any {
 	return &expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}
 }
@@ -85,6 +89,20 @@ func ctStatusDNAT() []expr.Any {
 		&expr.Ct{Key: expr.CtKeySTATUS, Register: reg1},
 		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: ne32(ipsDstNAT), Xor: ne32(0)},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: ne32(0)},
+	}
+}
+
+// socketTransparent: socket transparent 0|1. The socket is the packet's
+// (found by early demux or TPROXY) or looked up by its addresses; a packet
+// with no socket matches neither.
+func socketTransparent(want bool) []expr.Any {
+	v := byte(0)
+	if want {
+		v = 1
+	}
+	return []expr.Any{
+		&expr.Socket{Key: expr.SocketKeyTransparent, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{v}},
 	}
 }
 

@@ -16,7 +16,9 @@ import (
 // by reverse-path-checked source range), in every hook:
 //
 //   - prerouting (filter, mangle): a packet on a tenant interface whose
-//     source is outside the tenant's ranges is dropped (spoofing), and a
+//     source is outside the tenant's ranges is dropped (spoofing; also
+//     IPv6 on a bridge whose IPv6 range is not listed), whatever its
+//     protocol, apart from what a guest needs to get an address; and a
 //     tenant range seen on an interface that would not route it back is
 //     dropped (strict reverse path);
 //   - nat_prerouting (nat, dstnat - 10, before Docker's and kube-proxy's
@@ -28,11 +30,16 @@ import (
 //     answered with a reset, while a nat redirect survives br_netfilter.
 //     The listener reads the original destination with SO_ORIGINAL_DST,
 //     and the input chain lets the redirected flow reach the listener
-//     port (ct status dnat) while a direct connect is reset;
+//     port (ct status dnat) while a direct connect is reset. Only
+//     egressfw's own (transparent) listeners ever get a redirected flow:
+//     with egressfw down, a local user's socket on the port gets nothing
+//     and the SYN is reset (see natChain and inputChain);
 //   - forward (filter): the tenant's chain accepts replies, flows it
-//     admitted before (admit.go), traffic to its own interfaces and source
-//     ranges (containers of one network, pods; not intercepted either) and
-//     allow_direct, and rejects the rest;
+//     admitted before (admit.go), traffic that stays between its members
+//     (leaves by one of its interfaces to an address in its ranges:
+//     containers of one network, pods; not intercepted either, see stays)
+//     and allow_direct, and rejects the rest, also a LAN host whose
+//     address happens to be in the ranges;
 //   - input (filter): the same for the host's own addresses (a container
 //     that dials the bridge gateway or the host's LAN address arrives
 //     here, not in forward), plus neighbour discovery and DHCP, without
@@ -143,56 +150,91 @@ func ingressRules(tenants []Tenant) []*ruleDef {
 }
 
 // ingressChain drops what arrives on the tenant's interfaces from outside
-// its source ranges, except the link-local and unconfigured sources of
-// neighbour discovery and DHCP (those cannot be forwarded anyway).
+// its source ranges, in every protocol and family. The only exceptions are
+// what a guest sends before it has an address in them, without which a VM
+// gets none: DHCPv4 from 0.0.0.0, and neighbour discovery, MLD and DHCPv6
+// from a link-local or the unspecified address. A link-local source can
+// send nothing else (no TCP, UDP or ICMP echo to the host, the listener or
+// other guests), so a bridge that also carries IPv6 the ranges do not name
+// is no way around them.
 func ingressChain(table *nftables.Table, t *Tenant) *chainDef {
 	c := &chainDef{chain: &nftables.Chain{Table: table, Name: ingressChainName(t.Slot)}}
 	ret := func() *expr.Verdict { return &expr.Verdict{Kind: expr.VerdictReturn} }
-	c.rules = append(c.rules,
-		dhcp4Rule().add("return", ret()),
-		(&ruleDef{}).add("ip6 saddr fe80::/10", saddr(netip.MustParsePrefix("fe80::/10"))...).add("return", ret()),
-		(&ruleDef{}).add("ip6 saddr ::", saddr(netip.MustParsePrefix("::/128"))...).add("return", ret()))
 	for _, p := range t.Sources {
 		c.rules = append(c.rules, (&ruleDef{}).add(saddrText(p), saddr(p)...).add("return", ret()))
 	}
+	unconfigured := (&ruleDef{}).add("ip saddr 0.0.0.0", saddr(netip.MustParsePrefix("0.0.0.0/32"))...)
+	c.rules = append(c.rules, dhcp4Rule(unconfigured).add("return", ret()))
+	for _, src := range []string{"fe80::/10", "::/128"} {
+		p := netip.MustParsePrefix(src)
+		c.rules = append(c.rules, ndRule((&ruleDef{}).add(saddrText(p), saddr(p)...), false).add("return", ret()))
+	}
+	dhcp6 := (&ruleDef{}).add("ip6 saddr fe80::/10", saddr(netip.MustParsePrefix("fe80::/10"))...)
+	dhcp6.add("udp sport 546", append(l4proto(unix.IPPROTO_UDP), thSport(), &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(546)})...)
+	dhcp6.add("udp dport 547", thDport(), &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(547)})
+	c.rules = append(c.rules, dhcp6.add("return", ret()))
 	c.rules = append(c.rules, (&ruleDef{}).add("drop", &expr.Verdict{Kind: expr.VerdictDrop}))
 	return c
 }
 
-// dhcp4Rule matches a DHCPv4 client message.
-func dhcp4Rule() *ruleDef {
-	r := &ruleDef{}
-	r.add("udp sport 68", append(l4proto(unix.IPPROTO_UDP),
-		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(68)})...)
+// ndRule matches the ICMPv6 types of neighbour discovery and MLD that a
+// host sends to join its link. Without v6, r already matched IPv6 (an ip6
+// address) and the family check is left out, as nft leaves it out.
+func ndRule(r *ruleDef, v6 bool) *ruleDef {
+	nd := newSet(&nftables.Set{Anonymous: true, Constant: true, KeyType: nftables.TypeICMP6Type}, []element{
+		{133, nftables.SetElement{Key: []byte{133}}, "nd-router-solicit"},
+		{135, nftables.SetElement{Key: []byte{135}}, "nd-neighbor-solicit"},
+		{136, nftables.SetElement{Key: []byte{136}}, "nd-neighbor-advert"},
+		{143, nftables.SetElement{Key: []byte{143}}, "mld2-listener-report"},
+	})
+	look := &expr.Lookup{SourceRegister: reg1}
+	r.anon, r.anonLookup = nd, look
+	var family []expr.Any
+	if v6 {
+		family = nfproto(true)
+	}
+	return r.add("icmpv6 type { "+strings.Join(nd.texts, ", ")+" }", append(family, append(l4proto(unix.IPPROTO_ICMPV6),
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1}, look)...)...)
+}
+
+// dhcp4Rule extends r to match a DHCPv4 client message.
+func dhcp4Rule(r *ruleDef) *ruleDef {
+	r.add("udp sport 68", append(l4proto(unix.IPPROTO_UDP), thSport(), &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(68)})...)
 	r.add("udp dport 67", thDport(), &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(67)})
 	return r
 }
 
 // natChain redirects a forwarded tenant's new TCP to an intercept port to
 // the tenant's listener port (see the comment at the top of this file for
-// why REDIRECT and not TPROXY).
+// why REDIRECT and not TPROXY), unless it stays between members of the
+// tenant (see stays).
+//
+// The redirect happens only if a transparent socket, which only egressfw
+// can open, listens on the target: the tproxy statement is used as that
+// test (it finds the listener REDIRECT would deliver to, on the ingress
+// interface's primary address, and fails if there is none or it is not
+// transparent; the socket it assigns is the one the packet reaches
+// anyway). Otherwise the SYN is reset here, before NAT: a reset of the
+// redirected packet would carry the listener's address and port, which
+// the client does not know, and under br_netfilter the kernel sends it
+// straight to the bridge port, past the NAT that could fix it.
 func natChain(table *nftables.Table, tenants []Tenant) *chainDef {
 	c := baseChain(table, chainNATPrerouting, nftables.ChainTypeNAT, nftables.ChainHookPrerouting,
 		natPriority, "type nat hook prerouting priority dstnat - 10;")
 	for _, t := range tenants {
 		for _, match := range classifiers(&t) {
-			// Between members of one tenant (containers of a compose
-			// stack, pods) there is no egress to guard: not intercepted.
-			// The host's own addresses in the range (the gateway) are.
-			for _, p := range t.Sources {
-				r := match()
-				r.add(daddrText(p), daddr(p)...)
-				r.add("fib daddr type != local", &expr.Fib{FlagDADDR: true, ResultADDRTYPE: true, Register: reg1},
-					&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: ne32(unix.RTN_LOCAL)})
+			for _, r := range stays(&t, match, false) {
 				c.rules = append(c.rules, r.add("accept", accept))
 			}
-			r := match()
-			r.add("tcp dport @"+setIntercept, append(l4proto(unix.IPPROTO_TCP), thDport(), lookup(setIntercept, 0))...)
+			icpt := func() *ruleDef {
+				return match().add("tcp dport @"+setIntercept, append(l4proto(unix.IPPROTO_TCP), thDport(), lookup(setIntercept, 0))...)
+			}
+			r := icpt()
+			r.add(fmt.Sprintf("tproxy to :%d", t.ListenerPort), &expr.Immediate{Register: reg1, Data: be16(t.ListenerPort)},
+				&expr.TProxy{Family: unix.NFPROTO_UNSPEC, TableFamily: unix.NFPROTO_INET, RegPort: reg1})
 			r.add(fmt.Sprintf("redirect to :%d", t.ListenerPort),
-				&expr.Immediate{Register: reg1, Data: be16(t.ListenerPort)},
 				&expr.Redir{RegisterProtoMin: reg1, Flags: unix.NF_NAT_RANGE_PROTO_SPECIFIED})
-			c.rules = append(c.rules, r)
+			c.rules = append(c.rules, r, icpt().add("reject with tcp reset", rejectTCPReset()))
 		}
 	}
 	return c
@@ -224,43 +266,42 @@ func forwardChain(table *nftables.Table, tenants []Tenant) *chainDef {
 }
 
 // tenantForwardChain is a forwarded tenant's egress: replies, flows it
-// admitted (admit.go), its own networks and allow_direct pass; the rest is
-// rejected.
+// admitted (admit.go), traffic that stays between its members (see stays),
+// neighbour discovery and allow_direct pass; the rest is rejected.
+// Neighbour discovery and MLD between guests on one bridge have multicast
+// and link-local destinations outside the ranges; they pass whatever the
+// output interface, as they cannot reach beyond the link: a router lowers
+// the hop limit of 255 that a receiver requires, and MLD's hop limit of 1
+// is never forwarded.
 func tenantForwardChain(table *nftables.Table, t *Tenant, ctMask uint32) *chainDef {
 	c := &chainDef{chain: &nftables.Chain{Table: table, Name: forwardChainName(t.Slot)}}
-	c.rules = append(c.rules, admittedRules(t, ctMask)...)
-	for _, n := range t.Interfaces {
-		c.rules = append(c.rules, (&ruleDef{}).add(ifnameText(true, n), iifname(true, n)...).add("accept", accept))
+	first := admittedRules(t, ctMask)
+	c.rules = append(c.rules, first...)
+	for _, r := range stays(t, nil, true) {
+		c.rules = append(c.rules, r.add("accept", accept))
 	}
-	for _, p := range t.Sources {
-		c.rules = append(c.rules, (&ruleDef{}).add(daddrText(p), daddr(p)...).add("accept", accept))
+	var nd *ruleDef // matched without state, not marked
+	if len(t.Sources) > 0 {
+		nd = ndRule(&ruleDef{}, true).add("accept", accept)
+		c.rules = append(c.rules, nd)
 	}
-	return admit(finishTenant(c, t), t, ctMask, 2)
+	return admit(finishTenant(c, t), t, ctMask, append(first, nd)...)
 }
 
 // tenantInputChain is a forwarded tenant's traffic to the host's own
 // addresses: internal like any other, apart from replies, flows it
-// admitted, neighbour discovery, DHCP and allow_direct. Redirected intercepts were accepted by
-// the input chain before.
+// admitted, neighbour discovery, DHCP and allow_direct. Redirected
+// intercepts were accepted by the input chain before.
 func tenantInputChain(table *nftables.Table, t *Tenant, ctMask uint32) *chainDef {
 	c := &chainDef{chain: &nftables.Chain{Table: table, Name: inputChainName(t.Slot)}}
-	c.rules = append(c.rules, admittedRules(t, ctMask)...)
-	nd := newSet(&nftables.Set{Anonymous: true, Constant: true, KeyType: nftables.TypeICMP6Type}, []element{
-		{133, nftables.SetElement{Key: []byte{133}}, "nd-router-solicit"},
-		{135, nftables.SetElement{Key: []byte{135}}, "nd-neighbor-solicit"},
-		{136, nftables.SetElement{Key: []byte{136}}, "nd-neighbor-advert"},
-		{143, nftables.SetElement{Key: []byte{143}}, "mld2-listener-report"},
-	})
-	look := &expr.Lookup{SourceRegister: reg1}
-	ndRule := &ruleDef{anon: nd, anonLookup: look}
-	ndRule.add("icmpv6 type { "+strings.Join(nd.texts, ", ")+" }", append(nfproto(true), append(l4proto(unix.IPPROTO_ICMPV6),
-		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1}, look)...)...)
+	first := admittedRules(t, ctMask)
+	c.rules = append(c.rules, first...)
 	dhcp6 := &ruleDef{}
 	dhcp6.add("ip6 saddr fe80::/10", saddr(netip.MustParsePrefix("fe80::/10"))...)
 	dhcp6.add("udp dport 547", append(l4proto(unix.IPPROTO_UDP), thDport(), &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(547)})...)
-	c.rules = append(c.rules, ndRule.add("accept", accept), dhcp4Rule().add("accept", accept), dhcp6.add("accept", accept))
-	stateless := len(c.rules) // ND and DHCP: matched without state, not marked
-	return admit(finishTenant(c, t), t, ctMask, stateless)
+	stateless := []*ruleDef{ndRule(&ruleDef{}, true).add("accept", accept), dhcp4Rule(&ruleDef{}).add("accept", accept), dhcp6.add("accept", accept)}
+	c.rules = append(c.rules, stateless...) // matched without state, not marked
+	return admit(finishTenant(c, t), t, ctMask, append(first, stateless...)...)
 }
 
 // finishTenant appends allow_direct and the final verdict.

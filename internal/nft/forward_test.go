@@ -101,7 +101,7 @@ func TestForwardedTenant(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("host bridge-nf-call-iptables: %s", strings.TrimSpace(f.host.run(t, "sysctl", "-n", "net.bridge.bridge-nf-call-iptables")))
-	listener := tcpSink(t, f.host, ":15001") // plain wildcard socket: REDIRECT needs no IP_TRANSPARENT
+	listener := sink(listenTCP(t, f.host, ":15001", true)) // wildcard, transparent as egressfw's (see TestListenerPortSquatter)
 	hostSSH := tcpSink(t, f.host, ":22")
 	web, other := tcpSink(t, f.pub, ":80"), tcpSink(t, f.pub, ":8080")
 	quic, dns := udpSink(t, f.pub, "198.51.100.10:443"), udpSink(t, f.pub, "198.51.100.53:53")

@@ -302,7 +302,17 @@ func preroutingChain(spec *Spec, table *nftables.Table) *chainDef {
 
 // inputChain rejects connections made straight to a listener port. TPROXY
 // keeps the original destination port, so intercepted packets never match;
-// DNATed ones (forwarded tenants, a later extension) are let through.
+// DNATed ones (forwarded tenants' REDIRECT) are let through, but never to
+// a socket that is not transparent: REDIRECT, unlike TPROXY, delivers to
+// any socket on the port, and while egressfw is down any local user may
+// bind it. Only egressfw's listeners are transparent (IP_TRANSPARENT needs
+// CAP_NET_ADMIN), and the request and child sockets of their connections
+// inherit the flag, so every packet of a redirected flow passes. The nat
+// chain already redirects only to a transparent listener (and resets the
+// SYN otherwise); this catches any other DNAT to a listener port and a
+// listener swapped in between. Such packets are dropped: a reset of a
+// DNATed packet would not reach the client (see natChain). With no socket
+// at all the stack itself answers with a reset the NAT translates back.
 func inputChain(table *nftables.Table) *chainDef {
 	c := baseChain(table, chainInput, nftables.ChainTypeFilter, nftables.ChainHookInput,
 		nftables.ChainPriorityFilter, "type filter hook input priority filter;")
@@ -312,6 +322,8 @@ func inputChain(table *nftables.Table) *chainDef {
 		return r
 	}
 	c.rules = append(c.rules,
+		dport().add("ct status dnat", ctStatusDNAT()...).add("socket transparent 0", socketTransparent(false)...).
+			add("drop", &expr.Verdict{Kind: expr.VerdictDrop}),
 		dport().add("ct status dnat", ctStatusDNAT()...).add("accept", accept),
 		dport().add("reject with tcp reset", rejectTCPReset()))
 	return c

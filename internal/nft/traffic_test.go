@@ -1,18 +1,14 @@
 package nft
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // accepted is a connection a transparent test listener took.
@@ -27,43 +23,9 @@ type accepted struct {
 func transparentListen(t *testing.T, ns *testNetns, ports ...uint16) <-chan accepted {
 	t.Helper()
 	ch := make(chan accepted, 16)
-	lc := net.ListenConfig{Control: func(network, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			if network == "tcp6" {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_TRANSPARENT, 1)
-			} else {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_TRANSPARENT, 1)
-			}
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
 	for _, port := range ports {
 		for _, addr := range []string{"127.0.0.1", "::1"} {
-			network := map[bool]string{false: "tcp4", true: "tcp6"}[strings.Contains(addr, ":")]
-			var ln net.Listener
-			var err error
-			ns.do(t, func() { ln, err = lc.Listen(context.Background(), network, net.JoinHostPort(addr, fmt.Sprint(port))) })
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { ln.Close() })
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					buf := make([]byte, 64)
-					c.SetReadDeadline(time.Now().Add(2 * time.Second))
-					n, _ := c.Read(buf)
-					ch <- accepted{port: port, local: c.LocalAddr().String(), payload: string(buf[:n])}
-					c.Close()
-				}
-			}()
+			go serveSink(listenTCP(t, ns, net.JoinHostPort(addr, fmt.Sprint(port)), true), port, ch)
 		}
 	}
 	return ch
@@ -105,28 +67,30 @@ func udpListen(t *testing.T, ns *testNetns, addr string, echo bool) <-chan strin
 // tcpSink is a plain (not transparent) listener inside ns.
 func tcpSink(t *testing.T, ns *testNetns, addr string) <-chan accepted {
 	t.Helper()
-	var ln net.Listener
-	var err error
-	ns.do(t, func() { ln, err = net.Listen("tcp", addr) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	return sink(listenTCP(t, ns, addr, false))
+}
+
+// sink reports the local address and first bytes of every connection ln
+// accepts.
+func sink(ln net.Listener) <-chan accepted {
 	ch := make(chan accepted, 16)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			buf := make([]byte, 64)
-			c.SetReadDeadline(time.Now().Add(2 * time.Second))
-			n, _ := c.Read(buf)
-			ch <- accepted{local: c.LocalAddr().String(), payload: string(buf[:n])}
-			c.Close()
-		}
-	}()
+	go serveSink(ln, 0, ch)
 	return ch
+}
+
+// serveSink reports on ch every connection ln accepts, as one to port.
+func serveSink(ln net.Listener, port uint16, ch chan<- accepted) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		buf := make([]byte, 64)
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, _ := c.Read(buf)
+		ch <- accepted{port: port, local: c.LocalAddr().String(), payload: string(buf[:n])}
+		c.Close()
+	}
 }
 
 // TestTraffic runs real clients in a test cgroup and namespace against the

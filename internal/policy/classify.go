@@ -39,6 +39,9 @@ type Class struct {
 	// ViaEmbedded is true when Embedded, not Addr itself, decided the
 	// result; Source, Entry and Override then describe Embedded.
 	ViaEmbedded bool
+	// NAT64 is the nat64_prefixes entry Addr is in, when Embedded came
+	// from one of the operator's own NAT64 prefixes.
+	NAT64 netip.Prefix
 }
 
 // Reason says why the address is internal or public, e.g.
@@ -51,12 +54,16 @@ func (c Class) Reason() string {
 // 1918)" or "embeds 10.0.0.5, private-use (RFC 1918)".
 func (c Class) Describe() string {
 	what := c.what()
+	via := ""
+	if c.NAT64.IsValid() {
+		via = " (nat64_prefixes " + c.NAT64.String() + ")"
+	}
 	if c.ViaEmbedded {
-		return "embeds " + c.Embedded.String() + ", " + what
+		return "embeds " + c.Embedded.String() + via + ", " + what
 	}
 	s := "is " + what
 	if c.Embedded.IsValid() {
-		s += ", embedding " + c.Embedded.String()
+		s += ", embedding " + c.Embedded.String() + via
 	}
 	return s
 }
@@ -87,10 +94,12 @@ func (c Class) what() string {
 
 // Classifier classifies addresses against the special-purpose registry, the
 // operator's overrides and the host's own addresses. It is safe for
-// concurrent use; SetOverrides and SetHostAddrs swap immutable snapshots.
+// concurrent use; SetOverrides, SetHostRanges and SetNAT64Prefixes swap
+// immutable snapshots.
 type Classifier struct {
 	over  atomic.Pointer[overrides]
 	hosts atomic.Pointer[hostSet]
+	nat64 atomic.Pointer[nat64Set]
 }
 
 type overrides struct {
@@ -98,8 +107,6 @@ type overrides struct {
 	prefixes []netip.Prefix
 	internal []bool
 }
-
-type hostSet struct{ m map[netip.Addr]struct{} }
 
 // NewClassifier returns a classifier with the given overrides and no host
 // addresses (see SetHostAddrs).
@@ -140,15 +147,24 @@ func (c *Classifier) SetOverrides(internalCIDRs, publicCIDRs []netip.Prefix) err
 
 // SetHostAddrs replaces the set of this host's own addresses, which are
 // internal whatever the overrides. Zones are dropped and IPv4-mapped
-// addresses unmapped.
+// addresses unmapped. It is SetHostRanges with single-address prefixes.
 func (c *Classifier) SetHostAddrs(addrs []netip.Addr) {
-	m := make(map[netip.Addr]struct{}, len(addrs))
+	ps := make([]netip.Prefix, 0, len(addrs))
 	for _, a := range addrs {
 		if a.IsValid() {
-			m[a.WithZone("").Unmap()] = struct{}{}
+			ps = append(ps, netip.PrefixFrom(a, a.BitLen()))
 		}
 	}
-	c.hosts.Store(&hostSet{m: m})
+	c.SetHostRanges(ps)
+}
+
+// SetHostRanges replaces the host's own addresses and address ranges (its
+// interface addresses and the kernel's local routes, such as an AnyIP
+// "local 10.99.0.0/16 dev lo"): every address in them is internal whatever
+// the overrides. Zones are dropped and IPv4-mapped prefixes unmapped. A
+// lookup costs O(log n) in the number of disjoint ranges.
+func (c *Classifier) SetHostRanges(prefixes []netip.Prefix) {
+	c.hosts.Store(newHostSet(prefixes))
 }
 
 // embedKind is how an IPv6 address carries an IPv4 address.
@@ -161,6 +177,7 @@ const (
 	embedNAT64
 	embedNAT64Local
 	emb6to4
+	embedNAT64Site // in one of the operator's nat64_prefixes
 )
 
 // embeddedV4 extracts the IPv4 address inside a, if any. For the NAT64
@@ -196,9 +213,10 @@ func embeddedV4(a netip.Addr) (embedKind, netip.Addr) {
 // Classify says whether a is internal and why. Internal wins everywhere: an
 // address is internal if it or the IPv4 address it embeds is a host
 // address, is in internal_cidrs, or (without an override) is non-global in
-// the registry. IPv4-mapped, NAT64 well-known and 6to4 addresses are as
-// public as the address they embed; a public_cidrs entry for the outer
-// address lifts only the outer address's own registry status.
+// the registry. IPv4-mapped, NAT64 (the well-known prefix and the
+// operator's nat64_prefixes) and 6to4 addresses are as public as the
+// address they embed; a public_cidrs entry for the outer address lifts only
+// the outer address's own registry status.
 func (c *Classifier) Classify(a netip.Addr) Class {
 	if !a.IsValid() {
 		return Class{Addr: a, Internal: true, Source: SourceInvalid}
@@ -208,6 +226,13 @@ func (c *Classifier) Classify(a netip.Addr) Class {
 	}
 	kind, e := embeddedV4(a)
 	out := Class{Addr: a, Embedded: e}
+	if kind == embedNone || kind == embedNAT64Local {
+		if p, ok := c.nat64.Load().lookup(a); ok {
+			b := a.As16()
+			kind, e = embedNAT64Site, netip.AddrFrom4([4]byte(b[12:16]))
+			out.Embedded, out.NAT64 = e, p
+		}
+	}
 	hosts := c.hosts.Load()
 	if hosts.has(a) {
 		out.Internal, out.Source = true, SourceHost
@@ -225,7 +250,7 @@ func (c *Classifier) Classify(a netip.Addr) Class {
 	}
 	if kind != embedNone {
 		ec := classifyNoHost(over, e)
-		if ec.Internal || kind == embedMapped || kind == embedNAT64 || kind == emb6to4 {
+		if ec.Internal || kind == embedMapped || kind == embedNAT64 || kind == emb6to4 || kind == embedNAT64Site {
 			if ec.Internal || oi < 0 {
 				out.Internal, out.Source, out.Entry, out.Override = ec.Internal, ec.Source, ec.Entry, ec.Override
 				out.ViaEmbedded = true
@@ -264,12 +289,4 @@ func registryClass(out Class, a netip.Addr) Class {
 	}
 	out.Source, out.Entry, out.Internal = SourceRegistry, &registry[i], !registry[i].Global
 	return out
-}
-
-func (h *hostSet) has(a netip.Addr) bool {
-	if len(h.m) == 0 {
-		return false
-	}
-	_, ok := h.m[a]
-	return ok
 }

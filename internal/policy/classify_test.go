@@ -310,7 +310,11 @@ func TestClassifyInvalid(t *testing.T) {
 func TestClassifyDoesNotAllocate(t *testing.T) {
 	c := mustClassifier(t, []string{"8.8.0.0/16"}, []string{"198.51.100.0/24"})
 	c.SetHostAddrs([]netip.Addr{netip.MustParseAddr("10.0.0.2")})
+	if err := c.SetNAT64Prefixes([]netip.Prefix{netip.MustParsePrefix("2001:db8:64::/96")}); err != nil {
+		t.Fatal(err)
+	}
 	addrs := []netip.Addr{
+		netip.MustParseAddr("2001:db8:64::a14:a"),
 		netip.MustParseAddr("93.184.216.34"),
 		netip.MustParseAddr("10.0.0.2"),
 		netip.MustParseAddr("2606:4700::1111"),

@@ -59,6 +59,11 @@ type Request struct {
 	OrigDst netip.AddrPort
 	// Resolved holds the addresses egressfw's resolver returned for Name.
 	Resolved []netip.Addr
+	// Aliases are the CNAME targets the resolver followed from Name to
+	// the addresses, in order (normalised like Name). Each is judged
+	// against deny_domains as Name is: a chain through a denied name is
+	// denied. allow_domains applies to Name alone.
+	Aliases []string
 }
 
 // Decision is the outcome for one connection or name.
@@ -157,6 +162,12 @@ func (p *Policy) Deny(t *CompiledTenant, origDst netip.AddrPort, code Code, deta
 func (p *Policy) decideName(t *CompiledTenant, req Request) Decision {
 	if d := t.checkName(req.Name); d.Code != CodeAllowed {
 		return d
+	}
+	for _, alias := range req.Aliases {
+		if pat, ok := t.deny.match(alias); ok {
+			return Decision{Code: CodeDeniedDomain, Detail: fmt.Sprintf(
+				"name %q is an alias (CNAME) of %q, which is in deny_domains (%q)", req.Name, alias, pat)}
+		}
 	}
 	if len(req.Resolved) == 0 {
 		return Decision{Code: CodeNoAddresses, Detail: fmt.Sprintf("name %q resolved to no address", req.Name)}

@@ -87,6 +87,48 @@ var registry = []Entry{
 	{pfx("::/3"), "outside global unicast 2000::/3", "RFC 4291", false, false},
 	{pfx("4000::/2"), "outside global unicast 2000::/3", "RFC 4291", false, false},
 	{pfx("8000::/1"), "outside global unicast 2000::/3", "RFC 4291", false, false},
+
+	// Cloud platform endpoints in public address space: a VM reaches them
+	// without a credential, so to a tenant they are as internal as the
+	// metadata address. The RFC column names the vendor instead.
+	//
+	// Azure WireServer (VM agent goal state and certificates, the platform
+	// DNS, DHCP and load-balancer probes): "a virtual public IP address",
+	// the same in all regions and national clouds.
+	// https://learn.microsoft.com/azure/virtual-network/what-is-ip-address-168-63-129-16
+	{pfx("168.63.129.16/32"), "Azure WireServer, a cloud platform endpoint", "Microsoft Azure", false, false},
+	//
+	// Every other platform endpoint found lives in a block above already:
+	//   link-local 169.254.0.0/16: the instance metadata service of AWS,
+	//     GCP (metadata.google.internal), Azure (IMDS), Oracle OCI,
+	//     DigitalOcean, Hetzner, OpenStack, Akamai/Linode at 169.254.169.254
+	//     (docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-data-retrieval.html,
+	//     cloud.google.com/compute/docs/metadata/querying-metadata,
+	//     docs.oracle.com/iaas/Content/Compute/Tasks/gettingmetadata.htm,
+	//     docs.digitalocean.com/products/droplets/how-to/access-metadata/,
+	//     docs.hetzner.cloud/#server-metadata,
+	//     docs.openstack.org/nova/latest/admin/metadata-service.html);
+	//     AWS ECS task metadata 169.254.170.2, AWS DNS 169.254.169.253 and
+	//     time 169.254.169.123; Scaleway 169.254.42.42; Tencent Cloud
+	//     metadata.tencentyun.com at 169.254.0.23
+	//     (intl.cloud.tencent.com/document/product/213/4934);
+	//   link-local fe80::/10: OpenStack over IPv6, fe80::a9fe:a9fe (nova
+	//     metadata-service, above);
+	//   unique-local fc00::/7: AWS IMDS over IPv6 fd00:ec2::254 (and its
+	//     DNS fd00:ec2::253, time fd00:ec2::123, EKS pod identity
+	//     fd00:ec2::23), Akamai/Linode fd00:a9fe:a9fe::1
+	//     (cloud-init doc/rtd/reference/datasources/akamai.rst), Scaleway
+	//     fd00:42::42 (cloud-init .../datasources/scaleway.rst), GCP's IPv6
+	//     metadata fd20:ce::254;
+	//   shared address space 100.64.0.0/10: Alibaba Cloud ECS metadata
+	//     100.100.100.200 and its DNS 100.100.2.136/138
+	//     (alibabacloud.com/help/ecs/user-guide/overview-of-ecs-instance-metadata);
+	//   IETF protocol assignments 192.0.0.0/24: Oracle Cloud@Customer and
+	//     Cloud Classic metadata 192.0.0.192
+	//     (docs.oracle.com/en/cloud/cloud-at-customer/occ-get-started/retrieve-predefined-instance-metadata.html).
+	// Not an address at all: Equinix Metal serves metadata from the public
+	// name metadata.platformequinix.com and tells instances apart by their
+	// source address; deny that name (deny_domains) where it matters.
 }
 
 // registryTable indexes registry for longest-prefix lookups.

@@ -5,36 +5,63 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // answer is one resolution outcome, shared read-only between the cache and
 // every caller coalesced onto it. Callers get copies of addrs.
 type answer struct {
 	addrs     []netip.Addr
+	dropped   int           // addresses the server gave beyond Config.MaxAddrs
 	ttl       time.Duration // clamped TTL when stored
 	server    string
 	canonical string
+	aliases   []string     // the CNAME targets followed, in order
 	partial   error        // non-nil when one family failed
 	err       *LookupError // non-nil for a negative or failed answer
 	expires   time.Time
 }
 
-// cache is a bounded LRU map from name to answer that drops expired
-// entries when it meets them.
+// entryOverhead approximates what a cache entry costs beyond its strings
+// and addresses: the list element, the map slot, the item and the answer.
+const entryOverhead = 256
+
+// size estimates the bytes key and a hold in the cache.
+func (a *answer) size(key string) int {
+	n := entryOverhead + 2*len(key) + len(a.server) + len(a.canonical) + len(a.addrs)*int(unsafe.Sizeof(netip.Addr{}))
+	for _, s := range a.aliases {
+		n += len(s) + int(unsafe.Sizeof(s))
+	}
+	return n
+}
+
+// cache is an LRU map from name to answer, bounded by entries and by
+// bytes, that drops expired entries when it meets them.
 type cache struct {
-	mu  sync.Mutex
-	max int
-	ll  *list.List // front = most recently used; values are *cacheItem
-	m   map[string]*list.Element
+	mu       sync.Mutex
+	max      int
+	maxBytes int
+	bytes    int
+	ll       *list.List // front = most recently used; values are *cacheItem
+	m        map[string]*list.Element
 }
 
 type cacheItem struct {
-	key string
-	a   *answer
+	key  string
+	a    *answer
+	size int
 }
 
-func newCache(max int) *cache {
-	return &cache{max: max, ll: list.New(), m: make(map[string]*list.Element)}
+func newCache(max, maxBytes int) *cache {
+	return &cache{max: max, maxBytes: maxBytes, ll: list.New(), m: make(map[string]*list.Element)}
+}
+
+// remove drops el; the caller holds mu.
+func (c *cache) remove(el *list.Element) {
+	it := el.Value.(*cacheItem)
+	c.ll.Remove(el)
+	delete(c.m, it.key)
+	c.bytes -= it.size
 }
 
 // get returns the live answer for key, or false if absent or expired.
@@ -47,29 +74,27 @@ func (c *cache) get(key string, now time.Time) (*answer, bool) {
 	}
 	it := el.Value.(*cacheItem)
 	if !now.Before(it.a.expires) {
-		c.ll.Remove(el)
-		delete(c.m, key)
+		c.remove(el)
 		return nil, false
 	}
 	c.ll.MoveToFront(el)
 	return it.a, true
 }
 
-// put stores a under key, evicting the least recently used entry when full.
+// put stores a under key, evicting the least recently used entries while
+// the cache holds more than max entries or maxBytes bytes.
 func (c *cache) put(key string, a *answer) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.m[key]; ok {
-		el.Value.(*cacheItem).a = a
-		c.ll.MoveToFront(el)
-		return
+		c.remove(el)
 	}
-	for c.ll.Len() >= c.max {
-		oldest := c.ll.Back()
-		c.ll.Remove(oldest)
-		delete(c.m, oldest.Value.(*cacheItem).key)
+	it := &cacheItem{key: key, a: a, size: a.size(key)}
+	c.m[key] = c.ll.PushFront(it)
+	c.bytes += it.size
+	for c.ll.Len() > c.max || c.bytes > c.maxBytes && c.ll.Len() > 1 {
+		c.remove(c.ll.Back())
 	}
-	c.m[key] = c.ll.PushFront(&cacheItem{key: key, a: a})
 }
 
 // len reports the number of entries, live or not yet noticed as expired.
@@ -77,4 +102,11 @@ func (c *cache) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.ll.Len()
+}
+
+// size reports the estimated bytes the entries hold.
+func (c *cache) size() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bytes
 }

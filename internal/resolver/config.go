@@ -25,6 +25,10 @@ const (
 	DefaultNegativeTTL = 5 * time.Second
 	// DefaultCacheSize is the maximum number of cached names.
 	DefaultCacheSize = 10000
+	// DefaultCacheBytes bounds the cache's estimated memory.
+	DefaultCacheBytes = 8 << 20
+	// DefaultMaxAddrs is how many addresses of one name are kept.
+	DefaultMaxAddrs = 32
 	// DefaultResolvConf is read when Config.Servers is empty.
 	DefaultResolvConf = "/etc/resolv.conf"
 	// maxAttempts caps resolv.conf's attempts:n.
@@ -57,6 +61,15 @@ type Config struct {
 	// CacheSize is the maximum number of cached names (least recently used
 	// are evicted first). 0 disables the cache.
 	CacheSize int
+	// CacheBytes bounds the estimated bytes the cached answers hold, names
+	// and addresses included; the least recently used go first. Must be
+	// positive when the cache is on.
+	CacheBytes int
+	// MaxAddrs is how many addresses of one name are kept (and validated,
+	// cached and dialled); the rest of a larger answer is dropped and
+	// counted in Result.Dropped. Each family keeps at least half of the
+	// bound when it has that many. Must be at least 1.
+	MaxAddrs int
 	// Control, when set, is called on every DNS socket before it connects,
 	// e.g. to set SO_MARK so the firewall's own queries bypass interception.
 	Control func(network, address string, c syscall.RawConn) error
@@ -74,6 +87,8 @@ func DefaultConfig() Config {
 		MaxTTL:      DefaultMaxTTL,
 		NegativeTTL: DefaultNegativeTTL,
 		CacheSize:   DefaultCacheSize,
+		CacheBytes:  DefaultCacheBytes,
+		MaxAddrs:    DefaultMaxAddrs,
 	}
 }
 
@@ -88,6 +103,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("resolver config: min TTL %v is above max TTL %v", c.MinTTL, c.MaxTTL)
 	case c.CacheSize < 0:
 		return fmt.Errorf("resolver config: cache size must not be negative, got %d", c.CacheSize)
+	case c.CacheSize > 0 && c.CacheBytes <= 0:
+		return fmt.Errorf("resolver config: cache bytes must be positive when the cache is on, got %d", c.CacheBytes)
+	case c.MaxAddrs < 1:
+		return fmt.Errorf("resolver config: max addresses per name must be at least 1, got %d", c.MaxAddrs)
 	case c.Attempts < 0:
 		return fmt.Errorf("resolver config: attempts must not be negative, got %d", c.Attempts)
 	}

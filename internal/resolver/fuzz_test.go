@@ -54,9 +54,16 @@ func FuzzExtract(f *testing.F) {
 			return
 		}
 		for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
-			addrs, _, canon, err := extract(&msg, "www.example.com.", qtype)
+			addrs, _, aliases, err := extract(&msg, "www.example.com.", qtype)
 			if err != nil {
 				continue
+			}
+			if len(aliases) > maxCNAMEChain {
+				t.Fatalf("followed %d CNAMEs, bound is %d", len(aliases), maxCNAMEChain)
+			}
+			canon := "www.example.com."
+			if len(aliases) > 0 {
+				canon = aliases[len(aliases)-1]
 			}
 			owners := map[string]bool{}
 			for _, rr := range msg.Answer {

@@ -28,8 +28,9 @@ var (
 // famResult is the outcome of querying one address family.
 type famResult struct {
 	addrs     []netip.Addr
-	ttl       uint32 // minimum over the records used, 0 if none
-	canonical string // FQDN at the end of the CNAME chain
+	ttl       uint32   // minimum over the records used, 0 if none
+	canonical string   // FQDN at the end of the CNAME chain
+	aliases   []string // the CNAME targets followed (FQDNs), in order
 	server    string
 	err       *LookupError
 }
@@ -89,14 +90,18 @@ func (r *Resolver) tryServer(ctx context.Context, name, qname string, qtype uint
 	default:
 		return famResult{err: &LookupError{Name: name, Kind: ErrServerFailure, Server: server, Rcode: resp.Rcode}}
 	}
-	addrs, ttl, canonical, err := extract(resp, qname, qtype)
+	addrs, ttl, aliases, err := extract(resp, qname, qtype)
 	if err != nil {
 		return famResult{err: newError(name, ErrServerFailure, server, err)}
 	}
 	if len(addrs) == 0 {
 		return famResult{err: newError(name, ErrNoAddresses, server, nil)}
 	}
-	return famResult{addrs: addrs, ttl: ttl, canonical: canonical, server: server}
+	canonical := qname
+	if len(aliases) > 0 {
+		canonical = aliases[len(aliases)-1]
+	}
+	return famResult{addrs: addrs, ttl: ttl, canonical: canonical, aliases: aliases, server: server}
 }
 
 // exchange sends m over UDP and repeats it over TCP if the reply was
@@ -125,10 +130,12 @@ func isTimeout(err error) bool {
 }
 
 // extract follows the CNAME chain that starts at qname inside resp's answer
-// section and returns the qtype addresses owned by the end of the chain.
-// Records owned by any other name are ignored: a server (or spoofer) cannot
-// slip in addresses for a name that was not asked about.
-func extract(resp *dns.Msg, qname string, qtype uint16) (addrs []netip.Addr, ttl uint32, canonical string, err error) {
+// section and returns the qtype addresses owned by the end of the chain,
+// and the chain's targets in order (at most maxCNAMEChain; a longer chain
+// or a loop is an error). Records owned by any other name are ignored: a
+// server (or spoofer) cannot slip in addresses for a name that was not
+// asked about.
+func extract(resp *dns.Msg, qname string, qtype uint16) (addrs []netip.Addr, ttl uint32, aliases []string, err error) {
 	target := qname
 	ttl = math.MaxUint32
 	for hops := 0; ; hops++ {
@@ -137,10 +144,11 @@ func extract(resp *dns.Msg, qname string, qtype uint16) (addrs []netip.Addr, ttl
 			break
 		}
 		if hops == maxCNAMEChain {
-			return nil, 0, "", errCNAMEChain
+			return nil, 0, nil, errCNAMEChain
 		}
 		ttl = min(ttl, cn.Hdr.Ttl)
 		target = cn.Target
+		aliases = append(aliases, target)
 	}
 	for _, rr := range resp.Answer {
 		h := rr.Header()
@@ -164,7 +172,7 @@ func extract(resp *dns.Msg, qname string, qtype uint16) (addrs []netip.Addr, ttl
 	if len(addrs) == 0 {
 		ttl = 0
 	}
-	return addrs, ttl, target, nil
+	return addrs, ttl, aliases, nil
 }
 
 func findCNAME(rrs []dns.RR, owner string) *dns.CNAME {

@@ -5,8 +5,10 @@
 //
 // It queries A and AAAA concurrently over UDP (TCP on truncation), tries
 // servers in order within one timeout budget, follows CNAME chains only
-// inside the answer, caches answers with clamped TTLs in a bounded LRU, and
-// coalesces concurrent lookups of the same name.
+// inside the answer and at most 8 hops deep (returning the chain), keeps at
+// most Config.MaxAddrs addresses per name, caches answers with clamped TTLs
+// in an LRU bounded by entries and bytes, and coalesces concurrent lookups
+// of the same name.
 package resolver
 
 import (
@@ -39,6 +41,13 @@ type Result struct {
 	Server string
 	// Canonical is the end of the CNAME chain (Name when there was none).
 	Canonical string
+	// Aliases are the names of the CNAME chain after Name, in order,
+	// lower-case without the trailing dot (both families' chains, each
+	// name once); Canonical is the last. Empty without a CNAME.
+	Aliases []string
+	// Dropped counts the addresses the answer held beyond
+	// Config.MaxAddrs, which are not in Addrs.
+	Dropped int
 	// Cached reports that the answer came from the cache.
 	Cached bool
 	// Partial, when non-nil, is why one address family failed; Addrs then
@@ -57,6 +66,7 @@ type Resolver struct {
 	maxTTL   time.Duration
 	negTTL   time.Duration
 	udp, tcp *dns.Client
+	maxAddrs int
 	cache    *cache // nil when disabled
 	group    singleflight.Group
 	now      func() time.Time
@@ -80,6 +90,7 @@ func New(cfg Config) (*Resolver, error) {
 		minTTL:   cfg.MinTTL,
 		maxTTL:   cfg.MaxTTL,
 		negTTL:   cfg.NegativeTTL,
+		maxAddrs: cfg.MaxAddrs,
 		// Client.Timeout only stops miekg's 2s default from cutting our
 		// context deadline short; the context decides.
 		udp: &dns.Client{Net: "udp", Dialer: dialer, Timeout: cfg.Timeout, UDPSize: ednsSize},
@@ -90,7 +101,7 @@ func New(cfg Config) (*Resolver, error) {
 		r.now = time.Now
 	}
 	if cfg.CacheSize > 0 {
-		r.cache = newCache(cfg.CacheSize)
+		r.cache = newCache(cfg.CacheSize, cfg.CacheBytes)
 	}
 	return r, nil
 }
@@ -173,6 +184,8 @@ func (r *Resolver) result(key string, a *answer, cached bool, start time.Time) (
 		TTL:       ttl,
 		Server:    a.server,
 		Canonical: a.canonical,
+		Aliases:   slices.Clone(a.aliases),
+		Dropped:   a.dropped,
 		Cached:    cached,
 		Partial:   a.partial,
 		Duration:  time.Since(start),
@@ -206,7 +219,8 @@ func (r *Resolver) resolve(key string) flight {
 // NXDOMAIN, then NODATA from both, then the most telling failure.
 func (r *Resolver) combine(key string, v4, v6 famResult) *answer {
 	if len(v4.addrs)+len(v6.addrs) > 0 {
-		a := &answer{addrs: dedup(v4.addrs, v6.addrs)}
+		a := &answer{aliases: aliasNames(v4.aliases, v6.aliases)}
+		a.addrs, a.dropped = capAddrs(dedup(v4.addrs, v6.addrs), r.maxAddrs)
 		ttl := uint32(1<<32 - 1)
 		for _, f := range []famResult{v4, v6} {
 			if len(f.addrs) == 0 {

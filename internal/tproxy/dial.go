@@ -20,6 +20,12 @@ const (
 	DefaultFallbackDelay = 250 * time.Millisecond
 )
 
+// MaxAttempts is the most addresses one DialAny tries, whatever it is
+// given: a name with hundreds of addresses cannot make one connection send
+// hundreds of SYNs. Callers bound the list further (the daemon to
+// listener.max_connect_attempts).
+const MaxAttempts = 16
+
 // Classes of a failed connection attempt; test with errors.Is on an
 // *AttemptError or on the *DialError that carries it.
 var (
@@ -110,10 +116,12 @@ type dialResult struct {
 // happy-eyeballs style: addrs[0] is tried at once, each further address after
 // FallbackDelay or as soon as an earlier attempt fails, and the first success
 // wins while the other attempts are cancelled and their connections closed.
-// The order is the caller's (put the original destination first). It returns
-// the connection and the address it reached; if all attempts fail the error
-// is a *DialError, and if ctx ends first it is ctx's error.
+// The order is the caller's (put the original destination first); only the
+// first MaxAttempts addresses are tried. It returns the connection and the
+// address it reached; if all attempts fail the error is a *DialError, and
+// if ctx ends first it is ctx's error.
 func (d *Dialer) DialAny(ctx context.Context, addrs []netip.AddrPort) (*net.TCPConn, netip.AddrPort, error) {
+	addrs = addrs[:min(len(addrs), MaxAttempts)]
 	switch len(addrs) {
 	case 0:
 		return nil, netip.AddrPort{}, ErrNoAddrs

@@ -155,6 +155,19 @@ func TestDialAny(t *testing.T) {
 		})
 	}
 	t.Run("losers are closed", func(t *testing.T) { checkLosersClosed(t, open, open6) })
+	t.Run("at most MaxAttempts of 200 refusing addresses", func(t *testing.T) {
+		var many []netip.AddrPort
+		for i := range 200 {
+			many = append(many, netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 1 + byte(i/250), 1 + byte(i%250)}), 18001))
+		}
+		d := Dialer{Timeout: attempt, FallbackDelay: time.Second}
+		_, _, err := d.DialAny(context.Background(), many)
+		want := make([]error, MaxAttempts)
+		for i := range want {
+			want[i] = ErrRefused
+		}
+		checkDialError(t, err, many, want)
+	})
 	t.Run("no addresses", func(t *testing.T) {
 		if _, _, err := (&Dialer{}).DialAny(context.Background(), nil); !errors.Is(err, ErrNoAddrs) {
 			t.Fatalf("err = %v, want ErrNoAddrs", err)

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"syscall"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,6 +21,9 @@ import (
 //
 // Connections accepted from it keep the client's original destination as
 // their local address; see OriginalDst.
+//
+// If another socket holds the port, the error (errors.Is EADDRINUSE) says
+// so and names the holders' uids and addresses.
 func Listen(ctx context.Context, addr netip.AddrPort) (*net.TCPListener, error) {
 	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
 	if !addr.IsValid() {
@@ -40,6 +45,9 @@ func Listen(ctx context.Context, addr netip.AddrPort) (*net.TCPListener, error) 
 		if errors.As(err, &se) {
 			return nil, se
 		}
+		if errors.Is(err, unix.EADDRINUSE) {
+			return nil, &portHeldError{addr: addr, holders: portHolders(addr.Port())}
+		}
 		var oe *net.OpError
 		if errors.As(err, &oe) {
 			err = oe.Err
@@ -47,6 +55,63 @@ func Listen(ctx context.Context, addr netip.AddrPort) (*net.TCPListener, error) 
 		return nil, fmt.Errorf("tproxy listen on %s: %w", addr, err)
 	}
 	return ln.(*net.TCPListener), nil
+}
+
+// portHeldError reports a listener port another socket holds, naming the
+// holders found so that an operator can act (while egressfw is down any
+// local user may bind its ports; nothing intercepted reaches such a
+// socket, but egressfw cannot start until the port is free).
+type portHeldError struct {
+	addr    netip.AddrPort
+	holders []string
+}
+
+func (e *portHeldError) Error() string {
+	who := ""
+	if len(e.holders) > 0 {
+		who = " (" + strings.Join(e.holders, ", ") + ")"
+	}
+	return fmt.Sprintf("tproxy listen on %s: port %d is held by another process%s; "+
+		"only egressfw may listen on its listener ports: stop that process (ss -ltnpe 'sport = :%d' names it) "+
+		"or move listener.port: %v", e.addr, e.addr.Port(), who, e.addr.Port(), unix.EADDRINUSE)
+}
+
+func (e *portHeldError) Unwrap() error { return unix.EADDRINUSE }
+
+// portHolders describes the TCP sockets bound to port (listening or
+// bound only), by owner uid and address, as sock_diag reports them; none
+// if the query fails.
+func portHolders(port uint16) []string {
+	var out []string
+	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		socks, err := netlink.SocketDiagTCP(fam)
+		if err != nil {
+			continue
+		}
+		for _, s := range socks {
+			if s.ID.SourcePort != port || (s.State != tcpListen && s.State != tcpClose) {
+				continue
+			}
+			ap := netip.AddrPortFrom(addrOf(s.ID.Source), port)
+			state := "listening on"
+			if s.State == tcpClose {
+				state = "bound to"
+			}
+			out = append(out, fmt.Sprintf("uid %d %s %s", s.UID, state, ap))
+		}
+	}
+	return out
+}
+
+// TCP states as sock_diag reports them (include/net/tcp_states.h).
+const (
+	tcpClose  = 7
+	tcpListen = 10
+)
+
+func addrOf(ip net.IP) netip.Addr {
+	a, _ := netip.AddrFromSlice(ip)
+	return a.Unmap()
 }
 
 // sockoptError reports a failed setsockopt with the option, its value and the

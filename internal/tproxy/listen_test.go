@@ -150,6 +150,11 @@ func TestListenErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
+	squat, err := net.Listen("tcp4", "0.0.0.0:15005") // a plain socket, as any user may open
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer squat.Close()
 	tests := []struct {
 		name    string
 		addr    netip.AddrPort
@@ -159,7 +164,11 @@ func TestListenErrors(t *testing.T) {
 	}{
 		{"invalid address", netip.AddrPort{}, false, "invalid address", nil},
 		{"port in use", netip.MustParseAddrPort("127.0.0.1:15002"), false,
-			"tproxy listen on 127.0.0.1:15002: bind: address already in use", unix.EADDRINUSE},
+			"tproxy listen on 127.0.0.1:15002: port 15002 is held by another process (uid 0 listening on 127.0.0.1:15002); " +
+				"only egressfw may listen on its listener ports: stop that process (ss -ltnpe 'sport = :15002' names it) " +
+				"or move listener.port: address already in use", unix.EADDRINUSE},
+		{"port held on the wildcard", netip.MustParseAddrPort("127.0.0.1:15005"), false,
+			"port 15005 is held by another process (uid 0 listening on 0.0.0.0:15005)", unix.EADDRINUSE},
 		{"ipv4 without CAP_NET_ADMIN", netip.MustParseAddrPort("127.0.0.1:15003"), true,
 			"set IP_TRANSPARENT on 127.0.0.1:15003: operation not permitted (needs CAP_NET_ADMIN)", unix.EPERM},
 		{"ipv6 without CAP_NET_ADMIN", netip.MustParseAddrPort("[::1]:15003"), true,
@@ -186,6 +195,31 @@ func TestListenErrors(t *testing.T) {
 				t.Errorf("errors.Is(%v, %v) = false", err, tc.wantIs)
 			}
 		})
+	}
+}
+
+// TestWildcardListenerIsTransparent: a forwarded tenant's listener is bound
+// to the wildcard address and must be transparent like the loopback ones:
+// the rules hand redirected connections only to transparent sockets.
+func TestWildcardListenerIsTransparent(t *testing.T) {
+	if !inNetns(t, nil) {
+		return
+	}
+	for _, tc := range []struct {
+		addr       string
+		level, opt int
+	}{
+		{"0.0.0.0:15006", unix.SOL_IP, unix.IP_TRANSPARENT},
+		{"[::]:15006", unix.SOL_IPV6, unix.IPV6_TRANSPARENT},
+	} {
+		ln, err := Listen(context.Background(), netip.MustParseAddrPort(tc.addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		if v, err := sockoptInt(t, ln, tc.level, tc.opt); err != nil || v != 1 {
+			t.Errorf("listener on %s: transparent = %d (%v), want 1", tc.addr, v, err)
+		}
 	}
 }
 

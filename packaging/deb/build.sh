@@ -39,11 +39,15 @@ umask 022
 install -D -m 0755 "$bin" "$root/usr/sbin/egressfw"
 install -D -m 0644 "$top/packaging/systemd/egressfw.service" "$root/lib/systemd/system/egressfw.service"
 install -D -m 0644 "$top/packaging/systemd/egressfw.slice" "$root/lib/systemd/system/egressfw.slice"
-install -D -m 0644 "$top/configs/egressfw.toml" "$root/etc/egressfw/egressfw.toml"
+# 0640: the allow_internal names are the operator's map of the network.
+# postinst gives it the group egressfw-config (dpkg-statoverride), which the
+# service joins (SupplementaryGroups=); other local users cannot read it.
+install -D -m 0640 "$top/configs/egressfw.toml" "$root/etc/egressfw/egressfw.toml"
 install -d "$root/usr/share/man/man8" "$root/usr/share/man/man5" "$root/usr/share/doc/egressfw"
 gzip -9n -c "$top/packaging/man/egressfw.8" >"$root/usr/share/man/man8/egressfw.8.gz"
 gzip -9n -c "$top/packaging/man/egressfw.toml.5" >"$root/usr/share/man/man5/egressfw.toml.5.gz"
 "$here/copyright.sh" "$bin" >"$root/usr/share/doc/egressfw/copyright"
+install -D -m 0644 "$here/lintian-overrides" "$root/usr/share/lintian/overrides/egressfw"
 
 commit=$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)
 {

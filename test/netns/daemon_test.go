@@ -21,6 +21,9 @@ type cfgOpts struct {
 	shutdownGrace  string
 	minTTL         string
 	tenants        string // [[tenant]] tables; default tp.defaultTenants()
+	// denyDetail is listener.deny_detail: "" is "full", since most tests
+	// read the reason a client was given; "default" leaves the key out.
+	denyDetail string
 	// noGuard leaves the test slice unguarded, for a test that keeps a
 	// non-tenant cgroup inside it; by default the slice is a guard cgroup,
 	// as egressfw.slice is in the shipped config.
@@ -43,6 +46,7 @@ intercept_ports = %s
 peek_timeout = %q
 connect_timeout = "2s"
 shutdown_grace = %q
+%s
 
 [dns]
 servers = ["%s:53"]
@@ -64,7 +68,14 @@ denial_burst = 1000
 guard_cgroups = %s
 
 %s`, or(o.interceptPorts, "[80, 443, 8080]"), or(o.peekTimeout, "3s"), or(o.shutdownGrace, "5s"),
-		ipDNS, or(o.minTTL, "1s"), tp.guards(o), or(o.tenants, tp.defaultTenants()))
+		denyDetailLine(o.denyDetail), ipDNS, or(o.minTTL, "1s"), tp.guards(o), or(o.tenants, tp.defaultTenants()))
+}
+
+func denyDetailLine(v string) string {
+	if v == "default" {
+		return ""
+	}
+	return fmt.Sprintf("deny_detail = %q", or(v, "full"))
 }
 
 func (tp *topo) guards(o cfgOpts) string {
@@ -141,6 +152,15 @@ func (tp *topo) startEgressfw(cfg string) *daemon {
 
 func (d *daemon) start() {
 	d.t.Helper()
+	i := d.launch()
+	if _, ok := d.waitLogFrom(i, func(l logLine) bool { return l.str("msg") == "egressfw started" }, 10*time.Second); !ok {
+		d.t.Fatalf("egressfw did not start: stderr %s\nlog:\n%s", d.stderr.String(), d.logText())
+	}
+}
+
+// launch runs egressfw and returns the log index its lines start at.
+func (d *daemon) launch() int {
+	d.t.Helper()
 	d.cmd = nsCmd(d.tp.host, egressfwBin, "run", "--config", d.cfgPath)
 	if len(d.env) > 0 {
 		d.cmd.Env = append(os.Environ(), d.env...)
@@ -157,9 +177,7 @@ func (d *daemon) start() {
 	d.done = make(chan struct{})
 	i := d.since()
 	go d.read(out, d.done)
-	if _, ok := d.waitLogFrom(i, func(l logLine) bool { return l.str("msg") == "egressfw started" }, 10*time.Second); !ok {
-		d.t.Fatalf("egressfw did not start: stderr %s\nlog:\n%s", d.stderr.String(), d.logText())
-	}
+	return i
 }
 
 func (d *daemon) read(out interface{ Read([]byte) (int, error) }, done chan struct{}) {

@@ -1,8 +1,10 @@
 package netns
 
 import (
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestDenyResponsesAndLogs: a denied HTTP request gets a 403 with a
@@ -16,7 +18,7 @@ func TestDenyResponsesAndLogs(t *testing.T) {
 	tp := newTopo(t)
 	tenants := tp.tenant("a", "a", 0, `deny_domains = ["denied.example.com"]`) +
 		tp.tenant("b", "", tp.uid, `mode = "report"`)
-	d := tp.startEgressfw(tp.config(cfgOpts{interceptPorts: "[80, 443]", tenants: tenants}))
+	d := tp.startEgressfw(tp.config(cfgOpts{interceptPorts: "[80, 443]", tenants: tenants, denyDetail: "full"}))
 
 	t.Run("http 403", func(t *testing.T) {
 		r := tp.raw(tp.inCgroup("a"), ipBITool+":80", `GET /x HTTP/1.1\r\nHost: bi-tool.example.com\r\nUser-Agent: e2e\r\n\r\n`)
@@ -87,4 +89,99 @@ func TestDenyResponsesAndLogs(t *testing.T) {
 	if t.Failed() {
 		t.Logf("egressfw log:\n%s", d.logText())
 	}
+}
+
+// TestDenyMinimal: with the shipped deny_detail ("minimal") real clients
+// get the same answer to every refusal: curl -i prints byte-identical
+// status, headers and body for an internal name, one that does not exist,
+// the deny list, a name not on the allow list, the metadata address, an
+// internal literal and a name resolved while the DNS server is down; openssl s_client gets
+// the same access_denied alert for each over TLS, with or without SNI. A
+// tenant therefore cannot map the split-horizon zone through egressfw,
+// while the log keeps every reason.
+func TestDenyMinimal(t *testing.T) {
+	t.Parallel()
+	tp := newTopo(t)
+	tenants := tp.tenant("a", "a", 0, `deny_domains = ["denied.example.com"]`) +
+		tp.tenant("b", "", tp.uid, `allow_domains = ["www.example.com"]`)
+	d := tp.startEgressfw(tp.config(cfgOpts{interceptPorts: "[80, 443]", tenants: tenants, denyDetail: "default"}))
+	a, b := tp.inCgroup("a"), tp.asUID()
+	type probe struct {
+		name   string
+		w      who
+		host   string // "" for an IP-literal URL
+		ip     string
+		reason string
+	}
+	probes := []probe{
+		{"internal name", a, "bi-tool.example.com", ipBITool, "internal_address"},
+		{"name that does not exist", a, "nope.example.com", ipPublic, "dns_nxdomain"},
+		{"deny list", a, "denied.example.com", ipPublic, "denied_domain"},
+		{"metadata by name", a, "metadata.example.com", ipMetadata, "internal_address"},
+		{"internal literal", a, "", ipBITool, "internal_address"},
+		{"not on the allow list", b, "svc.example.com", ipSvc, "not_allowed_domain"},
+		{"dns server down", a, "fresh.example.com", ipPublic, "dns_failure"}, // last: stops DNS
+	}
+	httpAnswers, tlsAnswers := map[string][]string{}, map[string][]string{}
+	for _, p := range probes {
+		t.Run(p.name, func(t *testing.T) {
+			if p.reason == "dns_failure" {
+				tp.dns.stop()
+			}
+			host, curlArgs := p.host, []string{}
+			if host == "" {
+				host = p.ip
+			} else {
+				curlArgs = resolve(host, "80", p.ip)
+			}
+			i := d.since()
+			r := tp.curl(p.w, args("-i", curlArgs, "http://"+host+"/")...)
+			if r.status != 403 {
+				t.Errorf("curl: %v, want a 403", r)
+			}
+			httpAnswers[r.body] = append(httpAnswers[r.body], p.name)
+			t.Logf("http denial after %v", r.dur.Round(time.Millisecond))
+			if l, ok := d.connLog(i, host, p.ip+":80"); !ok || l.str("reason") != p.reason || l.str("decision") != "deny" {
+				t.Errorf("log line %v, want decision deny, reason %s", l, p.reason)
+			}
+			i = d.since()
+			alert := tp.sslAlert(p.w, p.ip, p.host)
+			tlsAnswers[alert] = append(tlsAnswers[alert], p.name)
+			if l, ok := d.connLog(i, p.host, p.ip+":443"); !ok || l.str("reason") != p.reason || l.str("proto") != "tls" {
+				t.Errorf("log line %v, want proto tls, reason %s", l, p.reason)
+			}
+		})
+	}
+	const wantBody = "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 29\r\n" +
+		"Connection: close\r\nCache-Control: no-store\r\n\r\negressfw denied this request\n"
+	if len(httpAnswers) != 1 || httpAnswers[wantBody] == nil {
+		t.Errorf("curl -i saw %d different answers, want only %q:\n%q", len(httpAnswers), wantBody, httpAnswers)
+	}
+	if len(tlsAnswers) != 1 || tlsAnswers["alert access denied, SSL alert number 49"] == nil {
+		t.Errorf("openssl saw %d different answers, want only access_denied (49):\n%q", len(tlsAnswers), tlsAnswers)
+	}
+	if n := tp.internal.conns(""); n != 0 {
+		t.Errorf("internal servers accepted %d connections, want 0", n)
+	}
+	if t.Failed() {
+		t.Logf("egressfw log:\n%s", d.logText())
+	}
+}
+
+var sslAlertRE = regexp.MustCompile(`alert ([a-z ]+):.*(SSL alert number [0-9]+)`)
+
+// sslAlert runs openssl s_client as w against ip:443 with SNI host (none
+// when host is "") and returns the alert it reports ("alert access denied,
+// SSL alert number 49"), or what it printed when there was none.
+func (tp *topo) sslAlert(w who, ip, host string) string {
+	tp.t.Helper()
+	sni := []string{"-noservername"}
+	if host != "" {
+		sni = []string{"-servername", host}
+	}
+	r := tp.run(w, 15*time.Second, append([]string{"openssl", "s_client", "-connect", ip + ":443", "-CAfile", tp.file("ca.pem")}, sni...)...)
+	if m := sslAlertRE.FindStringSubmatch(r.errOut); m != nil {
+		return "alert " + m[1] + ", " + m[2]
+	}
+	return "no alert: exit " + itoa(r.code) + ": " + r.errOut
 }

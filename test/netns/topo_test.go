@@ -26,6 +26,9 @@ const (
 	ip6HostInt = "fd00:20::1"
 	ip6BITool  = "fd00:20::10"
 	ip6LLBI    = "fe80::20" // the BI tool's link-local address
+	// Put on the internal namespace only by the tests that need them.
+	ipWireServer = "168.63.129.16"      // Azure's platform endpoint, public space
+	ip6SiteNAT64 = "2001:db8:64::a14:a" // 10.20.0.10 behind a site NAT64 prefix 2001:db8:64::/96
 )
 
 // zone is the split-horizon DNS the internal namespace serves.
@@ -39,7 +42,23 @@ var zone = map[string]map[string][]string{
 	"ll.example.com":       {"aaaa": {ip6LLBI}},
 	"mapped.example.com":   {"aaaa": {"::ffff:" + ipBITool}},
 	"nat64.example.com":    {"aaaa": {"64:ff9b::a14:a"}},
+	"wire.example.com":     {"a": {ipWireServer}},
+	"site64.example.com":   {"aaaa": {ip6SiteNAT64}},
+	"many.example.com":     {"a": manyAddrs},
+	"tracked.example.com":  {"cname": {"hop.example.net"}},
+	"hop.example.net":      {"cname": {"t.blocked.example"}},
+	"t.blocked.example":    {"a": {ipPublic}},
 }
+
+// manyAddrs are 200 addresses of 203.0.113.0/24 that the public namespace
+// answers for with a reset (a local route, no listener).
+var manyAddrs = func() []string {
+	var out []string
+	for i := 1; i <= 200; i++ {
+		out = append(out, fmt.Sprintf("203.0.113.%d", i))
+	}
+	return out
+}()
 
 // rebind answers alternately public and internal, TTL 0.
 var rebind = map[string]map[string][]string{

@@ -109,6 +109,7 @@ func TestPackageUnderSystemd(t *testing.T) {
 		if out := c.sh(t, "curl -sS -m 5 http://127.0.0.1:9464/metrics"); !strings.Contains(out, "egressfw_") {
 			t.Errorf("metrics endpoint has no egressfw_ series:\n%.500s", out)
 		}
+		expectConfigPrivate(t, c)
 	})
 
 	t.Run("tenant slice", func(t *testing.T) {
@@ -142,6 +143,16 @@ func TestPackageUnderSystemd(t *testing.T) {
 		}
 		c.sh(t, "cp /root/good.toml /etc/egressfw/egressfw.toml")
 		expectState(t, c, "active")
+		// The reloads above read the edited file through the group.
+		expectConfigPrivate(t, c)
+	})
+
+	t.Run("reinstall keeps the config private", func(t *testing.T) {
+		c.sh(t, "cd /root && dpkg -i ./"+filepath.Base(deb))
+		expectState(t, c, "active")
+		expectConfigPrivate(t, c)
+		c.sh(t, "systemctl reload egressfw")
+		expectState(t, c, "active")
 	})
 
 	t.Run("tenant traffic", func(t *testing.T) {
@@ -174,6 +185,8 @@ func TestPackageUnderSystemd(t *testing.T) {
 [ ! -e /etc/egressfw ] && [ ! -e /var/lib/egressfw ] && [ ! -e /var/lib/private/egressfw ]
 [ ! -e /lib/systemd/system/egressfw.service ] && [ ! -e /lib/systemd/system/egressfw.slice ]
 [ ! -e /etc/systemd/system/multi-user.target.wants/egressfw.service ]
+! getent group egressfw-config
+! dpkg-statoverride --list /etc/egressfw/egressfw.toml
 ! systemctl is-active egressfw`)
 		// Without egressfw nothing filters the former uid tenant.
 		expectUID(t, c, "http://10.1.2.3/", true)

@@ -62,12 +62,24 @@ func (z *zone) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	m.Authoritative = true
 	for _, q := range req.Question {
 		name := strings.ToLower(q.Name)
+		owner := q.Name
+		var chain []string
+		for range 16 { // a CNAME chain inside the zone, as an authoritative server answers it
+			r, ok := z.static[name]
+			if !ok || len(r.CNAME) == 0 {
+				break
+			}
+			target := dns.Fqdn(strings.ToLower(r.CNAME[0]))
+			m.Answer = append(m.Answer, &dns.CNAME{Hdr: dns.RR_Header{Name: owner, Class: dns.ClassINET, Rrtype: dns.TypeCNAME}, Target: target})
+			chain = append(chain, target)
+			owner, name = target, target
+		}
 		addrs, ok := z.answer(name, q.Qtype)
 		if !ok {
 			m.Rcode = dns.RcodeNameError
 		}
 		for _, a := range addrs {
-			hdr := dns.RR_Header{Name: q.Name, Class: dns.ClassINET, Ttl: 0, Rrtype: q.Qtype}
+			hdr := dns.RR_Header{Name: owner, Class: dns.ClassINET, Ttl: 0, Rrtype: q.Qtype}
 			ip := net.ParseIP(a)
 			if q.Qtype == dns.TypeA {
 				m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: ip.To4()})
@@ -75,7 +87,15 @@ func (z *zone) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 				m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr, AAAA: ip.To16()})
 			}
 		}
-		event(map[string]any{"ev": "dns", "name": name, "type": dns.TypeToString[q.Qtype], "answer": addrs, "exists": ok})
+		event(map[string]any{"ev": "dns", "name": strings.ToLower(q.Name), "type": dns.TypeToString[q.Qtype],
+			"cname": chain, "answer": addrs, "exists": ok})
+	}
+	if w.LocalAddr().Network() == "udp" { // too big for UDP: truncated, the client retries over TCP
+		size := dns.MinMsgSize
+		if opt := req.IsEdns0(); opt != nil {
+			size = int(opt.UDPSize())
+		}
+		m.Truncate(size)
 	}
 	w.WriteMsg(m)
 }

@@ -32,10 +32,12 @@ type Spec struct {
 	Rotate map[string]Record `json:"rotate"` // name -> one record per query, in turn
 }
 
-// Record holds the addresses of a name.
+// Record holds the addresses of a name, or (CNAME, its first entry) the
+// name it is an alias of.
 type Record struct {
-	A    []string `json:"a"`
-	AAAA []string `json:"aaaa"`
+	A     []string `json:"a"`
+	AAAA  []string `json:"aaaa"`
+	CNAME []string `json:"cname"`
 }
 
 var emitMu sync.Mutex

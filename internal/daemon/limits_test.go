@@ -1,0 +1,142 @@
+package daemon
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/egressfw/egressfw/internal/config"
+)
+
+// fill enters sh until refused and returns how many slots it took and why
+// it was refused.
+func fill(p *pool, sh *share) (int, string) {
+	for n := 0; ; n++ {
+		if over := p.enter(sh); over != "" {
+			return n, over
+		}
+	}
+}
+
+// TestPoolBusyTenantsLeaveTheOthersTheirReserve: tenants that take all
+// they can, in turn, never take the slots reserved for the others.
+func TestPoolBusyTenantsLeaveTheOthersTheirReserve(t *testing.T) {
+	def := config.Default().Limits
+	tests := []struct {
+		name    string
+		max     int
+		caps    map[string]int
+		busy    []string // fill in this order
+		want    map[string]int
+		wantWhy map[string]string
+	}{
+		{"defaults, three tenants, two busy", def.MaxConnections,
+			map[string]int{"a": def.MaxConnectionsPerTenant, "b": def.MaxConnectionsPerTenant, "c": def.MaxConnectionsPerTenant},
+			[]string{"a", "b", "c"}, map[string]int{"a": 4096, "b": 2731, "c": 1365},
+			map[string]string{"a": overTenant, "b": overPool, "c": overPool}},
+		{"default peek caps, three tenants", def.MaxPeeking,
+			map[string]int{"a": def.MaxPeekingPerTenant, "b": def.MaxPeekingPerTenant, "c": def.MaxPeekingPerTenant},
+			[]string{"a", "b", "c"}, map[string]int{"a": 512, "b": 342, "c": 170},
+			map[string]string{"a": overTenant, "b": overPool, "c": overPool}},
+		{"one tenant alone uses the whole cap", 100, map[string]int{"a": 100},
+			[]string{"a"}, map[string]int{"a": 100}, map[string]string{"a": overTenant}},
+		{"two tenants: the first borrows all but the second's reserve", 100, map[string]int{"a": 100, "b": 100},
+			[]string{"a", "b"}, map[string]int{"a": 75, "b": 25}, map[string]string{"a": overPool, "b": overPool}},
+		{"ten tenants, caps as large as the pool", 100, caps(10, 100),
+			[]string{"t0", "t1", "t2", "t9"}, map[string]int{"t0": 55, "t1": 5, "t2": 5, "t9": 5},
+			map[string]string{"t0": overPool, "t1": overPool}},
+		{"explicit small cap bounds the reserve", 100, map[string]int{"a": 3, "b": 100},
+			[]string{"a", "b"}, map[string]int{"a": 3, "b": 97}, map[string]string{"a": overTenant, "b": overPool}},
+		{"more tenants than slots: no reserve, caps only", 4, caps(10, 2),
+			[]string{"t0", "t1", "t2"}, map[string]int{"t0": 2, "t1": 2, "t2": 0},
+			map[string]string{"t0": overTenant, "t2": overPool}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPool()
+			shares := p.configure(tc.max, tc.caps)
+			for _, name := range tc.busy {
+				n, why := fill(p, shares[name])
+				if n != tc.want[name] {
+					t.Errorf("tenant %s took %d slots, want %d", name, n, tc.want[name])
+				}
+				if w := tc.wantWhy[name]; w != "" && why != w {
+					t.Errorf("tenant %s refused for %q, want %q", name, why, w)
+				}
+			}
+			if p.cur > p.max {
+				t.Errorf("pool holds %d of %d", p.cur, p.max)
+			}
+		})
+	}
+}
+
+func caps(n, c int) map[string]int {
+	m := map[string]int{}
+	for i := range n {
+		m["t"+string(rune('0'+i))] = c
+	}
+	return m
+}
+
+// TestPoolReserveAlwaysAvailable: whatever the others do (random enters,
+// leaves and reloads), a tenant below its reserve is never refused (once
+// connections above a lowered cap have drained), and no slot is granted
+// past a cap.
+func TestPoolReserveAlwaysAvailable(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	p := newPool()
+	names := []string{"a", "b", "c", "d"}
+	shares := p.configure(40, map[string]int{"a": 40, "b": 40, "c": 40, "d": 3})
+	for step := range 100000 {
+		if step%5000 == 0 { // a reload: caps change, the counts stay
+			shares = p.configure(40+r.IntN(20)-10, map[string]int{"a": 40, "b": 10 + r.IntN(30), "c": 40, "d": 3})
+		}
+		sh := shares[names[r.IntN(len(names))]]
+		if r.IntN(2) == 0 && sh.cur > 0 {
+			p.leave(sh)
+			continue
+		}
+		below := sh.cur < sh.reserve && p.cur+p.unused <= p.max
+		over := p.enter(sh)
+		if over != "" && below {
+			t.Fatalf("step %d: a tenant below its reserve (%d of %d) was refused (%s): pool %d of %d, unused %d",
+				step, sh.cur, sh.reserve, over, p.cur, p.max, p.unused)
+		}
+		if over == "" && (p.cur > p.max || sh.cur > sh.max) {
+			t.Fatalf("step %d: admitted past a cap: pool %d of %d, tenant %d of %d", step, p.cur, p.max, sh.cur, sh.max)
+		}
+		unused := 0
+		for _, s := range shares {
+			unused += max(0, s.reserve-s.cur)
+		}
+		if unused != p.unused {
+			t.Fatalf("step %d: unused reserve %d, recount %d", step, p.unused, unused)
+		}
+	}
+}
+
+// TestPoolKeepsCountsAcrossReload: a reload keeps each tenant's count; a
+// removed tenant's live connections still count against the pool until
+// they leave.
+func TestPoolKeepsCountsAcrossReload(t *testing.T) {
+	p := newPool()
+	shares := p.configure(10, map[string]int{"a": 10, "b": 10})
+	a, b := shares["a"], shares["b"]
+	for range 4 {
+		p.enter(a)
+		p.enter(b)
+	}
+	shares = p.configure(10, map[string]int{"a": 10})
+	if shares["a"] != a || a.cur != 4 || p.cur != 8 {
+		t.Fatalf("after reload: a %+v (same share %v), pool %d; want a.cur 4, pool 8", a, shares["a"] == a, p.cur)
+	}
+	if n, _ := fill(p, a); n != 2 {
+		t.Fatalf("a took %d more, want 2 (b's 4 still count)", n)
+	}
+	for range 4 {
+		p.leave(b)
+	}
+	if n, _ := fill(p, a); n != 4 {
+		t.Fatalf("a took %d more after b's connections ended, want 4", n)
+	}
+}

@@ -1,0 +1,97 @@
+package nft
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// TestForwardedStaysBetweenMembers: a forwarded tenant's ranges exempt
+// only the traffic that stays between its members. With the README's
+// Docker range (172.16.0.0/12), a LAN host at 172.24.0.10, inside the
+// range but behind the host's LAN interface, is egress like any other
+// destination: port 80 is redirected to the tenant's listener, 8080 is
+// rejected, and the LAN host sees nothing. Two containers on the tenant's
+// bridge still talk on any port, over IPv4 and IPv6 (neighbour discovery
+// included), uninterrupted. Both kinds of tenant: by interface (and
+// ranges), and by range only (a tenant interface is then the one the
+// packet came in on).
+func TestForwardedStaysBetweenMembers(t *testing.T) {
+	ranges := []netip.Prefix{netip.MustParsePrefix("172.16.0.0/12"), netip.MustParsePrefix("fd00:17::/64")}
+	tests := []struct {
+		name   string
+		tenant Tenant
+	}{
+		{"by interface", Tenant{Interfaces: []string{"br-*"}, Sources: ranges}},
+		{"by source range", Tenant{Sources: ranges}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFwdTopo(t)
+			lan := newNetns(t, false)
+			f.host.run(t, "ip", "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", lan.name)
+			f.host.run(t, "ip", "addr", "add", "172.24.0.1/24", "dev", "lan0")
+			f.host.run(t, "ip", "link", "set", "lan0", "up")
+			lan.run(t, "ip", "addr", "add", "172.24.0.10/24", "dev", "eth0")
+			lan.run(t, "ip", "link", "set", "eth0", "up")
+			lan.run(t, "ip", "route", "add", "default", "via", "172.24.0.1")
+			peer := newNetns(t, false) // a second container on the same bridge
+			f.host.run(t, "ip", "link", "add", "vc2", "type", "veth", "peer", "name", "eth0", "netns", peer.name)
+			f.host.run(t, "ip", "link", "set", "vc2", "master", "br-t1", "up")
+			peer.run(t, "ip", "addr", "add", "172.17.0.3/16", "dev", "eth0")
+			peer.run(t, "ip", "-6", "addr", "add", "fd00:17::3/64", "dev", "eth0", "nodad")
+			peer.run(t, "ip", "link", "set", "eth0", "up")
+
+			spec := DefaultSpec()
+			tc.tenant.Name, tc.tenant.Slot, tc.tenant.ListenerPort = "containers", 1, 15001
+			spec.Tenants = []Tenant{tc.tenant}
+			if err := f.host.manager(t).Apply(spec, nil); err != nil {
+				t.Fatal(err)
+			}
+			listener := sink(listenTCP(t, f.host, ":15001", true))
+			lanWeb, lanOther := tcpSink(t, lan, ":80"), tcpSink(t, lan, ":8080")
+			peerWeb, peerOther := tcpSink(t, peer, ":80"), tcpSink(t, peer, ":8080")
+
+			t.Run("LAN host in the range, port 80", func(t *testing.T) {
+				if got := dialFrom(t, f.ctr, "tcp", "", "172.24.0.10:80"); got != "ok" {
+					t.Fatalf("dial = %s, want ok (redirected to the listener)", got)
+				}
+				select {
+				case a := <-listener:
+					if a.local != "172.17.0.1:15001" {
+						t.Errorf("listener got local %s, want 172.17.0.1:15001", a.local)
+					}
+				case <-time.After(2 * time.Second):
+					t.Error("the tenant's listener saw no connection: the LAN host was treated as a member")
+				}
+				nothingOn(t, "LAN host :80", lanWeb)
+			})
+			t.Run("LAN host in the range, port 8080", func(t *testing.T) {
+				if got := dialFrom(t, f.ctr, "tcp", "", "172.24.0.10:8080"); got != "refused" {
+					t.Errorf("dial = %s, want refused", got)
+				}
+				nothingOn(t, "LAN host :8080", lanOther)
+			})
+			for _, c := range []struct {
+				name, raddr string
+				ch          <-chan accepted
+			}{
+				{"container to container on 80", "172.17.0.3:80", peerWeb},
+				{"container to container on 8080", "172.17.0.3:8080", peerOther},
+				{"container to container over IPv6", "[fd00:17::3]:80", peerWeb},
+			} {
+				t.Run(c.name, func(t *testing.T) {
+					if got := dialFrom(t, f.ctr, "tcp", "", c.raddr); got != "ok" {
+						t.Fatalf("dial = %s, want ok", got)
+					}
+					select {
+					case <-c.ch:
+					case <-time.After(2 * time.Second):
+						t.Fatal("the other container saw no connection")
+					}
+				})
+			}
+			nothingOn(t, "listener", listener)
+		})
+	}
+}
