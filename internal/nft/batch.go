@@ -105,18 +105,24 @@ func (b *batcher) capture(req []mdnetlink.Message) ([]mdnetlink.Message, error) 
 // commit sends what is queued as one transaction and returns its outcome.
 // Nothing queued is a no-op. The generation stays known only if it was and
 // this transaction was the only one since.
-func (b *batcher) commit() error { return b.commitTracked(false) }
+func (b *batcher) commit() error { return b.commitTracked(false, b.send) }
 
 // commitFresh is commit for a transaction that brings the table to a state
 // the caller records: the generation becomes known if this transaction is
 // the only one between the generation reads around it.
-func (b *batcher) commitFresh() error { return b.commitTracked(true) }
+func (b *batcher) commitFresh() error { return b.commitTracked(true, b.send) }
 
-func (b *batcher) commitTracked(fresh bool) error {
+// commitMessages is commitFresh for a batch encoded before (see spare.go):
+// batch begin, the messages, batch end.
+func (b *batcher) commitMessages(msgs []mdnetlink.Message) error {
+	return b.commitTracked(true, func() error { return b.sendMessages(msgs) })
+}
+
+func (b *batcher) commitTracked(fresh bool, send func() error) error {
 	prev := b.gen
 	b.gen = 0
 	before, gerr := b.generation()
-	if err := b.send(); err != nil {
+	if err := send(); err != nil {
 		return err
 	}
 	after, aerr := b.generation()
@@ -165,11 +171,26 @@ func (b *batcher) generation() (uint32, error) {
 
 // send sends what is queued as one transaction and returns its outcome.
 func (b *batcher) send() error {
+	msgs, err := b.encode()
+	if err != nil {
+		return err
+	}
+	return b.sendMessages(msgs)
+}
+
+// encode returns what is queued as a batch (begin, messages, end), valid
+// until the next encode, and empties the queue.
+func (b *batcher) encode() ([]mdnetlink.Message, error) {
 	b.captured = b.captured[:0]
 	if err := b.q.Flush(); err != nil {
-		return fmt.Errorf("encode nftables batch: %w", err)
+		return nil, fmt.Errorf("encode nftables batch: %w", err)
 	}
-	msgs := b.captured
+	return b.captured, nil
+}
+
+// sendMessages sends an encoded batch as one transaction and returns its
+// outcome. It sets the messages' headers.
+func (b *batcher) sendMessages(msgs []mdnetlink.Message) error {
 	if len(msgs) < 3 { // batch begin and end around nothing
 		return nil
 	}

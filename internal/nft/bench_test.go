@@ -116,7 +116,8 @@ func BenchmarkSetCgroupIDs(b *testing.B) {
 // watch's report that the table is back, for 1 and 1,000 tenants:
 //
 //   - delete-table: `nft delete table inet egressfw` (also what `nft flush
-//     ruleset` and `systemctl reload nftables` do to it): rebuilt whole;
+//     ruleset` and `systemctl reload nftables` do to it): rebuilt whole,
+//     from the spare batch (spare.go);
 //   - flush-chain: one tenant's chain flushed: the table rewritten in place.
 //
 // ms/restore is the watch's own figure (Restore.Took, from reading the
@@ -141,6 +142,7 @@ func BenchmarkRestore(b *testing.B) {
 				if err := m.Watch(ctx, func(r Restore) { got <- r }); err != nil {
 					b.Fatal(err)
 				}
+				waitSpare(b, m)
 				other, err := nftables.New(nftables.WithNetNSFd(ns.fd))
 				if err != nil {
 					b.Fatal(err)

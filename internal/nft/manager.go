@@ -34,6 +34,7 @@ type Manager struct {
 	watching   bool
 	watched    atomic.Pointer[watched] // what the last Apply installed; nil after Cleanup
 	closed     atomic.Bool
+	spare      *spareBatch // builds the applied table from nothing (spare.go)
 }
 
 // Option configures New.
@@ -174,6 +175,7 @@ func (m *Manager) applyLocked(spec *Spec, ids CgroupIDs, ready func() error) err
 	m.spec = spec
 	m.ids = knownIDs(spec, ids)
 	m.watched.Store(&watched{table: spec.Table, routeTable: uint32(spec.RouteTable)})
+	m.prepareSpare(spec)
 	return nil
 }
 
@@ -377,7 +379,7 @@ func (m *Manager) Cleanup(spec Spec) error {
 		}
 	}
 	if len(errs) == 0 {
-		m.spec, m.ids, m.routing = nil, nil, nil
+		m.spec, m.ids, m.routing, m.spare = nil, nil, nil, nil
 		m.watched.Store(nil)
 	}
 	return errors.Join(errs...)

@@ -117,6 +117,9 @@ func (m *Manager) Watch(ctx context.Context, report func(Restore)) error {
 		}
 	}
 	m.watching = true
+	if m.spec != nil {
+		m.prepareSpare(m.spec)
+	}
 	w := &watcher{m: m, report: report, kick: make(chan struct{}, 1)}
 	context.AfterFunc(ctx, func() {
 		now := time.Now()
@@ -345,8 +348,11 @@ func (w *watcher) restore(c *changes) (r Restore, acted bool) {
 	switch {
 	case err != nil:
 	case rewrite:
-		m.texts = nil
-		err = m.applyLocked(m.spec, m.ids, nil)
+		var done bool
+		if done, err = m.restoreFromSpare(); !done {
+			m.texts = nil
+			err = m.applyLocked(m.spec, m.ids, nil)
+		}
 	case len(missing) > 0:
 		err = installRouting(m.nl, *m.routing)
 	default:

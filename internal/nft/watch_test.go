@@ -234,3 +234,56 @@ func TestWatchThrottles(t *testing.T) {
 		t.Errorf("%d restores in %v, want at least %v (the 2 beyond the burst spaced by %v)", restoreRate.burst+2, el, 2*restoreRate.gap, restoreRate.gap)
 	}
 }
+
+// TestSpareRestore: the spare batch rebuilds a deleted table with the
+// cgroup ids current at the restore, not those of the Apply it was made
+// for, and leaves a table that exists alone.
+func TestSpareRestore(t *testing.T) {
+	ns := newNetns(t, false)
+	m := ns.manager(t)
+	m.mu.Lock()
+	m.watching = true // spares are made for a watched Manager only
+	m.mu.Unlock()
+	if err := m.Apply(forwardedSpec(), sampleIDs); err != nil {
+		t.Fatal(err)
+	}
+	waitSpare(t, m)
+	if err := m.SetCgroupIDs(CgroupIDs{"batch.slice": 1<<40 + 99, "egressfw.slice/egressfw-webhooks.slice": 1<<40 + 7}); err != nil {
+		t.Fatal(err)
+	}
+	want := blocks(ns.nft(t, "list", "table", "inet", "egressfw"))
+	if !strings.Contains(strings.Join(want, "\n"), fmt.Sprint(uint64(1<<40+99))) {
+		t.Fatal("the new cgroup id is not in the table")
+	}
+	restore := func() (bool, error) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.restoreFromSpare()
+	}
+	if done, err := restore(); done || err != nil {
+		t.Fatalf("with the table in place: restoreFromSpare() = %v, %v; want false, nil", done, err)
+	}
+	ns.nft(t, "delete", "table", "inet", "egressfw")
+	if done, err := restore(); !done || err != nil {
+		t.Fatalf("with the table gone: restoreFromSpare() = %v, %v; want true, nil", done, err)
+	}
+	if have := blocks(ns.nft(t, "list", "table", "inet", "egressfw")); !slices.Equal(have, want) {
+		t.Errorf("table rebuilt from the spare:\n%s\nwant:\n%s", strings.Join(have, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// waitSpare waits until the spare batch of the applied spec is ready.
+func waitSpare(t testing.TB, m *Manager) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		m.mu.Lock()
+		ready := m.spare != nil && m.spare.spec == m.spec
+		m.mu.Unlock()
+		if ready {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no spare batch within 10s of Apply")
+		}
+	}
+}
