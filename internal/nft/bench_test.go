@@ -1,7 +1,6 @@
 package nft
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -130,18 +129,8 @@ func BenchmarkRestore(b *testing.B) {
 	for _, n := range []int{1, 1000} {
 		for _, change := range []string{"delete-table", "flush-chain"} {
 			b.Run(fmt.Sprintf("tenants=%d/%s", n, change), func(b *testing.B) {
-				ns := newNetns(b, false)
-				m := ns.manager(b)
 				spec, ids := benchSpec(n)
-				if err := m.Apply(spec, ids); err != nil {
-					b.Fatal(err)
-				}
-				ctx, cancel := context.WithCancel(context.Background())
-				b.Cleanup(cancel)
-				got := make(chan Restore, 1)
-				if err := m.Watch(ctx, func(r Restore) { got <- r }); err != nil {
-					b.Fatal(err)
-				}
+				ns, m, got := watching(b, spec, ids)
 				waitSpare(b, m)
 				other, err := nftables.New(nftables.WithNetNSFd(ns.fd))
 				if err != nil {

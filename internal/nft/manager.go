@@ -25,8 +25,12 @@ type Manager struct {
 	ids     CgroupIDs // cgroup ids in the maps, keyed by cleaned path
 	routing *routing  // policy routing installed by this Manager
 	// texts holds the rules this Manager last programmed into each regular
-	// chain of the table, nil when unknown (see keep.go).
-	texts chainTexts
+	// chain of the table, nil when unknown (see keep.go). vouched: a
+	// restore removed from texts every chain another program changed, as
+	// the watch saw them, so the next replace trusts it although the
+	// generation moved (see watch.go).
+	texts   chainTexts
+	vouched bool
 
 	// Change notifications (see watch.go): nftables and rtnetlink sockets,
 	// opened in the namespace by New and joined to their groups by Watch.
@@ -183,9 +187,9 @@ func (m *Manager) applyLocked(spec *Spec, ids CgroupIDs, ready func() error) err
 // that adds the chains of new tenants (see precreate). Chains that already
 // hold the rules rs wants are kept as they are (see keep.go).
 func (m *Manager) replace(rs *ruleset, table string, ready func() error) error {
-	last := m.texts
-	m.texts = nil // unknown until the batch is committed
-	if !m.b.unchanged() {
+	last, vouched := m.texts, m.vouched
+	m.texts, m.vouched = nil, false // unknown until the batch is committed
+	if !vouched && !m.b.unchanged() {
 		// Another transaction since ours (a restore with nft -f, a
 		// flushed chain, any other owner's change): rewrite every chain.
 		last = nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -76,9 +77,10 @@ type watched struct {
 type changes struct {
 	since    time.Time // when the first of them was read
 	log      changeLog
-	table    bool // egressfw's table was changed
-	routing  bool // a rule or route of egressfw's route table was removed
-	overflow bool // notifications were lost
+	table    bool            // egressfw's table was changed
+	chains   map[string]bool // the chains of it whose rules or definition were changed
+	routing  bool            // a rule or route of egressfw's route table was removed
+	overflow bool            // notifications were lost
 }
 
 func (c *changes) merge(o *changes) {
@@ -87,6 +89,15 @@ func (c *changes) merge(o *changes) {
 	}
 	c.log.merge(&o.log)
 	c.table, c.routing, c.overflow = c.table || o.table, c.routing || o.routing, c.overflow || o.overflow
+	c.touch(o.chains)
+}
+
+// touch records changed chains.
+func (c *changes) touch(chains map[string]bool) {
+	if len(chains) > 0 && c.chains == nil {
+		c.chains = map[string]bool{}
+	}
+	maps.Copy(c.chains, chains)
 }
 
 type watcher struct {
@@ -117,6 +128,9 @@ func (m *Manager) Watch(ctx context.Context, report func(Restore)) error {
 		}
 	}
 	m.watching = true
+	if !m.b.unchanged() {
+		m.texts = nil // changed before the watch could see it
+	}
 	if m.spec != nil {
 		m.prepareSpare(m.spec)
 	}
@@ -222,6 +236,7 @@ func (w *watcher) read(ctx context.Context, sock *mdnetlink.Conn, handle func([]
 func (w *watcher) nftMessages() func([]mdnetlink.Message) {
 	var txn changeLog
 	touched := false
+	var chains map[string]bool
 	return func(msgs []mdnetlink.Message) {
 		own := w.m.b.port.Load()
 		wt := w.m.watched.Load()
@@ -234,12 +249,18 @@ func (w *watcher) nftMessages() func([]mdnetlink.Message) {
 			case !ok:
 			case ev.gen && touched:
 				txn.addProc(ev.proc, ev.pid)
-				done := txn
-				w.note(func(c *changes) { c.table = true; c.log.merge(&done) })
-				txn, touched = changeLog{}, false
+				done, changed := txn, chains
+				w.note(func(c *changes) { c.table = true; c.log.merge(&done); c.touch(changed) })
+				txn, touched, chains = changeLog{}, false, nil
 			case !ev.gen && wt != nil && ev.inet && ev.table == wt.table:
 				txn.add(ev)
 				touched = true
+				if strings.HasSuffix(ev.change, " rule") || strings.HasSuffix(ev.change, " chain") {
+					if chains == nil {
+						chains = map[string]bool{}
+					}
+					chains[ev.name] = true
+				}
 			}
 		}
 	}
@@ -350,7 +371,7 @@ func (w *watcher) restore(c *changes) (r Restore, acted bool) {
 	case rewrite:
 		var done bool
 		if done, err = m.restoreFromSpare(); !done {
-			m.texts = nil
+			m.vouch(c)
 			err = m.applyLocked(m.spec, m.ids, nil)
 		}
 	case len(missing) > 0:
@@ -360,4 +381,21 @@ func (w *watcher) restore(c *changes) (r Restore, acted bool) {
 	}
 	r.What, r.Took, r.Err = strings.Join(what, "; "), time.Since(c.since), err
 	return r, true
+}
+
+// vouch prepares the memory of programmed chains (keep.go) for a restore
+// after the changes c: the watch has seen every transaction since it
+// joined the notification group, and each names the chains it changed, so
+// the chains it did not name still hold what this Manager programmed and
+// are kept; the others are rewritten. Lost notifications forget it all.
+// Called with m.mu held.
+func (m *Manager) vouch(c *changes) {
+	if c.overflow || m.texts == nil {
+		m.texts = nil
+		return
+	}
+	for name := range c.chains {
+		delete(m.texts, name)
+	}
+	m.vouched = true
 }

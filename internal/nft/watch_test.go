@@ -13,7 +13,7 @@ import (
 
 // watching applies spec in a fresh namespace and starts Watch; restores
 // arrive on the returned channel.
-func watching(t *testing.T, spec Spec, ids CgroupIDs) (*testNetns, *Manager, <-chan Restore) {
+func watching(t testing.TB, spec Spec, ids CgroupIDs) (*testNetns, *Manager, <-chan Restore) {
 	t.Helper()
 	ns := newNetns(t, false)
 	m := ns.manager(t)
@@ -285,5 +285,47 @@ func waitSpare(t testing.TB, m *Manager) {
 		if time.Now().After(deadline) {
 			t.Fatal("no spare batch within 10s of Apply")
 		}
+	}
+}
+
+// TestWatchRestoreKeepsUntouched: a restore after a transaction that
+// flushed one tenant chain and deleted a rule of another rewrites those two
+// and the base chains, and keeps every chain no one touched (same rule
+// handles), which is what makes it fast at 1,000 tenants; the table ends
+// as Apply left it. Lost notifications would make it rewrite everything.
+func TestWatchRestoreKeepsUntouched(t *testing.T) {
+	ns, m, got := watching(t, forwardedSpec(), sampleIDs)
+	want, before := listWithHandles(t, ns, "egressfw")
+	ns.nftScript(t, fmt.Sprintf("flush chain inet egressfw tenant_2\ndelete rule inet egressfw forward_3 handle %s\n",
+		handleOf(t, ns, "forward_3", "goto deny")))
+	select {
+	case r := <-got:
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no restore within 5s")
+	}
+	have, after := listWithHandles(t, ns, "egressfw")
+	if !slices.Equal(blocks(have), blocks(want)) {
+		t.Errorf("table after the restore:\n%s\nwant:\n%s", have, want)
+	}
+	for _, name := range matching(t, after, []string{"tenant_1", "tenant_3", "forward_2", "input_3", chainDeny}) {
+		if !slices.Equal(after[name], before[name]) {
+			t.Errorf("chain %s untouched by the change was rewritten: handles %v -> %v", name, before[name], after[name])
+		}
+	}
+	for _, name := range matching(t, after, []string{"tenant_2", "forward_3", chainOutput}) {
+		if len(after[name]) > 0 && slices.Equal(after[name], before[name]) {
+			t.Errorf("chain %s was not rewritten", name)
+		}
+	}
+
+	m.mu.Lock()
+	m.vouch(&changes{table: true, overflow: true})
+	forgot := m.texts == nil && !m.vouched
+	m.mu.Unlock()
+	if !forgot {
+		t.Error("after lost notifications the memory of programmed chains is still trusted")
 	}
 }
