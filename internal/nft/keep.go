@@ -20,7 +20,10 @@ import "github.com/google/nftables"
 // flushed, a table restored with nft -f, or any other software's change
 // makes the next Apply rewrite every chain, restoring what egressfw wants.
 // The price is that on a host where other software changes nftables
-// between two reloads, the reload is a full rewrite (still one batch).
+// between two reloads, the reload is a full rewrite (still one batch). A
+// restore after another program's change (watch.go) is the exception: the
+// watch has seen every transaction since it started, each naming the
+// chains it changed, so the restore rewrites those and keeps the rest.
 //
 // Base chains are always rewritten: there are few of them, and they hold the
 // rules a changed tenant list changes. The rules of every other chain are
