@@ -66,7 +66,8 @@ func waitRestored(t *testing.T, d *daemon, i int) (logLine, bool) {
 // TestRulesetRestored: Debian's nftables.conf loaded over egressfw's table
 // (what `systemctl reload nftables` does) removes it; egressfw puts it back
 // at once, says so in one WARN line naming nft, counts it, and the local
-// and forwarded tenants are refused the internal server as before.
+// and forwarded tenants are refused the internal server as before. A
+// deleted fwmark ip rule fails closed until egressfw puts it back.
 func TestRulesetRestored(t *testing.T) {
 	t.Parallel()
 	w := newRestoreWorld(t)
@@ -100,6 +101,27 @@ func TestRulesetRestored(t *testing.T) {
 	if got := tp.curl(nonTenant(), "http://127.0.0.1:9464/metrics"); !strings.Contains(got.body, `egressfw_ruleset_restored_total{result="ok"} 1`) {
 		t.Errorf("metrics lack egressfw_ruleset_restored_total{result=\"ok\"} 1:\n%.2000s", got.body)
 	}
+
+	// The policy routing: without the fwmark rule an intercepted SYN is
+	// routed like any other, and the postrouting rule drops it (fail
+	// closed, by timeout); egressfw puts the rule back.
+	d.signal(syscall.SIGSTOP)
+	t.Cleanup(func() { d.cmd.Process.Signal(syscall.SIGCONT) })
+	tp.ip(tp.host, "-4", "rule", "del", "pref", "1515")
+	int0 = tp.internal.conns("")
+	check(t, "local tenant without the ip rule", tp.curl(a, "-m", "2", "http://"+ipBITool+"/"), want{exit: 28, stderr: "timed out"})
+	if n := tp.internal.conns(""); n != int0 {
+		t.Errorf("internal server accepted %d connections without the ip rule, want none", n-int0)
+	}
+	i = d.since()
+	d.signal(syscall.SIGCONT)
+	l, ok = d.waitLogFrom(i, func(l logLine) bool {
+		return l.str("msg") == restoredMsg && strings.Contains(l.str("changes"), "removed routing: IPv4 rule")
+	}, 5*time.Second)
+	if !ok {
+		t.Errorf("no restore of the ip rule within 5s")
+	}
+	check(t, "local tenant after the ip rule is back", tp.curl(a, "http://"+ipBITool+"/"), deniedInt)
 	if t.Failed() {
 		t.Logf("egressfw log:\n%s", d.logText())
 	}
