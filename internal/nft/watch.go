@@ -46,7 +46,7 @@ import (
 // changes egressfw did not make, or a failed attempt at it.
 type Restore struct {
 	What      string        // the changes seen, e.g. "delete table (egressfw)"
-	By        string        // processes that committed them, e.g. "nft[1234]"; "" if not known
+	By        string        // processes that committed them, e.g. "nft[1234]" (the committing thread's id); "" if not known
 	Took      time.Duration // from reading the first change to the end of the repair
 	Throttled bool          // held back by the rate limit: the changes keep coming
 	Attempt   int           // 1, or the number of the retry after failures
@@ -135,6 +135,7 @@ func (m *Manager) Watch(ctx context.Context, report func(Restore)) error {
 		m.prepareSpare(m.spec)
 	}
 	w := &watcher{m: m, report: report, kick: make(chan struct{}, 1)}
+	m.b.mon, m.b.missed = m.mon, func() { w.note(func(c *changes) { c.overflow = true }) }
 	context.AfterFunc(ctx, func() {
 		now := time.Now()
 		_ = m.mon.SetReadDeadline(now)
@@ -364,7 +365,7 @@ func (w *watcher) restore(c *changes) (r Restore, acted bool) {
 	}
 	rewrite := c.table || c.overflow && !m.b.unchanged()
 	if c.overflow && rewrite {
-		what = append(what, "change notifications lost, another transaction since egressfw's last")
+		what = append(what, "change notifications missed (lost, or sent while egressfw committed), another transaction since egressfw's last")
 	}
 	switch {
 	case err != nil:

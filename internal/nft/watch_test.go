@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/nftables"
 )
 
 // watching applies spec in a fresh namespace and starts Watch; restores
@@ -327,5 +329,60 @@ func TestWatchRestoreKeepsUntouched(t *testing.T) {
 	m.mu.Unlock()
 	if !forgot {
 		t.Error("after lost notifications the memory of programmed chains is still trusted")
+	}
+}
+
+// TestWatchDuringOwnCommits: egressfw's own commits leave the notification
+// group while they run; a table deleted by another program at that moment
+// (here: while a 1,000-tenant Apply commits) is still put back, either
+// seen or found in the generations around the commit.
+func TestWatchDuringOwnCommits(t *testing.T) {
+	one, oneIDs := benchSpec(1)
+	many, manyIDs := benchSpec(1000)
+	ns, m, got := watching(t, one, oneIDs)
+	other, err := nftables.New(nftables.WithNetNSFd(ns.fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, ids := one, oneIDs // in force
+	for round := 0; round < 6; round++ {
+		next, nextIDs := many, manyIDs
+		if round%2 == 1 {
+			next, nextIDs = one, oneIDs
+		}
+		applied := make(chan error, 1)
+		go func() { applied <- m.Apply(next, nextIDs) }()
+		time.Sleep(time.Duration(5+round*10) * time.Millisecond)
+		other.DelTable(&nftables.Table{Name: spec.Table, Family: nftables.TableFamilyINet})
+		if err := other.Flush(); err != nil && !strings.Contains(err.Error(), "no such file") {
+			t.Fatalf("round %d: delete table: %v", round, err)
+		}
+		// An Apply that meets the deleted table half way fails and keeps
+		// the previous spec in force; the restore then brings that back.
+		if err := <-applied; err == nil {
+			spec, ids = next, nextIDs
+		} else {
+			t.Logf("round %d: apply: %v", round, err)
+		}
+		want, err := Render(spec, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.After(10 * time.Second)
+		for {
+			if out, err := exec.Command("nsenter", "--net=/run/netns/"+ns.name, "nft", "list", "table", "inet", "egressfw").Output(); err == nil &&
+				slices.Equal(blocks(string(out)), blocks(want)) {
+				break
+			}
+			select {
+			case r := <-got:
+				t.Logf("round %d: restore %+v", round, r)
+			case <-deadline:
+				t.Fatalf("round %d: the table is not what Apply installed 10s after another program deleted it", round)
+			}
+		}
+		for len(got) > 0 {
+			t.Logf("round %d: restore %+v", round, <-got)
+		}
 	}
 }
