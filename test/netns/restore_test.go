@@ -115,10 +115,9 @@ func TestRulesetRestored(t *testing.T) {
 	}
 	i = d.since()
 	d.signal(syscall.SIGCONT)
-	l, ok = d.waitLogFrom(i, func(l logLine) bool {
+	if _, ok := d.waitLogFrom(i, func(l logLine) bool {
 		return l.str("msg") == restoredMsg && strings.Contains(l.str("changes"), "removed routing: IPv4 rule")
-	}, 5*time.Second)
-	if !ok {
+	}, 5*time.Second); !ok {
 		t.Errorf("no restore of the ip rule within 5s")
 	}
 	check(t, "local tenant after the ip rule is back", tp.curl(a, "http://"+ipBITool+"/"), deniedInt)
