@@ -198,7 +198,8 @@ func (f *firewall) follow(w *cgroup.Watcher) {
 // and egressfw_ruleset_restored_total{result="ok"} per restore; a restore
 // the kernel refuses is logged, counted as an error, retried by the watch
 // and makes the firewall unhealthy until one succeeds. changed, if not nil,
-// is called after each attempt with its error.
+// is called with the error of each failed attempt, and with nil when an
+// attempt succeeds after failures.
 func (f *firewall) guardRuleset(ctx context.Context, changed func(error)) error {
 	return f.mgr.Watch(ctx, func(r nft.Restore) {
 		args := []any{"changes", r.What, "by", r.By, "attempt", r.Attempt, "throttled", r.Throttled}
@@ -206,13 +207,16 @@ func (f *firewall) guardRuleset(ctx context.Context, changed func(error)) error 
 			f.metrics.restored.WithLabelValues("error").Inc()
 			f.unrestored.Store(&r.Err)
 			f.log.Error("nftables ruleset changed by another program and not restored; retrying", append(args, "err", r.Err)...)
-		} else {
-			f.metrics.restored.WithLabelValues("ok").Inc()
-			f.unrestored.Store(nil)
-			f.log.Warn("nftables ruleset changed by another program; restored", append(args, "took_us", r.Took.Microseconds())...)
+			if changed != nil {
+				changed(r.Err)
+			}
+			return
 		}
-		if changed != nil {
-			changed(r.Err)
+		f.metrics.restored.WithLabelValues("ok").Inc()
+		recovered := f.unrestored.Swap(nil) != nil
+		f.log.Warn("nftables ruleset changed by another program; restored", append(args, "took_us", r.Took.Microseconds())...)
+		if recovered && changed != nil {
+			changed(nil)
 		}
 	})
 }
