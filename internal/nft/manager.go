@@ -206,7 +206,13 @@ func (m *Manager) replace(rs *ruleset, table string, ready func() error) error {
 	}
 	if len(made) > 0 {
 		if err := m.b.commit(); err != nil {
-			return fmt.Errorf("add new chains to table inet %s: %w", table, err)
+			// Another program may have deleted the table since it was
+			// read (systemctl reload nftables during a reload): then build
+			// it from nothing instead of failing the Apply.
+			if now, err2 := readInstalled(m.conn, table); err2 != nil || now.exists {
+				return fmt.Errorf("add new chains to table inet %s: %w", table, err)
+			}
+			in, keep, made = &installed{}, map[string]bool{}, nil
 		}
 	}
 	if ready != nil {
