@@ -64,12 +64,17 @@ func TestParseNftEvent(t *testing.T) {
 		{"short header", nftType(unix.NFT_MSG_DELTABLE), []byte{1, 0}, nftEvent{}, false},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			got, ok := parseNftEvent(tc.typ, tc.data)
-			if ok != tc.ok || ok && got != tc.want {
-				t.Errorf("parseNftEvent = %+v, %v; want %+v, %v", got, ok, tc.want, tc.ok)
-			}
-		})
+		got, ok := parseNftEvent(tc.typ, tc.data)
+		checkParsed(t, "parseNftEvent", tc.name, got, ok, tc.want, tc.ok)
+	}
+}
+
+// checkParsed compares a parser's result (compared only when ok) with the
+// wanted one.
+func checkParsed[T comparable](t *testing.T, parser, name string, got T, ok bool, want T, wantOK bool) {
+	t.Helper()
+	if ok != wantOK || ok && got != want {
+		t.Errorf("%s: %s = %+v, %v; want %+v, %v", name, parser, got, ok, want, wantOK)
 	}
 }
 
@@ -92,12 +97,8 @@ func TestParseRouteEvent(t *testing.T) {
 		{"bad attribute", unix.RTM_DELROUTE, append(hdr(1), 3, 0), routeEvent{}, false},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			got, ok := parseRouteEvent(tc.typ, tc.data)
-			if ok != tc.ok || ok && got != tc.want {
-				t.Errorf("parseRouteEvent = %+v, %v; want %+v, %v", got, ok, tc.want, tc.ok)
-			}
-		})
+		got, ok := parseRouteEvent(tc.typ, tc.data)
+		checkParsed(t, "parseRouteEvent", tc.name, got, ok, tc.want, tc.ok)
 	}
 }
 
