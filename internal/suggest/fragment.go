@@ -90,6 +90,12 @@ func (p *Plan) writeFindings(c *commenter) {
 			c.comment("  allow_internal %s", internalLine(in))
 		}
 	}
+	if len(p.NoPort) > 0 {
+		c.comment("")
+		c.comment("Internal destinations not suggested: no port logged, or a port not in listener.intercept_ports")
+		c.comment("(an allow_internal entry without ports would open every intercepted port):")
+		listRefusals(c, p.NoPort, false)
+	}
 	if len(p.Lits) > 0 {
 		c.comment("")
 		c.comment("IP-literal destinations. allow_domains cannot name an address: egressfw lets a tenant")

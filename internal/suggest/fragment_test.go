@@ -267,3 +267,44 @@ func TestNoConnections(t *testing.T) {
 	}
 	mustConfig(t, splice("quiet", frag))
 }
+
+// TestInternalCandidatePorts: an allow_internal candidate lists only the
+// intercepted ports it was seen on. A destination without a logged port,
+// or on a port the config no longer intercepts, is listed, not suggested:
+// an entry without ports would open every intercepted port.
+func TestInternalCandidatePorts(t *testing.T) {
+	log := strings.Join([]string{
+		`{"tenant":"a","name":"svc.corp.example","decision":"would_deny","reason":"internal_address","orig_dst":"10.0.0.5:8080"}`,
+		`{"tenant":"a","name":"svc.corp.example","decision":"would_deny","reason":"internal_port","orig_dst":"10.0.0.5:443"}`,
+		`{"tenant":"a","name":"old.corp.example","decision":"would_deny","reason":"internal_address"}`,
+	}, "\n")
+	l := NewLog()
+	if _, err := Read(strings.NewReader(log), Filter{}, l); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		intercept []uint16
+		want      []string
+		noPort    int
+	}{
+		{"default intercept ports", nil, []string{`host = "svc.corp.example", ports = [443]`}, 2},
+		{"8080 intercepted", []uint16{80, 443, 8080}, []string{`host = "svc.corp.example", ports = [443, 8080]`}, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := NewPlan("a", l.Tenants["a"], nil, Options{Collapse: 2, InterceptPorts: tc.intercept})
+			var got []string
+			for _, in := range p.Intern {
+				got = append(got, internalLine(in))
+			}
+			if !slices.Equal(got, tc.want) || len(p.NoPort) != tc.noPort {
+				t.Errorf("allow_internal %q (%d not suggested), want %q (%d)", got, len(p.NoPort), tc.want, tc.noPort)
+			}
+			frag := fragment(t, p)
+			if !strings.Contains(frag, "old.corp.example: internal_address") {
+				t.Errorf("the destination without a port is not listed:\n%s", frag)
+			}
+		})
+	}
+}

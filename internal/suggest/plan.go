@@ -35,6 +35,7 @@ type Plan struct {
 	Refused []RefusalUse   // report mode: would-be refusals that are not candidates
 	Lits    []RefusalUse   // IP-literal destinations
 	Denied  []RefusalUse   // connections refused
+	NoPort  []RefusalUse   // internal destinations on a port allow_internal cannot name
 	// Covered are names left out of Domains: an allow_internal host entry
 	// (kept or candidate) allows them; dropping a candidate drops its name.
 	Covered map[string]bool
@@ -51,6 +52,9 @@ type Options struct {
 	// Collapse is the least number of distinct subdomains of one
 	// registrable domain that become "*.domain"; 0 never collapses.
 	Collapse int
+	// InterceptPorts are the config's listener.intercept_ports; nil
+	// means the default. An allow_internal candidate gets only these.
+	InterceptPorts []uint16
 }
 
 // NewPlan builds the suggestion for tenant t (nil: no connections) against
@@ -60,7 +64,11 @@ func NewPlan(name string, t *Tenant, cur *config.Tenant, o Options) *Plan {
 	if t == nil {
 		t = &Tenant{Name: name}
 	}
-	p.internal(t, cur)
+	intercepted := o.InterceptPorts
+	if intercepted == nil {
+		intercepted = config.Default().Listener.InterceptPorts
+	}
+	p.internal(t, cur, intercepted)
 	names := map[string]*Use{}
 	for n, u := range t.Names {
 		if !p.Covered[n] {
@@ -88,7 +96,7 @@ func NewPlan(name string, t *Tenant, cur *config.Tenant, o Options) *Plan {
 // internal keeps the current allow_internal entries used in the window
 // and adds the internal destinations report mode let through as
 // candidates for review.
-func (p *Plan) internal(t *Tenant, cur *config.Tenant) {
+func (p *Plan) internal(t *Tenant, cur *config.Tenant, intercepted []uint16) {
 	if cur != nil {
 		for _, e := range cur.AllowInternal {
 			in := Internal{Host: e.Host, CIDR: e.CIDR, Ports: sortedPorts(e.Ports)}
@@ -106,6 +114,12 @@ func (p *Plan) internal(t *Tenant, cur *config.Tenant) {
 	byName := map[string]*Internal{}
 	var cands []*Internal
 	for d, u := range t.Internal {
+		if !slices.Contains(intercepted, d.Port) {
+			// No port logged, or one the listener no longer intercepts:
+			// an entry without ports would open every port.
+			p.NoPort = append(p.NoPort, RefusalUse{Refusal{d, t.InternalReason[d]}, *u})
+			continue
+		}
 		in := byName[d.Name]
 		if in == nil {
 			in = &Internal{Host: d.Name, Review: true}
@@ -113,7 +127,7 @@ func (p *Plan) internal(t *Tenant, cur *config.Tenant) {
 			cands = append(cands, in)
 			p.Covered[d.Name] = true // the host entry allows the name
 		}
-		if !slices.Contains(in.Ports, d.Port) && d.Port != 0 {
+		if !slices.Contains(in.Ports, d.Port) {
 			in.Ports = append(in.Ports, d.Port)
 		}
 		if in.Reason == "" || t.InternalReason[d] == reasonInternal {
@@ -126,6 +140,7 @@ func (p *Plan) internal(t *Tenant, cur *config.Tenant) {
 		slices.Sort(in.Ports)
 		p.Intern = append(p.Intern, *in)
 	}
+	sort.Slice(p.NoPort, func(i, j int) bool { return p.NoPort[i].String() < p.NoPort[j].String() })
 }
 
 // internalUse sums the use of a current allow_internal entry: a host entry
