@@ -38,6 +38,7 @@ func commands() map[string]command {
 		"explain":      {"dry-run a destination for a tenant and print the decision", cmdExplain},
 		"rules":        {"print the nftables ruleset and routing egressfw would install", cmdRules},
 		"cleanup":      {"remove egressfw's nftables table, ip rules and routes", cmdCleanup},
+		"suggest":      {"turn the connection log into allow_domains/allow_internal per tenant", cmdSuggest},
 		"version":      {"print the version", cmdVersion},
 	}
 }
