@@ -63,15 +63,8 @@ func runSuggest(o suggestFlags, explicitConfig bool, stdout, stderr io.Writer) i
 		}
 		filter.Since = time.Now().Add(-d)
 	}
-	cfg, err := config.Load(o.config)
-	switch {
-	case err == nil:
-	case !explicitConfig && !o.diff && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission)):
-		fmt.Fprintf(stderr, "egressfw suggest: no config read (%v): unused entries are not listed\n", err)
-		cfg = nil
-	case o.diff:
-		return fail(exitUsage, "--diff needs the current config: %v", err)
-	default:
+	cfg, err := suggestConfig(o, explicitConfig, stderr)
+	if err != nil {
 		return fail(exitUsage, "%v", err)
 	}
 	log := suggest.NewLog()
@@ -79,13 +72,9 @@ func runSuggest(o suggestFlags, explicitConfig bool, stdout, stderr io.Writer) i
 	if err != nil {
 		return fail(exitUsage, "%v", err)
 	}
-	cfgName := ""
+	cfgName, opts := "", suggest.Options{Collapse: o.collapse}
 	if cfg != nil {
-		cfgName = o.config
-	}
-	opts := suggest.Options{Collapse: o.collapse}
-	if cfg != nil {
-		opts.InterceptPorts = cfg.Listener.InterceptPorts
+		cfgName, opts.InterceptPorts = o.config, cfg.Listener.InterceptPorts
 	}
 	for _, name := range suggestTenants(log, cfg, o.tenant) {
 		p := suggest.NewPlan(name, log.Tenants[name], configTenant(cfg, name), opts)
@@ -107,6 +96,23 @@ func runSuggest(o suggestFlags, explicitConfig bool, stdout, stderr io.Writer) i
 		return fail(exitFail, "no connection lines%s", hint)
 	}
 	return exitOK
+}
+
+// suggestConfig loads the config. The default path may be missing or
+// unreadable (reading the journal needs no access to the config): then nil,
+// with a note. An explicit path, --diff, or an invalid file must load.
+func suggestConfig(o suggestFlags, explicit bool, stderr io.Writer) (*config.Config, error) {
+	cfg, err := config.Load(o.config)
+	switch {
+	case err == nil:
+		return cfg, nil
+	case o.diff:
+		return nil, fmt.Errorf("--diff needs the current config: %w", err)
+	case !explicit && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission)):
+		fmt.Fprintf(stderr, "egressfw suggest: no config read (%v): unused entries are not listed\n", err)
+		return nil, nil
+	}
+	return nil, err
 }
 
 // readLog reads the journal, standard input or a file into log.

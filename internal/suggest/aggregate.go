@@ -2,7 +2,6 @@ package suggest
 
 import (
 	"net/netip"
-	"sort"
 	"time"
 )
 
@@ -107,16 +106,6 @@ type Log struct {
 
 // NewLog returns an empty aggregate.
 func NewLog() *Log { return &Log{Tenants: map[string]*Tenant{}} }
-
-// Sorted returns the tenants by name.
-func (l *Log) Sorted() []*Tenant {
-	out := make([]*Tenant, 0, len(l.Tenants))
-	for _, t := range l.Tenants {
-		out = append(out, t)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
-}
 
 // Add counts one connection record.
 func (l *Log) Add(r Record) {

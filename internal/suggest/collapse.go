@@ -40,13 +40,15 @@ type Kept struct {
 //     on the allow list: the wildcard would let them in); such names are
 //     reported in the returned Kept.
 func Collapse(names map[string]*Use, refused map[string]bool, min int) ([]Entry, []Kept) {
-	groups := map[string][]string{}
+	groups, refusedIn := map[string][]string{}, map[string][]string{}
 	for n := range names {
-		d, err := publicsuffix.EffectiveTLDPlusOne(n)
-		if err != nil {
-			d = n // a public suffix itself, or a single label: no domain to collapse to
-		}
+		d := registrable(n)
 		groups[d] = append(groups[d], n)
+	}
+	for n := range refused {
+		if d := registrable(n); d != n {
+			refusedIn[d] = append(refusedIn[d], n) // strictly below d
+		}
 	}
 	var out []Entry
 	var kept []Kept
@@ -66,7 +68,8 @@ func Collapse(names map[string]*Use, refused map[string]bool, min int) ([]Entry,
 			}
 			continue
 		}
-		if blocked := refusedUnder(refused, d); len(blocked) > 0 {
+		if blocked := refusedIn[d]; len(blocked) > 0 {
+			sort.Strings(blocked)
 			kept = append(kept, Kept{Wildcard: "*." + d, Because: blocked})
 			for _, n := range subs {
 				out = append(out, exact(n, names[n], d))
@@ -111,14 +114,13 @@ func entryLess(a, b Entry) bool {
 	return a.Pattern < b.Pattern
 }
 
-// refusedUnder returns the refused names strictly below domain d, sorted.
-func refusedUnder(refused map[string]bool, d string) []string {
-	var out []string
-	for n := range refused {
-		if strings.HasSuffix(n, "."+d) {
-			out = append(out, n)
-		}
+// registrable returns n's registrable domain (public suffix plus one
+// label), or n itself when it is a public suffix or has no suffix to
+// stand on: such a name has no domain to collapse to.
+func registrable(n string) string {
+	d, err := publicsuffix.EffectiveTLDPlusOne(n)
+	if err != nil {
+		return n
 	}
-	sort.Strings(out)
-	return out
+	return d
 }

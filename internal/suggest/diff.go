@@ -19,68 +19,79 @@ func (p *Plan) WriteDiff(w io.Writer, configName string) error {
 		c.raw("")
 		return c.err
 	}
-	cur := p.Current
-	if cur == nil {
+	if p.Current == nil {
 		c.printf("--- %s  (no tenant %q: a new [[tenant]] table)", configName, p.Tenant)
 	} else {
 		c.printf("--- %s  tenant %q", configName, p.Tenant)
 	}
 	c.printf("+++ suggested  tenant %q, %s%s", p.Tenant, plural(p.Log.Conns, "connection"), span(p.Log))
-	var added, removed, kept int
-	tally := func(mark byte) {
-		switch mark {
-		case '+':
-			added++
-		case '-':
-			removed++
-		default:
-			kept++
-		}
+	d := &differ{c: c}
+	p.diffDomains(d)
+	p.diffInternal(d)
+	c.comment("%d added, %d removed, %d kept; %d IP-literal destinations, %d denied (see the fragment without --diff).",
+		d.added, d.removed, d.kept, len(p.Lits), len(p.Denied))
+	c.raw("")
+	return c.err
+}
+
+// differ writes diff lines and counts them by mark.
+type differ struct {
+	c                    *commenter
+	added, removed, kept int
+}
+
+func (d *differ) line(mark byte, entry, note string) {
+	d.c.printf("%c%s  # %s", mark, entry, note)
+	switch mark {
+	case '+':
+		d.added++
+	case '-':
+		d.removed++
+	default:
+		d.kept++
 	}
-	c.raw("@@ allow_domains @@")
-	var curDomains []string
-	if cur != nil {
-		curDomains = cur.AllowDomains
+}
+
+func (p *Plan) diffDomains(d *differ) {
+	d.c.raw("@@ allow_domains @@")
+	var cur []string
+	if p.Current != nil {
+		cur = p.Current.AllowDomains
 	}
 	suggested := map[string]bool{}
 	for _, e := range p.Domains {
 		suggested[e.Pattern] = true
 	}
-	for _, d := range curDomains {
-		if !suggested[d] {
-			note := "# used in the window; replaced by the entries below"
-			if slices.Contains(p.Unused, d) {
-				note = "# not used in the window"
-			}
-			c.printf("-%s  %s", strconv.Quote(d), note)
-			tally('-')
+	for _, pat := range cur {
+		switch {
+		case suggested[pat]:
+		case slices.Contains(p.Unused, pat):
+			d.line('-', strconv.Quote(pat), "not used in the window")
+		default:
+			d.line('-', strconv.Quote(pat), "used in the window; replaced by the entries below")
 		}
 	}
 	for _, e := range p.Domains {
 		mark := byte('+')
-		if slices.Contains(curDomains, e.Pattern) {
+		if slices.Contains(cur, e.Pattern) {
 			mark = ' '
 		}
-		c.printf("%c%s  # %s", mark, strconv.Quote(e.Pattern), entryNote(e))
-		tally(mark)
+		d.line(mark, strconv.Quote(e.Pattern), entryNote(e))
 	}
-	c.raw("@@ allow_internal @@")
+}
+
+func (p *Plan) diffInternal(d *differ) {
+	d.c.raw("@@ allow_internal @@")
 	for _, in := range p.UnusedI {
-		c.printf("-%s  # not used in the window", internalLine(in))
-		tally('-')
+		d.line('-', internalLine(in), "not used in the window")
 	}
 	for _, in := range p.Intern {
 		mark := byte(' ')
 		if in.Review {
 			mark = '+'
 		}
-		c.printf("%c%s  # %s", mark, internalLine(in), internalNote(in))
-		tally(mark)
+		d.line(mark, internalLine(in), internalNote(in))
 	}
-	c.comment("%d added, %d removed, %d kept; %d IP-literal destinations, %d denied (see the fragment without --diff).",
-		added, removed, kept, len(p.Lits), len(p.Denied))
-	c.raw("")
-	return c.err
 }
 
 // Summary is one line about the plan, for standard error.
