@@ -20,7 +20,7 @@ func (p *Plan) WriteFragment(w io.Writer, configName string) error {
 	}
 	c.comment("Paste into the [[tenant]] table with name = %q, in place of its allow_domains and", p.Tenant)
 	c.comment("[[tenant.allow_internal]] tables: after its other keys, before its other [[tenant.*]] tables.")
-	if p.Current != nil && p.Current.Mode == "report" {
+	if p.Current != nil && p.Current.Mode == "report" || p.Current == nil && p.Log.Modes["report"] > 0 {
 		c.comment(`Then switch it to mode = "enforce" once the list is reviewed.`)
 	}
 	p.writeDomains(c)
@@ -90,29 +90,29 @@ func (p *Plan) writeFindings(c *commenter) {
 			c.comment("  allow_internal %s", internalLine(in))
 		}
 	}
-	if len(p.NoPort) > 0 {
-		c.comment("")
-		c.comment("Internal destinations not suggested: no port logged, or a port not in listener.intercept_ports")
-		c.comment("(an allow_internal entry without ports would open every intercepted port):")
-		listRefusals(c, p.NoPort, false)
+	sections := []struct {
+		head    []string
+		list    []RefusalUse
+		literal bool
+	}{
+		{[]string{"Internal destinations not suggested: no port logged, or a port not in listener.intercept_ports",
+			"(an allow_internal entry without ports would open every intercepted port):"}, p.NoPort, false},
+		{[]string{"IP-literal destinations. allow_domains cannot name an address: egressfw lets a tenant",
+			`connect to a literal only while its allow_domains is ["*"] (an internal one also needs an`,
+			"allow_internal cidr), so the list above refuses these. Have the client use a name:"}, p.Lits, true},
+		{[]string{"Not added: requests without a usable name, and report-mode refusals the allow list does",
+			"not decide (deny list, DNS, protocol); the list above keeps them refused:"}, p.Refused, false},
+		{[]string{"Denied by egressfw (confirm they should stay denied):"}, p.Denied, false},
 	}
-	if len(p.Lits) > 0 {
+	for _, sec := range sections {
+		if len(sec.list) == 0 {
+			continue
+		}
 		c.comment("")
-		c.comment("IP-literal destinations. allow_domains cannot name an address: egressfw lets a tenant")
-		c.comment(`connect to a literal only while its allow_domains is ["*"] (an internal one also needs an`)
-		c.comment("allow_internal cidr), so the list above refuses these. Have the client use a name:")
-		listRefusals(c, p.Lits, true)
-	}
-	if len(p.Refused) > 0 {
-		c.comment("")
-		c.comment("Not added: requests without a usable name, and report-mode refusals the allow list does")
-		c.comment("not decide (deny list, DNS, protocol); the list above keeps them refused:")
-		listRefusals(c, p.Refused, false)
-	}
-	if len(p.Denied) > 0 {
-		c.comment("")
-		c.comment("Denied by egressfw (confirm they should stay denied):")
-		listRefusals(c, p.Denied, false)
+		for _, h := range sec.head {
+			c.comment("%s", h)
+		}
+		listRefusals(c, sec.list, sec.literal)
 	}
 }
 

@@ -41,7 +41,7 @@ func TestSuggest(t *testing.T) {
 	if err := os.WriteFile(logPath, []byte(d.logText()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, errOut := runSuggest(t, "suggest", "--from", logPath, "--config", d.cfgPath, "--tenant", "a")
+	out, errOut := egressfwCLI(t, "suggest", "--from", logPath, "--config", d.cfgPath, "--tenant", "a")
 	t.Logf("egressfw suggest:\n%s%s", out, errOut)
 	for _, w := range []string{`"example.com",`, `"*.example.com",`, "3 names (api, cdn, www)", `"solo.example.org",`,
 		"REVIEW", `host = "svc.example.com"`, "ports = [80]", ipPublic + ":80: allowed", `other messages`} {
@@ -52,7 +52,7 @@ func TestSuggest(t *testing.T) {
 	if strings.Contains(out, `"www.example.com"`) {
 		t.Errorf("www.example.com listed on its own: the wildcard covers it")
 	}
-	diff, _ := runSuggest(t, "suggest", "--diff", "--from", logPath, "--config", d.cfgPath, "--tenant", "a")
+	diff, _ := egressfwCLI(t, "suggest", "--diff", "--from", logPath, "--config", d.cfgPath, "--tenant", "a")
 	for _, w := range []string{`-"*"`, `+"*.example.com"`, `+host = "svc.example.com", ports = [80]`} {
 		if !strings.Contains(diff, w) {
 			t.Errorf("suggest --diff lacks %q:\n%s", w, diff)
@@ -60,7 +60,7 @@ func TestSuggest(t *testing.T) {
 	}
 
 	enforced := tp.config(cfgOpts{interceptPorts: "[80, 443]", tenants: tp.tenant("a", "a", 0, "mode = \"enforce\"\n"+out)})
-	if out, errOut := runSuggest(t, "check-config", "--config", tp.writeConfig("suggested.toml", enforced)); !strings.Contains(out, "valid") {
+	if out, errOut := egressfwCLI(t, "check-config", "--config", tp.writeConfig("suggested.toml", enforced)); !strings.Contains(out, "valid") {
 		t.Fatalf("check-config of the applied suggestion: %s%s", out, errOut)
 	}
 	i := d.since()
@@ -108,9 +108,9 @@ func waitConnLines(t *testing.T, d *daemon, i, n int) []logLine {
 	}
 }
 
-// runSuggest runs the egressfw binary (no namespace needed: it reads
+// egressfwCLI runs the egressfw binary (no namespace needed: it reads
 // files) and returns its standard output and error.
-func runSuggest(t *testing.T, argv ...string) (string, string) {
+func egressfwCLI(t *testing.T, argv ...string) (string, string) {
 	t.Helper()
 	cmd := exec.Command(egressfwBin, argv...)
 	var out, errOut strings.Builder
