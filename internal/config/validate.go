@@ -88,7 +88,10 @@ func (c *Config) validateListener(v *validator) {
 	}
 }
 
-// isListenerPort reports whether p falls in the range of per-tenant listener ports.
+// isListenerPort reports whether p falls in the range of per-tenant listener
+// ports of a fresh start (slots 1..N). Reloads keep a tenant's slot, so the
+// slots in use can go higher: the daemon checks the port of every slot it
+// assigns (internal/daemon, slotTable.plan).
 func (c *Config) isListenerPort(p uint16) bool {
 	n := max(len(c.Tenants), 1)
 	return int(p) >= int(c.Listener.Port) && int(p) < int(c.Listener.Port)+n

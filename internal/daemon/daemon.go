@@ -51,6 +51,9 @@ type Daemon struct {
 	slots   *slotTable
 	metrics *metrics
 	reloads atomic.Int64
+	// applyRules installs the ruleset of a snapshot (firewall.apply; a
+	// test seam).
+	applyRules func(ctx context.Context, cfg *config.Config, snap *snapshot, ready func() error) error
 }
 
 // Run applies the rules, opens the listeners, serves until ctx ends, then
@@ -69,6 +72,7 @@ func Run(ctx context.Context, opts Options) error {
 	if d.fw, err = newFirewall(d.log, d.metrics); err != nil {
 		return err
 	}
+	d.applyRules = d.fw.apply
 	if err := watchHostAddrs(ctx, ownNamespace(), d.srv.setHostAddrs, func(err error) {
 		d.log.Error("host address watch", "err", err)
 	}); err != nil {
@@ -96,10 +100,11 @@ func Run(ctx context.Context, opts Options) error {
 	}
 }
 
-// slotCapacity is how many tenant slots the ct mark and port range allow.
+// slotCapacity is the highest slot the conntrack mark can hold (and a
+// port can follow). Which slots have a listener port is checked per config
+// by slotTable.plan: listener.port may change on reload.
 func slotCapacity(cfg *config.Config) uint32 {
-	ports := uint32(65535 - int(cfg.Listener.Port) + 1)
-	return min(uint32(min(config.MaxSlots(cfg.Firewall.CtMarkMask), 1<<31)), ports, config.MaxTenants)
+	return uint32(min(config.MaxSlots(cfg.Firewall.CtMarkMask), 65535))
 }
 
 // apply makes cfg current: slots, snapshot, listeners for new tenants
@@ -107,7 +112,7 @@ func slotCapacity(cfg *config.Config) uint32 {
 // snapshot swap, then listeners of removed tenants are closed. Any failure
 // before the rules are applied leaves the running state untouched.
 func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
-	slots, err := d.slots.plan(tenantNames(cfg))
+	slots, err := d.slots.plan(cfg)
 	if err != nil {
 		return err
 	}
@@ -127,7 +132,7 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
 		opened <- err
 	}()
 	listening := sync.OnceValue(func() error { return <-opened })
-	err = d.fw.apply(ctx, cfg, snap, listening)
+	err = d.applyRules(ctx, cfg, snap, listening)
 	if lerr := listening(); lerr != nil || err != nil {
 		if old := d.srv.state.Load(); old != nil {
 			d.srv.closeStaleListeners(old)

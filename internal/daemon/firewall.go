@@ -227,7 +227,7 @@ func Rules(cfg *config.Config) (string, error) {
 
 // rulesSnapshot assigns slots in config order, as a fresh daemon would.
 func rulesSnapshot(cfg *config.Config) (*snapshot, error) {
-	slots, err := newSlotTable(slotCapacity(cfg)).plan(tenantNames(cfg))
+	slots, err := newSlotTable(slotCapacity(cfg)).plan(cfg)
 	if err != nil {
 		return nil, err
 	}
