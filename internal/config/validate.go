@@ -214,6 +214,8 @@ func (c *Config) validateFirewall(v *validator) {
 			v.add(fmt.Sprintf("firewall.guard_cgroups[%d]", i), "%q must be a clean path relative to the cgroup2 root, like \"egressfw.slice\"", g)
 		}
 	}
+	checkFilePath(v, "firewall.subuid_file", f.SubUIDFile)
+	checkFilePath(v, "firewall.passwd_file", f.PasswdFile)
 	if f.RulePriority == 0 || f.RulePriority >= 32766 {
 		v.add("firewall.rule_priority", "%d must be 1-32765 (before the main table)", f.RulePriority)
 	}

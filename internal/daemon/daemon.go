@@ -51,6 +51,8 @@ type Daemon struct {
 	slots   *slotTable
 	metrics *metrics
 	reloads atomic.Int64
+	// subUIDsLost: the sub-uid files are no longer watched (unhealthy).
+	subUIDsLost atomic.Bool
 	// applyRules installs the ruleset of a snapshot (firewall.apply; a
 	// test seam).
 	applyRules func(ctx context.Context, cfg *config.Config, snap *snapshot, ready func() error) error
@@ -78,6 +80,10 @@ func Run(ctx context.Context, opts Options) error {
 	}); err != nil {
 		return err
 	}
+	subUIDs, err := followSubUIDs(ctx, cfg)
+	if err != nil {
+		return err
+	}
 	if err := d.apply(ctx, cfg); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
@@ -96,6 +102,16 @@ func Run(ctx context.Context, opts Options) error {
 			return d.shutdown()
 		case <-opts.Reload:
 			d.reload(ctx)
+		case _, ok := <-subUIDs:
+			if !ok {
+				subUIDs = nil
+				if ctx.Err() == nil {
+					d.subUIDsLost.Store(true) // the watchdog stops: systemd restarts egressfw
+					d.log.Error("lost the watch on the sub-uid files; changes to them are not followed")
+				}
+				continue
+			}
+			d.refreshUIDs(ctx)
 		}
 	}
 }
@@ -116,11 +132,19 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	ranges, warnings, err := loadUIDRanges(cfg)
+	if err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		d.log.Warn(w)
+	}
 	t0 := time.Now()
 	snap, err := d.srv.buildSnapshot(cfg, slots, cfg.Firewall.BypassMark)
 	if err != nil {
 		return err
 	}
+	snap.uidRanges = ranges
 	t1 := time.Now()
 	// The new listeners open while the rules are prepared; the rules send
 	// traffic to them only once all are open (see nft.Manager.ApplyWhen).
@@ -210,9 +234,10 @@ func (d *Daemon) shutdown() error {
 }
 
 // healthy is the watchdog's view: an accept loop on every listening socket
-// (none are needed without tenants) and the rule watcher alive.
+// (none are needed without tenants), the rule watcher alive and the sub-uid
+// files watched.
 func (d *Daemon) healthy() bool {
-	return int(d.srv.accepting.Load()) >= d.srv.listenerSockets() && d.fw.healthy()
+	return int(d.srv.accepting.Load()) >= d.srv.listenerSockets() && d.fw.healthy() && !d.subUIDsLost.Load()
 }
 
 func (d *Daemon) status() string {

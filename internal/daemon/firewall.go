@@ -58,7 +58,7 @@ func nftSpec(cfg *config.Config, snap *snapshot) nft.Spec {
 	for _, t := range cfg.Tenants {
 		ts := bySlot[t.Name]
 		nt := nft.Tenant{Name: t.Name, Slot: ts.slot, ListenerPort: ts.port, Report: t.Mode == config.ModeReport,
-			Cgroups: t.Cgroups, UIDs: t.UIDs, Interfaces: t.Interfaces, Sources: t.SourceCIDRs}
+			Cgroups: t.Cgroups, UIDs: t.UIDs, UIDRanges: snap.uidRanges[t.Name], Interfaces: t.Interfaces, Sources: t.SourceCIDRs}
 		for _, d := range t.AllowDirect {
 			nt.AllowDirect = append(nt.AllowDirect, nft.Direct{Prefix: d.CIDR, Ports: d.Ports, Proto: d.Protocol})
 		}
@@ -225,13 +225,18 @@ func Rules(cfg *config.Config) (string, error) {
 	return nft.Render(nftSpec(cfg, snap), ids)
 }
 
-// rulesSnapshot assigns slots in config order, as a fresh daemon would.
+// rulesSnapshot assigns slots in config order, as a fresh daemon would,
+// and reads the sub-uids.
 func rulesSnapshot(cfg *config.Config) (*snapshot, error) {
 	slots, err := newSlotTable(slotCapacity(cfg)).plan(cfg)
 	if err != nil {
 		return nil, err
 	}
-	snap := &snapshot{tenants: map[uint32]*tenantState{}}
+	ranges, _, err := loadUIDRanges(cfg)
+	if err != nil {
+		return nil, err
+	}
+	snap := &snapshot{tenants: map[uint32]*tenantState{}, uidRanges: ranges}
 	for _, t := range cfg.Tenants {
 		s := slots[t.Name]
 		snap.tenants[s] = &tenantState{name: t.Name, slot: s, port: listenerPort(cfg, s)}
