@@ -8,6 +8,7 @@
 //	testsrv raw -addr A -send S  raw bytes to a TCP address, the reply back
 //	testsrv bulk ...             a byte-exact transfer with half-close
 //	testsrv idle -addr A -n N    N connections that never send a byte
+//	testsrv userns ... -- CMD    CMD as a uid of a user namespace (see cmdUserns)
 //
 // Every client prints exactly one JSON object on stdout and exits 0, so the
 // caller reads success and failure the same way; servers run until killed.
@@ -21,7 +22,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: testsrv serve|get|raw|bulk|idle ...")
+		fmt.Fprintln(os.Stderr, "usage: testsrv serve|get|raw|bulk|idle|userns ...")
 		os.Exit(2)
 	}
 	cmds := map[string]func([]string) error{
@@ -31,6 +32,7 @@ func main() {
 		"bulk":  cmdBulk,
 		"idle":  cmdIdle,
 	}
+	cmds["userns"] = cmdUserns
 	f, ok := cmds[os.Args[1]]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "testsrv: unknown command %q\n", os.Args[1])
