@@ -40,6 +40,7 @@ func commands() map[string]command {
 		"rules":        {"print the nftables ruleset and routing egressfw would install", cmdRules},
 		"cleanup":      {"remove egressfw's nftables table, ip rules and routes", cmdCleanup},
 		"suggest":      {"turn the connection log into allow_domains/allow_internal per tenant", cmdSuggest},
+		"guard":        {"at boot: make tenants fail closed until egressfw runs", cmdGuard},
 		"version":      {"print the version", cmdVersion},
 	}
 }

@@ -213,26 +213,25 @@ func Rules(cfg *config.Config) (string, error) {
 		return "", err
 	}
 	ids := nft.CgroupIDs{}
-	if paths := cgroupPaths(cfg); len(paths) > 0 {
-		if root, err := cgroup.FindMount(); err == nil {
-			for _, p := range paths {
-				if id, err := cgroup.ID(root + "/" + p); err == nil {
-					ids[p] = id
-				}
-			}
-		}
+	if root, err := cgroup.FindMount(); err == nil {
+		ids = currentCgroupIDs(cfg, root)
 	}
 	return nft.Render(nftSpec(cfg, snap), ids)
 }
 
-// rulesSnapshot assigns slots in config order, as a fresh daemon would,
-// and reads the sub-uids.
+// rulesSnapshot is what a fresh daemon installs: slots in config order,
+// and the sub-uids.
 func rulesSnapshot(cfg *config.Config) (*snapshot, error) {
-	slots, err := newSlotTable(slotCapacity(cfg)).plan(cfg)
+	ranges, _, err := loadUIDRanges(cfg)
 	if err != nil {
 		return nil, err
 	}
-	ranges, _, err := loadUIDRanges(cfg)
+	return freshSnapshot(cfg, ranges)
+}
+
+// freshSnapshot assigns slots in config order, as a fresh daemon would.
+func freshSnapshot(cfg *config.Config, ranges uidRanges) (*snapshot, error) {
+	slots, err := newSlotTable(slotCapacity(cfg)).plan(cfg)
 	if err != nil {
 		return nil, err
 	}
