@@ -120,6 +120,20 @@ func TestParseErrors(t *testing.T) {
 		{"direct no cidr", base + "[[tenant.allow_direct]]\nports = [53]\n", []string{"allow_direct[0].cidr: required"}},
 		{"direct protocol", base + "[[tenant.allow_direct]]\ncidr = \"10.0.0.0/8\"\nprotocol = \"icmp\"\n", []string{`allow_direct[0].protocol: "icmp"`}},
 		{"direct intercepted port", base + "[[tenant.allow_direct]]\ncidr = \"10.0.0.0/8\"\nports = [443]\n", []string{"TCP port 443 is intercepted"}},
+		{"uid 0", uidTOML("a", "uids = [1000, 0]"), []string{`tenant "a".uids: uid 0 is root`}},
+		{"uid (uid_t)-1", uidTOML("a", "uids = [4294967295]"), []string{`tenant "a".uids: uid 4294967295 is (uid_t)-1`}},
+		{"range with 0", uidTOML("a", `uid_ranges = ["0-65535"]`), []string{`tenant "a".uid_ranges: 0-65535 contains uid 0 (root)`}},
+		{"range to (uid_t)-1", uidTOML("a", `uid_ranges = ["4294900000-4294967295"]`), []string{`tenant "a".uid_ranges: 4294900000-4294967295 contains uid 4294967295`}},
+		{"range reversed", uidTOML("a", `uid_ranges = ["2000-1000"]`), []string{`tenant[0]`, `not a uid range like "100000-165535"`, `"2000-1000"`}},
+		{"range not a number", uidTOML("a", `uid_ranges = ["alice"]`), []string{`not a uid range`}},
+		{"range overlaps another tenant's range", uidTOML("a", `uid_ranges = ["100000-165535"]`) + uidTOML("b", `uid_ranges = ["165535-231071"]`),
+			[]string{`tenant "b".uid_ranges: uid range 165535-231071 is also claimed by tenant "a" (its uid range 100000-165535)`}},
+		{"uid inside another tenant's range", uidTOML("a", `uid_ranges = ["100000-165535"]`) + uidTOML("b", "uids = [100999]"),
+			[]string{`tenant "b".uids: uid 100999 is also claimed by tenant "a" (its uid range 100000-165535)`}},
+		{"range over another tenant's uid", uidTOML("a", "uids = [1000]") + uidTOML("b", `uid_ranges = ["1-65535"]`),
+			[]string{`tenant "b".uid_ranges: uid range 1-65535 is also claimed by tenant "a" (its uid 1000)`}},
+		{"bad subuid file", "[firewall]\nsubuid_file = \"etc/subuid\"\n", []string{`firewall.subuid_file: "etc/subuid" must be a clean absolute path`}},
+		{"bad passwd file", "[firewall]\npasswd_file = \"/etc/../passwd\"\n", []string{`firewall.passwd_file`}},
 		{"several errors at once", "[listener]\npeek_timeout = \"0s\"\n[log]\nlevel = \"x\"\n" + base, []string{"listener.peek_timeout", "log.level"}},
 	}
 	for _, tc := range tests {
@@ -223,4 +237,9 @@ func TestForwardedTenants(t *testing.T) {
 			}
 		})
 	}
+}
+
+// uidTOML is a [[tenant]] table named name with extra lines.
+func uidTOML(name, extra string) string {
+	return "[[tenant]]\nname = \"" + name + "\"\n" + extra + "\n"
 }

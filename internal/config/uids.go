@@ -1,11 +1,9 @@
 package config
 
 import (
-	"cmp"
 	"fmt"
 	"math"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -97,25 +95,6 @@ func (c uidClaim) String() string {
 		return "uid " + c.r.String()
 	}
 	return "uid range " + c.r.String()
-}
-
-// UIDIntervals returns the tenant's uids and uid_ranges as sorted, merged
-// ranges.
-func (t *Tenant) UIDIntervals() []UIDRange {
-	rs := slices.Clone(t.UIDRanges)
-	for _, u := range t.UIDs {
-		rs = append(rs, UIDRange{u, u})
-	}
-	slices.SortFunc(rs, func(a, b UIDRange) int { return cmp.Compare(a.First, b.First) })
-	var out []UIDRange
-	for _, r := range rs {
-		if n := len(out); n > 0 && uint64(r.First) <= uint64(out[n-1].Last)+1 {
-			out[n-1].Last = max(out[n-1].Last, r.Last)
-			continue
-		}
-		out = append(out, r)
-	}
-	return out
 }
 
 // checkFilePath validates an absolute file path key.

@@ -147,14 +147,8 @@ func TestSlotPorts(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := st.plan(tc.cfg())
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tc.wantErr)
-				}
+			if expectErr(t, err, tc.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("slots = %v, want %v", got, tc.want)
@@ -166,4 +160,20 @@ func TestSlotPorts(t *testing.T) {
 	if _, err := st.plan(full); err == nil || !strings.Contains(err.Error(), `no free tenant slot for "z"`) {
 		t.Fatalf("four tenants from port 65533: err = %v, want no free slot for z", err)
 	}
+}
+
+// expectErr fails t unless err contains want, or, with want "", is nil.
+// It reports whether an error was wanted (the caller stops there).
+func expectErr(t *testing.T, err error, want string) bool {
+	t.Helper()
+	if want == "" {
+		if err != nil {
+			t.Fatal(err)
+		}
+		return false
+	}
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("err = %v, want %q", err, want)
+	}
+	return true
 }

@@ -85,7 +85,11 @@ func tenantUIDRanges(cfg *config.Config, db *subid.DB) (uidRanges, []string, err
 
 // covered reports whether r lies inside the tenant's uids and uid_ranges.
 func covered(t config.Tenant, r subid.Range) bool {
-	for _, have := range t.UIDIntervals() {
+	nt := nft.Tenant{UIDs: t.UIDs}
+	for _, u := range t.UIDRanges {
+		nt.UIDRanges = append(nt.UIDRanges, nft.UIDRange{First: u.First, Last: u.Last})
+	}
+	for _, have := range nt.UIDIntervals() {
 		if have.First <= r.First && r.Last <= have.Last {
 			return true
 		}

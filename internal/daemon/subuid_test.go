@@ -79,14 +79,8 @@ func TestTenantUIDRanges(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := uidConfig(t, tc.subuid, tc.tenants)
 			got, warns, err := loadUIDRanges(cfg)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tc.wantErr)
-				}
+			if expectErr(t, err, tc.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("ranges = %v, want %v", got, tc.want)

@@ -24,9 +24,9 @@ func (r UIDRange) String() string {
 	return fmt.Sprintf("%d-%d", r.First, r.Last)
 }
 
-// uidIntervals returns the tenant's uids and uid ranges as sorted,
+// UIDIntervals returns the tenant's uids and uid ranges as sorted,
 // disjoint, non-adjacent intervals: how the interval map stores them.
-func (t *Tenant) uidIntervals() []UIDRange {
+func (t *Tenant) UIDIntervals() []UIDRange {
 	rs := slices.Clone(t.UIDRanges)
 	for _, u := range t.UIDs {
 		rs = append(rs, UIDRange{u, u})
@@ -63,7 +63,7 @@ func (s *Spec) validateUIDs() error {
 				return fmt.Errorf("tenant %q: uid 4294967295 is (uid_t)-1", t.Name)
 			}
 		}
-		for _, r := range t.uidIntervals() {
+		for _, r := range t.UIDIntervals() {
 			all = append(all, owned{r, t.Name})
 		}
 	}
@@ -84,7 +84,7 @@ func (s *Spec) validateUIDs() error {
 func uidElems(tenants []Tenant) []element {
 	var out []element
 	for _, t := range tenants {
-		for _, r := range t.uidIntervals() {
+		for _, r := range t.UIDIntervals() {
 			out = append(out,
 				element{uint64(r.First)<<1 | 1, nftables.SetElement{Key: be32(r.First), VerdictData: jump(t.Slot)},
 					fmt.Sprintf("%s : jump %s", r, tenantChainName(t.Slot))},
