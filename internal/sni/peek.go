@@ -22,6 +22,8 @@ type PeekOptions struct {
 	Timeout time.Duration
 	// MaxHandshake bounds the ClientHello handshake message.
 	MaxHandshake int
+	// MaxHelloRecords bounds the TLS records the ClientHello may span.
+	MaxHelloRecords int
 	// MaxHTTPHead bounds the HTTP request head.
 	MaxHTTPHead int
 }
@@ -33,18 +35,20 @@ func (o PeekOptions) withDefaults() PeekOptions {
 	if o.MaxHandshake <= 0 {
 		o.MaxHandshake = DefaultMaxHandshake
 	}
+	if o.MaxHelloRecords <= 0 {
+		o.MaxHelloRecords = DefaultMaxHelloRecords
+	}
 	if o.MaxHTTPHead <= 0 {
 		o.MaxHTTPHead = DefaultMaxHTTPHead
 	}
 	return o
 }
 
-// maxWire is the most bytes the parser for kind can need before deciding.
-// A ClientHello fragmented into one-byte records costs six wire bytes per
-// handshake byte; the parser rejects zero-length records, so it always
-// decides within that bound.
+// maxWire is the most bytes the parser for kind can need before deciding:
+// the largest ClientHello in the most records it may span, plus the header
+// of the record that is one too many.
 func (o PeekOptions) maxWire(kind Kind) int {
-	tls := (recordHeaderLen + 1) * (o.MaxHandshake + handshakeHeaderLen)
+	tls := (o.MaxHelloRecords+1)*recordHeaderLen + handshakeHeaderLen + o.MaxHandshake
 	switch kind {
 	case KindTLS:
 		return tls
@@ -60,9 +64,13 @@ func (o PeekOptions) maxWire(kind Kind) int {
 // deadline of opts.Timeout for the whole peek and clears it before
 // returning.
 //
+// Each read is parsed from where the previous one stopped, so the whole
+// peek examines each byte a bounded number of times, however the client
+// splits its bytes into TCP segments and TLS records.
+//
 // The error is nil exactly when the parse is Done. Otherwise it wraps one
-// of ErrTimeout, ErrTruncated, ErrUnknownProtocol, ErrTooLarge,
-// ErrMalformed (ErrIPLiteralSNI is both ErrMalformed and itself), or the
+// of ErrTimeout, ErrTruncated, ErrUnknownProtocol, ErrTooLarge (also
+// ErrTooManyRecords), ErrMalformed (ErrIPLiteralSNI is both ErrMalformed and itself), or the
 // connection's read error; Result.Kind says which protocol it was, so the
 // caller can answer with a TLS alert, an HTTP 403 or a reset.
 func Peek(conn net.Conn, opts PeekOptions) (Result, []byte, error) {
@@ -80,6 +88,7 @@ func Peek(conn net.Conn, opts PeekOptions) (Result, []byte, error) {
 func peekLoop(conn net.Conn, opts PeekOptions) (Result, []byte, error) {
 	buf := make([]byte, 0, peekInitialBuf)
 	res := Result{}
+	p := newParser(opts)
 	limit := opts.maxWire(KindUnknown)
 	for {
 		if len(buf) == cap(buf) {
@@ -95,7 +104,7 @@ func peekLoop(conn net.Conn, opts PeekOptions) (Result, []byte, error) {
 		if n > 0 {
 			var st Status
 			var err error
-			res, st, err = Parse(buf, opts.MaxHandshake, opts.MaxHTTPHead)
+			res, st, err = p.parse(buf)
 			switch st {
 			case Done:
 				return res, buf, nil
