@@ -222,7 +222,7 @@ func Default() Config {
 			Port: 15001, InterceptPorts: []uint16{80, 443},
 			PeekTimeout: D(5 * time.Second), ConnectTimeout: D(5 * time.Second), MaxConnectAttempts: 4,
 			IdleTimeout: D(5 * time.Minute), ShutdownGrace: D(10 * time.Second),
-			MaxClientHello: 64 << 10, MaxHTTPHeader: 16 << 10, DenyDetail: DenyDetailMinimal,
+			MaxClientHello: 16 << 10, MaxHTTPHeader: 16 << 10, DenyDetail: DenyDetailMinimal,
 		},
 		DNS: DNS{
 			Servers: []string{}, Timeout: D(2 * time.Second), MinTTL: D(time.Second), MaxTTL: D(5 * time.Minute),

@@ -72,6 +72,8 @@ func TestParseErrors(t *testing.T) {
 		{"unknown nested tenant key", base + "[[tenant.allow_direct]]\ncidr = \"10.0.0.0/8\"\nport = 53\n", []string{`tenant "web": unknown key "allow_direct.port"`}},
 		{"wrong type", "[listener]\nport = \"x\"\n" + base, []string{"listener.port", "incompatible types"}},
 		{"port overflow", "[listener]\nport = 70000\n" + base, []string{"listener.port", "out of range"}},
+		{"client hello over 16 KiB", "[listener]\nmax_client_hello = 16385\n" + base, []string{"listener.max_client_hello: 16385 is out of range [512, 16384]"}},
+		{"http header over 64 KiB", "[listener]\nmax_http_header = 65537\n" + base, []string{"listener.max_http_header: 65537 is out of range [512, 65536]"}},
 		{"bad duration", "[dns]\ntimeout = \"2x\"\n" + base, []string{"dns.timeout", "not a duration"}},
 		{"zero timeout", "[dns]\ntimeout = \"0s\"\n" + base, []string{"dns.timeout: 0s is out of range"}},
 		{"bad server", "[dns]\nservers = [\"10.0.0.1\"]\n" + base, []string{`dns.servers[0]: "10.0.0.1" is not "ip:port"`}},

@@ -77,11 +77,14 @@ func (c *Config) validateListener(v *validator) {
 	if l.ShutdownGrace.Duration < 0 || l.ShutdownGrace.Duration > time.Hour {
 		v.add("listener.shutdown_grace", "%s is out of range [0, 1h]", l.ShutdownGrace.Duration)
 	}
-	if l.MaxClientHello < 512 || l.MaxClientHello > 1<<20 {
-		v.add("listener.max_client_hello", "%d is out of range [512, 1048576]", l.MaxClientHello)
+	// Caps on what one connection may make egressfw read before a name is
+	// known: post-quantum and ECH ClientHellos are 1.5-2 KiB; nginx refuses
+	// request heads over 32 KiB by default, Node.js over 16 KiB.
+	if l.MaxClientHello < 512 || l.MaxClientHello > 16<<10 {
+		v.add("listener.max_client_hello", "%d is out of range [512, 16384]", l.MaxClientHello)
 	}
-	if l.MaxHTTPHeader < 512 || l.MaxHTTPHeader > 1<<20 {
-		v.add("listener.max_http_header", "%d is out of range [512, 1048576]", l.MaxHTTPHeader)
+	if l.MaxHTTPHeader < 512 || l.MaxHTTPHeader > 64<<10 {
+		v.add("listener.max_http_header", "%d is out of range [512, 65536]", l.MaxHTTPHeader)
 	}
 	if l.DenyDetail != DenyDetailMinimal && l.DenyDetail != DenyDetailFull {
 		v.add("listener.deny_detail", "%q must be %q or %q", l.DenyDetail, DenyDetailMinimal, DenyDetailFull)
