@@ -9,6 +9,7 @@
 //	testsrv bulk ...             a byte-exact transfer with half-close
 //	testsrv idle -addr A -n N    N connections that never send a byte
 //	testsrv userns ... -- CMD    CMD as a uid of a user namespace (see cmdUserns)
+//	testsrv hello -addr A ...    N TLS connections dripping their ClientHello
 //
 // Every client prints exactly one JSON object on stdout and exits 0, so the
 // caller reads success and failure the same way; servers run until killed.
@@ -22,7 +23,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: testsrv serve|get|raw|bulk|idle|userns ...")
+		fmt.Fprintln(os.Stderr, "usage: testsrv serve|get|raw|bulk|idle|userns|hello ...")
 		os.Exit(2)
 	}
 	cmds := map[string]func([]string) error{
@@ -31,6 +32,7 @@ func main() {
 		"raw":   cmdRaw,
 		"bulk":  cmdBulk,
 		"idle":  cmdIdle,
+		"hello": cmdHello,
 	}
 	cmds["userns"] = cmdUserns
 	f, ok := cmds[os.Args[1]]
