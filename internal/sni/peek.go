@@ -70,9 +70,10 @@ func (o PeekOptions) maxWire(kind Kind) int {
 //
 // The error is nil exactly when the parse is Done. Otherwise it wraps one
 // of ErrTimeout, ErrTruncated, ErrUnknownProtocol, ErrTooLarge (also
-// ErrTooManyRecords), ErrMalformed (ErrIPLiteralSNI is both ErrMalformed and itself), or the
-// connection's read error; Result.Kind says which protocol it was, so the
-// caller can answer with a TLS alert, an HTTP 403 or a reset.
+// ErrTooManyRecords), ErrMalformed (ErrIPLiteralSNI is both ErrMalformed
+// and itself), or the connection's read error; Result.Kind says which
+// protocol it was, so the caller can answer with a TLS alert, an HTTP 403
+// or a reset.
 func Peek(conn net.Conn, opts PeekOptions) (Result, []byte, error) {
 	opts = opts.withDefaults()
 	if err := conn.SetReadDeadline(time.Now().Add(opts.Timeout)); err != nil {
