@@ -96,8 +96,9 @@ func FuzzHTTP(f *testing.F) {
 // FuzzParseSplits feeds b to the incremental parser in reads whose sizes
 // cuts gives (1 + each byte, in turn; one byte at a time when empty), as
 // Peek does. It must decide exactly as one parse of b, within the linear
-// work bound and before the wire bound Peek allows; and, with the record
-// cap lifted, as the parsers that started over on every read did.
+// work bound and before the wire bound Peek allows, never within fewer
+// bytes than it said it wants; and, with the record cap lifted, as the
+// parsers that started over on every read did.
 func FuzzParseSplits(f *testing.F) {
 	for _, pattern := range []string{"hellos/*.bin", "http/*.http"} {
 		paths, _ := filepath.Glob(filepath.Join("testdata", pattern))
@@ -121,6 +122,13 @@ func FuzzParseSplits(f *testing.F) {
 			}
 			k++
 			return 1 + int(cuts[(k-1)%len(cuts)])
+		}, func(p *parser, n int) {
+			// Peek sleeps until wants() more bytes are in: fewer must not decide.
+			if w := p.wants(); w > 1 && n+w-1 <= len(b) {
+				if _, wst, _ := newParser(opts).parse(b[:n+w-1]); wst != NeedMore {
+					t.Fatalf("after %d bytes the parser wants %d more, but %d bytes decide (%v)", n, w, n+w-1, wst)
+				}
+			}
 		})
 		if st != wst || fmt.Sprint(err) != fmt.Sprint(werr) || !reflect.DeepEqual(res, want) {
 			t.Fatalf("fed in pieces: %v, %v, %+v; in one piece: %v, %v, %+v", st, err, res, wst, werr, want)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"time"
 )
 
@@ -15,6 +16,11 @@ const DefaultPeekTimeout = 5 * time.Second
 // peekInitialBuf fits a post-quantum ClientHello or a typical request head
 // in one read.
 const peekInitialBuf = 4 << 10
+
+// peekFreeReads is how many reads Peek makes before it asks the kernel not
+// to wake it until the parser can progress (see lowWater). Real clients
+// send their ClientHello in one or two TCP segments.
+const peekFreeReads = 4
 
 // PeekOptions configures Peek; zero fields take the package defaults.
 type PeekOptions struct {
@@ -79,19 +85,23 @@ func Peek(conn net.Conn, opts PeekOptions) (Result, []byte, error) {
 	if err := conn.SetReadDeadline(time.Now().Add(opts.Timeout)); err != nil {
 		return Result{}, nil, fmt.Errorf("sni: setting peek deadline: %w", err)
 	}
-	res, buf, err := peekLoop(conn, opts)
+	lw := newLowWater(conn)
+	res, buf, err := peekLoop(conn, opts, lw)
 	if derr := conn.SetReadDeadline(time.Time{}); derr != nil && err == nil {
 		err = fmt.Errorf("sni: clearing peek deadline: %w", derr)
+	}
+	if lerr := lw.set(1); lerr != nil && err == nil {
+		err = lerr
 	}
 	return res, buf, err
 }
 
-func peekLoop(conn net.Conn, opts PeekOptions) (Result, []byte, error) {
+func peekLoop(conn net.Conn, opts PeekOptions, lw *lowWater) (Result, []byte, error) {
 	buf := make([]byte, 0, peekInitialBuf)
 	res := Result{}
 	p := newParser(opts)
 	limit := opts.maxWire(KindUnknown)
-	for {
+	for reads := 1; ; reads++ {
 		if len(buf) == cap(buf) {
 			if len(buf) >= limit {
 				return res, buf, fmt.Errorf("%w: %s: %d bytes without a decision", ErrTooLarge, res.Kind, len(buf))
@@ -113,6 +123,11 @@ func peekLoop(conn net.Conn, opts PeekOptions) (Result, []byte, error) {
 				return res, buf, err
 			}
 			limit = opts.maxWire(res.Kind)
+			if reads >= peekFreeReads {
+				if err := lw.set(p.wants()); err != nil {
+					return res, buf, err
+				}
+			}
 		}
 		if rerr != nil {
 			return res, buf, peekReadError(rerr, res.Kind, len(buf))
@@ -129,4 +144,38 @@ func peekReadError(err error, kind Kind, n int) error {
 		return fmt.Errorf("%w: %s after %d bytes", ErrTruncated, kind, n)
 	}
 	return fmt.Errorf("sni: reading the first bytes: %w", err)
+}
+
+// lowWater sets the connection's SO_RCVLOWAT: the kernel then wakes Peek
+// only once that many bytes are queued (or the peer closes), so a client
+// that writes a TLS record one byte per TCP segment costs a few reads
+// instead of one per byte. Peek sets it only to bytes the parser needs
+// before it can decide anything, and back to 1 before it returns, since
+// the relay that follows must see every byte at once.
+type lowWater struct {
+	rc  syscall.RawConn // nil: not a socket; lowWater does nothing
+	cur int
+}
+
+func newLowWater(conn net.Conn) *lowWater {
+	w := &lowWater{cur: 1}
+	if sc, ok := conn.(syscall.Conn); ok {
+		w.rc, _ = sc.SyscallConn()
+	}
+	return w
+}
+
+// set makes n the low-water mark if it is not already.
+func (w *lowWater) set(n int) error {
+	if w.rc == nil || n == w.cur {
+		return nil
+	}
+	var serr error
+	if err := w.rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, n)
+	}); err != nil || serr != nil {
+		return fmt.Errorf("sni: setting SO_RCVLOWAT to %d: %w", n, errors.Join(err, serr))
+	}
+	w.cur = n
+	return nil
 }

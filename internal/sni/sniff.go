@@ -93,6 +93,16 @@ func (p *parser) parse(b []byte) (Result, Status, error) {
 	return p.http.parse(b)
 }
 
+// wants is how many more bytes must arrive before the parse can decide:
+// the rest of a TLS record's payload once the handshake header is known,
+// else 1.
+func (p *parser) wants() int {
+	if p.tls != nil {
+		return p.tls.wants()
+	}
+	return 1
+}
+
 // examined is how many bytes the parse so far looked at, counting a byte
 // once each time it was looked at.
 func (p *parser) examined() int {

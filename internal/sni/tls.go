@@ -147,6 +147,16 @@ func (h *helloParser) payload(b []byte) error {
 	return nil
 }
 
+// wants is how many more bytes must arrive before the parse can decide:
+// within a record's payload, after the handshake header, nothing is
+// judged until the record is complete.
+func (h *helloParser) wants() int {
+	if h.left > 0 && h.nhs == handshakeHeaderLen {
+		return h.left
+	}
+	return 1
+}
+
 // checkHeader rejects what the handshake header bytes read so far prove is
 // not an acceptable ClientHello, and learns the message length.
 func (h *helloParser) checkHeader() error {

@@ -90,7 +90,8 @@ func splitsOf(seed uint64) []readSizes {
 
 // feed gives b to a fresh parser in reads of the given sizes, as Peek does,
 // until it decides, and returns its answer and how many bytes it read.
-func feed(b []byte, opts PeekOptions, sizes func() int) (*parser, int, Result, Status, error) {
+// step, if not nil, sees the parser after each undecided read of n bytes.
+func feed(b []byte, opts PeekOptions, sizes func() int, step func(p *parser, n int)) (*parser, int, Result, Status, error) {
 	p := newParser(opts)
 	n := 0
 	for {
@@ -98,6 +99,9 @@ func feed(b []byte, opts PeekOptions, sizes func() int) (*parser, int, Result, S
 		res, st, err := p.parse(b[:n])
 		if st != NeedMore || n == len(b) {
 			return p, n, res, st, err
+		}
+		if step != nil {
+			step(p, n)
 		}
 	}
 }
@@ -113,7 +117,7 @@ func TestWorkIsLinear(t *testing.T) {
 		t.Run(in.name, func(t *testing.T) {
 			want, wst, werr := newParser(in.opts).parse(in.b)
 			for _, s := range splitsOf(uint64(len(in.b))) {
-				p, n, res, st, err := feed(in.b, in.opts, s.next)
+				p, n, res, st, err := feed(in.b, in.opts, s.next, nil)
 				if st != wst || fmt.Sprint(err) != fmt.Sprint(werr) || !reflect.DeepEqual(res, want) {
 					t.Errorf("%s: %v, %v, %+v; one parse gives %v, %v, %+v", s.name, st, err, res, wst, werr, want)
 				}
