@@ -72,7 +72,8 @@ func (o PeekOptions) maxWire(kind Kind) int {
 //
 // Each read is parsed from where the previous one stopped, so the whole
 // peek examines each byte a bounded number of times, however the client
-// splits its bytes into TCP segments and TLS records.
+// splits its bytes into TCP segments and TLS records; while a TLS record
+// trickles in, the kernel wakes Peek only once it is complete (lowWater).
 //
 // The error is nil exactly when the parse is Done. Otherwise it wraps one
 // of ErrTimeout, ErrTruncated, ErrUnknownProtocol, ErrTooLarge (also
