@@ -12,6 +12,7 @@ import (
 	"sort"
 
 	"github.com/egressfw/egressfw/internal/config"
+	"github.com/egressfw/egressfw/internal/daemon"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -38,6 +39,8 @@ func commands() map[string]command {
 		"explain":      {"dry-run a destination for a tenant and print the decision", cmdExplain},
 		"rules":        {"print the nftables ruleset and routing egressfw would install", cmdRules},
 		"cleanup":      {"remove egressfw's nftables table, ip rules and routes", cmdCleanup},
+		"suggest":      {"turn the connection log into allow_domains/allow_internal per tenant", cmdSuggest},
+		"guard":        {"at boot: make tenants fail closed until egressfw runs", cmdGuard},
 		"version":      {"print the version", cmdVersion},
 	}
 }
@@ -123,10 +126,20 @@ func loadFor(fs *flag.FlagSet, args []string, path *string, stderr io.Writer, ba
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	var path string
-	fs := newFlags("check-config", "", "Validate the config file. Exit 0 if valid; otherwise print every problem, naming its key, and exit 1.", stderr, &path)
+	fs := newFlags("check-config", "", "Validate the config file. Exit 0 if valid; otherwise print every problem, naming its key, and exit 1.\n"+
+		"Also checks the tenants' uids against firewall.subuid_file: a sub-uid range two tenants would share is\n"+
+		"an error; sub-uids a tenant leaves uncovered, and lines the file has wrong, are warnings (exit 0).", stderr, &path)
 	cfg, code, done := loadFor(fs, args, &path, stderr, exitFail)
 	if done {
 		return code
+	}
+	warnings, err := daemon.CheckHost(cfg)
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "egressfw: warning: %s\n", w)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "egressfw: %s: %v\n", path, err)
+		return exitFail
 	}
 	fmt.Fprintf(stdout, "%s: valid (%d tenant%s)\n", path, len(cfg.Tenants), plural(len(cfg.Tenants)))
 	return exitOK

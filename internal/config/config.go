@@ -111,6 +111,14 @@ type Firewall struct {
 	// egress, in the kernel. A tenant cgroup re-created while egressfw is
 	// down (new id, unknown to the rules) therefore stays blocked.
 	GuardCgroups []string `toml:"guard_cgroups"`
+	// SubUIDFile lists subordinate uids (shadow-utils' /etc/subuid): a
+	// process in a user namespace owns its sockets as one of them. A uid
+	// tenant with FollowSubUID also covers the ranges it gives the
+	// tenant's uids, followed as the file changes. PasswdFile resolves the
+	// user names it uses. Other paths serve tests and hosts that keep the
+	// user database elsewhere; both need a restart to change.
+	SubUIDFile string `toml:"subuid_file"`
+	PasswdFile string `toml:"passwd_file"`
 }
 
 // Limits caps concurrency so one tenant cannot starve the others.
@@ -141,6 +149,11 @@ type Tenant struct {
 	Name    string   `toml:"name"`
 	Cgroups []string `toml:"cgroups"`
 	UIDs    []uint32 `toml:"uids"`
+	// UIDRanges are further owning uids, by range ("100000-165535").
+	UIDRanges []UIDRange `toml:"uid_ranges"`
+	// FollowSubUID: the tenant also covers the subordinate uids
+	// firewall.subuid_file gives its uids (by user name or uid number).
+	FollowSubUID bool `toml:"follow_subuid"`
 	// Interfaces are ingress interface names of forwarded traffic (Docker,
 	// k3s and VM bridges); a trailing "*" matches a prefix ("br-*").
 	Interfaces []string `toml:"interfaces"`
@@ -209,7 +222,7 @@ func Default() Config {
 			Port: 15001, InterceptPorts: []uint16{80, 443},
 			PeekTimeout: D(5 * time.Second), ConnectTimeout: D(5 * time.Second), MaxConnectAttempts: 4,
 			IdleTimeout: D(5 * time.Minute), ShutdownGrace: D(10 * time.Second),
-			MaxClientHello: 64 << 10, MaxHTTPHeader: 16 << 10, DenyDetail: DenyDetailMinimal,
+			MaxClientHello: 16 << 10, MaxHTTPHeader: 16 << 10, DenyDetail: DenyDetailMinimal,
 		},
 		DNS: DNS{
 			Servers: []string{}, Timeout: D(2 * time.Second), MinTTL: D(time.Second), MaxTTL: D(5 * time.Minute),
@@ -222,6 +235,7 @@ func Default() Config {
 			Table: "egressfw", MarkMask: 0x3000, InterceptMark: 0x2000, BypassMark: 0x1000,
 			CtMarkMask: 0x0fff, RouteTable: 1515, RulePriority: 1515, KeepRulesOnStop: true,
 			GuardCgroups: []string{"egressfw.slice"},
+			SubUIDFile:   "/etc/subuid", PasswdFile: "/etc/passwd",
 		},
 		Limits: Limits{MaxConnections: 8192, MaxConnectionsPerTenant: 4096, MaxPeeking: 1024, MaxPeekingPerTenant: 512},
 		Log:    Log{Level: "info", DenialBurst: 10, DenialWindow: D(10 * time.Second)},
@@ -230,7 +244,7 @@ func Default() Config {
 
 // DefaultTenant returns the defaults of a [[tenant]] table.
 func DefaultTenant() Tenant {
-	return Tenant{Mode: ModeEnforce, AllowDomains: []string{"*"}}
+	return Tenant{Mode: ModeEnforce, AllowDomains: []string{"*"}, FollowSubUID: true}
 }
 
 // Load reads and validates the config file at path.

@@ -72,6 +72,8 @@ func TestParseErrors(t *testing.T) {
 		{"unknown nested tenant key", base + "[[tenant.allow_direct]]\ncidr = \"10.0.0.0/8\"\nport = 53\n", []string{`tenant "web": unknown key "allow_direct.port"`}},
 		{"wrong type", "[listener]\nport = \"x\"\n" + base, []string{"listener.port", "incompatible types"}},
 		{"port overflow", "[listener]\nport = 70000\n" + base, []string{"listener.port", "out of range"}},
+		{"client hello over 16 KiB", "[listener]\nmax_client_hello = 16385\n" + base, []string{"listener.max_client_hello: 16385 is out of range [512, 16384]"}},
+		{"http header over 64 KiB", "[listener]\nmax_http_header = 65537\n" + base, []string{"listener.max_http_header: 65537 is out of range [512, 65536]"}},
 		{"bad duration", "[dns]\ntimeout = \"2x\"\n" + base, []string{"dns.timeout", "not a duration"}},
 		{"zero timeout", "[dns]\ntimeout = \"0s\"\n" + base, []string{"dns.timeout: 0s is out of range"}},
 		{"bad server", "[dns]\nservers = [\"10.0.0.1\"]\n" + base, []string{`dns.servers[0]: "10.0.0.1" is not "ip:port"`}},
@@ -120,6 +122,20 @@ func TestParseErrors(t *testing.T) {
 		{"direct no cidr", base + "[[tenant.allow_direct]]\nports = [53]\n", []string{"allow_direct[0].cidr: required"}},
 		{"direct protocol", base + "[[tenant.allow_direct]]\ncidr = \"10.0.0.0/8\"\nprotocol = \"icmp\"\n", []string{`allow_direct[0].protocol: "icmp"`}},
 		{"direct intercepted port", base + "[[tenant.allow_direct]]\ncidr = \"10.0.0.0/8\"\nports = [443]\n", []string{"TCP port 443 is intercepted"}},
+		{"uid 0", uidTOML("a", "uids = [1000, 0]"), []string{`tenant "a".uids: uid 0 is root`}},
+		{"uid (uid_t)-1", uidTOML("a", "uids = [4294967295]"), []string{`tenant "a".uids: uid 4294967295 is (uid_t)-1`}},
+		{"range with 0", uidTOML("a", `uid_ranges = ["0-65535"]`), []string{`tenant "a".uid_ranges: 0-65535 contains uid 0 (root)`}},
+		{"range to (uid_t)-1", uidTOML("a", `uid_ranges = ["4294900000-4294967295"]`), []string{`tenant "a".uid_ranges: 4294900000-4294967295 contains uid 4294967295`}},
+		{"range reversed", uidTOML("a", `uid_ranges = ["2000-1000"]`), []string{`tenant[0]`, `not a uid range like "100000-165535"`, `"2000-1000"`}},
+		{"range not a number", uidTOML("a", `uid_ranges = ["alice"]`), []string{`not a uid range`}},
+		{"range overlaps another tenant's range", uidTOML("a", `uid_ranges = ["100000-165535"]`) + uidTOML("b", `uid_ranges = ["165535-231071"]`),
+			[]string{`tenant "b".uid_ranges: uid range 165535-231071 is also claimed by tenant "a" (its uid range 100000-165535)`}},
+		{"uid inside another tenant's range", uidTOML("a", `uid_ranges = ["100000-165535"]`) + uidTOML("b", "uids = [100999]"),
+			[]string{`tenant "b".uids: uid 100999 is also claimed by tenant "a" (its uid range 100000-165535)`}},
+		{"range over another tenant's uid", uidTOML("a", "uids = [1000]") + uidTOML("b", `uid_ranges = ["1-65535"]`),
+			[]string{`tenant "b".uid_ranges: uid range 1-65535 is also claimed by tenant "a" (its uid 1000)`}},
+		{"bad subuid file", "[firewall]\nsubuid_file = \"etc/subuid\"\n", []string{`firewall.subuid_file: "etc/subuid" must be a clean absolute path`}},
+		{"bad passwd file", "[firewall]\npasswd_file = \"/etc/../passwd\"\n", []string{`firewall.passwd_file`}},
 		{"several errors at once", "[listener]\npeek_timeout = \"0s\"\n[log]\nlevel = \"x\"\n" + base, []string{"listener.peek_timeout", "log.level"}},
 	}
 	for _, tc := range tests {
@@ -223,4 +239,9 @@ func TestForwardedTenants(t *testing.T) {
 			}
 		})
 	}
+}
+
+// uidTOML is a [[tenant]] table named name with extra lines.
+func uidTOML(name, extra string) string {
+	return "[[tenant]]\nname = \"" + name + "\"\n" + extra + "\n"
 }

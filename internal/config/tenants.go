@@ -12,14 +12,14 @@ import (
 var tenantName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
 
 // validateTenants checks each tenant and the claims tenants make on shared
-// things (names, cgroups, uids), which must not overlap. Patterns and hosts
+// things (names, cgroups, uids and uid ranges), which must not overlap. Patterns and hosts
 // are normalised in place so the rest of the program sees canonical names.
 func (c *Config) validateTenants(v *validator) {
 	if len(c.Tenants) > MaxTenants {
 		v.add("tenant", "%d tenants, at most %d are supported", len(c.Tenants), MaxTenants)
 	}
 	names := map[string]int{}
-	uids := map[uint32]string{}
+	var uids []uidClaim
 	var cgroups []struct{ path, tenant string }
 	fwd := &forwardClaims{}
 	for i := range c.Tenants {
@@ -34,8 +34,8 @@ func (c *Config) validateTenants(v *validator) {
 			}
 			names[t.Name] = i
 		}
-		if len(t.Cgroups) == 0 && len(t.UIDs) == 0 && len(t.Interfaces) == 0 && len(t.SourceCIDRs) == 0 {
-			v.add(key, "matches nothing: set cgroups, uids, interfaces and/or source_cidrs")
+		if len(t.Cgroups) == 0 && len(t.UIDs) == 0 && len(t.UIDRanges) == 0 && len(t.Interfaces) == 0 && len(t.SourceCIDRs) == 0 {
+			v.add(key, "matches nothing: set cgroups, uids, uid_ranges, interfaces and/or source_cidrs")
 		}
 		fwd.check(v, key, t)
 		for _, cg := range t.Cgroups {
@@ -55,12 +55,7 @@ func (c *Config) validateTenants(v *validator) {
 			}
 			cgroups = append(cgroups, struct{ path, tenant string }{cg, t.Name})
 		}
-		for _, u := range t.UIDs {
-			if other, dup := uids[u]; dup {
-				v.add(key+".uids", "uid %d is also claimed by tenant %q", u, other)
-			}
-			uids[u] = t.Name
-		}
+		checkUIDs(v, key, t, &uids)
 		if t.Mode != ModeEnforce && t.Mode != ModeReport {
 			v.add(key+".mode", "%q must be \"enforce\" or \"report\"", t.Mode)
 		}

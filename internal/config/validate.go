@@ -77,18 +77,24 @@ func (c *Config) validateListener(v *validator) {
 	if l.ShutdownGrace.Duration < 0 || l.ShutdownGrace.Duration > time.Hour {
 		v.add("listener.shutdown_grace", "%s is out of range [0, 1h]", l.ShutdownGrace.Duration)
 	}
-	if l.MaxClientHello < 512 || l.MaxClientHello > 1<<20 {
-		v.add("listener.max_client_hello", "%d is out of range [512, 1048576]", l.MaxClientHello)
+	// Caps on what one connection may make egressfw read before a name is
+	// known: post-quantum and ECH ClientHellos are 1.5-2 KiB; nginx refuses
+	// request heads over 32 KiB by default, Node.js over 16 KiB.
+	if l.MaxClientHello < 512 || l.MaxClientHello > 16<<10 {
+		v.add("listener.max_client_hello", "%d is out of range [512, 16384]", l.MaxClientHello)
 	}
-	if l.MaxHTTPHeader < 512 || l.MaxHTTPHeader > 1<<20 {
-		v.add("listener.max_http_header", "%d is out of range [512, 1048576]", l.MaxHTTPHeader)
+	if l.MaxHTTPHeader < 512 || l.MaxHTTPHeader > 64<<10 {
+		v.add("listener.max_http_header", "%d is out of range [512, 65536]", l.MaxHTTPHeader)
 	}
 	if l.DenyDetail != DenyDetailMinimal && l.DenyDetail != DenyDetailFull {
 		v.add("listener.deny_detail", "%q must be %q or %q", l.DenyDetail, DenyDetailMinimal, DenyDetailFull)
 	}
 }
 
-// isListenerPort reports whether p falls in the range of per-tenant listener ports.
+// isListenerPort reports whether p falls in the range of per-tenant listener
+// ports of a fresh start (slots 1..N). Reloads keep a tenant's slot, so the
+// slots in use can go higher: the daemon checks the port of every slot it
+// assigns (internal/daemon, slotTable.plan).
 func (c *Config) isListenerPort(p uint16) bool {
 	n := max(len(c.Tenants), 1)
 	return int(p) >= int(c.Listener.Port) && int(p) < int(c.Listener.Port)+n
@@ -211,6 +217,8 @@ func (c *Config) validateFirewall(v *validator) {
 			v.add(fmt.Sprintf("firewall.guard_cgroups[%d]", i), "%q must be a clean path relative to the cgroup2 root, like \"egressfw.slice\"", g)
 		}
 	}
+	checkFilePath(v, "firewall.subuid_file", f.SubUIDFile)
+	checkFilePath(v, "firewall.passwd_file", f.PasswdFile)
 	if f.RulePriority == 0 || f.RulePriority >= 32766 {
 		v.add("firewall.rule_priority", "%d must be 1-32765 (before the main table)", f.RulePriority)
 	}

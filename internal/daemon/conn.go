@@ -175,6 +175,8 @@ func (s *server) peek(c *net.TCPConn, st *snapshot, t *tenantState, rec *connRec
 		rec.reason = reasonClientClosedEarly
 	case errors.Is(err, sni.ErrUnknownProtocol):
 		rec.reason = reasonUnknownProto
+	case errors.Is(err, sni.ErrTooLarge):
+		rec.reason = peekCapReason(err, res.Kind)
 	default:
 		rec.reason = reasonMalformed
 	}
@@ -188,6 +190,25 @@ func (s *server) peek(c *net.TCPConn, st *snapshot, t *tenantState, rec *connRec
 	}
 	s.finish(rec)
 	return res, nil, false
+}
+
+// Reasons for first bytes over a cap of the peek (listener.max_client_hello,
+// sni.DefaultMaxHelloRecords, listener.max_http_header).
+const (
+	reasonHelloTooLarge  = "hello_too_large"
+	reasonTooManyRecords = "too_many_records"
+	reasonHeadTooLarge   = "head_too_large"
+)
+
+// peekCapReason names the cap an sni.ErrTooLarge error exceeded.
+func peekCapReason(err error, kind sni.Kind) string {
+	switch {
+	case errors.Is(err, sni.ErrTooManyRecords):
+		return reasonTooManyRecords
+	case kind == sni.KindHTTP:
+		return reasonHeadTooLarge
+	}
+	return reasonHelloTooLarge
 }
 
 // deny answers a refused request in its own protocol; full: with the

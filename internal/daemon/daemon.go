@@ -53,6 +53,11 @@ type Daemon struct {
 	slots   *slotTable
 	metrics *metrics
 	reloads atomic.Int64
+	// subUIDsLost: the sub-uid files are no longer watched (unhealthy).
+	subUIDsLost atomic.Bool
+	// applyRules installs the ruleset of a snapshot (firewall.apply; a
+	// test seam).
+	applyRules func(ctx context.Context, cfg *config.Config, snap *snapshot, ready func() error) error
 }
 
 // Run applies the rules, opens the listeners, serves until ctx ends, then
@@ -71,6 +76,7 @@ func Run(ctx context.Context, opts Options) error {
 	if d.fw, err = newFirewall(d.log, d.metrics); err != nil {
 		return err
 	}
+	d.applyRules = d.fw.apply
 	if err := watchHostAddrs(ctx, ownNamespace(), d.srv.setHostAddrs, func(err error) {
 		d.log.Error("host address watch", "err", err)
 	}); err != nil {
@@ -78,6 +84,10 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	// Watching before the first apply: nothing changed in between is missed.
 	if err := d.fw.guardRuleset(ctx, d.rulesetChanged); err != nil {
+		return err
+	}
+	subUIDs, err := followSubUIDs(ctx, cfg)
+	if err != nil {
 		return err
 	}
 	if err := d.apply(ctx, cfg); err != nil {
@@ -98,14 +108,25 @@ func Run(ctx context.Context, opts Options) error {
 			return d.shutdown()
 		case <-opts.Reload:
 			d.reload(ctx)
+		case _, ok := <-subUIDs:
+			if !ok {
+				subUIDs = nil
+				if ctx.Err() == nil {
+					d.subUIDsLost.Store(true) // the watchdog stops: systemd restarts egressfw
+					d.log.Error("lost the watch on the sub-uid files; changes to them are not followed")
+				}
+				continue
+			}
+			d.refreshUIDs(ctx)
 		}
 	}
 }
 
-// slotCapacity is how many tenant slots the ct mark and port range allow.
+// slotCapacity is the highest slot the conntrack mark can hold (and a
+// port can follow). Which slots have a listener port is checked per config
+// by slotTable.plan: listener.port may change on reload.
 func slotCapacity(cfg *config.Config) uint32 {
-	ports := uint32(65535 - int(cfg.Listener.Port) + 1)
-	return min(uint32(min(config.MaxSlots(cfg.Firewall.CtMarkMask), 1<<31)), ports, config.MaxTenants)
+	return uint32(min(config.MaxSlots(cfg.Firewall.CtMarkMask), 65535))
 }
 
 // apply makes cfg current: slots, snapshot, listeners for new tenants
@@ -113,15 +134,23 @@ func slotCapacity(cfg *config.Config) uint32 {
 // snapshot swap, then listeners of removed tenants are closed. Any failure
 // before the rules are applied leaves the running state untouched.
 func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
-	slots, err := d.slots.plan(tenantNames(cfg))
+	slots, err := d.slots.plan(cfg)
 	if err != nil {
 		return err
+	}
+	ranges, warnings, err := loadUIDRanges(cfg)
+	if err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		d.log.Warn(w)
 	}
 	t0 := time.Now()
 	snap, err := d.srv.buildSnapshot(cfg, slots, cfg.Firewall.BypassMark)
 	if err != nil {
 		return err
 	}
+	snap.uidRanges = ranges
 	t1 := time.Now()
 	// The new listeners open while the rules are prepared; the rules send
 	// traffic to them only once all are open (see nft.Manager.ApplyWhen).
@@ -133,7 +162,7 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
 		opened <- err
 	}()
 	listening := sync.OnceValue(func() error { return <-opened })
-	err = d.fw.apply(ctx, cfg, snap, listening)
+	err = d.applyRules(ctx, cfg, snap, listening)
 	if lerr := listening(); lerr != nil || err != nil {
 		if old := d.srv.state.Load(); old != nil {
 			d.srv.closeStaleListeners(old)
@@ -211,11 +240,14 @@ func (d *Daemon) shutdown() error {
 }
 
 // health is the watchdog's view: nil with an accept loop on every listening
-// socket (none are needed without tenants), the cgroup watcher alive and
-// the ruleset in place.
+// socket (none are needed without tenants), the cgroup watcher alive, the
+// ruleset in place and the sub-uid files watched.
 func (d *Daemon) health() error {
 	if n, want := int(d.srv.accepting.Load()), d.srv.listenerSockets(); n < want {
 		return fmt.Errorf("%d of %d accept loops running", n, want)
+	}
+	if d.subUIDsLost.Load() {
+		return errors.New("sub-uid files no longer watched")
 	}
 	return d.fw.health()
 }

@@ -62,7 +62,7 @@ func nftSpec(cfg *config.Config, snap *snapshot) nft.Spec {
 	for _, t := range cfg.Tenants {
 		ts := bySlot[t.Name]
 		nt := nft.Tenant{Name: t.Name, Slot: ts.slot, ListenerPort: ts.port, Report: t.Mode == config.ModeReport,
-			Cgroups: t.Cgroups, UIDs: t.UIDs, Interfaces: t.Interfaces, Sources: t.SourceCIDRs}
+			Cgroups: t.Cgroups, UIDs: t.UIDs, UIDRanges: snap.uidRanges[t.Name], Interfaces: t.Interfaces, Sources: t.SourceCIDRs}
 		for _, d := range t.AllowDirect {
 			nt.AllowDirect = append(nt.AllowDirect, nft.Direct{Prefix: d.CIDR, Ports: d.Ports, Proto: d.Protocol})
 		}
@@ -254,25 +254,29 @@ func Rules(cfg *config.Config) (string, error) {
 		return "", err
 	}
 	ids := nft.CgroupIDs{}
-	if paths := cgroupPaths(cfg); len(paths) > 0 {
-		if root, err := cgroup.FindMount(); err == nil {
-			for _, p := range paths {
-				if id, err := cgroup.ID(root + "/" + p); err == nil {
-					ids[p] = id
-				}
-			}
-		}
+	if root, err := cgroup.FindMount(); err == nil {
+		ids = currentCgroupIDs(cfg, root)
 	}
 	return nft.Render(nftSpec(cfg, snap), ids)
 }
 
-// rulesSnapshot assigns slots in config order, as a fresh daemon would.
+// rulesSnapshot is what a fresh daemon installs: slots in config order,
+// and the sub-uids.
 func rulesSnapshot(cfg *config.Config) (*snapshot, error) {
-	slots, err := newSlotTable(slotCapacity(cfg)).plan(tenantNames(cfg))
+	ranges, _, err := loadUIDRanges(cfg)
 	if err != nil {
 		return nil, err
 	}
-	snap := &snapshot{tenants: map[uint32]*tenantState{}}
+	return freshSnapshot(cfg, ranges)
+}
+
+// freshSnapshot assigns slots in config order, as a fresh daemon would.
+func freshSnapshot(cfg *config.Config, ranges uidRanges) (*snapshot, error) {
+	slots, err := newSlotTable(slotCapacity(cfg)).plan(cfg)
+	if err != nil {
+		return nil, err
+	}
+	snap := &snapshot{tenants: map[uint32]*tenantState{}, uidRanges: ranges}
 	for _, t := range cfg.Tenants {
 		s := slots[t.Name]
 		snap.tenants[s] = &tenantState{name: t.Name, slot: s, port: listenerPort(cfg, s)}

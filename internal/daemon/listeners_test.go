@@ -116,7 +116,7 @@ func TestOpenListeners(t *testing.T) {
 // snapshotFor builds the snapshot a first apply of cfg would install.
 func snapshotFor(t *testing.T, s *server, cfg *config.Config) *snapshot {
 	t.Helper()
-	slots, err := newSlotTable(4095).plan(tenantNames(cfg))
+	slots, err := newSlotTable(4095).plan(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

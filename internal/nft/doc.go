@@ -20,7 +20,9 @@
 //  3. ct state established,related is accepted;
 //  4. tenants are looked up in verdict maps: `socket cgroupv2 level L vmap
 //     @cgroup_lL` for each cgroup depth L in use, deepest first, then
-//     `meta skuid vmap @uids`. A hit jumps to the tenant's chain tenant_SLOT.
+//     `meta skuid vmap @uids`, an interval map in which a tenant's uids and
+//     uid ranges (sub-uids) cost one element each (uids.go). A hit jumps to
+//     the tenant's chain tenant_SLOT.
 //     Everyone else falls through and is accepted.
 //
 // A tenant chain sets, for new TCP to an intercept port, the ct mark slot

@@ -49,6 +49,9 @@ func (s *setDef) render() string {
 		kind, typ = "map", typ+" : "+s.set.DataType.Name
 	}
 	fmt.Fprintf(&b, "\t%s %s {\n\t\ttype %s\n", kind, s.set.Name, typ)
+	if s.set.Interval {
+		b.WriteString("\t\tflags interval\n")
+	}
 	if len(s.texts) > 0 {
 		fmt.Fprintf(&b, "\t\telements = { %s }\n", strings.Join(s.texts, ", "))
 	}

@@ -12,14 +12,16 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the kernel listing")
 
-// sampleSpec exercises every rule shape: cgroups at two levels, uids,
-// allow_direct variants (IPv4/IPv6, host/prefix/any, tcp/udp/both, one or
+// sampleSpec exercises every rule shape: cgroups at two levels, uids and
+// uid ranges (of two tenants side by side, and a tenant's own uid next to
+// its range), allow_direct variants (IPv4/IPv6, host/prefix/any, tcp/udp/both, one or
 // many ports) and a report-mode tenant.
 func sampleSpec() Spec {
 	s := DefaultSpec()
 	s.Tenants = []Tenant{
 		{Name: "webhooks", Slot: 2, ListenerPort: 15002,
-			Cgroups: []string{"egressfw.slice/egressfw-webhooks.slice", "/other.slice/"}, UIDs: []uint32{4242, 0},
+			Cgroups: []string{"egressfw.slice/egressfw-webhooks.slice", "/other.slice/"}, UIDs: []uint32{4242, 0, 99999},
+			UIDRanges: []UIDRange{{100000, 165535}},
 			AllowDirect: []Direct{
 				{Prefix: netip.MustParsePrefix("127.0.0.53/32"), Ports: []uint16{53}},
 				{Prefix: netip.MustParsePrefix("10.1.0.0/16"), Ports: []uint16{853, 53, 5353}, Proto: "tcp"},
@@ -27,7 +29,8 @@ func sampleSpec() Spec {
 				{Prefix: netip.MustParsePrefix("2001:db8::53/128")},
 				{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Ports: []uint16{123}, Proto: "udp"},
 			}},
-		{Name: "batch", Slot: 1, ListenerPort: 15001, Report: true, Cgroups: []string{"batch.slice"}},
+		{Name: "batch", Slot: 1, ListenerPort: 15001, Report: true, Cgroups: []string{"batch.slice"},
+			UIDs: []uint32{4243}, UIDRanges: []UIDRange{{165536, 231071}}},
 	}
 	return s
 }

@@ -89,7 +89,7 @@ func (r *ruleDef) text() string {
 type element struct {
 	sortKey uint64
 	elem    nftables.SetElement
-	text    string
+	text    string // "" for an interval's end, which nft does not print
 }
 
 func newSet(s *nftables.Set, elems []element) *setDef {
@@ -97,7 +97,9 @@ func newSet(s *nftables.Set, elems []element) *setDef {
 	d := &setDef{set: s}
 	for _, e := range elems {
 		d.elems = append(d.elems, e.elem)
-		d.texts = append(d.texts, e.text)
+		if e.text != "" {
+			d.texts = append(d.texts, e.text)
+		}
 	}
 	return d
 }
@@ -165,18 +167,13 @@ func buildRuleset(spec *Spec, ids CgroupIDs) *ruleset {
 	tenants := sortedTenants(spec)
 
 	var listenPorts []uint16
-	var tproxy, uids, slots []element
+	var tproxy, slots []element
 	for _, t := range tenants {
 		listenPorts = append(listenPorts, t.ListenerPort)
 		slots = append(slots, element{uint64(t.Slot), nftables.SetElement{Key: ne32(t.Slot)}, fmt.Sprintf("0x%08x", t.Slot)})
 		tproxy = append(tproxy, element{uint64(t.Slot),
 			nftables.SetElement{Key: ne32(t.Slot), Val: be16(t.ListenerPort)},
 			fmt.Sprintf("0x%08x : %d", t.Slot, t.ListenerPort)})
-		for _, u := range t.UIDs {
-			uids = append(uids, element{uint64(u),
-				nftables.SetElement{Key: ne32(u), VerdictData: jump(t.Slot)},
-				fmt.Sprintf("%d : jump %s", u, tenantChainName(t.Slot))})
-		}
 	}
 	rs.sets = append(rs.sets,
 		newSet(&nftables.Set{Table: table, Name: setIntercept, KeyType: nftables.TypeInetService}, portElems(spec.InterceptPorts)),
@@ -190,8 +187,7 @@ func buildRuleset(spec *Spec, ids CgroupIDs) *ruleset {
 			KeyType: nftables.TypeCGroupV2, KeyByteOrder: binaryutil.NativeEndian, DataType: nftables.TypeVerdict}, cg[l]))
 	}
 	if spec.hasUIDs() {
-		rs.sets = append(rs.sets, newSet(&nftables.Set{Table: table, Name: mapUIDs, IsMap: true,
-			KeyType: nftables.TypeUID, KeyByteOrder: binaryutil.NativeEndian, DataType: nftables.TypeVerdict}, uids))
+		rs.sets = append(rs.sets, uidMap(table, uidElems(tenants)))
 	}
 
 	rs.chains = append(rs.chains, outputChain(spec, table), escapeChain(spec, table), preroutingChain(spec, table),
@@ -248,8 +244,7 @@ func outputChain(spec *Spec, table *nftables.Table) *chainDef {
 	}
 	if spec.hasUIDs() {
 		r := &ruleDef{}
-		r.add("meta skuid", &expr.Meta{Key: expr.MetaKeySKUID, Register: reg1})
-		r.add("vmap @"+mapUIDs, vmap(mapUIDs, 0))
+		r.add("meta skuid vmap @"+mapUIDs, uidLookup()...)
 		c.rules = append(c.rules, r)
 	}
 	return c

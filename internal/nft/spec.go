@@ -55,8 +55,11 @@ type Tenant struct {
 	ListenerPort uint16 // port of this tenant's transparent listener on 127.0.0.1 and ::1
 	Report       bool   // observe only: count and accept what would be rejected
 
-	Cgroups     []string // cgroup v2 paths relative to the cgroup2 root
-	UIDs        []uint32 // owning uids of sockets
+	Cgroups []string // cgroup v2 paths relative to the cgroup2 root
+	UIDs    []uint32 // owning uids of sockets
+	// UIDRanges are further owning uids, by range (sub-uids); they must
+	// not overlap another tenant's uids or ranges.
+	UIDRanges   []UIDRange
 	AllowDirect []Direct // egress that bypasses the proxy
 
 	// Interfaces are ingress interface names of forwarded traffic (a
@@ -121,7 +124,6 @@ func (s *Spec) Validate() error {
 	slots := map[uint32]string{}
 	ports := map[uint16]string{}
 	cgroups := map[string]string{}
-	uids := map[uint32]string{}
 	for i := range s.Tenants {
 		t := &s.Tenants[i]
 		if err := s.validateTenant(t); err != nil {
@@ -142,12 +144,9 @@ func (s *Spec) Validate() error {
 			}
 			cgroups[c] = t.Name
 		}
-		for _, u := range t.UIDs {
-			if other, ok := uids[u]; ok {
-				return fmt.Errorf("tenant %q: uid %d already used by %q", t.Name, u, other)
-			}
-			uids[u] = t.Name
-		}
+	}
+	if err := s.validateUIDs(); err != nil {
+		return err
 	}
 	return s.validateGuards(cgroups)
 }
@@ -280,7 +279,7 @@ func (s *Spec) validateGuards(tenantCgroups map[string]string) error {
 // hasUIDs reports whether any tenant is matched by uid.
 func (s *Spec) hasUIDs() bool {
 	for _, t := range s.Tenants {
-		if len(t.UIDs) > 0 {
+		if len(t.UIDs) > 0 || len(t.UIDRanges) > 0 {
 			return true
 		}
 	}

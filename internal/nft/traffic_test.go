@@ -96,7 +96,7 @@ func serveSink(ln net.Listener, port uint16, ch chan<- accepted) {
 // TestTraffic runs real clients in a test cgroup and namespace against the
 // applied ruleset: interception to the tenant's own listener port (which
 // proves the ct mark survives the loop through lo), default deny, uid
-// matching, allow_direct, report mode and direct-to-listener rejection.
+// and uid-range matching, allow_direct, report mode and direct-to-listener rejection.
 func TestTraffic(t *testing.T) {
 	ns := newNetns(t, true)
 	mnt, root := testCgroups(t)
@@ -109,7 +109,7 @@ func TestTraffic(t *testing.T) {
 	spec.Tenants = []Tenant{
 		{Name: "a", Slot: 1, ListenerPort: 15001, Cgroups: []string{root + "/a"},
 			AllowDirect: []Direct{{Prefix: netip.MustParsePrefix("127.0.0.53/32"), Ports: []uint16{53}}}},
-		{Name: "b", Slot: 7, ListenerPort: 15007, UIDs: []uint32{4242}},
+		{Name: "b", Slot: 7, ListenerPort: 15007, UIDs: []uint32{4242}, UIDRanges: []UIDRange{{300000, 365535}}},
 		{Name: "c", Slot: 3, ListenerPort: 15003, Report: true, Cgroups: []string{root + "/c"}},
 		{Name: "d", Slot: 4, ListenerPort: 15004, Cgroups: []string{root + "/d"}}, // no listener: fail closed
 	}
@@ -142,6 +142,10 @@ func TestTraffic(t *testing.T) {
 		{"report tenant to 80", cg("c"), "tcp", "192.0.2.10:80", "intercept 15003"},
 		{"non-tenant cgroup to 80", cg("other"), "tcp", "192.0.2.10:80", "unanswered"},
 		{"non-tenant uid to 80", client{fsuid: 4243}, "tcp", "192.0.2.10:80", "unanswered"},
+		{"sub-uid of the uid tenant to 80", client{fsuid: 300999}, "tcp", "192.0.2.10:80", "intercept 15007"},
+		{"last sub-uid of the range to 443", client{fsuid: 365535}, "tcp", "192.0.2.10:443", "intercept 15007"},
+		{"uid past the range to 80", client{fsuid: 365536}, "tcp", "192.0.2.10:80", "unanswered"},
+		{"sub-uid other tcp port", client{fsuid: 300000}, "tcp", "192.0.2.10:8443", "refused"},
 		{"tenant other tcp port", cg("a"), "tcp", "192.0.2.10:22", "refused"},
 		{"uid tenant other tcp port", client{fsuid: 4242}, "tcp", "192.0.2.10:8443", "refused"},
 		{"tenant without listener fails closed", cg("d"), "tcp", "192.0.2.10:443", "refused"},

@@ -132,8 +132,9 @@ func checkHello(t *testing.T, wire []byte, want helloWant) {
 }
 
 // checkSplits feeds wire one byte at a time and re-fragmented into three
-// records of varying sizes; every variant must give want, and every strict
-// prefix must be NeedMore.
+// records of varying sizes or 64-byte records; every variant must give
+// want, and every strict prefix must be NeedMore, both parsed from scratch
+// and fed to one incremental parser byte by byte.
 func checkSplits(t *testing.T, wire []byte, want Result) {
 	t.Helper()
 	n := len(handshakeBytes(wire))
@@ -143,16 +144,25 @@ func checkSplits(t *testing.T, wire []byte, want Result) {
 		"records n/2, 7, rest":    refragment(wire, n/2, 7),
 		"records 3, 5, rest":      refragment(wire, 3, 5), // splits the handshake header
 		"records n-2, 1, 1 (end)": refragment(wire, n-2, 1),
+		"64-byte records":         refragment(wire, slices.Repeat([]int{64}, n/64)...),
 	}
 	for name, v := range variants {
+		p := newParser(PeekOptions{}.withDefaults())
 		for i := 1; i < len(v); i++ {
 			if _, st, err := ParseClientHello(v[:i], 0); st != NeedMore {
 				t.Fatalf("%s: prefix of %d/%d bytes = %v, %v; want NeedMore", name, i, len(v), st, err)
+			}
+			if _, st, err := p.parse(v[:i]); st != NeedMore {
+				t.Fatalf("%s: fed byte by byte, %d/%d bytes = %v, %v; want NeedMore", name, i, len(v), st, err)
 			}
 		}
 		got, st, err := ParseClientHello(v, 0)
 		if st != Done || err != nil || !reflect.DeepEqual(got, want) {
 			t.Fatalf("%s: = %+v, %v, %v; want %+v", name, got, st, err, want)
+		}
+		got, st, err = p.parse(v)
+		if st != Done || err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s: fed byte by byte = %+v, %v, %v; want %+v", name, got, st, err, want)
 		}
 	}
 }

@@ -2,9 +2,12 @@ package sni
 
 import (
 	"bufio"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/egressfw/egressfw/internal/dnsname"
@@ -39,7 +42,7 @@ func FuzzClientHello(f *testing.F) {
 			return
 		}
 		checkName(t, res)
-		msg, _, _ := handshakeMessage(b, DefaultMaxHandshake)
+		msg, _, _ := legacyHandshakeMessage(b, DefaultMaxHandshake)
 		for _, cut := range []int{len(b) / 2, len(b) - 1} {
 			if _, pst, perr := ParseClientHello(b[:cut], 0); pst == Malformed {
 				t.Fatalf("prefix of %d/%d bytes is malformed (%v) but the whole is done", cut, len(b), perr)
@@ -88,6 +91,73 @@ func FuzzHTTP(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzParseSplits feeds b to the incremental parser in reads whose sizes
+// cuts gives (1 + each byte, in turn; one byte at a time when empty), as
+// Peek does. It must decide exactly as one parse of b, within the linear
+// work bound and before the wire bound Peek allows, never within fewer
+// bytes than it said it wants; and, with the record cap lifted, as the
+// parsers that started over on every read did.
+func FuzzParseSplits(f *testing.F) {
+	for _, pattern := range []string{"hellos/*.bin", "http/*.http"} {
+		paths, _ := filepath.Glob(filepath.Join("testdata", pattern))
+		for _, p := range paths {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(b, []byte{})
+			f.Add(b, []byte{4, 0, 200})
+		}
+	}
+	f.Fuzz(func(t *testing.T, b, cuts []byte) {
+		opts := PeekOptions{MaxHandshake: 4096, MaxHTTPHead: 1024}.withDefaults()
+		want, wst, werr := newParser(opts).parse(b)
+		checkStatusErr(t, wst, werr)
+		k := 0
+		p, n, res, st, err := feed(b, opts, func() int {
+			if len(cuts) == 0 {
+				return 1
+			}
+			k++
+			return 1 + int(cuts[(k-1)%len(cuts)])
+		}, func(p *parser, n int) {
+			// Peek sleeps until wants() more bytes are in: fewer must not decide.
+			if w := p.wants(); w > 1 && n+w-1 <= len(b) {
+				if _, wst, _ := newParser(opts).parse(b[:n+w-1]); wst != NeedMore {
+					t.Fatalf("after %d bytes the parser wants %d more, but %d bytes decide (%v)", n, w, n+w-1, wst)
+				}
+			}
+		})
+		if st != wst || fmt.Sprint(err) != fmt.Sprint(werr) || !reflect.DeepEqual(res, want) {
+			t.Fatalf("fed in pieces: %v, %v, %+v; in one piece: %v, %v, %+v", st, err, res, wst, werr, want)
+		}
+		if w := p.examined(); w > workPerByte*n {
+			t.Fatalf("examined %d bytes for %d read; want at most %d per byte", w, n, workPerByte)
+		}
+		if st == NeedMore && len(b) >= opts.maxWire(res.Kind) {
+			t.Fatalf("%d bytes of %v without a decision; Peek gives up at %d", len(b), res.Kind, opts.maxWire(res.Kind))
+		}
+		lifted := opts
+		lifted.MaxHelloRecords = 1 << 20
+		got, gst, gerr := newParser(lifted).parse(b)
+		old, ost, oerr := legacyParse(b, opts.MaxHandshake, opts.MaxHTTPHead)
+		if gst != ost || errClass(gerr) != errClass(oerr) || !reflect.DeepEqual(got, old) {
+			t.Fatalf("incremental: %v, %v, %+v; re-parsing: %v, %v, %+v", gst, gerr, got, ost, oerr, old)
+		}
+	})
+}
+
+// errClass names the sentinels err wraps.
+func errClass(err error) string {
+	var c []string
+	for _, s := range []error{ErrMalformed, ErrTooLarge, ErrTooManyRecords, ErrIPLiteralSNI, ErrUnknownProtocol} {
+		if errors.Is(err, s) {
+			c = append(c, s.Error())
+		}
+	}
+	return strings.Join(c, ",")
 }
 
 // FuzzHost fuzzes the shared normaliser on the strings this package feeds

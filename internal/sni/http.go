@@ -28,31 +28,7 @@ func ParseHTTP(b []byte, limit int) (Result, Status, error) {
 	if limit <= 0 {
 		limit = DefaultMaxHTTPHead
 	}
-	r := Result{Kind: KindHTTP}
-	head := b[:min(len(b), limit)]
-	if n := min(len(head), len(h2Preface)); string(head[:n]) == h2Preface[:n] {
-		if n < len(h2Preface) {
-			return tooLargeOr(r, NeedMore, nil, len(b), limit)
-		}
-		r.HTTPMethod, r.HTTPVersion, r.H2Preface = "PRI", "HTTP/2.0", true
-		return r, Done, nil
-	}
-	line, rest, st, err := nextLine(head)
-	if st != Done {
-		return tooLargeOr(r, st, err, len(b), limit)
-	}
-	target, err := parseRequestLine(&r, line)
-	if err != nil {
-		return r, Malformed, err
-	}
-	host, hasHost, st, err := scanHeaders(rest)
-	if st != Done {
-		return tooLargeOr(r, st, err, len(b), limit)
-	}
-	if err := resolveTarget(&r, target, host, hasHost); err != nil {
-		return r, Malformed, err
-	}
-	return r, Done, nil
+	return newHeadParser(limit).parse(b)
 }
 
 // malformedHTTP builds a specific reason wrapping ErrMalformed.
@@ -69,24 +45,142 @@ func tooLargeOr(r Result, st Status, err error, n, limit int) (Result, Status, e
 	return r, st, err
 }
 
-// nextLine splits off one CRLF-terminated line. A line without its LF yet
-// is NeedMore; an LF without CR, or a CR elsewhere, is malformed.
-func nextLine(b []byte) (line, rest []byte, st Status, err error) {
-	i := bytes.IndexByte(b, '\n')
-	if i < 0 {
-		if j := bytes.IndexByte(b, '\r'); j >= 0 && j < len(b)-1 {
-			return nil, nil, Malformed, malformedHTTP("bare CR in request head")
+// headParser reads a request head as it arrives. It is fed the growing
+// buffer of the bytes read so far and remembers where its search for the
+// end of the current line stopped, so each byte is examined a bounded
+// number of times however the bytes are split into reads; each line is
+// checked once, when its CRLF is in.
+type headParser struct {
+	limit     int
+	res       Result
+	preface   int // leading bytes that match the HTTP/2 preface; -1 once they do not
+	line      int // start of the current line
+	scan      int // where the search for its LF continues
+	inHeaders bool
+	target    span // the request-target, once the request line is in
+	host      span // the Host value, if hasHost
+	hasHost   bool
+	work      int // bytes examined, for the linear-work tests
+}
+
+// span is where a field lies in the buffer: the parser keeps offsets, not
+// slices, because the caller may move the buffer when it grows.
+type span struct{ start, end int }
+
+// spanOf returns where s, resliced from b (sharing its end of capacity), lies in b.
+func spanOf(b, s []byte) span {
+	start := cap(b) - cap(s)
+	return span{start, start + len(s)}
+}
+
+func (s span) of(b []byte) []byte { return b[s.start:s.end] }
+
+func newHeadParser(limit int) *headParser {
+	return &headParser{limit: limit, res: Result{Kind: KindHTTP}}
+}
+
+// parse continues with b, which extends every buffer passed before.
+func (p *headParser) parse(b []byte) (Result, Status, error) {
+	head := b[:min(len(b), p.limit)]
+	if p.preface >= 0 {
+		switch p.matchPreface(head) {
+		case Done:
+			p.res.HTTPMethod, p.res.HTTPVersion, p.res.H2Preface = "PRI", "HTTP/2.0", true
+			return p.res, Done, nil
+		case NeedMore:
+			return tooLargeOr(p.res, NeedMore, nil, len(b), p.limit)
 		}
-		return nil, nil, NeedMore, nil
 	}
-	if i == 0 || b[i-1] != '\r' {
-		return nil, nil, Malformed, malformedHTTP("bare LF in request head")
+	for {
+		line, st, err := p.nextLine(head)
+		if st != Done {
+			return tooLargeOr(p.res, st, err, len(b), p.limit)
+		}
+		p.work += len(line)
+		if err := p.takeLine(head, line); err != nil {
+			return p.res, Malformed, err
+		}
+		if len(line) == 0 && p.inHeaders {
+			target, host := p.target.of(b), p.host.of(b)
+			p.work += len(target) + len(host)
+			if err := resolveTarget(&p.res, target, host, p.hasHost); err != nil {
+				return p.res, Malformed, err
+			}
+			return p.res, Done, nil
+		}
 	}
-	line = b[:i-1]
-	if bytes.IndexByte(line, '\r') >= 0 {
-		return nil, nil, Malformed, malformedHTTP("bare CR in request head")
+}
+
+// matchPreface compares the bytes not compared yet with the HTTP/2
+// preface: Done once all of it matched, NeedMore while the head may still
+// be it, Malformed (meaning only "not the preface") otherwise.
+func (p *headParser) matchPreface(head []byte) Status {
+	n := min(len(head), len(h2Preface))
+	for ; p.preface < n; p.preface++ {
+		p.work++
+		if head[p.preface] != h2Preface[p.preface] {
+			p.preface = -1
+			return Malformed
+		}
 	}
-	return line, b[i+1:], Done, nil
+	if n == len(h2Preface) {
+		return Done
+	}
+	return NeedMore
+}
+
+// takeLine checks a complete line: the request line first, then header
+// fields; the empty line after the request line ends the head.
+func (p *headParser) takeLine(head, line []byte) error {
+	if !p.inHeaders {
+		target, err := parseRequestLine(&p.res, line)
+		if err != nil {
+			return err
+		}
+		p.target, p.inHeaders = spanOf(head, target), true
+		return nil
+	}
+	if len(line) == 0 {
+		return nil
+	}
+	name, value, err := headerField(line)
+	if err != nil {
+		return err
+	}
+	if asciiEqualFold(name, "host") {
+		if p.hasHost {
+			return malformedHTTP("duplicate Host header")
+		}
+		p.host, p.hasHost = spanOf(head, value), true
+	}
+	return nil
+}
+
+// nextLine returns the next CRLF-terminated line, without the CRLF, once
+// its LF is in; it searches only bytes it has not searched before. An LF
+// without CR, or a CR anywhere but before an LF, is malformed (a CR that is
+// the last byte so far is judged when the next byte comes).
+func (p *headParser) nextLine(head []byte) ([]byte, Status, error) {
+	i := bytes.IndexByte(head[p.scan:], '\n')
+	end := len(head)
+	if i >= 0 {
+		end = p.scan + i
+	}
+	from := max(p.line, p.scan-1) // the last byte of the previous search may be a CR
+	p.work += end - p.scan + end - from
+	if j := bytes.IndexByte(head[from:end], '\r'); j >= 0 && from+j != end-1 {
+		return nil, Malformed, malformedHTTP("bare CR in request head")
+	}
+	if i < 0 {
+		p.scan = len(head)
+		return nil, NeedMore, nil
+	}
+	if end == p.line || head[end-1] != '\r' {
+		return nil, Malformed, malformedHTTP("bare LF in request head")
+	}
+	line := head[p.line : end-1]
+	p.line, p.scan = end+1, end+1
+	return line, Done, nil
 }
 
 // parseRequestLine checks "method SP request-target SP HTTP-version",
@@ -121,41 +215,26 @@ func parseRequestLine(r *Result, line []byte) ([]byte, error) {
 	return target, nil
 }
 
-// scanHeaders checks every header line up to the empty line and returns
-// the value of the single Host header, if any.
-func scanHeaders(b []byte) (host []byte, hasHost bool, st Status, err error) {
-	for {
-		var line []byte
-		line, b, st, err = nextLine(b)
-		if st != Done {
-			return nil, false, st, err
-		}
-		if len(line) == 0 {
-			return host, hasHost, Done, nil
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			return nil, false, Malformed, malformedHTTP("obsolete line folding in header section")
-		}
-		name, value, ok := bytes.Cut(line, []byte{':'})
-		switch {
-		case !ok:
-			return nil, false, Malformed, malformedHTTP("header line without a colon")
-		case len(name) == 0:
-			return nil, false, Malformed, malformedHTTP("header line with an empty field name")
-		case !allIn(name, &tcharTable):
-			return nil, false, Malformed, malformedHTTP("header field name %q is not a token (whitespace before colon?)", truncate(name))
-		}
-		value = trimOWS(value)
-		if !allIn(value, &valueTable) {
-			return nil, false, Malformed, malformedHTTP("header %q has a control byte in its value", truncate(name))
-		}
-		if asciiEqualFold(name, "host") {
-			if hasHost {
-				return nil, false, Malformed, malformedHTTP("duplicate Host header")
-			}
-			host, hasHost = value, true
-		}
+// headerField checks one header line and returns its name and its value
+// without surrounding whitespace.
+func headerField(line []byte) (name, value []byte, err error) {
+	if line[0] == ' ' || line[0] == '\t' {
+		return nil, nil, malformedHTTP("obsolete line folding in header section")
 	}
+	name, value, ok := bytes.Cut(line, []byte{':'})
+	switch {
+	case !ok:
+		return nil, nil, malformedHTTP("header line without a colon")
+	case len(name) == 0:
+		return nil, nil, malformedHTTP("header line with an empty field name")
+	case !allIn(name, &tcharTable):
+		return nil, nil, malformedHTTP("header field name %q is not a token (whitespace before colon?)", truncate(name))
+	}
+	value = trimOWS(value)
+	if !allIn(value, &valueTable) {
+		return nil, nil, malformedHTTP("header %q has a control byte in its value", truncate(name))
+	}
+	return name, value, nil
 }
 
 // trimOWS strips optional whitespace (SP, HTAB) around a field value.

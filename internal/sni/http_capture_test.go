@@ -116,10 +116,17 @@ except Exception: pass`, "PORT")
 			if got != tc.want {
 				t.Errorf("ParseHTTP(%q) = %+v; want %+v", head, got, tc.want)
 			}
+			p := newParser(PeekOptions{}.withDefaults())
 			for i := 1; i < len(head); i++ {
 				if _, st, err := ParseHTTP(head[:i], 0); st != NeedMore {
 					t.Fatalf("prefix of %d/%d bytes = %v, %v; want NeedMore", i, len(head), st, err)
 				}
+				if _, st, err := p.parse(head[:i]); st != NeedMore {
+					t.Fatalf("fed byte by byte, %d/%d bytes = %v, %v; want NeedMore", i, len(head), st, err)
+				}
+			}
+			if fed, st, err := p.parse(head); st != Done || !reflect.DeepEqual(fed, res) {
+				t.Errorf("fed byte by byte = %+v, %v, %v; want %+v", fed, st, err, res)
 			}
 			if again, _, _ := ParseHTTP(append(head, "body"...), 0); !reflect.DeepEqual(again, res) {
 				t.Errorf("with a body = %+v; want %+v", again, res)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"time"
 )
 
@@ -16,12 +17,19 @@ const DefaultPeekTimeout = 5 * time.Second
 // in one read.
 const peekInitialBuf = 4 << 10
 
+// peekFreeReads is how many reads Peek makes before it asks the kernel not
+// to wake it until the parser can progress (see lowWater). Real clients
+// send their ClientHello in one or two TCP segments.
+const peekFreeReads = 4
+
 // PeekOptions configures Peek; zero fields take the package defaults.
 type PeekOptions struct {
 	// Timeout is the deadline for the whole peek, not per read.
 	Timeout time.Duration
 	// MaxHandshake bounds the ClientHello handshake message.
 	MaxHandshake int
+	// MaxHelloRecords bounds the TLS records the ClientHello may span.
+	MaxHelloRecords int
 	// MaxHTTPHead bounds the HTTP request head.
 	MaxHTTPHead int
 }
@@ -33,18 +41,20 @@ func (o PeekOptions) withDefaults() PeekOptions {
 	if o.MaxHandshake <= 0 {
 		o.MaxHandshake = DefaultMaxHandshake
 	}
+	if o.MaxHelloRecords <= 0 {
+		o.MaxHelloRecords = DefaultMaxHelloRecords
+	}
 	if o.MaxHTTPHead <= 0 {
 		o.MaxHTTPHead = DefaultMaxHTTPHead
 	}
 	return o
 }
 
-// maxWire is the most bytes the parser for kind can need before deciding.
-// A ClientHello fragmented into one-byte records costs six wire bytes per
-// handshake byte; the parser rejects zero-length records, so it always
-// decides within that bound.
+// maxWire is the most bytes the parser for kind can need before deciding:
+// the largest ClientHello in the most records it may span, plus the header
+// of the record that is one too many.
 func (o PeekOptions) maxWire(kind Kind) int {
-	tls := (recordHeaderLen + 1) * (o.MaxHandshake + handshakeHeaderLen)
+	tls := (o.MaxHelloRecords+1)*recordHeaderLen + handshakeHeaderLen + o.MaxHandshake
 	switch kind {
 	case KindTLS:
 		return tls
@@ -60,28 +70,39 @@ func (o PeekOptions) maxWire(kind Kind) int {
 // deadline of opts.Timeout for the whole peek and clears it before
 // returning.
 //
+// Each read is parsed from where the previous one stopped, so the whole
+// peek examines each byte a bounded number of times, however the client
+// splits its bytes into TCP segments and TLS records; while a TLS record
+// trickles in, the kernel wakes Peek only once it is complete (lowWater).
+//
 // The error is nil exactly when the parse is Done. Otherwise it wraps one
-// of ErrTimeout, ErrTruncated, ErrUnknownProtocol, ErrTooLarge,
-// ErrMalformed (ErrIPLiteralSNI is both ErrMalformed and itself), or the
-// connection's read error; Result.Kind says which protocol it was, so the
-// caller can answer with a TLS alert, an HTTP 403 or a reset.
+// of ErrTimeout, ErrTruncated, ErrUnknownProtocol, ErrTooLarge (also
+// ErrTooManyRecords), ErrMalformed (ErrIPLiteralSNI is both ErrMalformed
+// and itself), or the connection's read error; Result.Kind says which
+// protocol it was, so the caller can answer with a TLS alert, an HTTP 403
+// or a reset.
 func Peek(conn net.Conn, opts PeekOptions) (Result, []byte, error) {
 	opts = opts.withDefaults()
 	if err := conn.SetReadDeadline(time.Now().Add(opts.Timeout)); err != nil {
 		return Result{}, nil, fmt.Errorf("sni: setting peek deadline: %w", err)
 	}
-	res, buf, err := peekLoop(conn, opts)
+	lw := newLowWater(conn)
+	res, buf, err := peekLoop(conn, opts, lw)
 	if derr := conn.SetReadDeadline(time.Time{}); derr != nil && err == nil {
 		err = fmt.Errorf("sni: clearing peek deadline: %w", derr)
+	}
+	if lerr := lw.set(1); lerr != nil && err == nil {
+		err = lerr
 	}
 	return res, buf, err
 }
 
-func peekLoop(conn net.Conn, opts PeekOptions) (Result, []byte, error) {
+func peekLoop(conn net.Conn, opts PeekOptions, lw *lowWater) (Result, []byte, error) {
 	buf := make([]byte, 0, peekInitialBuf)
 	res := Result{}
+	p := newParser(opts)
 	limit := opts.maxWire(KindUnknown)
-	for {
+	for reads := 1; ; reads++ {
 		if len(buf) == cap(buf) {
 			if len(buf) >= limit {
 				return res, buf, fmt.Errorf("%w: %s: %d bytes without a decision", ErrTooLarge, res.Kind, len(buf))
@@ -95,7 +116,7 @@ func peekLoop(conn net.Conn, opts PeekOptions) (Result, []byte, error) {
 		if n > 0 {
 			var st Status
 			var err error
-			res, st, err = Parse(buf, opts.MaxHandshake, opts.MaxHTTPHead)
+			res, st, err = p.parse(buf)
 			switch st {
 			case Done:
 				return res, buf, nil
@@ -103,6 +124,11 @@ func peekLoop(conn net.Conn, opts PeekOptions) (Result, []byte, error) {
 				return res, buf, err
 			}
 			limit = opts.maxWire(res.Kind)
+			if reads >= peekFreeReads {
+				if err := lw.set(p.wants()); err != nil {
+					return res, buf, err
+				}
+			}
 		}
 		if rerr != nil {
 			return res, buf, peekReadError(rerr, res.Kind, len(buf))
@@ -119,4 +145,38 @@ func peekReadError(err error, kind Kind, n int) error {
 		return fmt.Errorf("%w: %s after %d bytes", ErrTruncated, kind, n)
 	}
 	return fmt.Errorf("sni: reading the first bytes: %w", err)
+}
+
+// lowWater sets the connection's SO_RCVLOWAT: the kernel then wakes Peek
+// only once that many bytes are queued (or the peer closes), so a client
+// that writes a TLS record one byte per TCP segment costs a few reads
+// instead of one per byte. Peek sets it only to bytes the parser needs
+// before it can decide anything, and back to 1 before it returns, since
+// the relay that follows must see every byte at once.
+type lowWater struct {
+	rc  syscall.RawConn // nil: not a socket; lowWater does nothing
+	cur int
+}
+
+func newLowWater(conn net.Conn) *lowWater {
+	w := &lowWater{cur: 1}
+	if sc, ok := conn.(syscall.Conn); ok {
+		w.rc, _ = sc.SyscallConn()
+	}
+	return w
+}
+
+// set makes n the low-water mark if it is not already.
+func (w *lowWater) set(n int) error {
+	if w.rc == nil || n == w.cur {
+		return nil
+	}
+	var serr error
+	if err := w.rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, n)
+	}); err != nil || serr != nil {
+		return fmt.Errorf("sni: setting SO_RCVLOWAT to %d: %w", n, errors.Join(err, serr))
+	}
+	w.cur = n
+	return nil
 }

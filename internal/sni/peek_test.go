@@ -127,3 +127,44 @@ func TestPeekClearsDeadline(t *testing.T) {
 		t.Fatalf("read after Peek = %q, %v; want the later bytes (deadline cleared)", buf, err)
 	}
 }
+
+// countReads counts the Read calls on a connection.
+type countReads struct {
+	*net.TCPConn
+	n int
+}
+
+func (c *countReads) Read(b []byte) (int, error) {
+	c.n++
+	return c.TCPConn.Read(b)
+}
+
+// TestPeekWaitsForWholeRecords: a ClientHello record written a byte per
+// TCP segment, a millisecond apart, would take a read per byte; once it
+// knows the handshake header (and after peekFreeReads reads) Peek has the
+// kernel wake it only when the record is complete. Afterwards the low-water mark is 1 again: a later
+// five-byte write is read at once.
+func TestPeekWaitsForWholeRecords(t *testing.T) {
+	hello, err := os.ReadFile("testdata/hellos/go-classic.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := &countReads{TCPConn: peekPair(t, inChunks(hello, 1, func(c net.Conn) {
+		time.Sleep(100 * time.Millisecond)
+		_, _ = c.Write([]byte("later"))
+	})).(*net.TCPConn)}
+	res, got, err := Peek(conn, PeekOptions{Timeout: 30 * time.Second})
+	if err != nil || res.Name != "example.test" || !bytes.Equal(got, hello) {
+		t.Fatalf("Peek = %q, %d bytes, %v; want example.test and the %d bytes sent", res.Name, len(got), err, len(hello))
+	}
+	t.Logf("%d bytes in 1-byte writes: %d reads", len(hello), conn.n)
+	// A read per byte of the record and handshake headers, then the rest.
+	if most := max(peekFreeReads, recordHeaderLen+handshakeHeaderLen) + 2; conn.n > most {
+		t.Errorf("%d reads for one record written a byte at a time; want at most %d", conn.n, most)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 16)
+	if n, err := conn.Read(buf); err != nil || string(buf[:n]) != "later" {
+		t.Fatalf("read after Peek = %q, %v; want the 5 later bytes (low-water mark back to 1)", buf[:n], err)
+	}
+}

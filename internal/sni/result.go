@@ -13,13 +13,20 @@ package sni
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 )
 
 // Default limits, used when the corresponding option or argument is <= 0.
+// Post-quantum and ECH ClientHellos are 1.5-2 KiB; 16 KiB is where other
+// TLS peekers settled. Real clients send the ClientHello in one record
+// (two only above 2^14 bytes); 32 records still admit a 2 KiB hello cut
+// into 64-byte records, as some anti-censorship tools do, while a hello
+// dripped in one-byte records is refused after 32 bytes.
 const (
-	DefaultMaxHandshake = 64 << 10 // largest ClientHello handshake message accepted
-	DefaultMaxHTTPHead  = 16 << 10 // largest HTTP request head (request line + headers)
+	DefaultMaxHandshake    = 16 << 10 // largest ClientHello handshake message accepted
+	DefaultMaxHelloRecords = 32       // most TLS records a ClientHello may span
+	DefaultMaxHTTPHead     = 16 << 10 // largest HTTP request head (request line + headers)
 )
 
 // Kind is the protocol a connection's first bytes belong to.
@@ -71,8 +78,12 @@ var (
 	// ErrMalformed marks input that violates the protocol.
 	ErrMalformed = errors.New("malformed")
 	// ErrTooLarge marks input exceeding a configured limit (handshake
-	// message size, HTTP head size). Parsers report it with Status Malformed.
+	// message size, HTTP head size, records per ClientHello). Parsers report
+	// it with Status Malformed.
 	ErrTooLarge = errors.New("too large")
+	// ErrTooManyRecords marks a ClientHello spread over more TLS records
+	// than allowed. It also wraps ErrTooLarge.
+	ErrTooManyRecords = fmt.Errorf("%w: too many records", ErrTooLarge)
 	// ErrIPLiteralSNI marks a server_name that is an IP literal, which RFC
 	// 6066 forbids. It also wraps ErrMalformed; the Result still carries the
 	// address in Addr for a caller that wants to be lenient.

@@ -10,48 +10,108 @@ const maxMethodLen = 32
 // includes the HTTP/2 preface) or neither. Status is NeedMore while b is
 // too short to tell, and Done once the Kind is decided.
 func Sniff(b []byte) (Kind, Status) {
+	k, st, _ := sniffFrom(b, 0)
+	return k, st
+}
+
+// sniffFrom is Sniff for a b whose first i bytes decided nothing (b[0]
+// aside, which it looks at again); it also returns how far it looked.
+func sniffFrom(b []byte, i int) (Kind, Status, int) {
 	if len(b) == 0 {
-		return KindUnknown, NeedMore
+		return KindUnknown, NeedMore, 0
 	}
 	if b[0] == recordTypeHandshake {
 		if len(b) < 2 {
-			return KindTLS, NeedMore
+			return KindTLS, NeedMore, 1
 		}
 		if b[1] == 3 {
-			return KindTLS, Done
+			return KindTLS, Done, 2
 		}
-		return KindUnknown, Done
+		return KindUnknown, Done, 2
 	}
-	for i, c := range b {
-		switch {
+	for ; i < len(b); i++ {
+		switch c := b[i]; {
 		case i >= maxMethodLen:
-			return KindUnknown, Done
+			return KindUnknown, Done, i
 		case c == ' ' && i > 0:
-			return KindHTTP, Done
+			return KindHTTP, Done, i + 1
 		case !tcharTable[c]:
-			return KindUnknown, Done
+			return KindUnknown, Done, i + 1
 		}
 	}
 	if len(b) >= maxMethodLen {
-		return KindUnknown, Done
+		return KindUnknown, Done, i
 	}
-	return KindUnknown, NeedMore
+	return KindUnknown, NeedMore, i
 }
 
 // Parse sniffs b and runs the matching parser: ParseClientHello with
 // maxHandshake or ParseHTTP with maxHTTPHead (defaults when <= 0). Bytes of
 // neither protocol are Malformed with ErrUnknownProtocol.
 func Parse(b []byte, maxHandshake, maxHTTPHead int) (Result, Status, error) {
-	kind, st := Sniff(b)
-	if st == NeedMore {
-		return Result{Kind: kind}, NeedMore, nil
+	opts := PeekOptions{MaxHandshake: maxHandshake, MaxHTTPHead: maxHTTPHead}.withDefaults()
+	return newParser(opts).parse(b)
+}
+
+// parser is Parse for a connection whose bytes arrive in pieces: fed the
+// growing buffer of everything read so far, it continues where it
+// stopped, so the work of a whole peek is linear in the bytes read.
+type parser struct {
+	opts    PeekOptions
+	sniffed int // bytes Sniff looked at without deciding
+	tls     *helloParser
+	http    *headParser
+	work    int // bytes examined by the sniffing
+}
+
+func newParser(opts PeekOptions) *parser { return &parser{opts: opts} }
+
+// parse continues with b, which extends every buffer passed before.
+func (p *parser) parse(b []byte) (Result, Status, error) {
+	if p.tls == nil && p.http == nil {
+		kind, st, n := sniffFrom(b, p.sniffed)
+		if len(b) > 0 {
+			p.work += 1 + n - p.sniffed // b[0], and the bytes after those sniffed before
+		}
+		p.sniffed = n
+		if st == NeedMore {
+			return Result{Kind: kind}, NeedMore, nil
+		}
+		switch kind {
+		case KindTLS:
+			p.tls = newHelloParser(p.opts.MaxHandshake, p.opts.MaxHelloRecords)
+		case KindHTTP:
+			p.http = newHeadParser(p.opts.MaxHTTPHead)
+		default:
+			return Result{}, Malformed, fmt.Errorf("%w: first bytes %q are neither a TLS handshake nor an HTTP/1.x request",
+				ErrUnknownProtocol, b[:min(n, 8)])
+		}
 	}
-	switch kind {
-	case KindTLS:
-		return ParseClientHello(b, maxHandshake)
-	case KindHTTP:
-		return ParseHTTP(b, maxHTTPHead)
+	if p.tls != nil {
+		return p.tls.parse(b)
 	}
-	return Result{}, Malformed, fmt.Errorf("%w: first bytes %q are neither a TLS handshake nor an HTTP/1.x request",
-		ErrUnknownProtocol, b[:min(len(b), 8)])
+	return p.http.parse(b)
+}
+
+// wants is how many more bytes must arrive before the parse can decide:
+// the rest of a TLS record's payload once the handshake header is known,
+// else 1.
+func (p *parser) wants() int {
+	if p.tls != nil {
+		return p.tls.wants()
+	}
+	return 1
+}
+
+// examined is how many bytes the parse so far looked at, counting a byte
+// once each time it was looked at.
+func (p *parser) examined() int {
+	n := p.work
+	if p.tls != nil {
+		n += p.tls.work
+	}
+	if p.http != nil {
+		n += p.http.work
+	}
+	return n
 }

@@ -52,6 +52,15 @@ func inRecords(msg []byte, size int) []byte {
 	return out
 }
 
+// inNRecords wraps msg in n handshake records of nearly equal size.
+func inNRecords(msg []byte, n int) []byte {
+	var out []byte
+	for i := range n {
+		out = append(out, inRecords(msg[i*len(msg)/n:(i+1)*len(msg)/n], 1<<14)...)
+	}
+	return out
+}
+
 func sniExt(entries ...[]byte) ext {
 	var b cryptobyte.Builder
 	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
@@ -108,6 +117,7 @@ func malformedHelloCases(tb testing.TB) []helloCase {
 	sameRecord = append(sameRecord, 1, 0, 0, 0)
 	sameRecordWire := append([]byte{0x16, 3, 1, byte(len(sameRecord) >> 8), byte(len(sameRecord))}, sameRecord...)
 	big := helloMsg([]ext{sni("big.example.test"), padding(40 << 10)})
+	small := helloMsg([]ext{sni("example.test"), padding(200)})
 	return []helloCase{
 		{name: "SNI only", wire: basic, st: Done, check: func(r Result) bool { return r.Name == "example.test" }},
 		{name: "no extensions block", wire: inRecords(helloMsg(nil), 100), st: Done,
@@ -125,8 +135,10 @@ func malformedHelloCases(tb testing.TB) []helloCase {
 			check: func(r Result) bool {
 				return r.ECH && slices.Equal(r.SupportedVersions, []uint16{0x0304, 0x0303}) && len(r.ALPN) == 2
 			}},
-		{name: "40 KiB hello across three records", wire: inRecords(big, 1<<14), st: Done,
+		{name: "40 KiB hello across three records", wire: inRecords(big, 1<<14), max: 64 << 10, st: Done,
 			check: func(r Result) bool { return r.Name == "big.example.test" }},
+		{name: "hello in 32 records", wire: inNRecords(small, 32), st: Done,
+			check: func(r Result) bool { return r.Name == "example.test" }},
 		{name: "trailing records not examined", wire: append(basic, 0x17, 3, 3, 0, 1, 0xff), st: Done},
 		{name: "IP literal SNI", wire: one(sni("192.0.2.7")), st: Malformed, err: ErrIPLiteralSNI,
 			check: func(r Result) bool { return r.Addr == netip.MustParseAddr("192.0.2.7") && r.Name == "" }},
@@ -149,6 +161,13 @@ func malformedHelloCases(tb testing.TB) []helloCase {
 		{name: "ServerHello", wire: []byte{0x16, 3, 3, 0, 4, 2, 0, 0, 0}, st: Malformed, msg: "type 2 is not ClientHello"},
 		{name: "over the handshake limit", wire: inRecords(big, 1<<14), max: 32 << 10, st: Malformed, err: ErrTooLarge},
 		{name: "over the default limit", wire: []byte{0x16, 3, 1, 0, 4, 1, 1, 0, 1}, st: Malformed, err: ErrTooLarge},
+		{name: "one byte over the default limit", wire: []byte{0x16, 3, 1, 0, 4, 1, 0, 0x40, 1}, st: Malformed, err: ErrTooLarge,
+			msg: "16384-byte limit"},
+		{name: "40 KiB hello over the default limit", wire: inRecords(big, 1<<14), st: Malformed, err: ErrTooLarge},
+		{name: "hello in 33 records", wire: inNRecords(small, 33), st: Malformed, err: ErrTooManyRecords,
+			msg: "more than 32 records"},
+		{name: "one-byte records refused at the 33rd header", wire: inRecords(small, 1)[:33*6-1], st: Malformed,
+			err: ErrTooManyRecords},
 		{name: "message and more in one record", wire: sameRecordWire, st: Malformed, msg: "follow the ClientHello"},
 		{name: "truncated body", wire: inRecords([]byte{1, 0, 0, 3, 3, 3, 0}, 100), st: Malformed, msg: "truncated before"},
 		{name: "long session id", wire: inRecords(patch(helloMsg(nil), 38, 33), 1000), st: Malformed},

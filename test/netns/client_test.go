@@ -22,6 +22,8 @@ type who struct {
 	cgroup string // absolute cgroup directory, "" for the test's own
 	uid    int    // 0: root
 	netns  string // namespace to run in: a name, a /proc/PID/ns/net path, or "" for the topology's host
+
+	wrap []string // argv run in front of the command (e.g. testsrv userns ... --)
 }
 
 // setupCgroups creates the run's slice with the leaves "a" and "b" and
@@ -110,7 +112,7 @@ func (tp *topo) command(w who, argv ...string) (*exec.Cmd, func()) {
 	if w.uid != 0 {
 		args = append(args, "-S", strconv.Itoa(w.uid), "-G", strconv.Itoa(w.uid))
 	}
-	cmd := exec.Command("nsenter", append(append(args, "--"), argv...)...)
+	cmd := exec.Command("nsenter", append(append(append(args, "--"), w.wrap...), argv...)...)
 	cmd.Env = append(os.Environ(), "HOME="+tp.dir)
 	if w.cgroup == "" {
 		return cmd, func() {}

@@ -28,6 +28,8 @@ type cfgOpts struct {
 	// non-tenant cgroup inside it; by default the slice is a guard cgroup,
 	// as egressfw.slice is in the shipped config.
 	noGuard bool
+	// firewall: more lines of the [firewall] section.
+	firewall string
 }
 
 func or(v, def string) string {
@@ -66,9 +68,10 @@ denial_burst = 1000
 
 [firewall]
 guard_cgroups = %s
+%s
 
 %s`, or(o.interceptPorts, "[80, 443, 8080]"), or(o.peekTimeout, "3s"), or(o.shutdownGrace, "5s"),
-		denyDetailLine(o.denyDetail), ipDNS, or(o.minTTL, "1s"), tp.guards(o), or(o.tenants, tp.defaultTenants()))
+		denyDetailLine(o.denyDetail), ipDNS, or(o.minTTL, "1s"), tp.guards(o), o.firewall, or(o.tenants, tp.defaultTenants()))
 }
 
 func denyDetailLine(v string) string {

@@ -48,6 +48,12 @@ var zone = map[string]map[string][]string{
 	"tracked.example.com":  {"cname": {"hop.example.net"}},
 	"hop.example.net":      {"cname": {"t.blocked.example"}},
 	"t.blocked.example":    {"a": {ipPublic}},
+	// Public names for TestSuggest: an apex, subdomains, other domains.
+	"example.com":      {"a": {ipPublic}},
+	"api.example.com":  {"a": {ipPublic}},
+	"cdn.example.com":  {"a": {ipPublic}},
+	"solo.example.org": {"a": {ipPublic}},
+	"new.example.net":  {"a": {ipPublic}},
 }
 
 // manyAddrs are 200 addresses of 203.0.113.0/24 that the public namespace

@@ -37,7 +37,7 @@ func bootContainer(t *testing.T, tarball string) *container {
 	t.Helper()
 	suffix := make([]byte, 4)
 	rand.Read(suffix)
-	c := &container{t: t, name: "egressfw-systest-" + hex.EncodeToString(suffix), exited: make(chan struct{})}
+	c := &container{t: t, name: "egressfw-systest-" + hex.EncodeToString(suffix)}
 	var err error
 	if c.dir, err = os.MkdirTemp("/var/tmp", c.name+"-"); err != nil {
 		t.Fatalf("creating the container directory: %v", err)
@@ -53,7 +53,17 @@ func bootContainer(t *testing.T, tarball string) *container {
 	if err := c.makeCgroups(); err != nil {
 		t.Fatalf("creating the test cgroup: %v", err)
 	}
+	c.boot()
+	return c
+}
 
+// boot starts systemd-nspawn on the rootfs and waits until the container's
+// systemd has finished booting.
+func (c *container) boot() {
+	t := c.t
+	t.Helper()
+	exited := make(chan struct{})
+	c.exited = exited
 	// The wrapper moves itself into the test cgroup(s) before exec'ing
 	// nspawn, so the container and everything it starts stay below them.
 	script := `for f in "$@"; do echo $$ > "$f/cgroup.procs"; done; exec systemd-nspawn ` +
@@ -62,7 +72,7 @@ func bootContainer(t *testing.T, tarball string) *container {
 	c.cmd = exec.Command("/bin/sh", append([]string{"-c", script, "sh"}, c.cgroups...)...)
 	// A pure cgroup2 container, as on a Debian 12 host, also on hybrid hosts.
 	c.cmd.Env = append(os.Environ(), "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1")
-	log, err := os.Create(filepath.Join(c.dir, "console.log"))
+	log, err := os.OpenFile(filepath.Join(c.dir, "console.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatalf("creating the console log: %v", err)
 	}
@@ -70,7 +80,8 @@ func bootContainer(t *testing.T, tarball string) *container {
 	if err := c.cmd.Start(); err != nil {
 		t.Fatalf("starting systemd-nspawn: %v", err)
 	}
-	go func() { c.cmd.Wait(); log.Close(); close(c.exited) }()
+	cmd := c.cmd
+	go func() { cmd.Wait(); log.Close(); close(exited) }()
 
 	if err := c.waitLeader(20 * time.Second); err != nil {
 		t.Fatalf("waiting for the container's init: %v\n%s", err, c.console())
@@ -88,7 +99,6 @@ func bootContainer(t *testing.T, tarball string) *container {
 		failed, _ := c.run(10*time.Second, "systemctl", "--failed", "--no-legend")
 		t.Fatalf("container did not boot: state %q\nfailed units: %s\n%s", s, failed, c.console())
 	}
-	return c
 }
 
 // makeCgroups creates the test cgroup in the cgroup2 hierarchy and, on

@@ -8,6 +8,8 @@
 //	testsrv raw -addr A -send S  raw bytes to a TCP address, the reply back
 //	testsrv bulk ...             a byte-exact transfer with half-close
 //	testsrv idle -addr A -n N    N connections that never send a byte
+//	testsrv userns ... -- CMD    CMD as a uid of a user namespace (see cmdUserns)
+//	testsrv hello -addr A ...    N TLS connections dripping their ClientHello
 //	testsrv hold -addr A -send S connect now, send S when stdin says so
 //
 // Every client prints exactly one JSON object on stdout and exits 0, so the
@@ -22,7 +24,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: testsrv serve|get|raw|bulk|idle|hold ...")
+		fmt.Fprintln(os.Stderr, "usage: testsrv serve|get|raw|bulk|idle|userns|hello|hold ...")
 		os.Exit(2)
 	}
 	cmds := map[string]func([]string) error{
@@ -31,8 +33,10 @@ func main() {
 		"raw":   cmdRaw,
 		"bulk":  cmdBulk,
 		"idle":  cmdIdle,
+		"hello": cmdHello,
 		"hold":  cmdHold,
 	}
+	cmds["userns"] = cmdUserns
 	f, ok := cmds[os.Args[1]]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "testsrv: unknown command %q\n", os.Args[1])

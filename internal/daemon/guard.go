@@ -1,0 +1,82 @@
+package daemon
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/egressfw/egressfw/internal/cgroup"
+	"github.com/egressfw/egressfw/internal/config"
+	"github.com/egressfw/egressfw/internal/nft"
+)
+
+// Guard makes the guard cgroups and tenants of cfg fail closed before
+// egressfw runs, for the boot unit egressfw-guard.service, which runs before
+// anything in egressfw.slice can start. If table inet <table> exists
+// (egressfw, or an earlier guard, made it) it changes nothing. Otherwise it
+// creates the guard cgroups that do not exist yet, so that the rules can
+// key on their ids (systemd adopts an existing directory when it starts a
+// slice: the id stays), and installs the ruleset egressfw would, with no
+// listener behind it: what a stopped egressfw leaves. Tenants' intercepted
+// connections are then reset and the rest of their egress, and everything
+// below a guard, rejected (allow_direct aside) until egressfw starts and
+// replaces the table. It returns what it did, for the journal.
+func Guard(cfg *config.Config, log *slog.Logger) (string, error) {
+	mgr, err := nft.New()
+	if err != nil {
+		return "", fmt.Errorf("guard: open netlink: %w", err)
+	}
+	defer mgr.Close()
+	table := cfg.Firewall.Table
+	if ok, err := mgr.Installed(table); err != nil {
+		return "", fmt.Errorf("guard: %w", err)
+	} else if ok {
+		return fmt.Sprintf("table inet %s is installed already; left as it is", table), nil
+	}
+	root, err := cgroup.FindMount()
+	if err != nil {
+		return "", fmt.Errorf("guard: %w", err)
+	}
+	for _, g := range cfg.Firewall.GuardCgroups {
+		if err := os.MkdirAll(filepath.Join(root, cgroup.Clean(g)), 0o755); err != nil {
+			return "", fmt.Errorf("guard: create guard cgroup %s: %w", g, err)
+		}
+	}
+	snap, err := guardSnapshot(cfg, log)
+	if err != nil {
+		return "", fmt.Errorf("guard: %w", err)
+	}
+	if err := mgr.Apply(nftSpec(cfg, snap), currentCgroupIDs(cfg, root)); err != nil {
+		return "", fmt.Errorf("guard: %w", err)
+	}
+	return fmt.Sprintf("installed table inet %s: %d tenant(s) and guard cgroups %v fail closed until egressfw runs",
+		table, len(cfg.Tenants), cfg.Firewall.GuardCgroups), nil
+}
+
+// guardSnapshot is rulesSnapshot, except that sub-uids that cannot be read
+// or would give a uid two tenants are left out with a warning: the guard
+// must install what it can (egressfw itself refuses to start on them).
+func guardSnapshot(cfg *config.Config, log *slog.Logger) (*snapshot, error) {
+	ranges, warnings, err := loadUIDRanges(cfg)
+	for _, w := range warnings {
+		log.Warn(w)
+	}
+	if err != nil {
+		log.Warn("sub-uids left out of the guard", "err", err)
+		ranges = nil
+	}
+	return freshSnapshot(cfg, ranges)
+}
+
+// currentCgroupIDs resolves the tenant and guard cgroups of cfg that exist
+// under the cgroup2 mount root to their ids.
+func currentCgroupIDs(cfg *config.Config, root string) nft.CgroupIDs {
+	ids := nft.CgroupIDs{}
+	for _, p := range cgroupPaths(cfg) {
+		if id, err := cgroup.ID(root + "/" + p); err == nil {
+			ids[p] = id
+		}
+	}
+	return ids
+}

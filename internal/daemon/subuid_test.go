@@ -1,0 +1,156 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/egressfw/egressfw/internal/config"
+	"github.com/egressfw/egressfw/internal/nft"
+)
+
+const testPasswd = "alice:x:1000:1000::/home/alice:/bin/sh\nbob:x:1001:1001::/home/bob:/bin/sh\ncarol:x:1002:1002::/:/bin/sh\n"
+
+// uidConfig writes subuid and passwd files into a temporary directory and
+// parses tenants with a [firewall] section pointing at them.
+func uidConfig(t *testing.T, subuid, tenants string) *config.Config {
+	t.Helper()
+	dir := t.TempDir()
+	sub, pw := filepath.Join(dir, "subuid"), filepath.Join(dir, "passwd")
+	for p, c := range map[string]string{sub: subuid, pw: testPasswd} {
+		if err := os.WriteFile(p, []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := config.Parse([]byte("[firewall]\nsubuid_file = \""+sub+"\"\npasswd_file = \""+pw+"\"\n"+tenants), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func tenantTOML(name, extra string) string {
+	return "[[tenant]]\nname = \"" + name + "\"\n" + extra + "\n"
+}
+
+func TestTenantUIDRanges(t *testing.T) {
+	tests := []struct {
+		name, subuid, tenants string
+		want                  uidRanges
+		wantWarn              []string
+		wantErr               string
+	}{
+		{name: "by user name and by uid number, plus uid_ranges",
+			subuid:  "alice:100000:65536\n1000:300000:10\nbob:165536:65536\n",
+			tenants: tenantTOML("a", "uids = [1000]\nuid_ranges = [\"500000-500009\"]"),
+			want:    uidRanges{"a": {{First: 500000, Last: 500009}, {First: 100000, Last: 165535}, {First: 300000, Last: 300009}}}},
+		{name: "no sub-uids, no ranges", subuid: "", tenants: tenantTOML("a", "uids = [1000]"), want: uidRanges{}},
+		{name: "follow_subuid = false warns about what is left uncovered",
+			subuid:   "alice:100000:65536\nalice:200000:10\n",
+			tenants:  tenantTOML("a", "uids = [1000]\nfollow_subuid = false\nuid_ranges = [\"200000-200009\"]"),
+			want:     uidRanges{"a": {{First: 200000, Last: 200009}}},
+			wantWarn: []string{`tenant "a": sub-uids 100000-165535 of uid 1000, `, `line 1: alice:100000:65536: not covered`}},
+		{name: "skipped lines are warnings", subuid: "alice:x:1\nalice:100000:1\n", tenants: tenantTOML("a", "uids = [1000]"),
+			want: uidRanges{"a": {{First: 100000, Last: 100000}}}, wantWarn: []string{"line 1: want \"owner:start:count\""}},
+		{name: "sub-uids over another tenant's uid",
+			subuid:  "alice:1000:65536\n",
+			tenants: tenantTOML("a", "uids = [1000]") + tenantTOML("b", "uids = [1001]"),
+			wantErr: `uids claimed twice: tenant "a" (sub-uids 1000-66535 of uid 1000, `},
+		{name: "sub-uids of two tenants overlap",
+			subuid:  "alice:100000:65536\nbob:165000:65536\n",
+			tenants: tenantTOML("a", "uids = [1000]") + tenantTOML("b", "uids = [1001]"),
+			wantErr: `and tenant "b" (sub-uids 165000-230535 of uid 1001, `},
+		{name: "sub-uids over another tenant's uid_ranges",
+			subuid:  "bob:100000:10\n",
+			tenants: tenantTOML("a", "uid_ranges = [\"100005-100006\"]") + tenantTOML("b", "uids = [1001]"),
+			wantErr: `uids claimed twice: tenant "b" (sub-uids 100000-100009 of uid 1001, `},
+		{name: "sub-uids holding uid 0", subuid: "alice:0:65536\n", tenants: tenantTOML("a", "uids = [1000]"),
+			wantErr: `tenant "a": sub-uids 0-65535 of uid 1000, `},
+		{name: "a tenant's own sub-uids over its own range are fine",
+			subuid:  "alice:100000:65536\n",
+			tenants: tenantTOML("a", "uids = [1000]\nuid_ranges = [\"100000-100009\"]"),
+			want:    uidRanges{"a": {{First: 100000, Last: 100009}, {First: 100000, Last: 165535}}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := uidConfig(t, tc.subuid, tc.tenants)
+			got, warns, err := loadUIDRanges(cfg)
+			if expectErr(t, err, tc.wantErr) {
+				return
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("ranges = %v, want %v", got, tc.want)
+			}
+			joined := strings.Join(warns, "\n")
+			for _, w := range tc.wantWarn {
+				if !strings.Contains(joined, w) {
+					t.Errorf("warnings %q lack %q", warns, w)
+				}
+			}
+			if len(tc.wantWarn) == 0 && len(warns) > 0 {
+				t.Errorf("unexpected warnings %q", warns)
+			}
+		})
+	}
+}
+
+// TestRefreshUIDs: a change of the sub-uid file is applied to the rules
+// without a reload; a change that would give one uid two tenants is
+// logged and the ranges in force stay, in the rules and in the snapshot.
+func TestRefreshUIDs(t *testing.T) {
+	cfg := uidConfig(t, "alice:100000:65536\n", tenantTOML("a", "uids = [1000]")+tenantTOML("b", "uids = [1001]"))
+	logs := &syncBuffer{}
+	d := &Daemon{log: slog.New(slog.NewJSONHandler(logs, nil)), cfg: cfg, srv: newServer(slog.New(slog.DiscardHandler), newMetrics("test"), nil)}
+	snap, err := rulesSnapshot(cfg) // slots and ranges, as a start installs them
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.srv.state.Store(snap)
+	var applied []nft.Spec
+	d.applyRules = func(_ context.Context, cfg *config.Config, snap *snapshot, ready func() error) error {
+		applied = append(applied, nftSpec(cfg, snap))
+		return ready()
+	}
+	write := func(content string) {
+		if err := os.WriteFile(cfg.Firewall.SubUIDFile, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rangesOf := func(spec nft.Spec, name string) []nft.UIDRange {
+		for _, tn := range spec.Tenants {
+			if tn.Name == name {
+				return tn.UIDRanges
+			}
+		}
+		return nil
+	}
+
+	write("alice:100000:65536\nbob:200000:65536\n")
+	d.refreshUIDs(context.Background())
+	if len(applied) != 1 || !reflect.DeepEqual(rangesOf(applied[0], "b"), []nft.UIDRange{{First: 200000, Last: 265535}}) {
+		t.Fatalf("bob's new sub-uids: applied %+v, want one apply giving b 200000-265535", applied)
+	}
+
+	write("alice:100000:65536\nbob:150000:65536\n") // bob's range over alice's
+	d.refreshUIDs(context.Background())
+	if len(applied) != 1 {
+		t.Fatalf("an overlapping change was applied: %+v", applied[1:])
+	}
+	if got := d.srv.state.Load().uidRanges["b"]; !reflect.DeepEqual(got, []nft.UIDRange{{First: 200000, Last: 265535}}) {
+		t.Fatalf("ranges in force after a refused change = %v, want b's previous 200000-265535", got)
+	}
+	if !strings.Contains(string(logs.Bytes()), `sub-uid change not applied; keeping the uid ranges in force`) {
+		t.Fatalf("refused change not logged:\n%s", logs.Bytes())
+	}
+
+	d.refreshUIDs(context.Background()) // the same file again: nothing to do
+	write("alice:100000:65536\nbob:200000:65536\n")
+	d.refreshUIDs(context.Background()) // back to what is in force: nothing to do
+	if len(applied) != 1 {
+		t.Fatalf("unchanged ranges re-applied: %d applies", len(applied))
+	}
+}
