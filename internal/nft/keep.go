@@ -118,3 +118,20 @@ func (rs *ruleset) flushRules(c *nftables.Conn, t *nftables.Table, in *installed
 	c.FlushTable(t)
 	return nil
 }
+
+// vouch prepares the memory of programmed chains (keep.go) for a restore
+// after the changes c: the watch has seen every transaction since it
+// joined the notification group, and each names the chains it changed, so
+// the chains it did not name still hold what this Manager programmed and
+// are kept; the others are rewritten. Lost notifications forget it all.
+// Called with m.mu held.
+func (m *Manager) vouch(c *changes) {
+	if c.overflow || m.texts == nil {
+		m.texts = nil
+		return
+	}
+	for name := range c.chains {
+		delete(m.texts, name)
+	}
+	m.vouched = true
+}
