@@ -28,7 +28,9 @@ type Notifier interface {
 	Reloading()
 	Stopping()
 	Status(status string)
-	Watchdog(ctx context.Context, healthy func() bool)
+	// Watchdog pings while health returns nil and reports its error
+	// otherwise.
+	Watchdog(ctx context.Context, health func() error)
 }
 
 // Options configure Run.
@@ -80,6 +82,10 @@ func Run(ctx context.Context, opts Options) error {
 	}); err != nil {
 		return err
 	}
+	// Watching before the first apply: nothing changed in between is missed.
+	if err := d.fw.guardRuleset(ctx, d.rulesetChanged); err != nil {
+		return err
+	}
 	subUIDs, err := followSubUIDs(ctx, cfg)
 	if err != nil {
 		return err
@@ -95,7 +101,7 @@ func Run(ctx context.Context, opts Options) error {
 	d.opts.Notifier.Ready(d.status())
 	d.log.Info("egressfw started", "version", opts.Version, "config", opts.ConfigPath,
 		"tenants", len(cfg.Tenants), "listener_ports", d.portRange())
-	go d.opts.Notifier.Watchdog(ctx, d.healthy)
+	go d.opts.Notifier.Watchdog(ctx, d.health)
 	for {
 		select {
 		case <-ctx.Done():
@@ -233,15 +239,40 @@ func (d *Daemon) shutdown() error {
 	return nil
 }
 
-// healthy is the watchdog's view: an accept loop on every listening socket
-// (none are needed without tenants), the rule watcher alive and the sub-uid
-// files watched.
-func (d *Daemon) healthy() bool {
-	return int(d.srv.accepting.Load()) >= d.srv.listenerSockets() && d.fw.healthy() && !d.subUIDsLost.Load()
+// health is the watchdog's view: nil with an accept loop on every listening
+// socket (none are needed without tenants), the cgroup watcher alive, the
+// ruleset in place and the sub-uid files watched.
+func (d *Daemon) health() error {
+	if n, want := int(d.srv.accepting.Load()), d.srv.listenerSockets(); n < want {
+		return fmt.Errorf("%d of %d accept loops running", n, want)
+	}
+	if d.subUIDsLost.Load() {
+		return errors.New("sub-uid files no longer watched")
+	}
+	return d.fw.health()
 }
 
+// rulesetChanged shows a failed restore in the service status at once (the
+// watchdog withholds its pings from its next tick) and the normal status
+// again after a successful one.
+func (d *Daemon) rulesetChanged(err error) {
+	if err != nil {
+		d.opts.Notifier.Status("Unhealthy: nftables ruleset changed by another program and not restored (retrying): " + firstLine(err))
+		return
+	}
+	if d.fw.health() == nil && d.srv.state.Load() != nil {
+		d.opts.Notifier.Status(d.status())
+	}
+}
+
+// status is the running state, from the snapshot in force (other
+// goroutines than the main loop call it).
 func (d *Daemon) status() string {
-	return fmt.Sprintf("serving %d tenant(s) on ports %s", len(d.cfg.Tenants), d.portRange())
+	n := 0
+	if snap := d.srv.state.Load(); snap != nil {
+		n = len(snap.tenants)
+	}
+	return fmt.Sprintf("serving %d tenant(s) on ports %s", n, d.portRange())
 }
 
 func (d *Daemon) portRange() string {

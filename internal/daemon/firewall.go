@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -27,6 +28,9 @@ type firewall struct {
 	watcher *cgroup.Watcher
 	cancel  context.CancelFunc
 	alive   atomic.Bool // the watcher goroutine runs (or no cgroups are configured)
+	// unrestored is the error of the last attempt to restore the ruleset
+	// after a foreign change, nil once one succeeds (see guardRuleset).
+	unrestored atomic.Pointer[error]
 }
 
 func newFirewall(log *slog.Logger, m *metrics) (*firewall, error) {
@@ -189,7 +193,44 @@ func (f *firewall) follow(w *cgroup.Watcher) {
 	f.mu.Unlock()
 }
 
-func (f *firewall) healthy() bool { return f.alive.Load() }
+// guardRuleset starts the watch that puts the table and policy routing back
+// after changes egressfw did not make (nft.Manager.Watch): one WARN line
+// and egressfw_ruleset_restored_total{result="ok"} per restore; a restore
+// the kernel refuses is logged, counted as an error, retried by the watch
+// and makes the firewall unhealthy until one succeeds. changed, if not nil,
+// is called with the error of each failed attempt, and with nil when an
+// attempt succeeds after failures.
+func (f *firewall) guardRuleset(ctx context.Context, changed func(error)) error {
+	return f.mgr.Watch(ctx, func(r nft.Restore) {
+		args := []any{"changes", r.What, "by", r.By, "attempt", r.Attempt, "throttled", r.Throttled}
+		if r.Err != nil {
+			f.metrics.restored.WithLabelValues("error").Inc()
+			f.unrestored.Store(&r.Err)
+			f.log.Error("nftables ruleset changed by another program and not restored; retrying", append(args, "err", r.Err)...)
+			if changed != nil {
+				changed(r.Err)
+			}
+			return
+		}
+		f.metrics.restored.WithLabelValues("ok").Inc()
+		recovered := f.unrestored.Swap(nil) != nil
+		f.log.Warn("nftables ruleset changed by another program; restored", append(args, "took_us", r.Took.Microseconds())...)
+		if recovered && changed != nil {
+			changed(nil)
+		}
+	})
+}
+
+// health is nil while the cgroup watcher runs and the ruleset is in place.
+func (f *firewall) health() error {
+	if !f.alive.Load() {
+		return errors.New("cgroup watcher stopped")
+	}
+	if err := f.unrestored.Load(); err != nil {
+		return fmt.Errorf("nftables ruleset changed by another program and not restored: %w", *err)
+	}
+	return nil
+}
 
 // stop ends the watcher; the rules stay.
 func (f *firewall) stop() {

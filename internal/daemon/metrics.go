@@ -30,6 +30,7 @@ type metrics struct {
 	ruleApply   *prometheus.CounterVec   // result
 	reloads     *prometheus.CounterVec   // result
 	cgroupSync  *prometheus.CounterVec   // event
+	restored    *prometheus.CounterVec   // result
 	suppressed  prometheus.Counter
 	tenantCount prometheus.Gauge
 }
@@ -64,6 +65,9 @@ func newMetrics(version string) *metrics {
 		Help: "Config reloads (SIGHUP)."}, []string{"result"})
 	m.cgroupSync = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "egressfw_cgroup_updates_total",
 		Help: "Tenant cgroup ids added to or removed from the kernel maps."}, []string{"event"})
+	m.restored = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "egressfw_ruleset_restored_total",
+		Help: "Restores of the nftables table or policy routing after a change egressfw did not make (result error: the kernel refused; retried)."},
+		[]string{"result"})
 	m.suppressed = prometheus.NewCounter(prometheus.CounterOpts{Name: "egressfw_log_denials_suppressed_total",
 		Help: "Denial log lines folded into a summary by the rate limiter."})
 	m.tenantCount = prometheus.NewGauge(prometheus.GaugeOpts{Name: "egressfw_tenants",
@@ -72,7 +76,7 @@ func newMetrics(version string) *metrics {
 		Help: "Build information; the value is always 1."}, []string{"version", "goversion"})
 	info.WithLabelValues(version, runtime.Version()).Set(1)
 	for _, c := range []prometheus.Collector{m.conns, m.forwarded, m.active, m.bytes, m.rejected, m.paced, m.dnsDur, m.connectDur,
-		m.peekDur, m.ruleApply, m.reloads, m.cgroupSync, m.suppressed, m.tenantCount, info,
+		m.peekDur, m.ruleApply, m.reloads, m.cgroupSync, m.restored, m.suppressed, m.tenantCount, info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/nftables"
@@ -31,6 +32,18 @@ type batcher struct {
 	// no other transaction (by anyone, on any table) has been committed
 	// since the last commitFresh; 0 when that is not known.
 	gen uint32
+	// port is the netlink port id of sock: the kernel puts it in the
+	// header of every change notification of a transaction sock sent, so
+	// the watch (watch.go) tells egressfw's own changes from others'.
+	port atomic.Uint32
+	// While a watch runs, mon is its nftables notification socket. A
+	// commit takes it out of the notification group for its own
+	// transaction: with no listener the kernel builds no notifications,
+	// which cost a third of a 1,000-tenant commit, and the watch ignores
+	// its own anyway. missed is called when another transaction may have
+	// committed while it was out (see mute).
+	mon    *mdnetlink.Conn
+	missed func()
 }
 
 // commitTimeout bounds the wait for the kernel's answer to a batch.
@@ -62,8 +75,32 @@ func (b *batcher) dial() error {
 		sock.Close()
 		return err
 	}
+	port, err := portID(sock)
+	if err != nil {
+		sock.Close()
+		return err
+	}
 	b.sock = sock
+	b.port.Store(port)
 	return nil
+}
+
+// portID is the netlink port id the kernel bound sock to.
+func portID(sock *mdnetlink.Conn) (uint32, error) {
+	raw, err := sock.SyscallConn()
+	if err != nil {
+		return 0, fmt.Errorf("netlink port id: %w", err)
+	}
+	var sa unix.Sockaddr
+	var serr error
+	if err := raw.Control(func(fd uintptr) { sa, serr = unix.Getsockname(int(fd)) }); err != nil {
+		return 0, fmt.Errorf("netlink port id: %w", err)
+	}
+	nl, ok := sa.(*unix.SockaddrNetlink)
+	if serr != nil || !ok {
+		return 0, fmt.Errorf("netlink port id: getsockname: %v", serr)
+	}
+	return nl.Pid, nil
 }
 
 // capture stands in for the kernel while the queue flushes: it keeps the
@@ -76,25 +113,71 @@ func (b *batcher) capture(req []mdnetlink.Message) ([]mdnetlink.Message, error) 
 // commit sends what is queued as one transaction and returns its outcome.
 // Nothing queued is a no-op. The generation stays known only if it was and
 // this transaction was the only one since.
-func (b *batcher) commit() error { return b.commitTracked(false) }
+func (b *batcher) commit() error { return b.commitTracked(false, b.send) }
 
 // commitFresh is commit for a transaction that brings the table to a state
 // the caller records: the generation becomes known if this transaction is
 // the only one between the generation reads around it.
-func (b *batcher) commitFresh() error { return b.commitTracked(true) }
+func (b *batcher) commitFresh() error { return b.commitTracked(true, b.send) }
 
-func (b *batcher) commitTracked(fresh bool) error {
+// commitMessages is commitFresh for a batch encoded before (see spare.go):
+// batch begin, the messages, batch end.
+func (b *batcher) commitMessages(msgs []mdnetlink.Message) error {
+	return b.commitTracked(true, func() error { return b.sendMessages(msgs) })
+}
+
+func (b *batcher) commitTracked(fresh bool, send func() error) error {
 	prev := b.gen
 	b.gen = 0
+	unmute := b.mute()
 	before, gerr := b.generation()
-	if err := b.send(); err != nil {
+	err := send()
+	after, aerr := b.generation()
+	known := gerr == nil && aerr == nil
+	unmute(known, before, after, err == nil)
+	if err != nil {
 		return err
 	}
-	after, aerr := b.generation()
-	if gerr == nil && aerr == nil && after == before+1 && (fresh || prev == before) {
+	if known && after == before+1 && (fresh || prev == before) {
 		b.gen = after
 	}
 	return nil
+}
+
+// mute takes the watch's socket out of the notification group and returns
+// the function that puts it back after the commit, given the generations
+// read around it. Every transaction moves the generation by one, so
+// another program's transaction committed while the socket was out shows
+// as a gap: before the commit (generation at mute time != before), in it
+// (after != before+1 for a commit, != before for a failure) or after it
+// (generation once back != after). Then missed is called, and the watch
+// treats it like lost notifications.
+func (b *batcher) mute() func(known bool, before, after uint32, committed bool) {
+	if b.mon == nil {
+		return func(bool, uint32, uint32, bool) {}
+	}
+	at, err := b.generation()
+	if err != nil || b.mon.LeaveGroup(unix.NFNLGRP_NFTABLES) != nil {
+		return func(bool, uint32, uint32, bool) {} // stays a listener
+	}
+	return func(known bool, before, after uint32, committed bool) {
+		jerr := b.mon.JoinGroup(unix.NFNLGRP_NFTABLES)
+		back, berr := b.generation()
+		if jerr != nil || berr != nil || !known || othersIn(at, before, after, back, committed) {
+			b.missed()
+		}
+	}
+}
+
+// othersIn reports whether the generations read when the socket left the
+// group (at), before and after the commit, and when it was back show a
+// transaction that was not this commit.
+func othersIn(at, before, after, back uint32, committed bool) bool {
+	step := uint32(0)
+	if committed {
+		step = 1
+	}
+	return at != before || after != before+step || back != after
 }
 
 // unchanged reports whether no transaction but this batcher's own has been
@@ -136,11 +219,26 @@ func (b *batcher) generation() (uint32, error) {
 
 // send sends what is queued as one transaction and returns its outcome.
 func (b *batcher) send() error {
+	msgs, err := b.encode()
+	if err != nil {
+		return err
+	}
+	return b.sendMessages(msgs)
+}
+
+// encode returns what is queued as a batch (begin, messages, end), valid
+// until the next encode, and empties the queue.
+func (b *batcher) encode() ([]mdnetlink.Message, error) {
 	b.captured = b.captured[:0]
 	if err := b.q.Flush(); err != nil {
-		return fmt.Errorf("encode nftables batch: %w", err)
+		return nil, fmt.Errorf("encode nftables batch: %w", err)
 	}
-	msgs := b.captured
+	return b.captured, nil
+}
+
+// sendMessages sends an encoded batch as one transaction and returns its
+// outcome. It sets the messages' headers.
+func (b *batcher) sendMessages(msgs []mdnetlink.Message) error {
 	if len(msgs) < 3 { // batch begin and end around nothing
 		return nil
 	}

@@ -104,3 +104,25 @@ func checkOneAck(t *testing.T, msgs []mdnetlink.Message) {
 		}
 	}
 }
+
+func TestOthersIn(t *testing.T) {
+	cases := []struct {
+		name                    string
+		at, before, after, back uint32
+		committed               bool
+		want                    bool
+	}{
+		{"only ours", 7, 7, 8, 8, true, false},
+		{"ours failed, nothing else", 7, 7, 7, 7, false, false},
+		{"one before ours", 7, 8, 9, 9, true, true},
+		{"one during ours", 7, 7, 9, 9, true, true},
+		{"one after ours", 7, 7, 8, 9, true, true},
+		{"one while ours failed", 7, 7, 8, 8, false, true},
+		{"wrapped around", 0xffffffff, 0xffffffff, 0, 0, true, false},
+	}
+	for _, tc := range cases {
+		if got := othersIn(tc.at, tc.before, tc.after, tc.back, tc.committed); got != tc.want {
+			t.Errorf("%s: othersIn = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/google/nftables"
 )
 
 // benchSpec has n tenants, each with a cgroup (and its id), a uid and an
@@ -104,6 +106,62 @@ func BenchmarkSetCgroupIDs(b *testing.B) {
 		ids["bench.slice/t500.service"] = uint64(next)
 		if err := m.SetCgroupIDs(ids); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRestore measures the time from another process's change to
+// egressfw's table (made on a socket of its own in the namespace) to the
+// watch's report that the table is back, for 1 and 1,000 tenants:
+//
+//   - delete-table: `nft delete table inet egressfw` (also what `nft flush
+//     ruleset` and `systemctl reload nftables` do to it): rebuilt whole,
+//     from the spare batch (spare.go);
+//   - flush-chain: one tenant's chain flushed: the table rewritten in place.
+//
+// ms/restore is the watch's own figure (Restore.Took, from reading the
+// change to the end of the repair); ns/op adds the foreign commit and the
+// notification's delivery; ms/foreign-commit is how long the other
+// program's transaction took to be acknowledged (deleting a base chain
+// waits for an RCU grace period, and the restore cannot commit before the
+// kernel is done with it).
+func BenchmarkRestore(b *testing.B) {
+	saved := restoreRate
+	restoreRate.burst = 1 << 30 // every change restored at once
+	b.Cleanup(func() { restoreRate = saved })
+	for _, n := range []int{1, 1000} {
+		for _, change := range []string{"delete-table", "flush-chain"} {
+			b.Run(fmt.Sprintf("tenants=%d/%s", n, change), func(b *testing.B) {
+				spec, ids := benchSpec(n)
+				ns, m, got := watching(b, spec, ids)
+				waitSpare(b, m)
+				other, err := nftables.New(nftables.WithNetNSFd(ns.fd))
+				if err != nil {
+					b.Fatal(err)
+				}
+				table := &nftables.Table{Name: spec.Table, Family: nftables.TableFamilyINet}
+				var took, foreign time.Duration
+				b.ResetTimer()
+				for b.Loop() {
+					if change == "delete-table" {
+						other.DelTable(table)
+					} else {
+						other.FlushChain(&nftables.Chain{Table: table, Name: tenantChainName(uint32(n))})
+					}
+					start := time.Now()
+					if err := other.Flush(); err != nil {
+						b.Fatal(err)
+					}
+					foreign += time.Since(start)
+					r := <-got
+					if r.Err != nil {
+						b.Fatal(r.Err)
+					}
+					took += r.Took
+				}
+				b.ReportMetric(float64(took.Microseconds())/1e3/float64(b.N), "ms/restore")
+				b.ReportMetric(float64(foreign.Microseconds())/1e3/float64(b.N), "ms/foreign-commit")
+			})
 		}
 	}
 }

@@ -118,5 +118,17 @@
 // the input chain lets through, and otherwise rejected in the forward and
 // input chains unless allow_direct matches. forward.go says why REDIRECT
 // and not TPROXY (br_netfilter) and lists every rule. The slot and port
-// design is shared with local tenants.
+// design is shared with local tenants; a forwarded flow the rules accept
+// carries the tenant's slot in its ct mark, and only such an established
+// flow passes without being judged again (admit.go).
+//
+// # Restoring
+//
+// Another program can remove or edit the table and the routing at any
+// time (nft flush ruleset, systemctl reload nftables, ip rule del).
+// Manager.Watch follows the kernel's change notifications and puts back
+// what the last Apply installed, telling egressfw's own transactions apart
+// by the netlink port id the kernel stamps on each notification
+// (watch.go, events.go); a deleted table is rebuilt from a batch encoded
+// ahead of time (spare.go).
 package nft

@@ -83,16 +83,6 @@ func vmap(set string, id uint32) expr.Any {
 	return &expr.Lookup{SourceRegister: reg1, DestRegister: 0, IsDestRegSet: true, SetName: set, SetID: id}
 }
 
-// ctStateEstRel: ct state established,related.
-func ctStateEstRel() []expr.Any {
-	return []expr.Any{
-		&expr.Ct{Key: expr.CtKeySTATE, Register: reg1},
-		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
-			Mask: ne32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED), Xor: ne32(0)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: ne32(0)},
-	}
-}
-
 // ctStatusDNAT: ct status dnat.
 func ctStatusDNAT() []expr.Any {
 	return []expr.Any{

@@ -34,11 +34,12 @@ import (
 //     egressfw's own (transparent) listeners ever get a redirected flow:
 //     with egressfw down, a local user's socket on the port gets nothing
 //     and the SYN is reset (see natChain and inputChain);
-//   - forward (filter): the tenant's chain accepts replies, traffic that
-//     stays between its members (leaves by one of its interfaces to an
-//     address in its ranges: containers of one network, pods; not
-//     intercepted either, see stays) and allow_direct, and rejects the
-//     rest, also a LAN host whose address happens to be in the ranges;
+//   - forward (filter): the tenant's chain accepts replies, flows it
+//     admitted before (admit.go), traffic that stays between its members
+//     (leaves by one of its interfaces to an address in its ranges:
+//     containers of one network, pods; not intercepted either, see stays)
+//     and allow_direct, and rejects the rest, also a LAN host whose
+//     address happens to be in the ranges;
 //   - input (filter): the same for the host's own addresses (a container
 //     that dials the bridge gateway or the host's LAN address arrives
 //     here, not in forward), plus neighbour discovery and DHCP, without
@@ -264,37 +265,43 @@ func forwardChain(table *nftables.Table, tenants []Tenant) *chainDef {
 	return c
 }
 
-// tenantForwardChain is a forwarded tenant's egress: replies, traffic that
-// stays between its members (see stays), neighbour discovery and
-// allow_direct pass; the rest is rejected. Neighbour discovery and MLD
-// between guests on one bridge have multicast and link-local destinations
-// outside the ranges; they pass whatever the output interface, as they
-// cannot reach beyond the link: a router lowers the hop limit of 255 that
-// a receiver requires, and MLD's hop limit of 1 is never forwarded.
-func tenantForwardChain(table *nftables.Table, t *Tenant) *chainDef {
+// tenantForwardChain is a forwarded tenant's egress: replies, flows it
+// admitted (admit.go), traffic that stays between its members (see stays),
+// neighbour discovery and allow_direct pass; the rest is rejected.
+// Neighbour discovery and MLD between guests on one bridge have multicast
+// and link-local destinations outside the ranges; they pass whatever the
+// output interface, as they cannot reach beyond the link: a router lowers
+// the hop limit of 255 that a receiver requires, and MLD's hop limit of 1
+// is never forwarded.
+func tenantForwardChain(table *nftables.Table, t *Tenant, ctMask uint32) *chainDef {
 	c := &chainDef{chain: &nftables.Chain{Table: table, Name: forwardChainName(t.Slot)}}
-	c.rules = append(c.rules, (&ruleDef{comment: t.Name}).add("ct state established,related", ctStateEstRel()...).add("accept", accept))
+	first := admittedRules(t, ctMask)
+	c.rules = append(c.rules, first...)
 	for _, r := range stays(t, nil, true) {
 		c.rules = append(c.rules, r.add("accept", accept))
 	}
+	var nd *ruleDef // matched without state, not marked
 	if len(t.Sources) > 0 {
-		c.rules = append(c.rules, ndRule(&ruleDef{}, true).add("accept", accept))
+		nd = ndRule(&ruleDef{}, true).add("accept", accept)
+		c.rules = append(c.rules, nd)
 	}
-	return finishTenant(c, t)
+	return admit(finishTenant(c, t), t, ctMask, append(first, nd)...)
 }
 
 // tenantInputChain is a forwarded tenant's traffic to the host's own
-// addresses: internal like any other, apart from replies, neighbour
-// discovery, DHCP and allow_direct. Redirected intercepts were accepted by
-// the input chain before.
-func tenantInputChain(table *nftables.Table, t *Tenant) *chainDef {
+// addresses: internal like any other, apart from replies, flows it
+// admitted, neighbour discovery, DHCP and allow_direct. Redirected
+// intercepts were accepted by the input chain before.
+func tenantInputChain(table *nftables.Table, t *Tenant, ctMask uint32) *chainDef {
 	c := &chainDef{chain: &nftables.Chain{Table: table, Name: inputChainName(t.Slot)}}
-	c.rules = append(c.rules, (&ruleDef{comment: t.Name}).add("ct state established,related", ctStateEstRel()...).add("accept", accept))
+	first := admittedRules(t, ctMask)
+	c.rules = append(c.rules, first...)
 	dhcp6 := &ruleDef{}
 	dhcp6.add("ip6 saddr fe80::/10", saddr(netip.MustParsePrefix("fe80::/10"))...)
 	dhcp6.add("udp dport 547", append(l4proto(unix.IPPROTO_UDP), thDport(), &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(547)})...)
-	c.rules = append(c.rules, ndRule(&ruleDef{}, true).add("accept", accept), dhcp4Rule(&ruleDef{}).add("accept", accept), dhcp6.add("accept", accept))
-	return finishTenant(c, t)
+	stateless := []*ruleDef{ndRule(&ruleDef{}, true).add("accept", accept), dhcp4Rule(&ruleDef{}).add("accept", accept), dhcp6.add("accept", accept)}
+	c.rules = append(c.rules, stateless...) // matched without state, not marked
+	return admit(finishTenant(c, t), t, ctMask, append(first, stateless...)...)
 }
 
 // finishTenant appends allow_direct and the final verdict.
@@ -312,7 +319,7 @@ func finishTenant(c *chainDef, t *Tenant) *chainDef {
 
 // addForwarded extends rs (built by buildRuleset) with the forwarded
 // tenants' rules and chains.
-func addForwarded(rs *ruleset, table *nftables.Table, tenants []Tenant) {
+func addForwarded(rs *ruleset, table *nftables.Table, tenants []Tenant, ctMask uint32) {
 	var fwd []Tenant
 	for _, t := range tenants {
 		if t.forwarded() {
@@ -336,6 +343,6 @@ func addForwarded(rs *ruleset, table *nftables.Table, tenants []Tenant) {
 		if len(t.Interfaces) > 0 && len(t.Sources) > 0 {
 			rs.chains = append(rs.chains, ingressChain(table, t))
 		}
-		rs.chains = append(rs.chains, tenantForwardChain(table, t), tenantInputChain(table, t))
+		rs.chains = append(rs.chains, tenantForwardChain(table, t, ctMask), tenantInputChain(table, t, ctMask))
 	}
 }

@@ -20,7 +20,10 @@ import "github.com/google/nftables"
 // flushed, a table restored with nft -f, or any other software's change
 // makes the next Apply rewrite every chain, restoring what egressfw wants.
 // The price is that on a host where other software changes nftables
-// between two reloads, the reload is a full rewrite (still one batch).
+// between two reloads, the reload is a full rewrite (still one batch). A
+// restore after another program's change (watch.go) is the exception: the
+// watch has seen every transaction since it started, each naming the
+// chains it changed, so the restore rewrites those and keeps the rest.
 //
 // Base chains are always rewritten: there are few of them, and they hold the
 // rules a changed tenant list changes. The rules of every other chain are
@@ -114,4 +117,21 @@ func (rs *ruleset) flushRules(c *nftables.Conn, t *nftables.Table, in *installed
 	}
 	c.FlushTable(t)
 	return nil
+}
+
+// vouch prepares the memory of programmed chains (keep.go) for a restore
+// after the changes c: the watch has seen every transaction since it
+// joined the notification group, and each names the chains it changed, so
+// the chains it did not name still hold what this Manager programmed and
+// are kept; the others are rewritten. Lost notifications forget it all.
+// Called with m.mu held.
+func (m *Manager) vouch(c *changes) {
+	if c.overflow || m.texts == nil {
+		m.texts = nil
+		return
+	}
+	for name := range c.chains {
+		delete(m.texts, name)
+	}
+	m.vouched = true
 }

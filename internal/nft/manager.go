@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/nftables"
 	mdnetlink "github.com/mdlayher/netlink"
@@ -24,8 +25,20 @@ type Manager struct {
 	ids     CgroupIDs // cgroup ids in the maps, keyed by cleaned path
 	routing *routing  // policy routing installed by this Manager
 	// texts holds the rules this Manager last programmed into each regular
-	// chain of the table, nil when unknown (see keep.go).
-	texts chainTexts
+	// chain of the table, nil when unknown (see keep.go). vouched: a
+	// restore removed from texts every chain another program changed, as
+	// the watch saw them, so the next replace trusts it although the
+	// generation moved (see watch.go).
+	texts   chainTexts
+	vouched bool
+
+	// Change notifications (see watch.go): nftables and rtnetlink sockets,
+	// opened in the namespace by New and joined to their groups by Watch.
+	mon, rtmon *mdnetlink.Conn
+	watching   bool
+	watched    atomic.Pointer[watched] // what the last Apply installed; nil after Cleanup
+	closed     atomic.Bool
+	spare      *spareBatch // builds the applied table from nothing (spare.go)
 }
 
 // Option configures New.
@@ -61,13 +74,16 @@ func New(opts ...Option) (*Manager, error) {
 		nl.Close()
 		return nil, fmt.Errorf("open nftables netlink: %w", err)
 	}
-	b, err := newBatcher(o.netnsFd)
+	m := &Manager{conn: conn, nl: nl}
+	if m.b, err = newBatcher(o.netnsFd); err == nil {
+		m.mon, m.rtmon, err = dialMonitors(o.netnsFd)
+	}
 	if err != nil {
-		nl.Close()
+		m.closeSockets()
 		_ = conn.CloseLasting()
 		return nil, err
 	}
-	return &Manager{conn: conn, b: b, nl: nl}, nil
+	return m, nil
 }
 
 // batchBuffer is the socket buffer size for the nftables socket. A table
@@ -105,8 +121,7 @@ func bigBuffers(c *mdnetlink.Conn) error {
 func (m *Manager) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.nl.Close()
-	_ = m.b.close()
+	m.closeSockets()
 	if err := m.conn.CloseLasting(); err != nil {
 		return fmt.Errorf("close nftables netlink: %w", err)
 	}
@@ -163,6 +178,8 @@ func (m *Manager) applyLocked(spec *Spec, ids CgroupIDs, ready func() error) err
 	}
 	m.spec = spec
 	m.ids = knownIDs(spec, ids)
+	m.watched.Store(&watched{table: spec.Table, routeTable: uint32(spec.RouteTable)})
+	m.prepareSpare(spec)
 	return nil
 }
 
@@ -170,9 +187,9 @@ func (m *Manager) applyLocked(spec *Spec, ids CgroupIDs, ready func() error) err
 // that adds the chains of new tenants (see precreate). Chains that already
 // hold the rules rs wants are kept as they are (see keep.go).
 func (m *Manager) replace(rs *ruleset, table string, ready func() error) error {
-	last := m.texts
-	m.texts = nil // unknown until the batch is committed
-	if !m.b.unchanged() {
+	last, vouched := m.texts, m.vouched
+	m.texts, m.vouched = nil, false // unknown until the batch is committed
+	if !vouched && !m.b.unchanged() {
 		// Another transaction since ours (a restore with nft -f, a
 		// flushed chain, any other owner's change): rewrite every chain.
 		last = nil
@@ -189,7 +206,13 @@ func (m *Manager) replace(rs *ruleset, table string, ready func() error) error {
 	}
 	if len(made) > 0 {
 		if err := m.b.commit(); err != nil {
-			return fmt.Errorf("add new chains to table inet %s: %w", table, err)
+			// Another program may have deleted the table since it was
+			// read (systemctl reload nftables during a reload): then build
+			// it from nothing instead of failing the Apply.
+			if now, err2 := readInstalled(m.conn, table); err2 != nil || now.exists {
+				return fmt.Errorf("add new chains to table inet %s: %w", table, err)
+			}
+			in, keep, made = &installed{}, map[string]bool{}, nil
 		}
 	}
 	if ready != nil {
@@ -366,7 +389,8 @@ func (m *Manager) Cleanup(spec Spec) error {
 		}
 	}
 	if len(errs) == 0 {
-		m.spec, m.ids, m.routing = nil, nil, nil
+		m.spec, m.ids, m.routing, m.spare = nil, nil, nil, nil
+		m.watched.Store(nil)
 	}
 	return errors.Join(errs...)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -126,4 +127,40 @@ func removeRouting(h *netlink.Handle, r routing) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// routingMissing lists what of r is not installed: per family, the fwmark
+// rule and the local default route of the route table.
+func routingMissing(h *netlink.Handle, r routing) ([]string, error) {
+	var missing []string
+	for _, fam := range families {
+		name := map[int]string{unix.AF_INET: "IPv4", unix.AF_INET6: "IPv6"}[fam]
+		rules, err := ourRules(h, fam, r)
+		if err != nil {
+			if fam == unix.AF_INET6 && skipFamily(err) {
+				continue
+			}
+			return nil, fmt.Errorf("check routing: %w", err)
+		}
+		if !slices.ContainsFunc(rules, func(have netlink.Rule) bool {
+			return have.Mark == r.Mark && have.Mask != nil && *have.Mask == r.Mask
+		}) {
+			missing = append(missing, fmt.Sprintf("%s rule fwmark %#x/%#x lookup %d", name, r.Mark, r.Mask, r.Table))
+		}
+		routes, err := h.RouteListFiltered(fam, &netlink.Route{Table: r.Table}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			return nil, fmt.Errorf("check routing: list table %d: %w", r.Table, err)
+		}
+		if !slices.ContainsFunc(routes, func(rt netlink.Route) bool {
+			return rt.Type == unix.RTN_LOCAL && (rt.Dst == nil || isDefault(rt.Dst))
+		}) {
+			missing = append(missing, fmt.Sprintf("%s local default route in table %d", name, r.Table))
+		}
+	}
+	return missing, nil
+}
+
+func isDefault(n *net.IPNet) bool {
+	ones, _ := n.Mask.Size()
+	return ones == 0 && n.IP.IsUnspecified()
 }

@@ -195,7 +195,7 @@ func buildRuleset(spec *Spec, ids CgroupIDs) *ruleset {
 	for _, t := range tenants {
 		rs.chains = append(rs.chains, tenantChain(spec, table, &t))
 	}
-	addForwarded(rs, table, tenants)
+	addForwarded(rs, table, tenants, spec.CtMarkMask)
 	return rs
 }
 

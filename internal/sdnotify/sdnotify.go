@@ -80,29 +80,31 @@ func (n *Notifier) Status(status string) {
 	n.send(statusLine(status))
 }
 
-// Watchdog sends WATCHDOG=1 every WatchdogInterval()/2 while healthy()
-// returns true, and withholds it (so systemd restarts the service once
-// WatchdogSec passes) while healthy() returns false. It returns when ctx is
-// done, or at once when systemd asked for no watchdog.
-func (n *Notifier) Watchdog(ctx context.Context, healthy func() bool) {
+// Watchdog sends WATCHDOG=1 every WatchdogInterval()/2 while health()
+// returns nil, and withholds it (so systemd restarts the service once
+// WatchdogSec passes) while health() returns an error, which STATUS= then
+// shows (updated when the reason changes). It returns when ctx is done, or
+// at once when systemd asked for no watchdog.
+func (n *Notifier) Watchdog(ctx context.Context, health func() error) {
 	interval := n.WatchdogInterval() / 2
 	if interval <= 0 {
 		return
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	wasHealthy := true
+	wasHealthy, reason := true, ""
 	for {
-		ok := healthy()
+		err := health()
 		switch {
-		case ok && !wasHealthy:
+		case err == nil && !wasHealthy:
 			n.send(daemon.SdNotifyWatchdog + "\n" + statusLine(n.lastStatus()))
-		case ok:
+		case err == nil:
 			n.send(daemon.SdNotifyWatchdog)
-		case wasHealthy:
-			n.send(statusLine("Unhealthy: accept loop or rule watcher stalled; watchdog pings withheld"))
+		case wasHealthy || err.Error() != reason:
+			reason = err.Error()
+			n.send(statusLine("Unhealthy: " + reason + "; watchdog pings withheld"))
 		}
-		wasHealthy = ok
+		wasHealthy = err == nil
 		select {
 		case <-ctx.Done():
 			return

@@ -2,6 +2,7 @@ package sdnotify
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -132,12 +133,21 @@ func TestWatchdogPingsOnlyWhileHealthy(t *testing.T) {
 	n.Status("Serving 1 tenant")
 	sd.next(time.Second)
 
-	var healthy atomic.Bool
-	healthy.Store(true)
+	var fault atomic.Pointer[error] // nil: healthy
+	health := func() error {
+		if e := fault.Load(); e != nil {
+			return *e
+		}
+		return nil
+	}
+	setFault := func(msg string) {
+		err := errors.New(msg)
+		fault.Store(&err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
-		n.Watchdog(ctx, healthy.Load)
+		n.Watchdog(ctx, health)
 		close(done)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
@@ -153,24 +163,32 @@ func TestWatchdogPingsOnlyWhileHealthy(t *testing.T) {
 		t.Errorf("5 pings took %v, want about 4 x 50ms", el)
 	}
 
-	// Unhealthy: one status message, then silence.
-	healthy.Store(false)
+	// Unhealthy: one status message saying why, then silence.
+	setFault("accept loop stalled")
 	for {
 		msg := sd.next(time.Second)
 		if msg == "WATCHDOG=1" { // sent before the flag flipped
 			continue
 		}
-		if !strings.HasPrefix(msg, "STATUS=Unhealthy") {
-			t.Fatalf("on unhealth got %q, want STATUS=Unhealthy...", msg)
+		if want := "STATUS=Unhealthy: accept loop stalled; watchdog pings withheld\n"; msg != want {
+			t.Fatalf("on unhealth got %q, want %q", msg, want)
 		}
 		break
 	}
 	if msg, ok := sd.read(300 * time.Millisecond); ok {
 		t.Fatalf("while unhealthy got %q, want no pings", msg)
 	}
+	// Another reason: the status follows it, still no pings.
+	setFault("ruleset not restored")
+	if got, want := sd.next(time.Second), "STATUS=Unhealthy: ruleset not restored; watchdog pings withheld\n"; got != want {
+		t.Fatalf("on a new reason got %q, want %q", got, want)
+	}
+	if msg, ok := sd.read(300 * time.Millisecond); ok {
+		t.Fatalf("while unhealthy got %q, want no pings", msg)
+	}
 
 	// Healthy again: pings resume and the previous status is restored.
-	healthy.Store(true)
+	fault.Store(nil)
 	if got, want := sd.next(time.Second), "WATCHDOG=1\nSTATUS=Serving 1 tenant\n"; got != want {
 		t.Errorf("on recovery got %q, want %q", got, want)
 	}
@@ -239,7 +257,7 @@ func TestNoopOutsideSystemd(t *testing.T) {
 			}
 			returned := make(chan struct{})
 			go func() {
-				n.Watchdog(context.Background(), func() bool { return true })
+				n.Watchdog(context.Background(), func() error { return nil })
 				close(returned)
 			}()
 			select {

@@ -125,6 +125,7 @@ type daemon struct {
 	t       *testing.T
 	tp      *topo
 	cfgPath string
+	env     []string // added to the environment, e.g. NOTIFY_SOCKET
 	cmd     *exec.Cmd
 	stderr  bytes.Buffer
 	mu      sync.Mutex
@@ -164,6 +165,9 @@ func (d *daemon) start() {
 func (d *daemon) launch() int {
 	d.t.Helper()
 	d.cmd = nsCmd(d.tp.host, egressfwBin, "run", "--config", d.cfgPath)
+	if len(d.env) > 0 {
+		d.cmd.Env = append(os.Environ(), d.env...)
+	}
 	d.stderr.Reset()
 	d.cmd.Stderr = &d.stderr
 	out, err := d.cmd.StdoutPipe()

@@ -22,11 +22,11 @@ import (
 // quiet is a Notifier for a daemon that no supervisor watches.
 type quiet struct{}
 
-func (quiet) Ready(string)                                {}
-func (quiet) Reloading()                                  {}
-func (quiet) Stopping()                                   {}
-func (quiet) Status(string)                               {}
-func (quiet) Watchdog(ctx context.Context, _ func() bool) { <-ctx.Done() }
+func (quiet) Ready(string)                                 {}
+func (quiet) Reloading()                                   {}
+func (quiet) Stopping()                                    {}
+func (quiet) Status(string)                                {}
+func (quiet) Watchdog(ctx context.Context, _ func() error) { <-ctx.Done() }
 
 func main() {
 	cfgPath := flag.String("config", "", "egressfw config")

@@ -10,6 +10,7 @@
 //	testsrv idle -addr A -n N    N connections that never send a byte
 //	testsrv userns ... -- CMD    CMD as a uid of a user namespace (see cmdUserns)
 //	testsrv hello -addr A ...    N TLS connections dripping their ClientHello
+//	testsrv hold -addr A -send S connect now, send S when stdin says so
 //
 // Every client prints exactly one JSON object on stdout and exits 0, so the
 // caller reads success and failure the same way; servers run until killed.
@@ -23,7 +24,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: testsrv serve|get|raw|bulk|idle|userns|hello ...")
+		fmt.Fprintln(os.Stderr, "usage: testsrv serve|get|raw|bulk|idle|userns|hello|hold ...")
 		os.Exit(2)
 	}
 	cmds := map[string]func([]string) error{
@@ -33,6 +34,7 @@ func main() {
 		"bulk":  cmdBulk,
 		"idle":  cmdIdle,
 		"hello": cmdHello,
+		"hold":  cmdHold,
 	}
 	cmds["userns"] = cmdUserns
 	f, ok := cmds[os.Args[1]]

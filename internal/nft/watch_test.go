@@ -1,0 +1,387 @@
+package nft
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+)
+
+// watching applies spec in a fresh namespace and starts Watch; restores
+// arrive on the returned channel.
+func watching(t testing.TB, spec Spec, ids CgroupIDs) (*testNetns, *Manager, <-chan Restore) {
+	t.Helper()
+	ns := newNetns(t, false)
+	m := ns.manager(t)
+	if err := m.Apply(spec, ids); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	got := make(chan Restore, 100)
+	if err := m.Watch(ctx, func(r Restore) { got <- r }); err != nil {
+		t.Fatal(err)
+	}
+	return ns, m, got
+}
+
+// handleOf finds the handle of the first rule of chain that contains text.
+func handleOf(t *testing.T, ns *testNetns, chain, text string) string {
+	t.Helper()
+	for _, l := range strings.Split(ns.nft(t, "-a", "list", "chain", "inet", "egressfw", chain), "\n") {
+		if strings.Contains(l, text) {
+			if m := regexp.MustCompile(`# handle (\d+)$`).FindStringSubmatch(l); m != nil {
+				return m[1]
+			}
+		}
+	}
+	t.Fatalf("no rule with %q in chain %s", text, chain)
+	return ""
+}
+
+// TestWatchRestores changes egressfw's table and routing the ways an
+// operator's tools do, each from another process: the watch puts back
+// exactly what Apply installed, once, and names what changed and who did it.
+func TestWatchRestores(t *testing.T) {
+	spec := forwardedSpec()
+	cases := []struct {
+		name   string
+		change func(t *testing.T, ns *testNetns)
+		what   string // a regexp Restore.What matches
+		byNft  bool   // Restore.By names the nft process
+	}{
+		{"delete table", func(t *testing.T, ns *testNetns) { ns.nft(t, "delete", "table", "inet", "egressfw") },
+			`delete table \(egressfw\)`, true},
+		{"flush ruleset", func(t *testing.T, ns *testNetns) { ns.nft(t, "flush", "ruleset") },
+			`delete table \(egressfw\)`, true},
+		{"nft -f of a file that flushes the ruleset", func(t *testing.T, ns *testNetns) {
+			ns.nftScript(t, "flush ruleset\ntable inet filter {\n\tchain input { type filter hook input priority filter; policy accept; }\n}\n")
+		}, `delete table \(egressfw\)`, true},
+		{"flush a chain", func(t *testing.T, ns *testNetns) { ns.nft(t, "flush", "chain", "inet", "egressfw", "tenant_2") },
+			"delete rule", true},
+		{"delete a rule", func(t *testing.T, ns *testNetns) {
+			ns.nft(t, "delete", "rule", "inet", "egressfw", "forward_3", "handle", handleOf(t, ns, "forward_3", "goto deny"))
+		}, `delete rule \(forward_3\)`, true},
+		{"delete a base chain", func(t *testing.T, ns *testNetns) { ns.nft(t, "delete", "chain", "inet", "egressfw", "postrouting") },
+			`delete chain \(postrouting\)`, true},
+		{"delete a map element", func(t *testing.T, ns *testNetns) {
+			ns.nft(t, "delete", "element", "inet", "egressfw", "uids", "{ 4242 }")
+		}, `delete element( ×2)? \(uids\)`, true}, // an interval map: one or two elements
+		{"insert a rule", func(t *testing.T, ns *testNetns) { ns.nft(t, "insert", "rule", "inet", "egressfw", "output", "accept") },
+			`add rule \(output\)`, true},
+		{"delete the ip rule", func(t *testing.T, ns *testNetns) { ns.run(t, "ip", "-4", "rule", "del", "pref", "1515") },
+			"removed routing: IPv4 rule fwmark 0x2000/0x3000 lookup 1515", false},
+		{"delete the IPv6 route", func(t *testing.T, ns *testNetns) {
+			ns.run(t, "ip", "-6", "route", "del", "local", "default", "table", "1515")
+		},
+			"removed routing: IPv6 local default route in table 1515", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ns, _, got := watching(t, spec, sampleIDs)
+			want := blocks(ns.nft(t, "list", "table", "inet", "egressfw"))
+			route := routingState(t, ns, spec)
+			tc.change(t, ns)
+			var r Restore
+			select {
+			case r = <-got:
+			case <-time.After(5 * time.Second):
+				t.Fatal("no restore within 5s")
+			}
+			t.Logf("restore: %+v", r)
+			if r.Err != nil || r.Attempt != 1 || r.Throttled {
+				t.Fatalf("restore %+v, want a first, unthrottled, successful one", r)
+			}
+			if !regexp.MustCompile(tc.what).MatchString(r.What) {
+				t.Errorf("Restore.What = %q, want it to match %q", r.What, tc.what)
+			}
+			if tc.byNft && !regexp.MustCompile(`^nft\[\d+\]$`).MatchString(r.By) {
+				t.Errorf("Restore.By = %q, want nft[PID]", r.By)
+			}
+			if have := blocks(ns.nft(t, "list", "table", "inet", "egressfw")); !slices.Equal(have, want) {
+				t.Errorf("table after the restore:\n%s\nwant:\n%s", strings.Join(have, "\n"), strings.Join(want, "\n"))
+			}
+			if have := routingState(t, ns, spec); have != route {
+				t.Errorf("routing after the restore:\n%s\nwant:\n%s", have, route)
+			}
+			select {
+			case r := <-got:
+				t.Errorf("a second restore %+v for one change (the restore itself must not trigger one)", r)
+			case <-time.After(300 * time.Millisecond):
+			}
+		})
+	}
+}
+
+// TestWatchIgnoresOwnAndOthers: egressfw's own applies, cgroup updates and
+// cleanup, and other owners' tables, trigger no restore.
+func TestWatchIgnoresOwnAndOthers(t *testing.T) {
+	ns, m, got := watching(t, sampleSpec(), sampleIDs)
+	other := forwardedSpec()
+	steps := []struct {
+		name string
+		do   func() error
+	}{
+		{"re-apply another spec", func() error { return m.Apply(other, sampleIDs) }},
+		{"set cgroup ids", func() error { return m.SetCgroupIDs(CgroupIDs{"batch.slice": 1<<40 + 99}) }},
+		{"another owner's table", func() error { ns.nftScript(t, foreignRuleset); return nil }},
+		{"another owner's table deleted", func() error { ns.nft(t, "delete", "table", "inet", "other"); return nil }},
+		{"cleanup", func() error { return m.Cleanup(other) }},
+		{"a table named like ours, after cleanup", func() error {
+			ns.nft(t, "add", "table", "inet", "egressfw")
+			ns.nft(t, "delete", "table", "inet", "egressfw")
+			return nil
+		}},
+	}
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		select {
+		case r := <-got:
+			t.Errorf("%s: restore %+v, want none", s.name, r)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+// TestWatchRetries: a table the kernel will not let egressfw touch (owned
+// by another process's socket) makes every restore fail, and each failure
+// is reported and retried with a growing delay; once the owner lets go, the
+// next retry restores.
+func TestWatchRetries(t *testing.T) {
+	ns, _, got := watching(t, sampleSpec(), sampleIDs)
+	want := blocks(ns.nft(t, "list", "table", "inet", "egressfw"))
+
+	// nft -i keeps its socket (and so its table) until stdin closes.
+	owner := exec.Command("nsenter", "--net=/run/netns/"+ns.name, "nft", "-i")
+	stdin, err := owner.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := owner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); owner.Wait() })
+	fmt.Fprintln(stdin, "delete table inet egressfw; add table inet egressfw { flags owner; }")
+	var times []time.Time
+	for len(times) < 4 {
+		select {
+		case r := <-got:
+			if r.Err == nil {
+				t.Fatalf("restore %+v succeeded on a table another socket owns", r)
+			}
+			if r.Attempt != len(times)+1 {
+				t.Errorf("attempt %d, want %d", r.Attempt, len(times)+1)
+			}
+			times = append(times, time.Now())
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d failed restores reported, want 4 within 5s each", len(times))
+		}
+	}
+	for i := 2; i < len(times); i++ {
+		if times[i].Sub(times[i-1]) < times[i-1].Sub(times[i-2]) {
+			t.Errorf("retry delays %v then %v: want them to grow", times[i-1].Sub(times[i-2]), times[i].Sub(times[i-1]))
+		}
+	}
+	stdin.Close() // the owner exits; the kernel removes its table
+	owner.Wait()
+	for {
+		select {
+		case r := <-got:
+			if r.Err != nil {
+				continue // a retry that ran before the owner was gone
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no successful restore within 10s of the owner leaving")
+		}
+		break
+	}
+	if have := blocks(ns.nft(t, "list", "table", "inet", "egressfw")); !slices.Equal(have, want) {
+		t.Errorf("table after the owner left:\n%s", strings.Join(have, "\n"))
+	}
+}
+
+// TestWatchThrottles: a program that keeps deleting the table is answered
+// at most restoreRate.burst times at once, then once per restoreRate.gap, and each
+// restore says whether it was held back.
+func TestWatchThrottles(t *testing.T) {
+	ns, _, got := watching(t, sampleSpec(), sampleIDs)
+	throttled := 0
+	start := time.Now()
+	for n := 0; n < restoreRate.burst+2; n++ {
+		ns.nft(t, "delete", "table", "inet", "egressfw")
+		select {
+		case r := <-got:
+			if r.Err != nil {
+				t.Fatalf("restore %d: %v", n, r.Err)
+			}
+			if r.Throttled {
+				throttled++
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("restore %d did not come", n)
+		}
+	}
+	if throttled != 2 {
+		t.Errorf("%d of %d restores throttled, want the 2 beyond the burst of %d", throttled, restoreRate.burst+2, restoreRate.burst)
+	}
+	if el := time.Since(start); el < 2*restoreRate.gap-100*time.Millisecond {
+		t.Errorf("%d restores in %v, want at least %v (the 2 beyond the burst spaced by %v)", restoreRate.burst+2, el, 2*restoreRate.gap, restoreRate.gap)
+	}
+}
+
+// TestSpareRestore: the spare batch rebuilds a deleted table with the
+// cgroup ids current at the restore, not those of the Apply it was made
+// for, and leaves a table that exists alone.
+func TestSpareRestore(t *testing.T) {
+	ns := newNetns(t, false)
+	m := ns.manager(t)
+	m.mu.Lock()
+	m.watching = true // spares are made for a watched Manager only
+	m.mu.Unlock()
+	if err := m.Apply(forwardedSpec(), sampleIDs); err != nil {
+		t.Fatal(err)
+	}
+	waitSpare(t, m)
+	if err := m.SetCgroupIDs(CgroupIDs{"batch.slice": 1<<40 + 99, "egressfw.slice/egressfw-webhooks.slice": 1<<40 + 7}); err != nil {
+		t.Fatal(err)
+	}
+	want := blocks(ns.nft(t, "list", "table", "inet", "egressfw"))
+	if !strings.Contains(strings.Join(want, "\n"), fmt.Sprint(uint64(1<<40+99))) {
+		t.Fatal("the new cgroup id is not in the table")
+	}
+	restore := func() (bool, error) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.restoreFromSpare()
+	}
+	if done, err := restore(); done || err != nil {
+		t.Fatalf("with the table in place: restoreFromSpare() = %v, %v; want false, nil", done, err)
+	}
+	ns.nft(t, "delete", "table", "inet", "egressfw")
+	if done, err := restore(); !done || err != nil {
+		t.Fatalf("with the table gone: restoreFromSpare() = %v, %v; want true, nil", done, err)
+	}
+	if have := blocks(ns.nft(t, "list", "table", "inet", "egressfw")); !slices.Equal(have, want) {
+		t.Errorf("table rebuilt from the spare:\n%s\nwant:\n%s", strings.Join(have, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// waitSpare waits until the spare batch of the applied spec is ready.
+func waitSpare(t testing.TB, m *Manager) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		m.mu.Lock()
+		ready := m.spare != nil && m.spare.spec == m.spec
+		m.mu.Unlock()
+		if ready {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no spare batch within 10s of Apply")
+		}
+	}
+}
+
+// TestWatchRestoreKeepsUntouched: a restore after a transaction that
+// flushed one tenant chain and deleted a rule of another rewrites those two
+// and the base chains, and keeps every chain no one touched (same rule
+// handles), which is what makes it fast at 1,000 tenants; the table ends
+// as Apply left it. Lost notifications would make it rewrite everything.
+func TestWatchRestoreKeepsUntouched(t *testing.T) {
+	ns, m, got := watching(t, forwardedSpec(), sampleIDs)
+	want, before := listWithHandles(t, ns, "egressfw")
+	ns.nftScript(t, fmt.Sprintf("flush chain inet egressfw tenant_2\ndelete rule inet egressfw forward_3 handle %s\n",
+		handleOf(t, ns, "forward_3", "goto deny")))
+	select {
+	case r := <-got:
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no restore within 5s")
+	}
+	have, after := listWithHandles(t, ns, "egressfw")
+	if !slices.Equal(blocks(have), blocks(want)) {
+		t.Errorf("table after the restore:\n%s\nwant:\n%s", have, want)
+	}
+	for _, name := range matching(t, after, []string{"tenant_1", "tenant_3", "forward_2", "input_3", chainDeny}) {
+		if !slices.Equal(after[name], before[name]) {
+			t.Errorf("chain %s untouched by the change was rewritten: handles %v -> %v", name, before[name], after[name])
+		}
+	}
+	for _, name := range matching(t, after, []string{"tenant_2", "forward_3", chainOutput}) {
+		if len(after[name]) > 0 && slices.Equal(after[name], before[name]) {
+			t.Errorf("chain %s was not rewritten", name)
+		}
+	}
+
+	m.mu.Lock()
+	m.vouch(&changes{table: true, overflow: true})
+	forgot := m.texts == nil && !m.vouched
+	m.mu.Unlock()
+	if !forgot {
+		t.Error("after lost notifications the memory of programmed chains is still trusted")
+	}
+}
+
+// TestWatchDuringOwnCommits: egressfw's own commits leave the notification
+// group while they run; a table deleted by another program at that moment
+// (here: while a 1,000-tenant Apply commits) is still put back, either
+// seen or found in the generations around the commit. The Apply itself
+// succeeds whenever the deletion lands.
+func TestWatchDuringOwnCommits(t *testing.T) {
+	one, oneIDs := benchSpec(1)
+	many, manyIDs := benchSpec(1000)
+	ns, m, got := watching(t, one, oneIDs)
+	other, err := nftables.New(nftables.WithNetNSFd(ns.fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, ids := one, oneIDs // in force
+	for round := 0; round < 6; round++ {
+		next, nextIDs := many, manyIDs
+		if round%2 == 1 {
+			next, nextIDs = one, oneIDs
+		}
+		applied := make(chan error, 1)
+		go func() { applied <- m.Apply(next, nextIDs) }()
+		time.Sleep(time.Duration(5+round*10) * time.Millisecond)
+		other.DelTable(&nftables.Table{Name: spec.Table, Family: nftables.TableFamilyINet})
+		if err := other.Flush(); err != nil && !strings.Contains(err.Error(), "no such file") {
+			t.Fatalf("round %d: delete table: %v", round, err)
+		}
+		// An Apply that meets the deleted table half way builds it anew.
+		if err := <-applied; err != nil {
+			t.Fatalf("round %d: apply: %v", round, err)
+		}
+		spec, ids = next, nextIDs
+		want, err := Render(spec, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.After(10 * time.Second)
+		for {
+			if out, err := exec.Command("nsenter", "--net=/run/netns/"+ns.name, "nft", "list", "table", "inet", "egressfw").Output(); err == nil &&
+				slices.Equal(blocks(string(out)), blocks(want)) {
+				break
+			}
+			select {
+			case r := <-got:
+				t.Logf("round %d: restore %+v", round, r)
+			case <-deadline:
+				t.Fatalf("round %d: the table is not what Apply installed 10s after another program deleted it", round)
+			}
+		}
+		for len(got) > 0 {
+			t.Logf("round %d: restore %+v", round, <-got)
+		}
+	}
+}
