@@ -35,6 +35,7 @@ func tenantChainName(slot uint32) string { return fmt.Sprintf("tenant_%d", slot)
 // netlink batch (program) and into nft syntax (Render), so the two agree by
 // construction; a kernel test checks the printing details.
 type ruleset struct {
+	family nftables.TableFamily // 0: inet
 	sets   []*setDef
 	chains []*chainDef
 }
@@ -196,6 +197,7 @@ func buildRuleset(spec *Spec, ids CgroupIDs) *ruleset {
 		rs.chains = append(rs.chains, tenantChain(spec, table, &t))
 	}
 	addForwarded(rs, table, tenants, spec.CtMarkMask)
+	addLabelled(rs, spec, table, tenants)
 	return rs
 }
 

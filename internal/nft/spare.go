@@ -103,6 +103,14 @@ func (m *Manager) restoreFromSpare() (done bool, err error) {
 			return true, fmt.Errorf("restore: %w", err)
 		}
 	}
+	if m.spec.Containers { // the bridge table, rebuilt in the same transaction
+		bt := &nftables.Table{Name: m.spec.Table, Family: nftables.TableFamilyBridge}
+		m.b.q.AddTable(bt)
+		m.b.q.DelTable(bt)
+		if err := m.queueBridge(buildBridge(m.spec, m.containers), m.spec.Table, true); err != nil {
+			return true, fmt.Errorf("restore: %w", err)
+		}
+	}
 	extra, err := m.b.encode()
 	if err != nil {
 		return true, fmt.Errorf("restore: %w", err)

@@ -71,6 +71,7 @@ const (
 type watched struct {
 	table      string
 	routeTable uint32
+	bridge     bool // the bridge table of the same name is egressfw's too
 }
 
 // changes accumulates what the readers saw until the restorer takes it.
@@ -253,12 +254,15 @@ func (w *watcher) nftMessages() func([]mdnetlink.Message) {
 				done, changed := txn, chains
 				w.note(func(c *changes) { c.table = true; c.log.merge(&done); c.touch(changed) })
 				txn, touched, chains = changeLog{}, false, nil
-			case !ev.gen && wt != nil && ev.inet && ev.table == wt.table:
+			case !ev.gen && wt != nil && (ev.inet || ev.bridge && wt.bridge) && ev.table == wt.table:
 				txn.add(ev)
 				touched = true
 				if strings.HasSuffix(ev.change, " rule") || strings.HasSuffix(ev.change, " chain") {
 					if chains == nil {
 						chains = map[string]bool{}
+					}
+					if ev.bridge { // rewritten whole anyway; not an inet chain's name
+						ev.name = "bridge " + ev.name
 					}
 					chains[ev.name] = true
 				}

@@ -1,0 +1,294 @@
+package nft
+
+import (
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/bits"
+	"net"
+	"net/netip"
+	"slices"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Container identity. A container's packets reach the host on its bridge
+// port (the host side of its veth), and only the bridge family sees that
+// port: in the inet hooks the input interface is the bridge, with or
+// without br_netfilter. A source address alone is no identity (Docker
+// keeps CAP_NET_RAW, a container with NET_ADMIN can add any address and
+// answer ARP for a neighbour's), so a table of family bridge, named like
+// the inet table (bridge.go), binds each identified container to its port:
+// a frame from the port must carry the container's MAC and, for IPv4, ARP
+// and IPv6, one of its addresses (or be link-local neighbour discovery),
+// and no other port may use an identified address. A labelled container's
+// frames then get its tenant's slot in the packet mark (ContainerMarkMask),
+// which survives into the inet hooks, where it classifies the packet
+// before any interface tenant (labelled.go).
+//
+// Identity is keyed on the port's ifindex: the kernel hands out ifindexes
+// in increasing order and a removed container's veth is deleted with it,
+// so a stale element names a port that no longer exists, and the address
+// it held stays owned, usable from no port, until SetContainers drops it:
+// a stale identity fails closed. A flow keeps the identity of the
+// container that opened it (ContainerCtMask); a packet whose identity
+// differs from its flow's is dropped, so a new container given a removed
+// one's address cannot ride the old flow's conntrack entry.
+
+// Container is one identified container on one bridge port: a container
+// attached to two networks is two Containers.
+type Container struct {
+	Port  int              // ifindex of the host side of the container's veth (the bridge port)
+	MAC   net.HardwareAddr // the MAC address its runtime gave the endpoint
+	Addrs []netip.Addr     // the addresses its runtime gave the endpoint (IPv4, IPv6 global)
+	// Slot is the tenant slot of a labelled container (a Labelled
+	// tenant's), 0 for a container identified without a label. A slot
+	// no labelled tenant of the applied spec holds counts as 0.
+	Slot uint32
+}
+
+// validateContainers checks the container identity settings.
+func (s *Spec) validateContainers() error {
+	labelled := slices.ContainsFunc(s.Tenants, func(t Tenant) bool { return t.Labelled })
+	if !s.Containers && !labelled {
+		return nil
+	}
+	cm, ct := s.ContainerMarkMask, s.ContainerCtMask
+	switch {
+	case !contiguous(cm) || !contiguous(ct):
+		return fmt.Errorf("container mark mask %#x and ct mask %#x must be nonzero and contiguous", cm, ct)
+	case bits.OnesCount32(cm) != bits.OnesCount32(ct):
+		return fmt.Errorf("container mark mask %#x and ct mask %#x must be of the same width", cm, ct)
+	case cm&s.MarkMask != 0:
+		return fmt.Errorf("container mark mask %#x overlaps mark mask %#x", cm, s.MarkMask)
+	case ct&s.CtMarkMask != 0:
+		return fmt.Errorf("container ct mask %#x overlaps ct mark mask %#x", ct, s.CtMarkMask)
+	case labelled && !s.Containers:
+		return errors.New("a labelled tenant needs container identity (Containers)")
+	}
+	for _, t := range s.Tenants {
+		if t.Labelled && t.Slot > cm>>bits.TrailingZeros32(cm) {
+			return fmt.Errorf("tenant %q: slot %d does not fit container mark mask %#x", t.Name, t.Slot, cm)
+		}
+	}
+	return nil
+}
+
+// contiguous reports whether m is one nonzero run of bits.
+func contiguous(m uint32) bool {
+	if m == 0 {
+		return false
+	}
+	low := m >> bits.TrailingZeros32(m)
+	return low&(low+1) == 0
+}
+
+// identity is the packet-mark value (within ContainerMarkMask) of a
+// labelled tenant's containers, and ctIdentity its value in the ct mark.
+func (s *Spec) identity(slot uint32) uint32 {
+	return slot << bits.TrailingZeros32(s.ContainerMarkMask)
+}
+
+func (s *Spec) ctIdentity(slot uint32) uint32 {
+	return slot << bits.TrailingZeros32(s.ContainerCtMask)
+}
+
+// labelledSlots returns the slots of the spec's labelled tenants.
+func (s *Spec) labelledSlots() map[uint32]bool {
+	out := map[uint32]bool{}
+	for _, t := range s.Tenants {
+		if t.Labelled {
+			out[t.Slot] = true
+		}
+	}
+	return out
+}
+
+// normalContainers checks cs and returns a sorted copy. An address that
+// two ports claim is kept only in the owned sets (bridgeElems): it is
+// usable from neither port until one of them lets it go.
+func normalContainers(cs []Container) ([]Container, error) {
+	out := make([]Container, 0, len(cs))
+	ports := map[int]bool{}
+	for _, c := range cs {
+		switch {
+		case c.Port <= 0:
+			return nil, fmt.Errorf("container port %d: want an ifindex", c.Port)
+		case ports[c.Port]:
+			return nil, fmt.Errorf("container port %d given twice", c.Port)
+		case len(c.MAC) != 6:
+			return nil, fmt.Errorf("container on port %d: MAC %v is not an Ethernet address", c.Port, c.MAC)
+		}
+		ports[c.Port] = true
+		n := Container{Port: c.Port, MAC: slices.Clone(c.MAC), Slot: c.Slot}
+		for _, a := range c.Addrs {
+			if !a.IsValid() || a.Zone() != "" || a.Is4In6() || a.IsUnspecified() || a.IsLinkLocalUnicast() || a.IsMulticast() {
+				return nil, fmt.Errorf("container on port %d: address %v is not a unicast address a port can own", c.Port, a)
+			}
+			if !slices.Contains(n.Addrs, a) {
+				n.Addrs = append(n.Addrs, a)
+			}
+		}
+		slices.SortFunc(n.Addrs, netip.Addr.Compare)
+		out = append(out, n)
+	}
+	slices.SortFunc(out, func(a, b Container) int { return cmp.Compare(a.Port, b.Port) })
+	return out, nil
+}
+
+// Element key encodings of the bridge table's sets (concatenations pad
+// each part to 4 bytes).
+func portKey(port int) []byte { return binary.NativeEndian.AppendUint32(nil, uint32(port)) }
+
+func portAddrKey(port int, a netip.Addr) []byte { return append(portKey(port), a.AsSlice()...) }
+
+func portMACKey(port int, mac net.HardwareAddr) []byte {
+	return append(append(portKey(port), mac...), 0, 0)
+}
+
+// bridgeElems returns the elements of each of the bridge table's sets for
+// containers cs (normalised) under spec.
+func bridgeElems(spec *Spec, cs []Container) map[string][]element {
+	claims := map[netip.Addr]int{}
+	for _, c := range cs {
+		for _, a := range c.Addrs {
+			claims[a]++
+		}
+	}
+	labelled := spec.labelledSlots()
+	out := map[string][]element{}
+	add := func(set string, sortKey uint64, e nftables.SetElement, text string) {
+		out[set] = append(out[set], element{sortKey, e, text})
+	}
+	for _, c := range cs {
+		p := uint64(c.Port) << 32
+		add(setPorts, p, nftables.SetElement{Key: portKey(c.Port)}, fmt.Sprint(c.Port))
+		add(setPortMAC, p, nftables.SetElement{Key: portMACKey(c.Port, c.MAC)}, fmt.Sprintf("%d . %s", c.Port, c.MAC))
+		for i, a := range c.Addrs {
+			fam, owned, id := setPort4, setOwned4, mapID4
+			if a.Is6() {
+				fam, owned, id = setPort6, setOwned6, mapID6
+			}
+			add(owned, 0, nftables.SetElement{Key: a.AsSlice()}, a.String())
+			if claims[a] > 1 {
+				continue // usable from neither port
+			}
+			add(fam, p|uint64(i), nftables.SetElement{Key: portAddrKey(c.Port, a)}, fmt.Sprintf("%d . %s", c.Port, a))
+			if labelled[c.Slot] {
+				v := spec.identity(c.Slot)
+				add(id, p|uint64(i), nftables.SetElement{Key: portAddrKey(c.Port, a), Val: ne32(v)},
+					fmt.Sprintf("%d . %s : 0x%08x", c.Port, a, v))
+			}
+		}
+	}
+	for _, set := range []string{setOwned4, setOwned6} { // one element per address
+		out[set] = slices.CompactFunc(out[set], func(a, b element) bool { return a.text == b.text })
+	}
+	return out
+}
+
+// SetContainers makes the bridge table bind exactly the containers cs (a
+// complete snapshot), in one small transaction of element changes: the
+// table is not rewritten, and a packet sees the old or the new bindings.
+// Bindings that go are gone before the call returns, and the conntrack
+// entries of the addresses they held are then deleted (hygiene: a packet
+// of another identity on such a flow is dropped anyway). If the batch
+// fails (the table was changed behind egressfw's back) both tables are
+// re-applied.
+func (m *Manager) SetContainers(cs []Container) error {
+	want, err := normalContainers(cs)
+	if err != nil {
+		return fmt.Errorf("set containers: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.spec == nil || !m.spec.Containers {
+		return errors.New("set containers: no ruleset with container identity applied")
+	}
+	old := m.containers
+	table := &nftables.Table{Name: m.spec.Table, Family: nftables.TableFamilyBridge}
+	oldElems, newElems := bridgeElems(m.spec, old), bridgeElems(m.spec, want)
+	for _, name := range bridgeSetNames {
+		set := &nftables.Set{Table: table, Name: name, IsMap: name == mapID4 || name == mapID6}
+		del, add := diffElems(oldElems[name], newElems[name])
+		if err := eachChunk(del, func(c []nftables.SetElement) error { return m.b.q.SetDeleteElements(set, c) }); err != nil {
+			return fmt.Errorf("set containers: %w", err)
+		}
+		if err := eachChunk(add, func(c []nftables.SetElement) error { return m.b.q.SetAddElements(set, c) }); err != nil {
+			return fmt.Errorf("set containers: %w", err)
+		}
+	}
+	m.containers = want
+	if err := m.b.commit(); err != nil {
+		m.texts = nil // changed behind our back: rewrite it all
+		if err2 := m.applyLocked(m.spec, m.ids, nil); err2 != nil {
+			return fmt.Errorf("set containers: %w (re-apply: %w)", err, err2)
+		}
+	}
+	if !m.keepFlows {
+		m.forgetFlows(old, want)
+	}
+	return nil
+}
+
+// Containers returns the containers the bridge table binds.
+func (m *Manager) Containers() []Container {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.containers)
+}
+
+// forgetFlows deletes the conntrack entries of every address a port held
+// in old and does not hold in now: flows the address opened (original
+// source) and flows NATed to it (reply source, such as published ports).
+// Failures are ignored: the identity check does not need it.
+func (m *Manager) forgetFlows(old, now []Container) {
+	held := map[string]bool{}
+	for _, c := range now {
+		for _, a := range c.Addrs {
+			held[fmt.Sprint(c.Port, a)] = true
+		}
+	}
+	for _, c := range old {
+		for _, a := range c.Addrs {
+			if held[fmt.Sprint(c.Port, a)] {
+				continue
+			}
+			fam := netlink.InetFamily(unix.AF_INET)
+			if a.Is6() {
+				fam = unix.AF_INET6
+			}
+			for _, dir := range []netlink.ConntrackFilterType{netlink.ConntrackOrigSrcIP, netlink.ConntrackReplySrcIP} {
+				f := &netlink.ConntrackFilter{}
+				if f.AddIP(dir, a.AsSlice()) == nil {
+					_, _ = m.nl.ConntrackDeleteFilters(netlink.ConntrackTable, fam, f)
+				}
+			}
+		}
+	}
+}
+
+// queueBridge queues the changes that turn the bridge table of that name
+// into br, or remove it if br is nil. From scratch, the caller has queued
+// its deletion; otherwise it is updated in place (rules flushed and
+// re-added, sets flushed and refilled, the table and its base chain kept),
+// so a packet meets the old or the new bindings, never none.
+func (m *Manager) queueBridge(br *ruleset, table string, scratch bool) error {
+	in := &installed{}
+	if !scratch {
+		var err error
+		if in, err = readInstalled(m.conn, nftables.TableFamilyBridge, table); err != nil {
+			return err
+		}
+	}
+	if br == nil {
+		if in.exists {
+			m.b.q.DelTable(&nftables.Table{Name: table, Family: nftables.TableFamilyBridge})
+		}
+		return nil
+	}
+	return br.program(m.b.q, table, in, nil)
+}

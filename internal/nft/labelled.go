@@ -1,0 +1,205 @@
+package nft
+
+import (
+	"fmt"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// Labelled tenants in the inet table. A labelled container's packets
+// arrive with its tenant's identity in the packet mark (ContainerMarkMask,
+// set by the bridge table, bridge.go), which the inet hooks see on routed,
+// redirected and (with br_netfilter) bridged packets alike:
+//
+//   - chain identity (prerouting, priority -175: after conntrack, before
+//     the mangle chains, where wg-quick copies a ct mark into the packet
+//     mark): a new flow from a bridge records the identity of its first
+//     packet in the ct mark (ContainerCtMask, keeping the other bits: map
+//     container_new jumps to the tenant's chain identity_SLOT), and a
+//     packet in the original direction whose identity differs from its
+//     flow's is dropped (set container_same: 0 . 0, and each labelled
+//     identity with its ct value). A container given the address of a
+//     removed one therefore cannot ride that one's flows, whatever the
+//     later hooks accept (the input chain's pass for redirected flows
+//     included);
+//   - nat_prerouting, before every interface tenant: traffic that stays on
+//     the bridge it came in by (to another container) is not intercepted;
+//     new TCP to an intercept port is REDIRECTed to the tenant's listener
+//     port (map container_ports), with the transparent-socket check the
+//     interface tenants' redirect has, else reset;
+//   - forward and input, before every interface tenant: a verdict map
+//     from the identity to the tenant's chains (forward_SLOT, input_SLOT),
+//     which are built as for any forwarded tenant (allow_direct, admitted
+//     flows, report mode). Its members are the containers of its bridge:
+//     what leaves by the bridge it came in by is not egress.
+//
+// A container on a bridge that an interface tenant covers thus gets the
+// labelled tenant, and an unlabelled one there keeps the interface tenant.
+// Packets without an identity (link-local IPv6, which the bridge table
+// passes unbound) are the interface tenant's.
+const (
+	chainIdentity    = "identity"
+	mapContainerNew  = "container_new"
+	setContainerSame = "container_same"
+	mapContainerPort = "container_ports"
+	mapContainerFwd  = "container_forward"
+	mapContainerIn   = "container_input"
+	identityPriority = -175
+)
+
+// hasLabelled reports whether any tenant is labelled.
+func (s *Spec) hasLabelled() bool { return len(s.labelledSlots()) > 0 }
+
+// containerMark loads the identity from the packet mark.
+func containerMark(s *Spec, reg uint32) []expr.Any {
+	return []expr.Any{&expr.Meta{Key: expr.MetaKeyMARK, Register: reg},
+		&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4, Mask: ne32(s.ContainerMarkMask), Xor: ne32(0)}}
+}
+
+func containerMarkText(s *Spec) string { return fmt.Sprintf("meta mark & 0x%08x", s.ContainerMarkMask) }
+
+// labelledSets returns the inet table's maps of labelled tenants.
+func labelledSets(spec *Spec, table *nftables.Table, tenants []Tenant) []*setDef {
+	var newFlow, same, ports, fwd, in []element
+	same = append(same, element{0, nftables.SetElement{Key: make([]byte, 8)}, "0x00000000 . 0x00000000"})
+	for _, t := range tenants {
+		if !t.Labelled {
+			continue
+		}
+		id, cid := spec.identity(t.Slot), spec.ctIdentity(t.Slot)
+		k := uint64(id)
+		same = append(same, element{k, nftables.SetElement{Key: append(ne32(id), ne32(cid)...)}, fmt.Sprintf("0x%08x . 0x%08x", id, cid)})
+		ports = append(ports, element{k, nftables.SetElement{Key: ne32(id), Val: be16(t.ListenerPort)}, fmt.Sprintf("0x%08x : %d", id, t.ListenerPort)})
+		for _, v := range []struct {
+			out  *[]element
+			name string
+			kind expr.VerdictKind
+		}{{&newFlow, identityChainName(t.Slot), expr.VerdictJump}, {&fwd, forwardChainName(t.Slot), expr.VerdictGoto},
+			{&in, inputChainName(t.Slot), expr.VerdictGoto}} {
+			word := map[expr.VerdictKind]string{expr.VerdictJump: "jump", expr.VerdictGoto: "goto"}[v.kind]
+			*v.out = append(*v.out, element{k, nftables.SetElement{Key: ne32(id),
+				VerdictData: &expr.Verdict{Kind: v.kind, Chain: v.name}}, fmt.Sprintf("0x%08x : %s %s", id, word, v.name)})
+		}
+	}
+	mark := func(name string, data nftables.SetDatatype, elems []element) *setDef {
+		return newSet(&nftables.Set{Table: table, Name: name, IsMap: true, KeyType: nftables.TypeMark,
+			KeyByteOrder: binaryutil.NativeEndian, DataType: data}, elems)
+	}
+	return []*setDef{
+		mark(mapContainerNew, nftables.TypeVerdict, newFlow),
+		newSet(&nftables.Set{Table: table, Name: setContainerSame, KeyType: nftables.MustConcatSetType(nftables.TypeMark, nftables.TypeMark),
+			Concatenation: true, KeyByteOrder: binaryutil.NativeEndian}, same),
+		mark(mapContainerPort, nftables.TypeInetService, ports),
+		mark(mapContainerFwd, nftables.TypeVerdict, fwd),
+		mark(mapContainerIn, nftables.TypeVerdict, in),
+	}
+}
+
+// identityChain records and checks each bridged flow's identity.
+func identityChain(spec *Spec, table *nftables.Table) *chainDef {
+	c := baseChain(table, chainIdentity, nftables.ChainTypeFilter, nftables.ChainHookPrerouting,
+		nftables.ChainPriorityRef(identityPriority), fmt.Sprintf("type filter hook prerouting priority %d;", identityPriority))
+	bridged := func() *ruleDef {
+		return (&ruleDef{}).add(`meta iifkind "bridge"`, &expr.Meta{Key: metaKeyIIFKind, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: ifname("bridge")})
+	}
+	record := bridged().add("ct state new", &expr.Ct{Key: expr.CtKeySTATE, Register: reg1},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: ne32(expr.CtStateBitNEW), Xor: ne32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: ne32(0)})
+	record.add(fmt.Sprintf("%s vmap @%s", containerMarkText(spec), mapContainerNew), append(containerMark(spec, reg1), vmap(mapContainerNew, 0))...)
+	check := bridged().add("ct direction original", ctDirOriginal()...)
+	check.add(fmt.Sprintf("%s . ct mark & 0x%08x != @%s", containerMarkText(spec), spec.ContainerCtMask, setContainerSame),
+		append(containerMark(spec, reg1), &expr.Ct{Key: expr.CtKeyMARK, Register: reg9},
+			&expr.Bitwise{SourceRegister: reg9, DestRegister: reg9, Len: 4, Mask: ne32(spec.ContainerCtMask), Xor: ne32(0)},
+			&expr.Lookup{SourceRegister: reg1, SetName: setContainerSame, Invert: true})...)
+	c.rules = append(c.rules, record, check.add("drop", drop()))
+	return c
+}
+
+func identityChainName(slot uint32) string { return fmt.Sprintf("identity_%d", slot) }
+
+// tenantIdentityChain records a labelled tenant's identity in a new flow's
+// ct mark, keeping the other bits.
+func tenantIdentityChain(spec *Spec, table *nftables.Table, t *Tenant) *chainDef {
+	c := &chainDef{chain: &nftables.Chain{Table: table, Name: identityChainName(t.Slot)}}
+	v := spec.ctIdentity(t.Slot)
+	c.rules = append(c.rules, (&ruleDef{}).add(markSetText("ct", spec.ContainerCtMask, v), setBits(true, spec.ContainerCtMask, v)...))
+	return c
+}
+
+// metaKeyIIFKind is NFT_META_IIFKIND (the input device's link kind), which
+// google/nftables and x/sys do not name.
+const metaKeyIIFKind expr.MetaKey = 0x1a
+
+// labelledNAT returns the rules put first in nat_prerouting.
+func labelledNAT(spec *Spec) []*ruleDef {
+	labelled := func() *ruleDef {
+		return (&ruleDef{}).add(fmt.Sprintf("%s == @%s", containerMarkText(spec), mapContainerPort),
+			append(containerMark(spec, reg1), lookup(mapContainerPort, 0))...)
+	}
+	staysOnBridge := labelled().add("fib daddr . iif oif exists",
+		&expr.Fib{FlagDADDR: true, FlagIIF: true, ResultOIF: true, FlagPRESENT: true, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: ne32(1)}).add("accept", accept)
+	icpt := func() *ruleDef {
+		return (&ruleDef{}).add("tcp dport @"+setIntercept, append(l4proto(unix.IPPROTO_TCP), thDport(), lookup(setIntercept, 0))...)
+	}
+	port := fmt.Sprintf(":%s map @%s", containerMarkText(spec), mapContainerPort)
+	redirect := icpt()
+	redirect.add("tproxy to "+port, append(containerMark(spec, reg1),
+		&expr.Lookup{SourceRegister: reg1, DestRegister: reg1, IsDestRegSet: true, SetName: mapContainerPort},
+		&expr.TProxy{Family: unix.NFPROTO_UNSPEC, TableFamily: unix.NFPROTO_INET, RegPort: reg1})...)
+	redirect.add("redirect to "+port, &expr.Redir{RegisterProtoMin: reg1, Flags: unix.NF_NAT_RANGE_PROTO_SPECIFIED})
+	reset := labelled()
+	reset.exprs = append(reset.exprs, icpt().exprs...)
+	reset.words = append(reset.words, icpt().words...)
+	return []*ruleDef{staysOnBridge, redirect, reset.add("reject with tcp reset", rejectTCPReset())}
+}
+
+// labelledVmap is the rule that sends a labelled container's packet to its
+// tenant's chain through map name.
+func labelledVmap(spec *Spec, name string) *ruleDef {
+	return (&ruleDef{}).add(fmt.Sprintf("%s vmap @%s", containerMarkText(spec), name), append(containerMark(spec, reg1), vmap(name, 0))...)
+}
+
+// labelledStays are the rules of a labelled tenant's forward chain for
+// traffic between the containers of one bridge: it leaves by the bridge it
+// came in by (fib finds the route out of the input interface). Neighbour
+// discovery and MLD between them pass unmarked, as for interface tenants.
+func labelledStays(t *Tenant) (marked, unmarked []*ruleDef) {
+	stay := (&ruleDef{}).add("fib daddr . iif oif exists",
+		&expr.Fib{FlagDADDR: true, FlagIIF: true, ResultOIF: true, FlagPRESENT: true, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: ne32(1)}).add("accept", accept)
+	if len(t.Sources) > 0 {
+		return []*ruleDef{stay}, nil // the tenant's own neighbour discovery rule is there
+	}
+	return []*ruleDef{stay}, []*ruleDef{ndRule(&ruleDef{}, true).add("accept", accept)}
+}
+
+// addLabelled extends rs (after addForwarded) with the labelled tenants'
+// maps and rules.
+func addLabelled(rs *ruleset, spec *Spec, table *nftables.Table, tenants []Tenant) {
+	if !spec.hasLabelled() {
+		return
+	}
+	rs.sets = append(rs.sets, labelledSets(spec, table, tenants)...)
+	for _, c := range rs.chains {
+		switch c.chain.Name {
+		case chainNATPrerouting:
+			c.rules = append(labelledNAT(spec), c.rules...)
+		case chainForward:
+			c.rules = append([]*ruleDef{labelledVmap(spec, mapContainerFwd)}, c.rules...)
+		case chainInput:
+			// after the listener-port rules, before the interface tenants
+			c.rules = append(c.rules[:3:3], append([]*ruleDef{labelledVmap(spec, mapContainerIn)}, c.rules[3:]...)...)
+		}
+	}
+	rs.chains = append(rs.chains, identityChain(spec, table))
+	for i := range tenants {
+		if tenants[i].Labelled {
+			rs.chains = append(rs.chains, tenantIdentityChain(spec, table, &tenants[i]))
+		}
+	}
+}
