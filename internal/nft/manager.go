@@ -17,17 +17,13 @@ import (
 // Manager installs, updates and removes egressfw's table and policy
 // routing in one network namespace. Its methods are safe for concurrent use.
 type Manager struct {
-	mu   sync.Mutex
-	conn *nftables.Conn // reads the installed table
-	b    *batcher       // queues and commits changes (see batch.go)
-	nl   *netlink.Handle
-	spec *Spec     // last applied, nil before the first Apply
-	ids  CgroupIDs // cgroup ids in the maps, keyed by cleaned path
-	// containers are the identities the bridge table binds (containers.go);
-	// keepFlows (tests only) skips the conntrack hygiene of SetContainers.
-	containers []Container
-	keepFlows  bool
-	routing    *routing // policy routing installed by this Manager
+	mu      sync.Mutex
+	conn    *nftables.Conn // reads the installed table
+	b       *batcher       // queues and commits changes (see batch.go)
+	nl      *netlink.Handle
+	spec    *Spec     // last applied, nil before the first Apply
+	ids     CgroupIDs // cgroup ids in the maps, keyed by cleaned path
+	routing *routing  // policy routing installed by this Manager
 	// texts holds the rules this Manager last programmed into each regular
 	// chain of the table, nil when unknown (see keep.go). vouched: a
 	// restore removed from texts every chain another program changed, as
@@ -43,6 +39,11 @@ type Manager struct {
 	watched    atomic.Pointer[watched] // what the last Apply installed; nil after Cleanup
 	closed     atomic.Bool
 	spare      *spareBatch // builds the applied table from nothing (spare.go)
+
+	// containers are the identities the bridge table binds (containers.go);
+	// keepFlows (tests only) skips the conntrack hygiene of SetContainers.
+	containers []Container
+	keepFlows  bool
 }
 
 // Option configures New.
