@@ -31,7 +31,9 @@ import (
 //	  IPv6 from :: or link-local: return (DAD, neighbour discovery; such
 //	    packets carry no identity, so they are the interface tenant's)
 //	  IPv6 source not the port's: drop
-//	  mark set (port . source) map @labelled_ip / @labelled_ip6
+//	  (port . source) vmap @labelled_ip / @labelled_ip6: goto label_SLOT
+//	chain label_SLOT (one per labelled tenant):
+//	  the tenant's slot into ContainerMarkMask, the other mark bits kept
 //
 // A drop here is final whatever other tables accept. The frame's MAC and
 // addresses are checked together with its port, so a container can neither
@@ -78,7 +80,7 @@ func buildBridge(spec *Spec, cs []Container) *ruleset {
 			s.KeyByteOrder = binaryutil.NativeEndian
 		}
 		if name == mapID4 || name == mapID6 {
-			s.IsMap, s.DataType = true, nftables.TypeMark
+			s.IsMap, s.DataType = true, nftables.TypeVerdict
 		}
 		rs.sets = append(rs.sets, newSet(s, elems[name]))
 	}
@@ -95,8 +97,19 @@ func buildBridge(spec *Spec, cs []Container) *ruleset {
 		ipOf(true).add("ip6 saddr @"+setOwned6, nh(8, 16, reg1), lookup(setOwned6, 0)).add("drop", drop()),
 		icmp6Type(136).add("@th,64,128 @"+setOwned6, th(8, 16, reg1), lookup(setOwned6, 0)).add("drop", drop()))
 	rs.chains = append(rs.chains, pre, portGuard(table))
+	for _, t := range sortedTenants(spec) {
+		if t.Labelled {
+			c := &chainDef{chain: &nftables.Chain{Table: table, Name: labelChainName(t.Slot)}}
+			v := spec.identity(t.Slot)
+			c.rules = append(c.rules, (&ruleDef{}).add(markSetText("meta", spec.ContainerMarkMask, v),
+				setBits(false, spec.ContainerMarkMask, v)...))
+			rs.chains = append(rs.chains, c)
+		}
+	}
 	return rs
 }
+
+func labelChainName(slot uint32) string { return fmt.Sprintf("label_%d", slot) }
 
 // portGuard is the chain of identified containers' ports.
 func portGuard(table *nftables.Table) *chainDef {
@@ -142,13 +155,11 @@ func portGuard(table *nftables.Table) *chainDef {
 	}
 	c.rules = append(c.rules, notMine(llIs(etherIP6), "ip6 saddr", nh(8, 16, reg9), setPort6))
 	for _, v6 := range []bool{false, true} {
-		off, n, m, text := uint32(12), uint32(4), mapID4, "meta mark set iif . ip saddr map @"+mapID4
+		off, n, m, text := uint32(12), uint32(4), mapID4, "iif . ip saddr vmap @"+mapID4
 		if v6 {
-			off, n, m, text = 8, 16, mapID6, "meta mark set iif . ip6 saddr map @"+mapID6
+			off, n, m, text = 8, 16, mapID6, "iif . ip6 saddr vmap @"+mapID6
 		}
-		c.rules = append(c.rules, ipOf(v6).add(text, iif(reg1), nh(off, n, reg9),
-			&expr.Lookup{SourceRegister: reg1, DestRegister: reg1, IsDestRegSet: true, SetName: m},
-			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: reg1}))
+		c.rules = append(c.rules, ipOf(v6).add(text, iif(reg1), nh(off, n, reg9), vmap(m, 0)))
 	}
 	return c
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -178,9 +179,9 @@ func bridgeElems(spec *Spec, cs []Container) map[string][]element {
 			}
 			add(fam, p|uint64(i), nftables.SetElement{Key: portAddrKey(c.Port, a)}, fmt.Sprintf("%d . %s", c.Port, a))
 			if labelled[c.Slot] {
-				v := spec.identity(c.Slot)
-				add(id, p|uint64(i), nftables.SetElement{Key: portAddrKey(c.Port, a), Val: ne32(v)},
-					fmt.Sprintf("%d . %s : 0x%08x", c.Port, a, v))
+				label := labelChainName(c.Slot)
+				add(id, p|uint64(i), nftables.SetElement{Key: portAddrKey(c.Port, a),
+					VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: label}}, fmt.Sprintf("%d . %s : goto %s", c.Port, a, label))
 			}
 		}
 	}
