@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -255,14 +256,14 @@ func (w *watcher) nftMessages() func([]mdnetlink.Message) {
 				w.note(func(c *changes) { c.table = true; c.log.merge(&done); c.touch(changed) })
 				txn, touched, chains = changeLog{}, false, nil
 			case !ev.gen && wt != nil && (ev.inet || ev.bridge && wt.bridge) && ev.table == wt.table:
+				if ev.bridge { // named apart from the inet table's objects (rewritten whole anyway)
+					ev.name = "bridge " + cmp.Or(ev.name, ev.table)
+				}
 				txn.add(ev)
 				touched = true
 				if strings.HasSuffix(ev.change, " rule") || strings.HasSuffix(ev.change, " chain") {
 					if chains == nil {
 						chains = map[string]bool{}
-					}
-					if ev.bridge { // rewritten whole anyway; not an inet chain's name
-						ev.name = "bridge " + ev.name
 					}
 					chains[ev.name] = true
 				}
