@@ -150,55 +150,174 @@ func portMACKey(port int, mac net.HardwareAddr) []byte {
 	return append(append(portKey(port), mac...), 0, 0)
 }
 
-// bridgeElems returns the elements of each of the bridge table's sets for
-// containers cs (normalised) under spec.
-func bridgeElems(spec *Spec, cs []Container) map[string][]element {
-	claims := map[netip.Addr]int{}
+// claimsOf counts the ports that claim each address.
+func claimsOf(cs []Container) map[netip.Addr]int {
+	claims := make(map[netip.Addr]int, 2*len(cs))
 	for _, c := range cs {
 		for _, a := range c.Addrs {
 			claims[a]++
 		}
 	}
-	labelled := spec.labelledSlots()
-	out := map[string][]element{}
-	add := func(set string, sortKey uint64, e nftables.SetElement, text string) {
-		out[set] = append(out[set], element{sortKey, e, text})
+	return claims
+}
+
+// bindingElems adds to out the elements of every set but the owned ones that
+// container c contributes, given the claims on each address.
+func bindingElems(out map[string][]nftables.SetElement, c *Container, claims map[netip.Addr]int, labelled map[uint32]bool) {
+	out[setPorts] = append(out[setPorts], nftables.SetElement{Key: portKey(c.Port)})
+	out[setPortMAC] = append(out[setPortMAC], nftables.SetElement{Key: portMACKey(c.Port, c.MAC)})
+	for _, a := range c.Addrs {
+		if claims[a] > 1 {
+			continue // usable from neither port
+		}
+		fam, id := setPort4, mapID4
+		if a.Is6() {
+			fam, id = setPort6, mapID6
+		}
+		out[fam] = append(out[fam], nftables.SetElement{Key: portAddrKey(c.Port, a)})
+		if labelled[c.Slot] {
+			out[id] = append(out[id], nftables.SetElement{Key: portAddrKey(c.Port, a),
+				VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: labelChainName(c.Slot)}})
+		}
 	}
-	for _, c := range cs {
-		p := uint64(c.Port) << 32
-		add(setPorts, p, nftables.SetElement{Key: portKey(c.Port)}, fmt.Sprint(c.Port))
-		add(setPortMAC, p, nftables.SetElement{Key: portMACKey(c.Port, c.MAC)}, fmt.Sprintf("%d . %s", c.Port, c.MAC))
-		for i, a := range c.Addrs {
-			fam, owned, id := setPort4, setOwned4, mapID4
-			if a.Is6() {
-				fam, owned, id = setPort6, setOwned6, mapID6
+}
+
+// ownedElem is an address's element of the owned sets.
+func ownedElem(a netip.Addr) (string, nftables.SetElement) {
+	if a.Is6() {
+		return setOwned6, nftables.SetElement{Key: a.AsSlice()}
+	}
+	return setOwned4, nftables.SetElement{Key: a.AsSlice()}
+}
+
+// bridgeElems returns the elements of each of the bridge table's sets for
+// containers cs (normalised) under spec. They have no texts: Render prints
+// the table before any container is bound.
+func bridgeElems(spec *Spec, cs []Container) map[string][]element {
+	claims, labelled := claimsOf(cs), spec.labelledSlots()
+	raw := map[string][]nftables.SetElement{}
+	for i := range cs {
+		bindingElems(raw, &cs[i], claims, labelled)
+	}
+	for a := range claims {
+		set, e := ownedElem(a)
+		raw[set] = append(raw[set], e)
+	}
+	out := map[string][]element{}
+	for set, es := range raw {
+		for _, e := range es {
+			out[set] = append(out[set], element{elem: e})
+		}
+	}
+	return out
+}
+
+// bridgeDiff returns the element changes from containers old to now (both
+// normalised): only the ports whose container or claims changed are looked
+// at, so an event costs little with many containers bound.
+func bridgeDiff(spec *Spec, old, now []Container) (del, add map[string][]nftables.SetElement) {
+	claimsOld, claimsNow, labelled := claimsOf(old), claimsOf(now), spec.labelledSlots()
+	byPort := func(cs []Container) map[int]*Container {
+		out := make(map[int]*Container, len(cs))
+		for i := range cs {
+			out[cs[i].Port] = &cs[i]
+		}
+		return out
+	}
+	oldBy, nowBy := byPort(old), byPort(now)
+	del, add = map[string][]nftables.SetElement{}, map[string][]nftables.SetElement{}
+	visit := func(port int) {
+		o, n := oldBy[port], nowBy[port]
+		if o != nil && n != nil && sameBinding(o, n, labelled) && !claimsChanged(o, claimsOld, claimsNow) {
+			return
+		}
+		before, after := map[string][]nftables.SetElement{}, map[string][]nftables.SetElement{}
+		if o != nil {
+			bindingElems(before, o, claimsOld, labelled)
+		}
+		if n != nil {
+			bindingElems(after, n, claimsNow, labelled)
+		}
+		for _, set := range bridgeSetNames {
+			d, a := elemChanges(before[set], after[set])
+			del[set], add[set] = append(del[set], d...), append(add[set], a...)
+		}
+	}
+	for port := range oldBy {
+		visit(port)
+	}
+	for port := range nowBy {
+		if oldBy[port] == nil {
+			visit(port)
+		}
+	}
+	for _, claims := range []map[netip.Addr]int{claimsOld, claimsNow} {
+		for a := range claims {
+			if (claimsOld[a] > 0) == (claimsNow[a] > 0) {
+				continue
 			}
-			add(owned, 0, nftables.SetElement{Key: a.AsSlice()}, a.String())
-			if claims[a] > 1 {
-				continue // usable from neither port
-			}
-			add(fam, p|uint64(i), nftables.SetElement{Key: portAddrKey(c.Port, a)}, fmt.Sprintf("%d . %s", c.Port, a))
-			if labelled[c.Slot] {
-				label := labelChainName(c.Slot)
-				add(id, p|uint64(i), nftables.SetElement{Key: portAddrKey(c.Port, a),
-					VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: label}}, fmt.Sprintf("%d . %s : goto %s", c.Port, a, label))
+			set, e := ownedElem(a)
+			if claimsNow[a] > 0 {
+				add[set] = append(add[set], e)
+			} else {
+				del[set] = append(del[set], e)
 			}
 		}
 	}
-	for _, set := range []string{setOwned4, setOwned6} { // one element per address
-		out[set] = slices.CompactFunc(out[set], func(a, b element) bool { return a.text == b.text })
+	return del, add
+}
+
+// sameBinding reports whether o and n bind the same MAC, addresses and
+// label to their port.
+func sameBinding(o, n *Container, labelled map[uint32]bool) bool {
+	label := func(c *Container) uint32 {
+		if labelled[c.Slot] {
+			return c.Slot
+		}
+		return 0
 	}
-	return out
+	return slices.Equal(o.MAC, n.MAC) && slices.Equal(o.Addrs, n.Addrs) && label(o) == label(n)
+}
+
+// claimsChanged reports whether an address of c became, or stopped being,
+// claimed by more than one port.
+func claimsChanged(c *Container, before, after map[netip.Addr]int) bool {
+	return slices.ContainsFunc(c.Addrs, func(a netip.Addr) bool { return (before[a] > 1) != (after[a] > 1) })
+}
+
+// elemChanges returns the elements of before that after lacks and those
+// of after that before lacks (same key and verdict).
+func elemChanges(before, after []nftables.SetElement) (del, add []nftables.SetElement) {
+	id := func(e nftables.SetElement) string {
+		if e.VerdictData != nil {
+			return string(e.Key) + "\x00" + e.VerdictData.Chain
+		}
+		return string(e.Key)
+	}
+	in := func(es []nftables.SetElement, e nftables.SetElement) bool {
+		return slices.ContainsFunc(es, func(x nftables.SetElement) bool { return id(x) == id(e) })
+	}
+	for _, e := range before {
+		if !in(after, e) {
+			del = append(del, nftables.SetElement{Key: e.Key})
+		}
+	}
+	for _, e := range after {
+		if !in(before, e) {
+			add = append(add, e)
+		}
+	}
+	return del, add
 }
 
 // SetContainers makes the bridge table bind exactly the containers cs (a
 // complete snapshot), in one small transaction of element changes: the
 // table is not rewritten, and a packet sees the old or the new bindings.
 // Bindings that go are gone before the call returns, and the conntrack
-// entries of the addresses they held are then deleted (hygiene: a packet
-// of another identity on such a flow is dropped anyway). If the batch
-// fails (the table was changed behind egressfw's back) both tables are
-// re-applied.
+// entries of the addresses that no port holds any more are then deleted
+// (hygiene: a packet of another identity on such a flow is dropped anyway;
+// see forgetFlows). If the batch fails (the table was changed behind
+// egressfw's back) both tables are re-applied.
 func (m *Manager) SetContainers(cs []Container) error {
 	want, err := normalContainers(cs)
 	if err != nil {
@@ -211,14 +330,13 @@ func (m *Manager) SetContainers(cs []Container) error {
 	}
 	old := m.containers
 	table := &nftables.Table{Name: m.spec.Table, Family: nftables.TableFamilyBridge}
-	oldElems, newElems := bridgeElems(m.spec, old), bridgeElems(m.spec, want)
+	del, add := bridgeDiff(m.spec, old, want)
 	for _, name := range bridgeSetNames {
 		set := &nftables.Set{Table: table, Name: name, IsMap: name == mapID4 || name == mapID6}
-		del, add := diffElems(oldElems[name], newElems[name])
-		if err := eachChunk(del, func(c []nftables.SetElement) error { return m.b.q.SetDeleteElements(set, c) }); err != nil {
+		if err := eachChunk(del[name], func(c []nftables.SetElement) error { return m.b.q.SetDeleteElements(set, c) }); err != nil {
 			return fmt.Errorf("set containers: %w", err)
 		}
-		if err := eachChunk(add, func(c []nftables.SetElement) error { return m.b.q.SetAddElements(set, c) }); err != nil {
+		if err := eachChunk(add[name], func(c []nftables.SetElement) error { return m.b.q.SetAddElements(set, c) }); err != nil {
 			return fmt.Errorf("set containers: %w", err)
 		}
 	}
@@ -242,22 +360,28 @@ func (m *Manager) Containers() []Container {
 	return slices.Clone(m.containers)
 }
 
-// forgetFlows deletes the conntrack entries of every address a port held
-// in old and does not hold in now: flows the address opened (original
+// forgetFlows deletes the conntrack entries of every address that is
+// bound in old and to no port in now: flows the address opened (original
 // source) and flows NATed to it (reply source, such as published ports).
-// Failures are ignored: the identity check does not need it.
+// An address that moved to another port in the same update is left alone
+// (its new holder's first flows would go too); the identity check keeps the
+// new holder off the old flows. Each family's table is read once, which
+// costs milliseconds whatever the number of addresses (the kernel walks its
+// whole conntrack hash). Failures are ignored: this is hygiene.
 func (m *Manager) forgetFlows(old, now []Container) {
-	held := map[string]bool{}
+	held := map[netip.Addr]bool{}
 	for _, c := range now {
 		for _, a := range c.Addrs {
-			held[fmt.Sprint(c.Port, a)] = true
+			held[a] = true
 		}
 	}
+	filters := map[netlink.InetFamily][]netlink.CustomConntrackFilter{}
 	for _, c := range old {
 		for _, a := range c.Addrs {
-			if held[fmt.Sprint(c.Port, a)] {
+			if held[a] {
 				continue
 			}
+			held[a] = true // once
 			fam := netlink.InetFamily(unix.AF_INET)
 			if a.Is6() {
 				fam = unix.AF_INET6
@@ -265,10 +389,13 @@ func (m *Manager) forgetFlows(old, now []Container) {
 			for _, dir := range []netlink.ConntrackFilterType{netlink.ConntrackOrigSrcIP, netlink.ConntrackReplySrcIP} {
 				f := &netlink.ConntrackFilter{}
 				if f.AddIP(dir, a.AsSlice()) == nil {
-					_, _ = m.nl.ConntrackDeleteFilters(netlink.ConntrackTable, fam, f)
+					filters[fam] = append(filters[fam], f)
 				}
 			}
 		}
+	}
+	for fam, fs := range filters {
+		_, _ = m.nl.ConntrackDeleteFilters(netlink.ConntrackTable, fam, fs...)
 	}
 }
 

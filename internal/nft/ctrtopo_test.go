@@ -52,7 +52,7 @@ func containerSpec() Spec {
 
 // newCtrTopo builds the topology with br_netfilter's bridge-nf-call
 // sysctls of the host namespace on or off, and applies containerSpec.
-func newCtrTopo(t *testing.T, brnf bool) *ctrTopo {
+func newCtrTopo(t testing.TB, brnf bool) *ctrTopo {
 	t.Helper()
 	tp := &ctrTopo{host: newNetns(t, false), out: newNetns(t, false), brMAC: brMAC, spec: containerSpec()}
 	h, o := tp.host, tp.out
@@ -92,7 +92,7 @@ func newCtrTopo(t *testing.T, brnf bool) *ctrTopo {
 
 // container adds a container namespace on port (the host side of its
 // veth) with 172.18.0.N and fd00:18::N, and MAC 02:00:00:00:00:N.
-func (tp *ctrTopo) container(t *testing.T, port string, n byte) *ctr {
+func (tp *ctrTopo) container(t testing.TB, port string, n byte) *ctr {
 	t.Helper()
 	c := &ctr{ns: newNetns(t, false), port: port, mac: net.HardwareAddr{2, 0, 0, 0, 0, n},
 		ip4: netip.AddrFrom4([4]byte{172, 18, 0, n}), ip6: netip.MustParseAddr(fmt.Sprintf("fd00:18::%x", n))}
@@ -121,7 +121,7 @@ func (c *ctr) identity(slot uint32) Container {
 // countFrom (re)starts counting, in the out namespace, the packets of
 // every protocol that arrive from each of addrs; the returned function
 // reads the counts.
-func (tp *ctrTopo) countFrom(t *testing.T, addrs ...netip.Addr) func() map[netip.Addr]int {
+func (tp *ctrTopo) countFrom(t testing.TB, addrs ...netip.Addr) func() map[netip.Addr]int {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("table inet count\ndelete table inet count\ntable inet count {\n chain pre {\n  type filter hook prerouting priority -400;\n")

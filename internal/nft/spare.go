@@ -18,7 +18,9 @@ import (
 // nothing, without the elements of the cgroup maps (those change with
 // every re-created cgroup; SetCgroupIDs does not invalidate the spare). A
 // restore that finds the table gone sends that batch with the current
-// cgroup elements spliced in before its end, instead of building one.
+// cgroup elements spliced in before its end, instead of building one, and
+// with them, for container identity, the bridge table built anew with the
+// current bindings (few messages: its sets hold the containers).
 //
 // The batch starts by deleting the table if it exists, so it is correct
 // even if someone re-created a table of that name since the check (then it
