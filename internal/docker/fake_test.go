@@ -184,7 +184,7 @@ func (e *fakeEngine) inspect(w http.ResponseWriter, r *http.Request) {
 		nets[name] = map[string]any{"NetworkID": netID, "EndpointID": ep, "IPAddress": n.IP, "GlobalIPv6Address": n.IP6, "MacAddress": n.MAC}
 	}
 	json.NewEncoder(w).Encode(map[string]any{"Id": c.ID, "Name": "/" + c.Name, "Config": map[string]any{"Labels": c.Labels},
-		"State": map[string]any{"Running": c.Running, "Pid": c.Pid},
+		"State":           map[string]any{"Running": c.Running, "Pid": c.Pid},
 		"NetworkSettings": map[string]any{"SandboxKey": c.Sandbox, "Networks": nets}})
 }
 
@@ -244,12 +244,6 @@ func (p *fakePorts) Gone(_ context.Context, f func(int)) error {
 	defer p.mu.Unlock()
 	p.gone = f
 	return nil
-}
-
-func (p *fakePorts) set(key string, port int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.ports[key] = port
 }
 
 // delete announces that port was deleted.

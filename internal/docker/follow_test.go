@@ -17,7 +17,7 @@ func web() fakeContainer {
 func relay() fakeContainer {
 	return fakeContainer{ID: "bbbbbbbbbbbb0002", Name: "relay", Running: true, Pid: 102, Sandbox: "/run/sb/2",
 		Labels: map[string]string{"egressfw.tenant": "trusted"},
-		Nets: map[string]fakeNet{"bridge": {ID: "net0", IP: "172.17.0.3", IP6: "fd00:17::3", MAC: "02:42:ac:11:00:03"}}}
+		Nets:   map[string]fakeNet{"bridge": {ID: "net0", IP: "172.17.0.3", IP6: "fd00:17::3", MAC: "02:42:ac:11:00:03"}}}
 }
 
 func newPorts() *fakePorts {
