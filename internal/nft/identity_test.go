@@ -36,6 +36,7 @@ func TestContainerIdentity(t *testing.T) {
 			t.Run("neighbour poisoning", func(t *testing.T) { checkPoisoning(t, tp, a, b) })
 			t.Run("MAC change", func(t *testing.T) { checkMACChange(t, tp, a, b) })
 			t.Run("unknown port", func(t *testing.T) { checkUnknownPort(t, tp, a) })
+			t.Run("another program's fwmark rule", func(t *testing.T) { checkMarkCleared(t, tp, a) })
 		})
 	}
 }
@@ -111,6 +112,20 @@ func checkSpoofing(t *testing.T, tp *ctrTopo, a, b *ctr) {
 			t.Errorf("B sending as A (%v): %d packets arrived, want 0", addr, got[addr])
 		}
 	}
+}
+
+// checkMarkCleared: the identity bits are gone from the packet mark
+// before the routing decision, so another program's fwmark rule that
+// happens to equal a labelled tenant's slot (2 here) reroutes nothing.
+func checkMarkCleared(t *testing.T, tp *ctrTopo, a *ctr) {
+	tp.host.run(t, "ip", "route", "add", "unreachable", "default", "table", "200")
+	tp.host.run(t, "ip", "rule", "add", "fwmark", "2", "lookup", "200", "pref", "100")
+	t.Cleanup(func() { tp.host.run(t, "ip", "rule", "del", "pref", "100") })
+	wiki := tcpSink(t, tp.out, "10.20.0.20:8080")
+	if got := dialFrom(t, a.ns, "tcp", "", "10.20.0.20:8080"); got != "ok" {
+		t.Fatalf("labelled A to the wiki with a foreign fwmark 2 rule = %s, want ok", got)
+	}
+	<-wiki
 }
 
 // checkPoisoning: an ARP reply and an unsolicited neighbour advertisement

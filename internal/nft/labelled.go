@@ -24,7 +24,9 @@ import (
 //     identity with its ct value). A container given the address of a
 //     removed one therefore cannot ride that one's flows, whatever the
 //     later hooks accept (the input chain's pass for redirected flows
-//     included);
+//     included). The packet mark's identity bits are then cleared: from
+//     here on the flow's identity, equal to the packet's, is used, and no
+//     fwmark routing rule of another program ever sees egressfw's bits;
 //   - nat_prerouting, before every interface tenant: traffic that stays on
 //     the bridge it came in by (to another container) is not intercepted;
 //     new TCP to an intercept port is REDIRECTed to the tenant's listener
@@ -61,6 +63,15 @@ func containerMark(s *Spec, reg uint32) []expr.Any {
 
 func containerMarkText(s *Spec) string { return fmt.Sprintf("meta mark & 0x%08x", s.ContainerMarkMask) }
 
+// flowIdentity loads the identity the flow was opened with from the ct
+// mark: what every hook after the identity chain classifies by.
+func flowIdentity(s *Spec, reg uint32) []expr.Any {
+	return []expr.Any{&expr.Ct{Key: expr.CtKeyMARK, Register: reg},
+		&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4, Mask: ne32(s.ContainerCtMask), Xor: ne32(0)}}
+}
+
+func flowIdentityText(s *Spec) string { return fmt.Sprintf("ct mark & 0x%08x", s.ContainerCtMask) }
+
 // labelledSets returns the inet table's maps of labelled tenants.
 func labelledSets(spec *Spec, table *nftables.Table, tenants []Tenant) []*setDef {
 	var newFlow, same, ports, fwd, in []element
@@ -72,16 +83,17 @@ func labelledSets(spec *Spec, table *nftables.Table, tenants []Tenant) []*setDef
 		id, cid := spec.identity(t.Slot), spec.ctIdentity(t.Slot)
 		k := uint64(id)
 		same = append(same, element{k, nftables.SetElement{Key: append(ne32(id), ne32(cid)...)}, fmt.Sprintf("0x%08x . 0x%08x", id, cid)})
-		ports = append(ports, element{k, nftables.SetElement{Key: ne32(id), Val: be16(t.ListenerPort)}, fmt.Sprintf("0x%08x : %d", id, t.ListenerPort)})
+		ports = append(ports, element{uint64(cid), nftables.SetElement{Key: ne32(cid), Val: be16(t.ListenerPort)}, fmt.Sprintf("0x%08x : %d", cid, t.ListenerPort)})
 		for _, v := range []struct {
 			out  *[]element
+			key  uint32
 			name string
 			kind expr.VerdictKind
-		}{{&newFlow, identityChainName(t.Slot), expr.VerdictJump}, {&fwd, forwardChainName(t.Slot), expr.VerdictGoto},
-			{&in, inputChainName(t.Slot), expr.VerdictGoto}} {
+		}{{&newFlow, id, identityChainName(t.Slot), expr.VerdictJump}, {&fwd, cid, forwardChainName(t.Slot), expr.VerdictGoto},
+			{&in, cid, inputChainName(t.Slot), expr.VerdictGoto}} {
 			word := map[expr.VerdictKind]string{expr.VerdictJump: "jump", expr.VerdictGoto: "goto"}[v.kind]
-			*v.out = append(*v.out, element{k, nftables.SetElement{Key: ne32(id),
-				VerdictData: &expr.Verdict{Kind: v.kind, Chain: v.name}}, fmt.Sprintf("0x%08x : %s %s", id, word, v.name)})
+			*v.out = append(*v.out, element{uint64(v.key), nftables.SetElement{Key: ne32(v.key),
+				VerdictData: &expr.Verdict{Kind: v.kind, Chain: v.name}}, fmt.Sprintf("0x%08x : %s %s", v.key, word, v.name)})
 		}
 	}
 	mark := func(name string, data nftables.SetDatatype, elems []element) *setDef {
@@ -115,7 +127,9 @@ func identityChain(spec *Spec, table *nftables.Table) *chainDef {
 		append(containerMark(spec, reg1), &expr.Ct{Key: expr.CtKeyMARK, Register: reg9},
 			&expr.Bitwise{SourceRegister: reg9, DestRegister: reg9, Len: 4, Mask: ne32(spec.ContainerCtMask), Xor: ne32(0)},
 			&expr.Lookup{SourceRegister: reg1, SetName: setContainerSame, Invert: true})...)
-	c.rules = append(c.rules, record, check.add("drop", drop()))
+	clear := bridged().add(fmt.Sprintf("meta mark set meta mark & 0x%08x", ^spec.ContainerMarkMask),
+		setBits(false, spec.ContainerMarkMask, 0)...)
+	c.rules = append(c.rules, record, check.add("drop", drop()), clear)
 	return c
 }
 
@@ -137,8 +151,8 @@ const metaKeyIIFKind expr.MetaKey = 0x1a
 // labelledNAT returns the rules put first in nat_prerouting.
 func labelledNAT(spec *Spec) []*ruleDef {
 	labelled := func() *ruleDef {
-		return (&ruleDef{}).add(fmt.Sprintf("%s == @%s", containerMarkText(spec), mapContainerPort),
-			append(containerMark(spec, reg1), lookup(mapContainerPort, 0))...)
+		return (&ruleDef{}).add(fmt.Sprintf("%s == @%s", flowIdentityText(spec), mapContainerPort),
+			append(flowIdentity(spec, reg1), lookup(mapContainerPort, 0))...)
 	}
 	staysOnBridge := labelled().add("fib daddr . iif oif exists",
 		&expr.Fib{FlagDADDR: true, FlagIIF: true, ResultOIF: true, FlagPRESENT: true, Register: reg1},
@@ -146,9 +160,9 @@ func labelledNAT(spec *Spec) []*ruleDef {
 	icpt := func() *ruleDef {
 		return (&ruleDef{}).add("tcp dport @"+setIntercept, append(l4proto(unix.IPPROTO_TCP), thDport(), lookup(setIntercept, 0))...)
 	}
-	port := fmt.Sprintf(":%s map @%s", containerMarkText(spec), mapContainerPort)
+	port := fmt.Sprintf(":%s map @%s", flowIdentityText(spec), mapContainerPort)
 	redirect := icpt()
-	redirect.add("tproxy to "+port, append(containerMark(spec, reg1),
+	redirect.add("tproxy to "+port, append(flowIdentity(spec, reg1),
 		&expr.Lookup{SourceRegister: reg1, DestRegister: reg1, IsDestRegSet: true, SetName: mapContainerPort},
 		&expr.TProxy{Family: unix.NFPROTO_UNSPEC, TableFamily: unix.NFPROTO_INET, RegPort: reg1})...)
 	redirect.add("redirect to "+port, &expr.Redir{RegisterProtoMin: reg1, Flags: unix.NF_NAT_RANGE_PROTO_SPECIFIED})
@@ -161,7 +175,7 @@ func labelledNAT(spec *Spec) []*ruleDef {
 // labelledVmap is the rule that sends a labelled container's packet to its
 // tenant's chain through map name.
 func labelledVmap(spec *Spec, name string) *ruleDef {
-	return (&ruleDef{}).add(fmt.Sprintf("%s vmap @%s", containerMarkText(spec), name), append(containerMark(spec, reg1), vmap(name, 0))...)
+	return (&ruleDef{}).add(fmt.Sprintf("%s vmap @%s", flowIdentityText(spec), name), append(flowIdentity(spec, reg1), vmap(name, 0))...)
 }
 
 // labelledStays are the rules of a labelled tenant's forward chain for

@@ -77,7 +77,7 @@ var tproxyPortMap = regexp.MustCompile(`(tproxy ip6? to (127\.0\.0\.1|\[::1\])):
 
 // containerPortMap is the same for the labelled tenants' redirect check
 // (TestLabelledRedirect checks that it works).
-var containerPortMap = regexp.MustCompile(`(tproxy to ):meta mark & 0x[0-9a-f]{8} map @container_ports `)
+var containerPortMap = regexp.MustCompile(`(tproxy to ):ct mark & 0x[0-9a-f]{8} map @container_ports `)
 
 func normalize(s string) string {
 	var keep []string
