@@ -257,7 +257,13 @@ func (p *fakePorts) delete(port int) {
 // follow runs a Follower of e until the test ends; snapshots arrive on the
 // returned channel.
 func follow(t *testing.T, e *fakeEngine, ports *fakePorts, reconcile time.Duration) <-chan Snapshot {
-	f, err := New(Config{Socket: e.sock, Ports: ports, Reconcile: reconcile, Log: slog.New(slog.DiscardHandler)})
+	return runFollower(t, Config{Socket: e.sock, Ports: ports, Reconcile: reconcile, Log: slog.New(slog.DiscardHandler)})
+}
+
+// runFollower runs a Follower with cfg until the test ends; snapshots
+// arrive on the returned channel.
+func runFollower(t *testing.T, cfg Config) <-chan Snapshot {
+	f, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

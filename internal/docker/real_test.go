@@ -47,7 +47,7 @@ func TestRealDockerd(t *testing.T) {
 	waitReal(t, ch, "the engine", 10*time.Second, func(s Snapshot) bool { return s.Live })
 
 	start := time.Now()
-	d.docker("run", "-d", "--name", "c1", "--label", "egressfw.tenant=trusted", testImage, "sleep", "600")
+	d.Docker("run", "-d", "--name", "c1", "--label", "egressfw.tenant=trusted", testImage, "sleep", "600")
 	ran := time.Since(start)
 	s, after := waitReal(t, ch, "c1 with its port", 5*time.Second, func(s Snapshot) bool {
 		c, ok := byName(s, "c1")
@@ -58,7 +58,7 @@ func TestRealDockerd(t *testing.T) {
 		t.Errorf("c1 reported %v after docker run returned, want within 1s", after)
 	}
 	c1, _ := byName(s, "c1")
-	pid := d.docker("inspect", "-f", "{{.State.Pid}}", "c1")
+	pid := d.Docker("inspect", "-f", "{{.State.Pid}}", "c1")
 	if want := peerIndex(t, pid, "eth0"); c1.Endpoints[0].Port != want {
 		t.Errorf("c1's port %d, want %d (the peer of its eth0)", c1.Endpoints[0].Port, want)
 	}
@@ -77,8 +77,8 @@ func TestRealDockerd(t *testing.T) {
 		}
 	})
 
-	d.docker("network", "create", "--subnet", "172.30.0.0/24", "n2")
-	d.docker("network", "connect", "n2", "c1")
+	d.Docker("network", "create", "--subnet", "172.30.0.0/24", "n2")
+	d.Docker("network", "connect", "n2", "c1")
 	s, _ = waitReal(t, ch, "c1 on n2", 5*time.Second, func(s Snapshot) bool {
 		c, _ := byName(s, "c1")
 		return len(c.Endpoints) == 2 && c.Endpoints[1].Port != 0
@@ -92,20 +92,20 @@ func TestRealDockerd(t *testing.T) {
 		t.Error("both endpoints on one bridge")
 	}
 
-	d.docker("rename", "c1", "c1b")
+	d.Docker("rename", "c1", "c1b")
 	waitReal(t, ch, "the new name", 5*time.Second, func(s Snapshot) bool { _, ok := byName(s, "c1b"); return ok })
 
 	old := c1.Endpoints[0].Port
-	d.docker("restart", "-t", "0", "c1b")
+	d.Docker("restart", "-t", "0", "c1b")
 	waitReal(t, ch, "a new port after the restart", 10*time.Second, func(s Snapshot) bool {
 		c, _ := byName(s, "c1b")
 		return len(c.Endpoints) == 2 && c.Endpoints[0].Port != 0 && c.Endpoints[0].Port != old
 	})
 
-	d.docker("rm", "-f", "c1b")
+	d.Docker("rm", "-f", "c1b")
 	waitReal(t, ch, "c1b gone", 5*time.Second, func(s Snapshot) bool { _, ok := byName(s, "c1b"); return !ok })
 
-	d.docker("run", "-d", "--name", "c2", testImage, "sleep", "600")
+	d.Docker("run", "-d", "--name", "c2", testImage, "sleep", "600")
 	s, _ = waitReal(t, ch, "c2", 5*time.Second, func(s Snapshot) bool { c, ok := byName(s, "c2"); return ok && c.Endpoints[0].Port != 0 })
 	c2, _ := byName(s, "c2")
 	// a port deleted behind the engine's back (no event) is dropped at once
@@ -114,11 +114,11 @@ func TestRealDockerd(t *testing.T) {
 		c, ok := byName(s, "c2")
 		return ok && c.Endpoints[0].Port == 0
 	})
-	d.stop() // it stops its containers as it exits
+	d.Stop() // it stops its containers as it exits
 	waitReal(t, ch, "the engine lost", 20*time.Second, func(s Snapshot) bool { return !s.Live })
-	d.start()
+	d.Up()
 	waitReal(t, ch, "the engine back", 30*time.Second, func(s Snapshot) bool { _, ok := byName(s, "c2"); return s.Live && !ok })
-	d.docker("run", "-d", "--name", "c3", testImage, "sleep", "600")
+	d.Docker("run", "-d", "--name", "c3", testImage, "sleep", "600")
 	waitReal(t, ch, "c3 after the restart", 5*time.Second, func(s Snapshot) bool {
 		c, ok := byName(s, "c3")
 		return ok && c.Endpoints[0].Port != 0
