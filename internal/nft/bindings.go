@@ -222,3 +222,34 @@ func (m *Manager) queueBridge(br *ruleset, table string, scratch bool) error {
 	}
 	return br.program(m.b.q, table, in, nil)
 }
+
+// ApplyContainers is ApplyWhen that also makes the bridge table bind
+// exactly cs, in the same transaction: egressfw's first Apply after a
+// restart, with the containers the Engine API lists, leaves no moment in
+// which the bindings of the previous run are gone and the new ones not
+// there yet (a labelled container's packets would not match its flows'
+// identity meanwhile, and be dropped).
+func (m *Manager) ApplyContainers(spec Spec, ids CgroupIDs, cs []Container, ready func() error) error {
+	want, err := normalContainers(cs)
+	if err != nil {
+		return fmt.Errorf("apply ruleset: %w", err)
+	}
+	if err := spec.Validate(); err != nil {
+		return fmt.Errorf("apply ruleset: %w", err)
+	}
+	if !spec.Containers {
+		return errors.New("apply ruleset: containers given without container identity (Containers)")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := m.containers
+	m.containers = want
+	if err := m.applyLocked(&spec, ids, ready); err != nil {
+		m.containers = old
+		return err
+	}
+	if !m.keepFlows {
+		m.forgetFlows(old, want)
+	}
+	return nil
+}

@@ -225,3 +225,38 @@ func equalMaps(a, b map[string]string) bool {
 	}
 	return true
 }
+
+// TestApplyContainers: a new Manager (egressfw restarted) applies its
+// first ruleset with the containers the Engine API lists: the bindings of
+// the previous run are replaced in one transaction, never absent.
+func TestApplyContainers(t *testing.T) {
+	tp := newCtrTopo(t, true)
+	a, b := tp.container(t, "pa", 10), tp.container(t, "pb", 20)
+	if err := tp.m.SetContainers([]Container{a.identity(2), b.identity(0)}); err != nil {
+		t.Fatal(err)
+	}
+	before := handlesOf(t, tp.host, "bridge")
+	m := tp.host.manager(t) // the restarted egressfw
+	g := generation(t, m)
+	if err := m.ApplyContainers(tp.spec, nil, []Container{a.identity(2)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if now := generation(t, m); now != g+1 {
+		t.Errorf("%d transactions, want 1", now-g)
+	}
+	if got := elementsOf(t, tp.host, mapID4); got != `"pa" . 172.18.0.10 : goto label_2` {
+		t.Errorf("%s = {%s}", mapID4, got)
+	}
+	if got := elementsOf(t, tp.host, setPorts); got != `"pa"` {
+		t.Errorf("ports = {%s}, want {\"pa\"}", got)
+	}
+	if after := handlesOf(t, tp.host, "bridge"); !equalMaps(before, after) {
+		t.Errorf("the restart replaced objects of the bridge table: %v, then %v", before, after)
+	}
+	off := tp.spec
+	off.Containers = false
+	off.Tenants = off.Tenants[:1]
+	if err := m.ApplyContainers(off, nil, nil, nil); err == nil {
+		t.Error("ApplyContainers without container identity succeeded")
+	}
+}
