@@ -79,6 +79,19 @@ func checkTenants(t *testing.T, tp *ctrTopo, a, b *ctr) {
 		t.Fatalf("unlabelled B to the wiki = %s, want refused", got)
 	}
 	nothingOn(t, "wiki", wiki)
+	// containers of one bridge reach each other: not intercepted, not egress
+	for _, port := range []string{"80", "8080"} {
+		inB := tcpSink(t, b.ns, ":"+port)
+		if got := dialFrom(t, a.ns, "tcp", "", b.ip4.String()+":"+port); got != "ok" {
+			t.Fatalf("labelled A to B's port %s = %s, want ok", port, got)
+		}
+		select {
+		case <-inB:
+		case <-time.After(2 * time.Second):
+			t.Fatalf("B's port %s saw nothing of A's connection", port)
+		}
+	}
+	nothingOn(t, "the labelled tenant's listener", labelled)
 }
 
 // checkSpoofing: B's frames with A's source address, in every protocol,
