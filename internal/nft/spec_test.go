@@ -53,7 +53,7 @@ func TestValidate(t *testing.T) {
 		{"labelled slot beyond the container mask", func(s *Spec) {
 			s.Containers, s.Tenants[0].Labelled, s.Tenants[0].Slot = true, true, 0x100
 		}, "does not fit container mark mask"},
-		{"container mask over the mark mask", func(s *Spec) { s.Containers, s.ContainerMarkMask = true, 0x1f00 }, "overlaps mark mask"},
+		{"container mask over the mark mask", func(s *Spec) { s.Containers, s.ContainerMarkMask = true, 0xff00 }, "overlaps mark mask"},
 		{"container ct mask over the slot bits", func(s *Spec) { s.Containers, s.ContainerCtMask = true, 0xff0 }, "overlaps ct mark mask"},
 		{"container masks of two widths", func(s *Spec) { s.Containers, s.ContainerCtMask = true, 0xf0000 }, "same width"},
 		{"container mask not contiguous", func(s *Spec) { s.Containers, s.ContainerMarkMask = true, 0x81 }, "contiguous"},
