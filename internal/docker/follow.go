@@ -75,17 +75,21 @@ func (f *Follower) Run(ctx context.Context, update func(Snapshot)) error {
 	}); err != nil {
 		f.cfg.Log.Warn("docker: deleted bridge ports are noticed only from the engine's events", "error", err)
 	}
-	backoff := backoffMin
+	backoff, told := backoffMin, false
 	for {
 		start := time.Now()
 		err := l.session(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if l.live {
-			l.live = false
+		switch {
+		case l.live:
+			l.live, told = false, true
 			l.note()
 			f.cfg.Log.Warn("docker: engine API lost; keeping the containers known so far", "socket", f.cfg.Socket, "error", err)
+		case !told: // once until it works
+			told = true
+			f.cfg.Log.Warn("docker: cannot read the engine API; retrying", "socket", f.cfg.Socket, "error", err)
 		}
 		if time.Since(start) > time.Minute {
 			backoff = backoffMin
@@ -169,9 +173,7 @@ func (l *loop) session(ctx context.Context) error {
 	if err := l.rebuild(ctx); err != nil {
 		return err
 	}
-	if !l.live || engine != l.engine {
-		l.f.cfg.Log.Info("docker: following the engine API", "socket", l.f.cfg.Socket, "engine", engine)
-	}
+	l.f.cfg.Log.Info("docker: following the engine API", "socket", l.f.cfg.Socket, "engine", engine)
 	l.live, l.engine = true, engine
 	l.note()
 	tick := time.NewTicker(l.f.cfg.Reconcile)
