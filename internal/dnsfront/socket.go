@@ -87,9 +87,6 @@ func listenSockets(ctx context.Context, addr netip.AddrPort) (*net.UDPConn, *net
 	return pc.(*net.UDPConn), ln.(*net.TCPListener), nil
 }
 
-// oobSize holds one IP_PKTINFO or IPV6_PKTINFO control message.
-var oobSize = unix.CmsgSpace(unix.SizeofInet6Pktinfo)
-
 // pktinfoDst returns the destination address of a received datagram from
 // its control messages (IP_PKTINFO ipi_addr, IPV6_PKTINFO ipi6_addr). oob
 // is what the kernel wrote into an aligned buffer.
