@@ -48,6 +48,19 @@ func forwardedSpec() Spec {
 	return s
 }
 
+// dnsSpec intercepts the DNS of forwardedSpec's tenants but the pods'
+// (dns = "direct": their allow_direct governs port 53): local, forwarded
+// and both at once, in enforce and report mode.
+func dnsSpec() Spec {
+	s := forwardedSpec()
+	for i := range s.Tenants {
+		if s.Tenants[i].Name != "pods" {
+			s.Tenants[i].DNS, s.Tenants[i].DNSPort = DNSIntercept, 25000+uint16(s.Tenants[i].Slot)
+		}
+	}
+	return s
+}
+
 // sampleIDs are far above any real cgroup inode, so nft prints them as
 // numbers rather than resolving a path.
 var sampleIDs = CgroupIDs{
@@ -83,6 +96,7 @@ func TestRenderMatchesKernel(t *testing.T) {
 		{"no tenants", DefaultSpec(), nil},
 		{"sample", sampleSpec(), sampleIDs},
 		{"forwarded", forwardedSpec(), sampleIDs},
+		{"dns", dnsSpec(), sampleIDs},
 		{"custom marks", func() Spec {
 			s := sampleSpec()
 			s.Table, s.MarkMask, s.InterceptMark, s.BypassMark, s.CtMarkMask = "fw2", 0x30000, 0x10000, 0x20000, 0xff

@@ -72,6 +72,14 @@ type Tenant struct {
 	// check that drops a packet whose source would not be routed back out
 	// of the interface it came in on.
 	Sources []netip.Prefix
+
+	// DNS says where the tenant's DNS goes (dns.go): DNSIntercept sends
+	// every UDP and TCP packet to port 53 to its DNS listener on DNSPort
+	// (127.0.0.1 and ::1 for local traffic, the ingress interface's
+	// address for forwarded traffic); DNSDirect (the zero value) leaves
+	// port 53 to AllowDirect.
+	DNS     DNSMode
+	DNSPort uint16
 }
 
 // forwarded reports whether the tenant has forwarded traffic.
@@ -146,6 +154,9 @@ func (s *Spec) Validate() error {
 		}
 	}
 	if err := s.validateUIDs(); err != nil {
+		return err
+	}
+	if err := s.validateDNS(); err != nil {
 		return err
 	}
 	return s.validateGuards(cgroups)
