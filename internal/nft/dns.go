@@ -210,7 +210,9 @@ func addDNS(rs *ruleset, spec *Spec, table *nftables.Table, tenants []Tenant) {
 	for _, c := range rs.chains {
 		switch c.chain.Name {
 		case chainInput:
-			c.rules = append(c.rules, inputDNSRules()...)
+			// After the TCP listener rules, before the forwarded tenants'
+			// classification, which would reject a redirected query.
+			c.rules = slices.Insert(c.rules, 3, inputDNSRules()...)
 		case chainOutput:
 			c.rules[1] = runningRule(spec, true) // not port 53
 		}

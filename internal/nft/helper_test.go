@@ -53,6 +53,9 @@ func helperMain(spec string) string {
 			fmt.Sscan(v, &srcPort)
 		}
 	}
+	if proto, ok := strings.CutPrefix(network, "dns+"); ok {
+		return dnsExchange(proto, addr)
+	}
 	for i := 1; i < repeat; i++ { // all but the last; each must connect
 		if res := dialOnce(network, addr, payload, bindDev, srcPort); !strings.HasPrefix(res, "OK") {
 			return fmt.Sprintf("%s (attempt %d of %d)", res, i, repeat)
