@@ -1,7 +1,6 @@
 package sni
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -158,40 +157,6 @@ func errClass(err error) string {
 		}
 	}
 	return strings.Join(c, ",")
-}
-
-// FuzzHost fuzzes the shared normaliser on the strings this package feeds
-// it: names must be fixed points and addresses must round-trip.
-func FuzzHost(f *testing.F) {
-	file, err := os.Open(filepath.Join("testdata", "hosts.txt"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer file.Close()
-	for sc := bufio.NewScanner(file); sc.Scan(); {
-		f.Add(sc.Text())
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		name, addr, err := dnsname.Host(s)
-		if err != nil {
-			if name != "" || addr.IsValid() {
-				t.Fatalf("Host(%q) = %q, %v with error %v", s, name, addr, err)
-			}
-			return
-		}
-		if (name != "") == addr.IsValid() {
-			t.Fatalf("Host(%q) = %q, %v: want exactly one of name and addr", s, name, addr)
-		}
-		if addr.IsValid() {
-			if back, ok := dnsname.ParseIPLiteral(addr.String()); !ok || back != addr {
-				t.Fatalf("Host(%q) = %v, which does not round-trip (%v, %v)", s, addr, back, ok)
-			}
-			return
-		}
-		if again, a2, err := dnsname.Host(name); again != name || a2.IsValid() || err != nil {
-			t.Fatalf("Host(%q) = %q, but Host(%q) = %q, %v, %v", s, name, name, again, a2, err)
-		}
-	})
 }
 
 // checkStatusErr asserts that exactly Malformed results carry an error.
