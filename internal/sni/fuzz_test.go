@@ -84,7 +84,9 @@ func FuzzHTTP(f *testing.F) {
 		k, kst := Sniff(b)
 		if wst == Done {
 			checkName(t, want)
-			if k != KindHTTP || kst != Done {
+			// Sniff gives up on a method of maxMethodLen bytes or more (an
+			// unknown protocol, reset), which httphead would read.
+			if len(want.HTTP.Method) < maxMethodLen && (k != KindHTTP || kst != Done) {
 				t.Fatalf("httphead.Parse is done but Sniff says %v, %v", k, kst)
 			}
 		}
