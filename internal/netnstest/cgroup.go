@@ -82,7 +82,7 @@ func RemoveCgroupTree(dir string) error {
 			errs = append(errs, RemoveCgroupTree(filepath.Join(dir, e.Name())))
 		}
 	}
-	errs = append(errs, killCgroup(dir))
+	errs = append(errs, KillCgroup(dir))
 	deadline := time.Now().Add(5 * time.Second)
 	for { // a just-exited process may still be counted for a moment
 		err := syscall.Rmdir(dir)
@@ -98,9 +98,9 @@ func RemoveCgroupTree(dir string) error {
 	return errors.Join(errs...)
 }
 
-// killCgroup SIGKILLs every process of the cgroup (cgroup.kill where the
+// KillCgroup SIGKILLs every process of the cgroup (cgroup.kill where the
 // kernel has it, else one by one) and waits until it is empty.
-func killCgroup(dir string) error {
+func KillCgroup(dir string) error {
 	if err := os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0); err != nil {
 		for _, pid := range cgroupPids(dir) {
 			syscall.Kill(pid, syscall.SIGKILL)

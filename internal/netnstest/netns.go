@@ -69,23 +69,35 @@ func remove(t testing.TB, name string) {
 }
 
 // Path is the namespace's file, for nsenter --net= or setns.
-func (ns *NS) Path() string { return filepath.Join(RunDir, ns.Name) }
+func (ns *NS) Path() string { return PathOf(ns.Name) }
+
+// PathOf is the file of the namespace ns: a name under RunDir, or an
+// absolute path (/proc/PID/ns/net, a container runtime's file) as it is.
+func PathOf(ns string) string {
+	if filepath.IsAbs(ns) {
+		return ns
+	}
+	return filepath.Join(RunDir, ns)
+}
+
+// Cmd is argv run in the namespace ns (a name or a path, see PathOf) with
+// nsenter, which, unlike ip netns exec, leaves /sys and the mounts alone.
+func Cmd(ns string, argv ...string) *exec.Cmd {
+	return exec.Command("nsenter", append([]string{"--net=" + PathOf(ns), "--"}, argv...)...)
+}
 
 // Fd is an open fd of the namespace, valid until the test ends: for
 // nftables.WithNetNSFd, netlink.NewHandleAt or netns.Set.
 func (ns *NS) Fd() int { return int(ns.file.Fd()) }
 
-// Cmd is argv run in the namespace with nsenter, which, unlike ip netns
-// exec, leaves /sys and the mounts alone.
-func (ns *NS) Cmd(argv ...string) *exec.Cmd {
-	return exec.Command("nsenter", append([]string{"--net=" + ns.Path(), "--"}, argv...)...)
-}
+// Cmd is argv run in the namespace (see the function Cmd).
+func (ns *NS) Cmd(argv ...string) *exec.Cmd { return Cmd(ns.Name, argv...) }
 
 // Run runs a command in the namespace and returns its output; a failure
 // fails the test.
 func (ns *NS) Run(t testing.TB, name string, args ...string) string {
 	t.Helper()
-	return output(t, ns.Cmd(append([]string{name}, args...)...), "")
+	return Output(t, ns.Cmd(append([]string{name}, args...)...))
 }
 
 // RunInput is Run with stdin, e.g. an nft -f - script.
@@ -130,12 +142,13 @@ func (ns *NS) Blackhole(t testing.TB, dev string, addrs ...string) {
 	t.Helper()
 	ns.IP(t, "link", "add", dev, "type", "ifb")
 	ns.IP(t, "link", "set", dev, "up")
-	addAddrs(t, ns, dev, addrs)
+	addAddrs(t, ns.Name, dev, addrs)
 }
 
-// End is one end of a veth pair: its namespace, device name and addresses.
+// End is one end of a veth pair: the name of its namespace, its device
+// name and its addresses.
 type End struct {
-	NS    *NS
+	NS    string
 	Dev   string
 	Addrs []string // with prefix length, e.g. "10.0.0.1/24"; IPv6 without DAD
 }
@@ -144,17 +157,17 @@ type End struct {
 // both ends up.
 func Veth(t testing.TB, a, b End) {
 	t.Helper()
-	a.NS.IP(t, "link", "add", a.Dev, "type", "veth", "peer", "name", b.Dev, "netns", b.NS.Name)
+	Run(t, "ip", "-n", a.NS, "link", "add", a.Dev, "type", "veth", "peer", "name", b.Dev, "netns", b.NS)
 	for _, e := range []End{a, b} {
 		addAddrs(t, e.NS, e.Dev, e.Addrs)
-		e.NS.IP(t, "link", "set", e.Dev, "up")
+		Run(t, "ip", "-n", e.NS, "link", "set", e.Dev, "up")
 	}
 }
 
-func addAddrs(t testing.TB, ns *NS, dev string, addrs []string) {
+func addAddrs(t testing.TB, ns, dev string, addrs []string) {
 	t.Helper()
 	for _, a := range addrs {
-		ns.IP(t, "addr", "add", a, "dev", dev, "nodad")
+		Run(t, "ip", "-n", ns, "addr", "add", a, "dev", dev, "nodad")
 	}
 }
 
@@ -162,7 +175,14 @@ func addAddrs(t testing.TB, ns *NS, dev string, addrs []string) {
 // test.
 func Run(t testing.TB, name string, args ...string) string {
 	t.Helper()
-	return output(t, exec.Command(name, args...), "")
+	return Output(t, exec.Command(name, args...))
+}
+
+// Output runs cmd and returns its combined output; a failure fails the
+// test.
+func Output(t testing.TB, cmd *exec.Cmd) string {
+	t.Helper()
+	return output(t, cmd, "")
 }
 
 func output(t testing.TB, cmd *exec.Cmd, stdin string) string {

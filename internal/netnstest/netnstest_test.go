@@ -99,6 +99,7 @@ func nsInode(t *testing.T, path string) uint64 {
 }
 
 func TestNamespace(t *testing.T) {
+	NeedRoot(t)
 	var name string
 	t.Run("create", func(t *testing.T) {
 		ns := New(t, UniqueName(testPrefix))
@@ -127,7 +128,7 @@ func TestNamespace(t *testing.T) {
 			t.Errorf("bh0 addresses: %s", out)
 		}
 		peer := New(t, UniqueName(testPrefix))
-		Veth(t, End{ns, "va", []string{"10.9.0.1/24"}}, End{peer, "vb", []string{"10.9.0.2/24"}})
+		Veth(t, End{ns.Name, "va", []string{"10.9.0.1/24"}}, End{peer.Name, "vb", []string{"10.9.0.2/24"}})
 		var ln net.Listener
 		ns.Do(t, func() {
 			var err error
@@ -153,6 +154,7 @@ func TestNamespace(t *testing.T) {
 }
 
 func TestCgroup(t *testing.T) {
+	NeedRoot(t)
 	var dir string
 	t.Run("create", func(t *testing.T) {
 		dir = NewCgroup(t, UniqueName(testPrefix), "a")
@@ -221,5 +223,31 @@ func TestInNetns(t *testing.T) {
 	addrs, _ := ifc.Addrs()
 	if len(addrs) == 0 || addrs[0].String() != "192.0.2.1/24" {
 		t.Errorf("bh0 addresses = %v; want 192.0.2.1/24", addrs)
+	}
+}
+
+// TestNotInTheBinary keeps the kit out of egressfw: only tests may import
+// it (nor may the binary link the testing package through it).
+func TestNotInTheBinary(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command in PATH to list the binary's packages")
+	}
+	cmd := exec.Command(goBin, "list", "-deps", "github.com/egressfw/egressfw/cmd/egressfw")
+	cmd.Dir = filepath.Join("..", "..")
+	out, err := cmd.Output()
+	if ee, ok := err.(*exec.ExitError); ok {
+		t.Fatalf("go list -deps: %v: %s", err, ee.Stderr)
+	} else if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) < 10 {
+		t.Fatalf("go list -deps gave %v", deps)
+	}
+	for _, d := range deps {
+		if d == "github.com/egressfw/egressfw/internal/netnstest" || d == "testing" {
+			t.Errorf("the egressfw binary links %s", d)
+		}
 	}
 }

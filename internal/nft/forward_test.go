@@ -25,13 +25,13 @@ func newFwdTopo(t *testing.T) *fwdTopo {
 	h.Run(t, "ip", "addr", "add", "172.17.0.1/16", "dev", "br-t1")
 	h.Run(t, "ip", "-6", "addr", "add", "fd00:17::1/64", "dev", "br-t1", "nodad")
 	h.Run(t, "ip", "link", "set", "br-t1", "up")
-	netnstest.Veth(t, netnstest.End{NS: h.NS, Dev: "vc1"},
-		netnstest.End{NS: c.NS, Dev: "eth0", Addrs: []string{"172.17.0.2/16", "10.9.9.9/32" /* a spoofed source */, "fd00:17::2/64"}})
+	netnstest.Veth(t, netnstest.End{NS: h.Name, Dev: "vc1"},
+		netnstest.End{NS: c.Name, Dev: "eth0", Addrs: []string{"172.17.0.2/16", "10.9.9.9/32" /* a spoofed source */, "fd00:17::2/64"}})
 	h.Run(t, "ip", "link", "set", "vc1", "master", "br-t1")
 	c.Run(t, "ip", "route", "add", "default", "via", "172.17.0.1")
 	c.Run(t, "ip", "-6", "route", "add", "default", "via", "fd00:17::1")
-	netnstest.Veth(t, netnstest.End{NS: h.NS, Dev: "up0", Addrs: []string{"198.51.100.1/24", "2001:db8:1::1/64"}},
-		netnstest.End{NS: p.NS, Dev: "eth0", Addrs: []string{"198.51.100.10/24", "198.51.100.53/24", "2001:db8:1::10/64"}})
+	netnstest.Veth(t, netnstest.End{NS: h.Name, Dev: "up0", Addrs: []string{"198.51.100.1/24", "2001:db8:1::1/64"}},
+		netnstest.End{NS: p.Name, Dev: "eth0", Addrs: []string{"198.51.100.10/24", "198.51.100.53/24", "2001:db8:1::10/64"}})
 	p.Run(t, "ip", "route", "add", "172.17.0.0/16", "via", "198.51.100.1")
 	p.Run(t, "ip", "route", "add", "10.9.9.9/32", "via", "198.51.100.1")
 	p.Run(t, "ip", "-6", "route", "add", "fd00:17::/64", "via", "2001:db8:1::1")
@@ -99,7 +99,7 @@ func TestForwardedTenant(t *testing.T) {
 	quic, dns := udpSink(t, f.pub, "198.51.100.10:443"), udpSink(t, f.pub, "198.51.100.53:53")
 	inside := tcpSink(t, f.ctr, ":80")
 	peer := newNetns(t, false) // a second container on the same bridge
-	netnstest.Veth(t, netnstest.End{NS: f.host.NS, Dev: "vc2"}, netnstest.End{NS: peer.NS, Dev: "eth0", Addrs: []string{"172.17.0.3/16"}})
+	netnstest.Veth(t, netnstest.End{NS: f.host.Name, Dev: "vc2"}, netnstest.End{NS: peer.Name, Dev: "eth0", Addrs: []string{"172.17.0.3/16"}})
 	f.host.Run(t, "ip", "link", "set", "vc2", "master", "br-t1")
 	peerWeb := tcpSink(t, peer, ":80")
 

@@ -31,12 +31,12 @@ func TestForwardedStaysBetweenMembers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFwdTopo(t)
 			lan := newNetns(t, false)
-			netnstest.Veth(t, netnstest.End{NS: f.host.NS, Dev: "lan0", Addrs: []string{"172.24.0.1/24"}},
-				netnstest.End{NS: lan.NS, Dev: "eth0", Addrs: []string{"172.24.0.10/24"}})
+			netnstest.Veth(t, netnstest.End{NS: f.host.Name, Dev: "lan0", Addrs: []string{"172.24.0.1/24"}},
+				netnstest.End{NS: lan.Name, Dev: "eth0", Addrs: []string{"172.24.0.10/24"}})
 			lan.Run(t, "ip", "route", "add", "default", "via", "172.24.0.1")
 			peer := newNetns(t, false) // a second container on the same bridge
-			netnstest.Veth(t, netnstest.End{NS: f.host.NS, Dev: "vc2"},
-				netnstest.End{NS: peer.NS, Dev: "eth0", Addrs: []string{"172.17.0.3/16", "fd00:17::3/64"}})
+			netnstest.Veth(t, netnstest.End{NS: f.host.Name, Dev: "vc2"},
+				netnstest.End{NS: peer.Name, Dev: "eth0", Addrs: []string{"172.17.0.3/16", "fd00:17::3/64"}})
 			f.host.Run(t, "ip", "link", "set", "vc2", "master", "br-t1")
 
 			spec := DefaultSpec()
