@@ -116,9 +116,9 @@ type decider struct {
 func (d decider) decide(ctx context.Context, r sni.Result, orig netip.AddrPort) outcome {
 	mode := d.tenant.Mode()
 	switch {
-	case r.HTTP.CONNECT:
+	case r.CONNECT:
 		return refuse(mode, orig, reasonConnect, fmt.Sprintf("CONNECT to %q cannot be checked", r.Host()), "CONNECT is not allowed")
-	case r.HTTP.H2Preface:
+	case r.H2Preface:
 		return refuse(mode, orig, reasonH2Preface, "HTTP/2 prior knowledge names no host", "HTTP/2 without TLS is not allowed")
 	case r.Port != 0 && r.Port != orig.Port():
 		return refuse(mode, orig, reasonPortMismatch,

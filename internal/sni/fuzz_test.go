@@ -86,7 +86,7 @@ func FuzzHTTP(f *testing.F) {
 			checkName(t, want)
 			// Sniff gives up on a method of maxMethodLen bytes or more (an
 			// unknown protocol, reset), which httphead would read.
-			if len(want.HTTP.Method) < maxMethodLen && (k != KindHTTP || kst != Done) {
+			if len(want.HTTPMethod) < maxMethodLen && (k != KindHTTP || kst != Done) {
 				t.Fatalf("httphead.Parse is done but Sniff says %v, %v", k, kst)
 			}
 		}

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-
-	"github.com/egressfw/egressfw/internal/httphead"
 )
 
 // Default limits, used when the corresponding option or argument is <= 0.
@@ -102,8 +100,6 @@ type Result struct {
 	// Port is the explicit port of an HTTP Host header, absolute-form or
 	// CONNECT target; 0 when none was given (TLS never carries one).
 	Port uint16
-	// Name, Addr and Port are the destination whichever the protocol: for
-	// KindHTTP they are HTTP's.
 
 	// ALPN lists the ClientHello's application protocols in order.
 	ALPN []string
@@ -116,9 +112,15 @@ type Result struct {
 	// then the outer, public name and the real one is encrypted.
 	ECH bool
 
-	// HTTP is the request head of a KindHTTP connection (method, version,
-	// CONNECT, the HTTP/2 preface, where the head ends); zero for TLS.
-	HTTP httphead.Head
+	// HTTPMethod is the request method, e.g. "GET" ("PRI" for the preface).
+	HTTPMethod string
+	// HTTPVersion is "HTTP/1.0", "HTTP/1.1" or "HTTP/2.0" (preface only).
+	HTTPVersion string
+	// CONNECT reports a CONNECT request; Name/Addr/Port are its target.
+	CONNECT bool
+	// H2Preface reports the HTTP/2 prior-knowledge preface, which names no
+	// host in plain text: Name and Addr are empty.
+	H2Preface bool
 }
 
 // Host returns Name or, for an IP literal, the address in text form.

@@ -98,13 +98,14 @@ func (p *parser) parse(b []byte) (Result, Status, error) {
 	return httpResult(p.http.Parse(b))
 }
 
-// httpResult is a request head's parse as a Result: with NeedMore only
-// the Kind, as for TLS.
+// httpResult is a request head's parse as a Result (the HTTP fields are
+// the head's): with NeedMore only the Kind, as for TLS.
 func httpResult(h httphead.Head, st httphead.Status, err error) (Result, Status, error) {
 	if st == httphead.NeedMore {
 		return Result{Kind: KindHTTP}, NeedMore, nil
 	}
-	r := Result{Kind: KindHTTP, Name: h.Name, Addr: h.Addr, Port: h.Port, HTTP: h}
+	r := Result{Kind: KindHTTP, Name: h.Name, Addr: h.Addr, Port: h.Port,
+		HTTPMethod: h.Method, HTTPVersion: h.Version, CONNECT: h.CONNECT, H2Preface: h.H2Preface}
 	if st == httphead.Done {
 		return r, Done, nil
 	}
