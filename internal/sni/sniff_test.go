@@ -43,17 +43,17 @@ func TestSniff(t *testing.T) {
 func TestParseHTTPHeads(t *testing.T) {
 	const connect = "CONNECT a.example:8443 HTTP/1.1\r\nHost: a.example:8443\r\n\r\n"
 	cases := []struct {
-		name     string
-		in       string
-		st       Status
-		err      error // the sentinel of this package the error must wrap
-		headErr  error // and httphead's
-		host     string
-		port     uint16
-		method   string
-		connect  bool
-		h2       bool
-		version  string
+		name    string
+		in      string
+		st      Status
+		err     error // the sentinel of this package the error must wrap
+		headErr error // and httphead's
+		host    string
+		port    uint16
+		method  string
+		connect bool
+		h2      bool
+		version string
 	}{
 		{name: "name and port", in: "GET / HTTP/1.1\r\nHost: WWW.Example.test:8080\r\n\r\nbody", st: Done,
 			host: "www.example.test", port: 8080, method: "GET", version: "HTTP/1.1"},
