@@ -6,10 +6,10 @@
 // understands a TLS ClientHello (server_name, ALPN, versions, whether an
 // Encrypted Client Hello extension is present); an HTTP/1.x request head
 // (Host, absolute-form and CONNECT targets, the HTTP/2 prior-knowledge
-// preface) is read by internal/httphead, whose Head the Result carries.
-// Host strings from both go through internal/dnsname, so IP literals
-// become addresses and names are normalised the same way everywhere.
-// Parsers never panic, never read past what they are given and bound their
-// work by explicit limits; Peek reads a connection's first bytes under a
-// deadline, parsing each read where the last one stopped.
+// preface) is read by internal/httphead, and the Result carries its host
+// and method. Host strings from both go through internal/dnsname, so IP
+// literals become addresses and names are normalised the same way
+// everywhere. Parsers never panic, never read past what they are given and
+// bound their work by explicit limits; Peek reads a connection's first
+// bytes under a deadline, parsing each read where the last one stopped.
 package sni
