@@ -6,13 +6,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/netnstest"
 	"github.com/miekg/dns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -32,7 +32,7 @@ type asked struct {
 func dnsServe(t *testing.T, ns *testNetns, addr, answer string, transparent bool) <-chan asked {
 	t.Helper()
 	ch := make(chan asked, 32)
-	h, err := netlink.NewHandleAt(netns.NsHandle(ns.fd))
+	h, err := netlink.NewHandleAt(netns.NsHandle(ns.Fd()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func dnsServe(t *testing.T, ns *testNetns, addr, answer string, transparent bool
 	if strings.HasPrefix(addr, "[") {
 		network = "udp6"
 	}
-	ns.do(t, func() { pc, err = lc.ListenPacket(context.Background(), network, addr) })
+	ns.Do(t, func() { pc, err = lc.ListenPacket(context.Background(), network, addr) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func dnsClient(t *testing.T, ns *testNetns, c client, network, server string) st
 		return runClient(t, ns, c, "dns+"+network, server, "x")
 	}
 	var out string
-	ns.do(t, func() { out = dnsExchange(network, server) })
+	ns.Do(t, func() { out = dnsExchange(network, server) })
 	return out
 }
 
@@ -167,7 +167,7 @@ func expectAsked(t *testing.T, what string, ch <-chan asked, local, orig string)
 // stays denied.
 func TestTenantDNSLocal(t *testing.T) {
 	ns := newNetns(t, true)
-	ns.run(t, "ip", "addr", "add", "127.0.0.53/8", "dev", "lo")
+	ns.Run(t, "ip", "addr", "add", "127.0.0.53/8", "dev", "lo")
 	mnt, root := testCgroups(t)
 	for _, d := range []string{"a", "d", "other"} {
 		if err := os.Mkdir(filepath.Join(mnt, root, d), 0o755); err != nil {
@@ -251,14 +251,13 @@ func TestTenantDNSLocal(t *testing.T) {
 // runIn runs argv inside ns and the client's cgroup and returns its output.
 func runIn(t *testing.T, ns *testNetns, c client, argv ...string) string {
 	t.Helper()
-	cmd := exec.Command("nsenter", append([]string{"--net=/run/netns/" + ns.name}, argv...)...)
+	cmd := ns.Cmd(argv...)
 	if c.cgroup != "" {
-		dir, err := os.Open(c.cgroup)
+		closeFD, err := netnstest.IntoCgroup(cmd, c.cgroup)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer dir.Close()
-		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd())}
+		defer closeFD()
 	}
 	out, _ := cmd.CombinedOutput()
 	return string(out)

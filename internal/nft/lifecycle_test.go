@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -184,7 +183,7 @@ func routingState(t *testing.T, ns *testNetns, spec Spec) string {
 		}
 		for _, table := range []string{"1515", "1600"} {
 			// A table that never existed is an error for ip(8); treat it as empty.
-			out, _ := exec.Command("nsenter", "--net=/run/netns/"+ns.Name, "ip", fam, "route", "show", "table", table).Output()
+			out, _ := ns.Cmd("ip", fam, "route", "show", "table", table).Output()
 			if r := strings.TrimSpace(string(out)); r != "" {
 				b.WriteString(fam + " table " + table + ": " + r + "\n")
 			}

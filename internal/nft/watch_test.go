@@ -3,7 +3,6 @@ package nft
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -160,7 +159,7 @@ func TestWatchRetries(t *testing.T) {
 	want := blocks(ns.nft(t, "list", "table", "inet", "egressfw"))
 
 	// nft -i keeps its socket (and so its table) until stdin closes.
-	owner := exec.Command("nsenter", "--net=/run/netns/"+ns.Name, "nft", "-i")
+	owner := ns.Cmd("nft", "-i")
 	stdin, err := owner.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -369,7 +368,7 @@ func TestWatchDuringOwnCommits(t *testing.T) {
 		}
 		deadline := time.After(10 * time.Second)
 		for {
-			if out, err := exec.Command("nsenter", "--net=/run/netns/"+ns.Name, "nft", "list", "table", "inet", "egressfw").Output(); err == nil &&
+			if out, err := ns.Cmd("nft", "list", "table", "inet", "egressfw").Output(); err == nil &&
 				slices.Equal(blocks(string(out)), blocks(want)) {
 				break
 			}
