@@ -20,5 +20,7 @@ if [ -n "$missing" ]; then
 fi
 [ -x bin/egressfw ] || { echo "bench: bin/egressfw missing (make build)" >&2; exit 1; }
 mkdir -p bench/.bin
-"$GO" build -trimpath -o bench/.bin/ ./bench/cmd/...
+# bench/ is its own Go module (bench/go.mod: the chart's gonum.org/v1/plot stays out of
+# egressfw's go.mod); it builds against this checkout through its replace directive.
+(cd bench && "$GO" build -trimpath -o .bin/ ./cmd/...)
 exec bench/.bin/benchrun -bin bench/.bin -egressfw bin/egressfw -conf bench/conf -out bench

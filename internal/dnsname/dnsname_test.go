@@ -1,8 +1,11 @@
 package dnsname
 
 import (
+	"bufio"
 	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -119,24 +122,47 @@ func TestNormalizeASCIIDoesNotAllocate(t *testing.T) {
 	}
 }
 
+// FuzzHost fuzzes Host on the host strings the parsers feed it (seeds in
+// testdata/hosts.txt: SNI and Host header spellings, inet_aton forms,
+// IPv6 with and without brackets): an error gives neither a name nor an
+// address, otherwise exactly one; a name is a fixed point of Normalize and
+// of Host and never an IP literal; an address round-trips through
+// ParseIPLiteral.
 func FuzzHost(f *testing.F) {
 	for _, s := range []string{"example.com", "0x0a.1", "[::1]", "bücher.example", "1.2.3.4.5", "a..b", "2130706433"} {
 		f.Add(s)
 	}
+	file, err := os.Open(filepath.Join("testdata", "hosts.txt"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer file.Close()
+	for sc := bufio.NewScanner(file); sc.Scan(); {
+		f.Add(sc.Text())
+	}
 	f.Fuzz(func(t *testing.T, s string) {
 		name, addr, err := Host(s)
 		if err != nil {
+			if name != "" || addr.IsValid() {
+				t.Fatalf("Host(%q) = %q, %v with error %v", s, name, addr, err)
+			}
 			return
 		}
 		if addr.IsValid() == (name != "") {
 			t.Fatalf("Host(%q) = %q, %v: want exactly one of name and address", s, name, addr)
 		}
-		if name == "" {
+		if addr.IsValid() {
+			if back, ok := ParseIPLiteral(addr.String()); !ok || back != addr {
+				t.Fatalf("Host(%q) = %v, which does not round-trip (%v, %v)", s, addr, back, ok)
+			}
 			return
 		}
 		// A normalised name is a fixed point and never an IP literal.
 		if again, err := Normalize(name); err != nil || again != name {
 			t.Fatalf("Normalize(%q) = %q, %v after Host(%q)", name, again, err, s)
+		}
+		if again, a2, err := Host(name); again != name || a2.IsValid() || err != nil {
+			t.Fatalf("Host(%q) = %q, but Host(%q) = %q, %v, %v", s, name, name, again, a2, err)
 		}
 		if _, ok := ParseIPLiteral(name); ok {
 			t.Fatalf("Host(%q) returned name %q that parses as an IP literal", s, name)

@@ -1,6 +1,7 @@
 // Package dnstest runs a small authoritative DNS server for tests: a zone of
-// A and AAAA records, per-name answer functions for tricks such as DNS
-// rebinding, and a count of the queries it received. It is test support and
+// A and AAAA records, records of any other type (HTTPS, SVCB, TXT, ...),
+// per-name answer functions for tricks such as DNS rebinding, and a count
+// of the queries it received. It is test support and
 // is never linked into the egressfw binary.
 package dnstest
 
@@ -28,6 +29,7 @@ type Server struct {
 	mu      sync.Mutex
 	static  map[string][]netip.Addr
 	cnames  map[string]string
+	records map[string][]dns.RR // by owner, any type
 	funcs   map[string]AnswerFunc
 	perName map[string]int
 	queries atomic.Int64
@@ -37,7 +39,8 @@ type Server struct {
 
 // Start serves on addr ("127.0.0.1:0" for a free port) until Close.
 func Start(addr string) (*Server, error) {
-	s := &Server{static: map[string][]netip.Addr{}, cnames: map[string]string{}, funcs: map[string]AnswerFunc{}, perName: map[string]int{}}
+	s := &Server{static: map[string][]netip.Addr{}, cnames: map[string]string{}, records: map[string][]dns.RR{},
+		funcs: map[string]AnswerFunc{}, perName: map[string]int{}}
 	var pc net.PacketConn
 	var ln net.Listener
 	var err error
@@ -99,6 +102,24 @@ func (s *Server) SetCNAME(name, target string) {
 	s.cnames[canonical(name)] = canonical(target)
 }
 
+// SetRecords adds records in zone-file syntax ("svc.example. 60 IN HTTPS
+// 1 . alpn=h3,h2 ech=AEn+DQ=="): a question of a record's type about its
+// owner is answered with every such record, TTLs as written. An owner with
+// records but none of the asked type answers NODATA.
+func (s *Server) SetRecords(rrs ...string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, text := range rrs {
+		rr, err := dns.NewRR(text)
+		if err != nil {
+			return err
+		}
+		owner := canonical(rr.Header().Name)
+		s.records[owner] = append(s.records[owner], rr)
+	}
+	return nil
+}
+
 // SetFunc makes name answer with whatever f returns.
 func (s *Server) SetFunc(name string, f AnswerFunc) {
 	s.mu.Lock()
@@ -133,8 +154,13 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		owner = target
 	}
 	addrs, ok := s.answer(canonical(owner), q.Qtype)
-	if !ok {
+	rrs, exists := s.recordsOf(canonical(owner), q.Qtype)
+	if !ok && !exists {
 		m.Rcode = dns.RcodeNameError
+	}
+	for _, rr := range rrs {
+		rr.Header().Name = owner
+		m.Answer = append(m.Answer, rr)
 	}
 	for _, a := range addrs {
 		hdr := dns.RR_Header{Name: owner, Class: dns.ClassINET, Ttl: s.TTL}
@@ -155,6 +181,20 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		m.Truncate(size)
 	}
 	_ = w.WriteMsg(m)
+}
+
+// recordsOf returns copies of name's records of qtype, and whether name
+// has records of any type.
+func (s *Server) recordsOf(name string, qtype uint16) ([]dns.RR, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []dns.RR
+	for _, rr := range s.records[name] {
+		if rr.Header().Rrtype == qtype {
+			out = append(out, dns.Copy(rr))
+		}
+	}
+	return out, len(s.records[name]) > 0
 }
 
 func (s *Server) cname(name string) (string, bool) {

@@ -1,15 +1,14 @@
 package docker
 
 import (
-	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/egressfw/egressfw/internal/dockertest"
+	"github.com/egressfw/egressfw/internal/netnstest"
 )
 
 // dockerd is a real Docker daemon in a network namespace the test
@@ -22,14 +21,8 @@ type dockerd struct {
 const testImage = dockertest.Image
 
 func startDockerd(t *testing.T) *dockerd {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run dockerd in a network namespace (CI runs as root)")
-	}
-	id := fmt.Sprintf("egfw-dk-%d", os.Getpid())
-	run(t, "ip", "netns", "add", id)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", id).Run() })
-	run(t, "ip", "-n", id, "link", "set", "lo", "up")
-	d := &dockerd{Dockerd: dockertest.Start(t, id, id), ns: id}
+	ns := netnstest.New(t, netnstest.UniqueName("egfw-dk-"))
+	d := &dockerd{Dockerd: dockertest.Start(t, ns.Name, ns.Name), ns: ns.Name}
 	d.BuildImage()
 	return d
 }
@@ -37,7 +30,7 @@ func startDockerd(t *testing.T) *dockerd {
 // ifindex is the ifindex of dev in namespace ns (a path).
 func ifindex(t *testing.T, ns, dev string) int {
 	t.Helper()
-	out := run(t, "nsenter", "--net="+ns, "ip", "-o", "link", "show", dev)
+	out := netnstest.Output(t, netnstest.Cmd(ns, "ip", "-o", "link", "show", dev))
 	n, err := strconv.Atoi(strings.SplitN(out, ":", 2)[0])
 	if err != nil {
 		t.Fatalf("ifindex of %s: %q", dev, out)
@@ -49,7 +42,7 @@ func ifindex(t *testing.T, ns, dev string) int {
 // container sees it ("eth0@if7").
 func peerIndex(t *testing.T, pid, dev string) int {
 	t.Helper()
-	out := run(t, "nsenter", "--net=/proc/"+pid+"/ns/net", "ip", "-o", "link", "show", dev)
+	out := netnstest.Output(t, netnstest.Cmd("/proc/"+pid+"/ns/net", "ip", "-o", "link", "show", dev))
 	_, after, _ := strings.Cut(out, "@if")
 	n, err := strconv.Atoi(strings.SplitN(after, ":", 2)[0])
 	if err != nil {
@@ -60,11 +53,7 @@ func peerIndex(t *testing.T, pid, dev string) int {
 
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return netnstest.Run(t, name, args...)
 }
 
 // hostPortsOf is the real port finder of d's namespace.

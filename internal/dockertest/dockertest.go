@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/egressfw/egressfw/internal/netnstest"
 )
 
 // Image is the image BuildImage builds: FROM scratch, /bin/busybox.
@@ -33,9 +35,11 @@ type Dockerd struct {
 	done   chan struct{}
 }
 
-// Start starts dockerd in the network namespace /run/netns/<netns>, with
-// its files in <tmp>/<id>-dk and its containers' cgroups below
-// /<id>-docker (not the host-wide /docker). id must be unique per process.
+// Start starts dockerd in the network namespace netns (a name or a path,
+// see netnstest.Cmd), with its files in <tmp>/<id>-dk and its containers'
+// cgroups below /<id>-docker (not the host-wide /docker). id must be
+// unique per process (netnstest.UniqueName: netnstest.RemoveStale then
+// knows the files of a crashed run).
 func Start(t testing.TB, netns, id string) *Dockerd {
 	t.Helper()
 	for _, bin := range []string{"dockerd", "docker", "busybox", "nsenter"} {
@@ -61,7 +65,7 @@ func Start(t testing.TB, netns, id string) *Dockerd {
 func (d *Dockerd) Up() {
 	t := d.t
 	t.Helper()
-	d.cmd = exec.Command("nsenter", "--net=/run/netns/"+d.netns, "--", "dockerd", "--data-root", filepath.Join(d.Dir, "data"),
+	d.cmd = netnstest.Cmd(d.netns, "dockerd", "--data-root", filepath.Join(d.Dir, "data"),
 		"--exec-root", filepath.Join(d.Dir, "exec"), "-H", "unix://"+d.Sock,
 		"--pidfile", filepath.Join(d.Dir, "pid"), "--storage-driver", "vfs",
 		"--cgroup-parent", "/"+d.cgroup, "--shutdown-timeout", "1")

@@ -98,7 +98,7 @@ func benchContainerRate(b *testing.B) {
 			}
 			count := tp.countFrom(b, a.ip4)
 			var sent int
-			a.ns.do(b, func() { sent = blast(b, "198.51.100.10:9", time.Second) })
+			a.ns.Do(b, func() { sent = blast(b, "198.51.100.10:9", time.Second) })
 			time.Sleep(50 * time.Millisecond)
 			got := count()[a.ip4]
 			if got == 0 || got > sent {

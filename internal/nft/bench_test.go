@@ -135,7 +135,7 @@ func BenchmarkRestore(b *testing.B) {
 				spec, ids := benchSpec(n)
 				ns, m, got := watching(b, spec, ids)
 				waitSpare(b, m)
-				other, err := nftables.New(nftables.WithNetNSFd(ns.fd))
+				other, err := nftables.New(nftables.WithNetNSFd(ns.Fd()))
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -190,7 +190,7 @@ func flowsFrom(t *testing.T, ns *testNetns, a netip.Addr) int {
 	t.Helper()
 	var flows []*netlink.ConntrackFlow
 	var err error
-	ns.do(t, func() { flows, err = netlink.ConntrackTableList(netlink.ConntrackTable, unix.AF_INET) })
+	ns.Do(t, func() { flows, err = netlink.ConntrackTableList(netlink.ConntrackTable, unix.AF_INET) })
 	if err != nil {
 		t.Fatal(err)
 	}

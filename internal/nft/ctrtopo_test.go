@@ -57,32 +57,32 @@ func newCtrTopo(t testing.TB, brnf bool) *ctrTopo {
 	tp := &ctrTopo{host: newNetns(t, false), out: newNetns(t, false), brMAC: brMAC, spec: containerSpec()}
 	h, o := tp.host, tp.out
 	on := map[bool]string{true: "1", false: "0"}[brnf]
-	h.run(t, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables="+on, "net.bridge.bridge-nf-call-ip6tables="+on,
+	h.Run(t, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables="+on, "net.bridge.bridge-nf-call-ip6tables="+on,
 		"net.bridge.bridge-nf-call-arptables="+on, "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
-	h.run(t, "ip", "link", "add", "br-c", "address", brMAC.String(), "type", "bridge")
-	h.run(t, "ip", "addr", "add", "172.18.0.1/24", "dev", "br-c")
-	h.run(t, "ip", "-6", "addr", "add", "fd00:18::1/64", "dev", "br-c", "nodad")
-	h.run(t, "ip", "link", "set", "br-c", "up")
+	h.Run(t, "ip", "link", "add", "br-c", "address", brMAC.String(), "type", "bridge")
+	h.Run(t, "ip", "addr", "add", "172.18.0.1/24", "dev", "br-c")
+	h.Run(t, "ip", "-6", "addr", "add", "fd00:18::1/64", "dev", "br-c", "nodad")
+	h.Run(t, "ip", "link", "set", "br-c", "up")
 	// fixed MACs and neighbour entries: no neighbour discovery on the
 	// uplink while its link-local addresses are still tentative
-	h.run(t, "ip", "link", "add", "up0", "address", "02:00:00:00:01:01", "type", "veth",
-		"peer", "name", "eth0", "address", "02:00:00:00:01:02", "netns", o.name)
+	h.Run(t, "ip", "link", "add", "up0", "address", "02:00:00:00:01:01", "type", "veth",
+		"peer", "name", "eth0", "address", "02:00:00:00:01:02", "netns", o.Name)
 	for _, a := range []string{"198.51.100.10", "10.20.0.20", "2001:db8:1::10"} {
-		h.run(t, "ip", "neigh", "replace", a, "lladdr", "02:00:00:00:01:02", "dev", "up0", "nud", "permanent")
+		h.Run(t, "ip", "neigh", "replace", a, "lladdr", "02:00:00:00:01:02", "dev", "up0", "nud", "permanent")
 	}
 	for _, a := range []string{"198.51.100.1", "2001:db8:1::1"} {
-		o.run(t, "ip", "neigh", "replace", a, "lladdr", "02:00:00:00:01:01", "dev", "eth0", "nud", "permanent")
+		o.Run(t, "ip", "neigh", "replace", a, "lladdr", "02:00:00:00:01:01", "dev", "eth0", "nud", "permanent")
 	}
-	h.run(t, "ip", "addr", "add", "198.51.100.1/24", "dev", "up0")
-	h.run(t, "ip", "-6", "addr", "add", "2001:db8:1::1/64", "dev", "up0", "nodad")
-	h.run(t, "ip", "link", "set", "up0", "up")
-	h.run(t, "ip", "route", "add", "10.20.0.0/24", "via", "198.51.100.10")
-	o.run(t, "ip", "link", "set", "eth0", "up")
-	o.run(t, "ip", "addr", "add", "198.51.100.10/24", "dev", "eth0")
-	o.run(t, "ip", "addr", "add", "10.20.0.20/32", "dev", "eth0")
-	o.run(t, "ip", "-6", "addr", "add", "2001:db8:1::10/64", "dev", "eth0", "nodad")
-	o.run(t, "ip", "route", "add", "172.18.0.0/24", "via", "198.51.100.1")
-	o.run(t, "ip", "-6", "route", "add", "fd00:18::/64", "via", "2001:db8:1::1")
+	h.Run(t, "ip", "addr", "add", "198.51.100.1/24", "dev", "up0")
+	h.Run(t, "ip", "-6", "addr", "add", "2001:db8:1::1/64", "dev", "up0", "nodad")
+	h.Run(t, "ip", "link", "set", "up0", "up")
+	h.Run(t, "ip", "route", "add", "10.20.0.0/24", "via", "198.51.100.10")
+	o.Run(t, "ip", "link", "set", "eth0", "up")
+	o.Run(t, "ip", "addr", "add", "198.51.100.10/24", "dev", "eth0")
+	o.Run(t, "ip", "addr", "add", "10.20.0.20/32", "dev", "eth0")
+	o.Run(t, "ip", "-6", "addr", "add", "2001:db8:1::10/64", "dev", "eth0", "nodad")
+	o.Run(t, "ip", "route", "add", "172.18.0.0/24", "via", "198.51.100.1")
+	o.Run(t, "ip", "-6", "route", "add", "fd00:18::/64", "via", "2001:db8:1::1")
 	tp.m = h.manager(t)
 	if err := tp.m.Apply(tp.spec, nil); err != nil {
 		t.Fatal(err)
@@ -97,15 +97,15 @@ func (tp *ctrTopo) container(t testing.TB, port string, n byte) *ctr {
 	c := &ctr{ns: newNetns(t, false), port: port, mac: net.HardwareAddr{2, 0, 0, 0, 0, n},
 		ip4: netip.AddrFrom4([4]byte{172, 18, 0, n}), ip6: netip.MustParseAddr(fmt.Sprintf("fd00:18::%x", n))}
 	h := tp.host
-	h.run(t, "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", c.ns.name)
-	h.run(t, "ip", "link", "set", port, "master", "br-c", "up")
-	c.ns.run(t, "ip", "link", "set", "eth0", "address", c.mac.String(), "up")
-	c.ns.run(t, "ip", "addr", "add", c.ip4.String()+"/24", "dev", "eth0")
-	c.ns.run(t, "ip", "-6", "addr", "add", c.ip6.String()+"/64", "dev", "eth0", "nodad")
-	c.ns.run(t, "ip", "route", "add", "default", "via", "172.18.0.1")
-	c.ns.run(t, "ip", "-6", "route", "add", "default", "via", "fd00:18::1")
+	h.Run(t, "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", c.ns.Name)
+	h.Run(t, "ip", "link", "set", port, "master", "br-c", "up")
+	c.ns.Run(t, "ip", "link", "set", "eth0", "address", c.mac.String(), "up")
+	c.ns.Run(t, "ip", "addr", "add", c.ip4.String()+"/24", "dev", "eth0")
+	c.ns.Run(t, "ip", "-6", "addr", "add", c.ip6.String()+"/64", "dev", "eth0", "nodad")
+	c.ns.Run(t, "ip", "route", "add", "default", "via", "172.18.0.1")
+	c.ns.Run(t, "ip", "-6", "route", "add", "default", "via", "fd00:18::1")
 	// nsenter keeps the caller's /sys: ask rtnetlink ("7: pa@if2: ...")
-	idx, err := strconv.Atoi(strings.SplitN(h.run(t, "ip", "-o", "link", "show", port), ":", 2)[0])
+	idx, err := strconv.Atoi(strings.SplitN(h.Run(t, "ip", "-o", "link", "show", port), ":", 2)[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,5 +146,5 @@ var counted = regexp.MustCompile(`packets (\d+) bytes \d+ comment "([^"]+)"`)
 // neighbour is the host's neighbour entry for a on br-c ("" if none).
 func (tp *ctrTopo) neighbour(t *testing.T, a netip.Addr) string {
 	t.Helper()
-	return strings.TrimSpace(tp.host.run(t, "ip", "neigh", "show", a.String(), "dev", "br-c"))
+	return strings.TrimSpace(tp.host.Run(t, "ip", "neigh", "show", a.String(), "dev", "br-c"))
 }

@@ -226,6 +226,9 @@ func natChain(table *nftables.Table, tenants []Tenant) *chainDef {
 			for _, r := range stays(&t, match, false) {
 				c.rules = append(c.rules, r.add("accept", accept))
 			}
+			if t.DNS == DNSIntercept {
+				c.rules = append(c.rules, natDNSRules(&t, match)...)
+			}
 			icpt := func() *ruleDef {
 				return match().add("tcp dport @"+setIntercept, append(l4proto(unix.IPPROTO_TCP), thDport(), lookup(setIntercept, 0))...)
 			}

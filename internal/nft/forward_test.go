@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/egressfw/egressfw/internal/netnstest"
 )
 
 // fwdTopo is a host namespace routing between a container namespace
@@ -19,32 +21,22 @@ func newFwdTopo(t *testing.T) *fwdTopo {
 	t.Helper()
 	f := &fwdTopo{host: newNetns(t, false), ctr: newNetns(t, false), pub: newNetns(t, false)}
 	h, c, p := f.host, f.ctr, f.pub
-	h.run(t, "ip", "link", "add", "br-t1", "type", "bridge")
-	h.run(t, "ip", "addr", "add", "172.17.0.1/16", "dev", "br-t1")
-	h.run(t, "ip", "-6", "addr", "add", "fd00:17::1/64", "dev", "br-t1", "nodad")
-	h.run(t, "ip", "link", "set", "br-t1", "up")
-	h.run(t, "ip", "link", "add", "vc1", "type", "veth", "peer", "name", "eth0", "netns", c.name)
-	h.run(t, "ip", "link", "set", "vc1", "master", "br-t1", "up")
-	c.run(t, "ip", "link", "set", "eth0", "up")
-	c.run(t, "ip", "addr", "add", "172.17.0.2/16", "dev", "eth0")
-	c.run(t, "ip", "addr", "add", "10.9.9.9/32", "dev", "eth0") // a spoofed source
-	c.run(t, "ip", "-6", "addr", "add", "fd00:17::2/64", "dev", "eth0", "nodad")
-	c.run(t, "ip", "route", "add", "default", "via", "172.17.0.1")
-	c.run(t, "ip", "-6", "route", "add", "default", "via", "fd00:17::1")
-	h.run(t, "ip", "link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", p.name)
-	h.run(t, "ip", "addr", "add", "198.51.100.1/24", "dev", "up0")
-	h.run(t, "ip", "-6", "addr", "add", "2001:db8:1::1/64", "dev", "up0", "nodad")
-	h.run(t, "ip", "link", "set", "up0", "up")
-	p.run(t, "ip", "link", "set", "eth0", "up")
-	for _, a := range []string{"198.51.100.10/24", "198.51.100.53/24"} {
-		p.run(t, "ip", "addr", "add", a, "dev", "eth0")
-	}
-	p.run(t, "ip", "-6", "addr", "add", "2001:db8:1::10/64", "dev", "eth0", "nodad")
-	p.run(t, "ip", "route", "add", "172.17.0.0/16", "via", "198.51.100.1")
-	p.run(t, "ip", "route", "add", "10.9.9.9/32", "via", "198.51.100.1")
-	p.run(t, "ip", "-6", "route", "add", "fd00:17::/64", "via", "2001:db8:1::1")
-	h.run(t, "ip", "route", "add", "10.9.9.9/32", "via", "172.17.0.2") // the spoofer would even be routed back
-	h.run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+	h.Run(t, "ip", "link", "add", "br-t1", "type", "bridge")
+	h.Run(t, "ip", "addr", "add", "172.17.0.1/16", "dev", "br-t1")
+	h.Run(t, "ip", "-6", "addr", "add", "fd00:17::1/64", "dev", "br-t1", "nodad")
+	h.Run(t, "ip", "link", "set", "br-t1", "up")
+	netnstest.Veth(t, netnstest.End{NS: h.Name, Dev: "vc1"},
+		netnstest.End{NS: c.Name, Dev: "eth0", Addrs: []string{"172.17.0.2/16", "10.9.9.9/32" /* a spoofed source */, "fd00:17::2/64"}})
+	h.Run(t, "ip", "link", "set", "vc1", "master", "br-t1")
+	c.Run(t, "ip", "route", "add", "default", "via", "172.17.0.1")
+	c.Run(t, "ip", "-6", "route", "add", "default", "via", "fd00:17::1")
+	netnstest.Veth(t, netnstest.End{NS: h.Name, Dev: "up0", Addrs: []string{"198.51.100.1/24", "2001:db8:1::1/64"}},
+		netnstest.End{NS: p.Name, Dev: "eth0", Addrs: []string{"198.51.100.10/24", "198.51.100.53/24", "2001:db8:1::10/64"}})
+	p.Run(t, "ip", "route", "add", "172.17.0.0/16", "via", "198.51.100.1")
+	p.Run(t, "ip", "route", "add", "10.9.9.9/32", "via", "198.51.100.1")
+	p.Run(t, "ip", "-6", "route", "add", "fd00:17::/64", "via", "2001:db8:1::1")
+	h.Run(t, "ip", "route", "add", "10.9.9.9/32", "via", "172.17.0.2") // the spoofer would even be routed back
+	h.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
 	return f
 }
 
@@ -62,7 +54,7 @@ func dialFrom(t *testing.T, ns *testNetns, network, laddr, raddr string) string 
 	}
 	var c net.Conn
 	var err error
-	ns.do(t, func() { c, err = d.Dial(network, raddr) })
+	ns.Do(t, func() { c, err = d.Dial(network, raddr) })
 	switch {
 	case err == nil:
 		defer c.Close()
@@ -100,17 +92,15 @@ func TestForwardedTenant(t *testing.T) {
 	if err := f.host.manager(t).Apply(spec, nil); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("host bridge-nf-call-iptables: %s", strings.TrimSpace(f.host.run(t, "sysctl", "-n", "net.bridge.bridge-nf-call-iptables")))
+	t.Logf("host bridge-nf-call-iptables: %s", strings.TrimSpace(f.host.Run(t, "sysctl", "-n", "net.bridge.bridge-nf-call-iptables")))
 	listener := sink(listenTCP(t, f.host, ":15001", true)) // wildcard, transparent as egressfw's (see TestListenerPortSquatter)
 	hostSSH := tcpSink(t, f.host, ":22")
 	web, other := tcpSink(t, f.pub, ":80"), tcpSink(t, f.pub, ":8080")
 	quic, dns := udpSink(t, f.pub, "198.51.100.10:443"), udpSink(t, f.pub, "198.51.100.53:53")
 	inside := tcpSink(t, f.ctr, ":80")
 	peer := newNetns(t, false) // a second container on the same bridge
-	f.host.run(t, "ip", "link", "add", "vc2", "type", "veth", "peer", "name", "eth0", "netns", peer.name)
-	f.host.run(t, "ip", "link", "set", "vc2", "master", "br-t1", "up")
-	peer.run(t, "ip", "addr", "add", "172.17.0.3/16", "dev", "eth0")
-	peer.run(t, "ip", "link", "set", "eth0", "up")
+	netnstest.Veth(t, netnstest.End{NS: f.host.Name, Dev: "vc2"}, netnstest.End{NS: peer.Name, Dev: "eth0", Addrs: []string{"172.17.0.3/16"}})
+	f.host.Run(t, "ip", "link", "set", "vc2", "master", "br-t1")
 	peerWeb := tcpSink(t, peer, ":80")
 
 	intercepted := []struct{ name, raddr, wantLocal string }{

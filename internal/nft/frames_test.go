@@ -123,7 +123,7 @@ func neighborAdvert(mac net.HardwareAddr, src, dst, target netip.Addr, dstMAC ne
 // with CAP_NET_RAW can).
 func sendFrames(t *testing.T, ns *testNetns, dev string, frames ...[]byte) {
 	t.Helper()
-	ns.do(t, func() {
+	ns.Do(t, func() {
 		ifi, err := net.InterfaceByName(dev)
 		if err != nil {
 			t.Fatal(err)

@@ -1,18 +1,16 @@
 package nft
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/netnstest"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,6 +23,9 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(helperEnv); spec != "" {
 		fmt.Println(helperMain(spec))
 		os.Exit(0)
+	}
+	if os.Geteuid() == 0 {
+		netnstest.RemoveStale(prefix)
 	}
 	os.Exit(m.Run())
 }
@@ -52,6 +53,9 @@ func helperMain(spec string) string {
 		case "src":
 			fmt.Sscan(v, &srcPort)
 		}
+	}
+	if proto, ok := strings.CutPrefix(network, "dns+"); ok {
+		return dnsExchange(proto, addr)
 	}
 	for i := 1; i < repeat; i++ { // all but the last; each must connect
 		if res := dialOnce(network, addr, payload, bindDev, srcPort); !strings.HasPrefix(res, "OK") {
@@ -122,83 +126,18 @@ func runClient(t *testing.T, ns *testNetns, c client, network, addr, payload str
 	if c.srcPort != 0 {
 		spec += fmt.Sprintf(" src=%d", c.srcPort)
 	}
-	cmd := exec.Command("nsenter", "--net=/run/netns/"+ns.name, os.Args[0], "-test.run=^$")
+	cmd := ns.Cmd(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+spec)
 	if c.cgroup != "" {
-		dir, err := os.Open(c.cgroup)
+		closeFD, err := netnstest.IntoCgroup(cmd, c.cgroup)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer dir.Close()
-		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd())}
+		defer closeFD()
 	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("helper %q: %v: %s", spec, err, out)
 	}
 	return strings.TrimSpace(string(out))
-}
-
-// cgroup2Mount finds the cgroup2 mount point from mountinfo (package cgroup
-// does this for the product; leaf packages do not import each other).
-func cgroup2Mount(t *testing.T) string {
-	t.Helper()
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		for i, x := range fields {
-			if x == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" && fields[3] == "/" {
-				return fields[4]
-			}
-		}
-	}
-	t.Skip("no cgroup2 mount")
-	return ""
-}
-
-// testCgroups creates <mount>/egressfw-test-XXX and returns the mount and
-// the test's relative root; everything below is removed at test end.
-func testCgroups(t *testing.T) (mnt, rel string) {
-	t.Helper()
-	mnt = cgroup2Mount(t)
-	dir, err := os.MkdirTemp(mnt, "egressfw-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { removeCgroupTree(t, dir) })
-	return mnt, filepath.Base(dir)
-}
-
-// removeCgroupTree removes dir and its sub-cgroups, deepest first (the
-// helper processes have exited by then, so they are empty).
-func removeCgroupTree(t *testing.T, dir string) {
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		if e.IsDir() {
-			removeCgroupTree(t, filepath.Join(dir, e.Name()))
-		}
-	}
-	var err error
-	for range 50 { // a just-exited child may still be counted for a moment
-		if err = os.Remove(dir); err == nil || os.IsNotExist(err) {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Errorf("remove cgroup %s: %v", dir, err)
-}
-
-// cgroupID is the inode number of a cgroup directory.
-func cgroupID(t *testing.T, dir string) uint64 {
-	t.Helper()
-	var st unix.Stat_t
-	if err := unix.Stat(dir, &st); err != nil {
-		t.Fatal(err)
-	}
-	return st.Ino
 }

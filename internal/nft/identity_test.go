@@ -131,9 +131,9 @@ func checkSpoofing(t *testing.T, tp *ctrTopo, a, b *ctr) {
 // before the routing decision, so another program's fwmark rule that
 // happens to equal a labelled tenant's slot (2 here) reroutes nothing.
 func checkMarkCleared(t *testing.T, tp *ctrTopo, a *ctr) {
-	tp.host.run(t, "ip", "route", "add", "unreachable", "default", "table", "200")
-	tp.host.run(t, "ip", "rule", "add", "fwmark", "2", "lookup", "200", "pref", "100")
-	t.Cleanup(func() { tp.host.run(t, "ip", "rule", "del", "pref", "100") })
+	tp.host.Run(t, "ip", "route", "add", "unreachable", "default", "table", "200")
+	tp.host.Run(t, "ip", "rule", "add", "fwmark", "2", "lookup", "200", "pref", "100")
+	t.Cleanup(func() { tp.host.Run(t, "ip", "rule", "del", "pref", "100") })
 	wiki := tcpSink(t, tp.out, "10.20.0.20:8080")
 	if got := dialFrom(t, a.ns, "tcp", "", "10.20.0.20:8080"); got != "ok" {
 		t.Fatalf("labelled A to the wiki with a foreign fwmark 2 rule = %s, want ok", got)
@@ -145,7 +145,7 @@ func checkMarkCleared(t *testing.T, tp *ctrTopo, a *ctr) {
 // from B claiming A's addresses leave the host's entries for A alone.
 func checkPoisoning(t *testing.T, tp *ctrTopo, a, b *ctr) {
 	for _, addr := range []netip.Addr{a.ip4, a.ip6} { // as a ping would leave them
-		tp.host.run(t, "ip", "neigh", "replace", addr.String(), "lladdr", a.mac.String(), "dev", "br-c", "nud", "reachable")
+		tp.host.Run(t, "ip", "neigh", "replace", addr.String(), "lladdr", a.mac.String(), "dev", "br-c", "nud", "reachable")
 	}
 	time.Sleep(1100 * time.Millisecond) // past the kernel's ARP locktime (1s), which ignores replies to a fresh entry
 	host6 := netip.MustParseAddr("fd00:18::1")
@@ -164,8 +164,8 @@ func checkPoisoning(t *testing.T, tp *ctrTopo, a, b *ctr) {
 // dropped, and the bridge keeps A's MAC on A's port.
 func checkMACChange(t *testing.T, tp *ctrTopo, a, b *ctr) {
 	count := tp.countFrom(t, b.ip4)
-	b.ns.run(t, "ip", "link", "set", "eth0", "address", a.mac.String())
-	t.Cleanup(func() { b.ns.run(t, "ip", "link", "set", "eth0", "address", b.mac.String()) })
+	b.ns.Run(t, "ip", "link", "set", "eth0", "address", a.mac.String())
+	t.Cleanup(func() { b.ns.Run(t, "ip", "link", "set", "eth0", "address", b.mac.String()) })
 	dst := netip.MustParseAddr("198.51.100.10")
 	typ, pkt := ipPacket(b.ip4, dst, unix.IPPROTO_UDP, l4(unix.IPPROTO_UDP, b.ip4, dst))
 	sendFrames(t, b.ns, "eth0", frame(tp.brMAC, a.mac, typ, pkt), frame(tp.brMAC, a.mac, typ, pkt))
@@ -173,7 +173,7 @@ func checkMACChange(t *testing.T, tp *ctrTopo, a, b *ctr) {
 	if n := count()[b.ip4]; n != 0 {
 		t.Errorf("B with A's MAC: %d packets arrived, want 0", n)
 	}
-	fdb := tp.host.run(t, "bridge", "fdb", "show", "br", "br-c")
+	fdb := tp.host.Run(t, "bridge", "fdb", "show", "br", "br-c")
 	for _, l := range strings.Split(fdb, "\n") {
 		if strings.HasPrefix(l, a.mac.String()+" ") && !strings.Contains(l, "dev pa ") {
 			t.Errorf("bridge forwarding entry for A's MAC moved: %q", l)

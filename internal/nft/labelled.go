@@ -2,6 +2,8 @@ package nft
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -29,9 +31,10 @@ import (
 //     fwmark routing rule of another program ever sees egressfw's bits;
 //   - nat_prerouting, before every interface tenant: traffic that stays on
 //     the bridge it came in by (to another container) is not intercepted;
-//     new TCP to an intercept port is REDIRECTed to the tenant's listener
-//     port (map container_ports), with the transparent-socket check the
-//     interface tenants' redirect has, else reset;
+//     DNS, for a tenant whose DNS is intercepted, goes to its DNS port (map
+//     container_dns) and new TCP to an intercept port to its listener port
+//     (map container_ports), both REDIRECTed with the transparent-socket
+//     check the interface tenants' redirects have, else refused;
 //   - forward and input, before every interface tenant: a verdict map
 //     from the identity to the tenant's chains (forward_SLOT, input_SLOT),
 //     which are built as for any forwarded tenant (allow_direct, admitted
@@ -47,6 +50,7 @@ const (
 	mapContainerNew  = "container_new"
 	setContainerSame = "container_same"
 	mapContainerPort = "container_ports"
+	mapContainerDNS  = "container_dns"
 	mapContainerFwd  = "container_forward"
 	mapContainerIn   = "container_input"
 	identityPriority = -175
@@ -74,7 +78,7 @@ func flowIdentityText(s *Spec) string { return fmt.Sprintf("ct mark & 0x%08x", s
 
 // labelledSets returns the inet table's maps of labelled tenants.
 func labelledSets(spec *Spec, table *nftables.Table, tenants []Tenant) []*setDef {
-	var newFlow, same, ports, fwd, in []element
+	var newFlow, same, ports, dns, fwd, in []element
 	same = append(same, element{0, nftables.SetElement{Key: make([]byte, 8)}, "0x00000000 . 0x00000000"})
 	for _, t := range tenants {
 		if !t.Labelled {
@@ -84,6 +88,9 @@ func labelledSets(spec *Spec, table *nftables.Table, tenants []Tenant) []*setDef
 		k := uint64(id)
 		same = append(same, element{k, nftables.SetElement{Key: append(ne32(id), ne32(cid)...)}, fmt.Sprintf("0x%08x . 0x%08x", id, cid)})
 		ports = append(ports, element{uint64(cid), nftables.SetElement{Key: ne32(cid), Val: be16(t.ListenerPort)}, fmt.Sprintf("0x%08x : %d", cid, t.ListenerPort)})
+		if t.DNS == DNSIntercept {
+			dns = append(dns, element{uint64(cid), nftables.SetElement{Key: ne32(cid), Val: be16(t.DNSPort)}, fmt.Sprintf("0x%08x : %d", cid, t.DNSPort)})
+		}
 		for _, v := range []struct {
 			out  *[]element
 			key  uint32
@@ -105,6 +112,7 @@ func labelledSets(spec *Spec, table *nftables.Table, tenants []Tenant) []*setDef
 		newSet(&nftables.Set{Table: table, Name: setContainerSame, KeyType: nftables.MustConcatSetType(nftables.TypeMark, nftables.TypeMark),
 			Concatenation: true, KeyByteOrder: binaryutil.NativeEndian}, same),
 		mark(mapContainerPort, nftables.TypeInetService, ports),
+		mark(mapContainerDNS, nftables.TypeInetService, dns),
 		mark(mapContainerFwd, nftables.TypeVerdict, fwd),
 		mark(mapContainerIn, nftables.TypeVerdict, in),
 	}
@@ -169,7 +177,32 @@ func labelledNAT(spec *Spec) []*ruleDef {
 	reset := labelled()
 	reset.exprs = append(reset.exprs, icpt().exprs...)
 	reset.words = append(reset.words, icpt().words...)
-	return []*ruleDef{staysOnBridge, redirect, reset.add("reject with tcp reset", rejectTCPReset())}
+	return append(append([]*ruleDef{staysOnBridge}, labelledDNS(spec)...), redirect, reset.add("reject with tcp reset", rejectTCPReset()))
+}
+
+// labelledDNS redirect the DNS of a labelled tenant whose DNS is
+// intercepted (dns.go) to its DNS port (map container_dns), with the same
+// transparent-socket check, else reject it.
+func labelledDNS(spec *Spec) []*ruleDef {
+	port := fmt.Sprintf(":%s map @%s", flowIdentityText(spec), mapContainerDNS)
+	var out []*ruleDef
+	for _, proto := range []string{"udp", "tcp"} {
+		r := dnsMatch(&ruleDef{}, proto)
+		r.add("tproxy to "+port, append(flowIdentity(spec, reg1),
+			&expr.Lookup{SourceRegister: reg1, DestRegister: reg1, IsDestRegSet: true, SetName: mapContainerDNS},
+			&expr.TProxy{Family: unix.NFPROTO_UNSPEC, TableFamily: unix.NFPROTO_INET, RegPort: reg1})...)
+		r.add("redirect to "+port, &expr.Redir{RegisterProtoMin: reg1, Flags: unix.NF_NAT_RANGE_PROTO_SPECIFIED})
+		miss := (&ruleDef{}).add(fmt.Sprintf("%s == @%s", flowIdentityText(spec), mapContainerDNS),
+			append(flowIdentity(spec, reg1), lookup(mapContainerDNS, 0))...)
+		dnsMatch(miss, proto)
+		if proto == "tcp" {
+			miss.add("reject with tcp reset", rejectTCPReset())
+		} else {
+			miss.add("reject with icmpx admin-prohibited", rejectAdminProhibited())
+		}
+		out = append(out, r, miss)
+	}
+	return out
 }
 
 // labelledVmap is the rule that sends a labelled container's packet to its
@@ -206,8 +239,14 @@ func addLabelled(rs *ruleset, spec *Spec, table *nftables.Table, tenants []Tenan
 		case chainForward:
 			c.rules = append([]*ruleDef{labelledVmap(spec, mapContainerFwd)}, c.rules...)
 		case chainInput:
-			// after the listener-port rules, before the interface tenants
-			c.rules = append(c.rules[:3:3], append([]*ruleDef{labelledVmap(spec, mapContainerIn)}, c.rules[3:]...)...)
+			// after the listener and DNS port rules, before the interface tenants
+			i := slices.IndexFunc(c.rules, func(r *ruleDef) bool {
+				return len(r.words) > 0 && strings.HasPrefix(r.words[len(r.words)-1], "goto "+inputChainName(0)[:len("input_")])
+			})
+			if i < 0 {
+				i = len(c.rules)
+			}
+			c.rules = slices.Insert(c.rules, i, labelledVmap(spec, mapContainerIn))
 		}
 	}
 	rs.chains = append(rs.chains, identityChain(spec, table))

@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/netnstest"
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 )
@@ -176,14 +176,14 @@ func routingState(t *testing.T, ns *testNetns, spec Spec) string {
 	t.Helper()
 	var b strings.Builder
 	for _, fam := range []string{"-4", "-6"} {
-		for _, l := range strings.Split(ns.run(t, "ip", fam, "rule", "list"), "\n") {
+		for _, l := range strings.Split(ns.Run(t, "ip", fam, "rule", "list"), "\n") {
 			if strings.Contains(l, "lookup 1515") || strings.Contains(l, "lookup 1600") {
 				b.WriteString(fam + " rule " + strings.TrimSpace(l) + "\n")
 			}
 		}
 		for _, table := range []string{"1515", "1600"} {
 			// A table that never existed is an error for ip(8); treat it as empty.
-			out, _ := exec.Command("nsenter", "--net=/run/netns/"+ns.name, "ip", fam, "route", "show", "table", table).Output()
+			out, _ := ns.Cmd("ip", fam, "route", "show", "table", table).Output()
 			if r := strings.TrimSpace(string(out)); r != "" {
 				b.WriteString(fam + " table " + table + ": " + r + "\n")
 			}
@@ -276,7 +276,9 @@ func TestCgroupRecreated(t *testing.T) {
 		got := runClient(t, ns, client{cgroup: dir}, "tcp", "192.0.2.10:443", "r")
 		checkOutcome(t, "intercept 15001", "192.0.2.10:443", "r", got, listeners, nil, nil)
 		lastID = id
-		removeCgroupTree(t, dir)
+		if err := netnstest.RemoveCgroupTree(dir); err != nil {
+			t.Fatal(err)
+		}
 		if err := m.SetCgroupIDs(nil); err != nil {
 			t.Fatal(err)
 		}
@@ -290,7 +292,7 @@ func TestCgroupRecreated(t *testing.T) {
 // print them as paths when it can resolve them).
 func mapKeys(t *testing.T, ns *testNetns, table, name string) []uint64 {
 	t.Helper()
-	c, err := nftables.New(nftables.WithNetNSFd(ns.fd))
+	c, err := nftables.New(nftables.WithNetNSFd(ns.Fd()))
 	if err != nil {
 		t.Fatal(err)
 	}

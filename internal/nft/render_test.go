@@ -48,13 +48,28 @@ func forwardedSpec() Spec {
 	return s
 }
 
-// containersSpec adds container identity to forwardedSpec: a labelled
-// tenant of its own and the VMs' tenant labelled as well.
-func containersSpec() Spec {
+// dnsSpec intercepts the DNS of forwardedSpec's tenants but the pods'
+// (dns = "direct": their allow_direct governs port 53): local, forwarded
+// and both at once, in enforce and report mode.
+func dnsSpec() Spec {
 	s := forwardedSpec()
+	for i := range s.Tenants {
+		if s.Tenants[i].Name != "pods" {
+			s.Tenants[i].DNS, s.Tenants[i].DNSPort = DNSIntercept, 25000+uint16(s.Tenants[i].Slot)
+		}
+	}
+	return s
+}
+
+// containersSpec adds container identity to dnsSpec: a labelled tenant of
+// its own and the VMs' tenant labelled as well, both with their DNS
+// intercepted.
+func containersSpec() Spec {
+	s := dnsSpec()
 	s.Containers = true
 	s.Tenants[2].Labelled = true
 	s.Tenants = append(s.Tenants, Tenant{Name: "trusted", Slot: 5, ListenerPort: 15005, Labelled: true,
+		DNS: DNSIntercept, DNSPort: 25005,
 		AllowDirect: []Direct{{Prefix: netip.MustParsePrefix("10.20.0.20/32"), Ports: []uint16{8080}, Proto: "tcp"}}})
 	return s
 }
@@ -77,7 +92,7 @@ var tproxyPortMap = regexp.MustCompile(`(tproxy ip6? to (127\.0\.0\.1|\[::1\])):
 
 // containerPortMap is the same for the labelled tenants' redirect check
 // (TestLabelledRedirect checks that it works).
-var containerPortMap = regexp.MustCompile(`(tproxy to ):ct mark & 0x[0-9a-f]{8} map @container_ports `)
+var containerPortMap = regexp.MustCompile(`(tproxy to ):ct mark & 0x[0-9a-f]{8} map @container_(ports|dns) `)
 
 func normalize(s string) string {
 	var keep []string
@@ -98,6 +113,7 @@ func TestRenderMatchesKernel(t *testing.T) {
 		{"no tenants", DefaultSpec(), nil},
 		{"sample", sampleSpec(), sampleIDs},
 		{"forwarded", forwardedSpec(), sampleIDs},
+		{"dns", dnsSpec(), sampleIDs},
 		{"containers", containersSpec(), sampleIDs},
 		{"custom marks", func() Spec {
 			s := sampleSpec()

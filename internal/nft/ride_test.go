@@ -30,9 +30,9 @@ func TestReusedAddressCannotRideFlow(t *testing.T) {
 				t.Fatal(err)
 			}
 			// plain segments: no options C would have to repeat
-			a.ns.run(t, "sysctl", "-qw", "net.ipv4.tcp_timestamps=0", "net.ipv4.tcp_window_scaling=0", "net.ipv4.tcp_sack=0")
+			a.ns.Run(t, "sysctl", "-qw", "net.ipv4.tcp_timestamps=0", "net.ipv4.tcp_window_scaling=0", "net.ipv4.tcp_sack=0")
 			var conn *net.TCPConn
-			a.ns.do(t, func() {
+			a.ns.Do(t, func() {
 				c, err := net.DialTimeout("tcp4", "198.51.100.10:80", 2*time.Second)
 				if err != nil {
 					t.Fatal(err)
@@ -51,7 +51,7 @@ func TestReusedAddressCannotRideFlow(t *testing.T) {
 			snd, rcv := repairSeqs(t, a.ns, conn)
 			local := netip.MustParseAddrPort(conn.LocalAddr().String())
 
-			tp.host.run(t, "ip", "link", "del", "pa") // A is gone, its veth with it
+			tp.host.Run(t, "ip", "link", "del", "pa") // A is gone, its veth with it
 			c := tp.container(t, "pc", 10)
 			if err := tp.m.SetContainers([]Container{b.identity(0), c.identity(0)}); err != nil {
 				t.Fatal(err)
@@ -93,7 +93,7 @@ func repairSeqs(t *testing.T, ns *testNetns, c *net.TCPConn) (snd, rcv uint32) {
 		t.Fatal(err)
 	}
 	var serr error
-	ns.do(t, func() {
+	ns.Do(t, func() {
 		err = raw.Control(func(fd uintptr) {
 			f := int(fd)
 			serr = unix.SetsockoptInt(f, unix.IPPROTO_TCP, unix.TCP_REPAIR, 1)
@@ -122,7 +122,7 @@ func repairSeqs(t *testing.T, ns *testNetns, c *net.TCPConn) (snd, rcv uint32) {
 // local to remote at the given sequence numbers, and writes msg on it.
 func resume(t *testing.T, ns *testNetns, local, remote netip.AddrPort, snd, rcv uint32, msg string) {
 	t.Helper()
-	ns.do(t, func() {
+	ns.Do(t, func() {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 		if err != nil {
 			t.Fatal(err)

@@ -197,6 +197,7 @@ func buildRuleset(spec *Spec, ids CgroupIDs) *ruleset {
 		rs.chains = append(rs.chains, tenantChain(spec, table, &t))
 	}
 	addForwarded(rs, table, tenants, spec.CtMarkMask)
+	addDNS(rs, spec, table, tenants)
 	addLabelled(rs, spec, table, tenants)
 	return rs
 }
@@ -221,16 +222,7 @@ func outputChain(spec *Spec, table *nftables.Table) *chainDef {
 		maskedCmp(metaMark(), spec.MarkMask, spec.BypassMark, expr.CmpOpEq)...)
 	bypass.add("accept", accept)
 
-	// An intercepted TCP flow keeps going to lo, also for the packets a
-	// closed tenant socket's TIME_WAIT sends (they match no socket rule).
-	// Only TCP, and only ct marks that are slots of ours: another tool's ct
-	// mark (e.g. wg-quick's) never pulls its flows into the listener.
-	running := &ruleDef{}
-	running.add("meta l4proto tcp", l4proto(unix.IPPROTO_TCP)...)
-	running.add("ct direction original", ctDirOriginal()...)
-	running.add(fmt.Sprintf("ct mark & 0x%08x == @%s", spec.CtMarkMask, setSlots), maskedLookup(ctMark(), spec.CtMarkMask, setSlots)...)
-	running.add(markSetText("meta", spec.MarkMask, spec.InterceptMark), setBits(false, spec.MarkMask, spec.InterceptMark)...)
-	running.add("accept", accept)
+	running := runningRule(spec, false)
 	// No "ct state established accept" before the tenant lookup: conntrack
 	// matches a packet by its tuple, not its socket, so a tenant that binds
 	// the source port of another socket's live flow (e.g. the resolver's)
@@ -250,6 +242,26 @@ func outputChain(spec *Spec, table *nftables.Table) *chainDef {
 		c.rules = append(c.rules, r)
 	}
 	return c
+}
+
+// runningRule keeps an intercepted TCP flow going to lo, also for the
+// packets a closed tenant socket's TIME_WAIT sends (they match no socket
+// rule). Only TCP, and only ct marks that are slots of ours: another
+// tool's ct mark (e.g. wg-quick's) never pulls its flows into the
+// listener. With tenant DNS intercepted, not port 53: those flows carry a
+// tenant's slot too, but are redirected to its DNS listener (dns.go).
+func runningRule(spec *Spec, dns bool) *ruleDef {
+	running := &ruleDef{}
+	if dns {
+		running.add("tcp dport != 53", append(l4proto(unix.IPPROTO_TCP), thDport(),
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: be16(dnsPort)})...)
+	} else {
+		running.add("meta l4proto tcp", l4proto(unix.IPPROTO_TCP)...)
+	}
+	running.add("ct direction original", ctDirOriginal()...)
+	running.add(fmt.Sprintf("ct mark & 0x%08x == @%s", spec.CtMarkMask, setSlots), maskedLookup(ctMark(), spec.CtMarkMask, setSlots)...)
+	running.add(markSetText("meta", spec.MarkMask, spec.InterceptMark), setBits(false, spec.MarkMask, spec.InterceptMark)...)
+	return running.add("accept", accept)
 }
 
 // markSetText prints "x mark set x mark & M | V" the way nft shows a

@@ -97,6 +97,14 @@ type Tenant struct {
 	// they are attached (also on a bridge an interface tenant covers).
 	// Needs Spec.Containers, and a slot that fits ContainerMarkMask.
 	Labelled bool
+
+	// DNS says where the tenant's DNS goes (dns.go): DNSIntercept sends
+	// every UDP and TCP packet to port 53 to its DNS listener on DNSPort
+	// (127.0.0.1 and ::1 for local traffic, the ingress interface's
+	// address for forwarded traffic); DNSDirect (the zero value) leaves
+	// port 53 to AllowDirect.
+	DNS     DNSMode
+	DNSPort uint16
 }
 
 // forwarded reports whether the tenant has forwarded traffic.
@@ -177,6 +185,9 @@ func (s *Spec) Validate() error {
 		return err
 	}
 	if err := s.validateContainers(); err != nil {
+		return err
+	}
+	if err := s.validateDNS(); err != nil {
 		return err
 	}
 	return s.validateGuards(cgroups)

@@ -6,6 +6,11 @@ import (
 	"testing"
 )
 
+// dnsOn intercepts the first sample tenant's DNS on port.
+func dnsOn(port uint16) func(*Spec) {
+	return func(s *Spec) { s.Tenants[0].DNS, s.Tenants[0].DNSPort = DNSIntercept, port }
+}
+
 func TestValidate(t *testing.T) {
 	tenant := func(f func(*Tenant)) func(*Spec) {
 		return func(s *Spec) { f(&s.Tenants[0]) }
@@ -16,6 +21,15 @@ func TestValidate(t *testing.T) {
 		wantErr string // "" = valid
 	}{
 		{"sample is valid", func(*Spec) {}, ""},
+		{"DNS intercepted on a port of its own", dnsOn(25002), ""},
+		{"DNS direct needs no port", tenant(func(t *Tenant) { t.DNS = DNSDirect }), ""},
+		{"DNS intercepted without a port", dnsOn(0), "DNS port 0"},
+		{"DNS port 53", dnsOn(53), "DNS port 53"},
+		{"DNS port is an intercept port", dnsOn(443), "DNS port 443"},
+		{"DNS port is a listener port", dnsOn(15001), `DNS port 15001 is already the listener or DNS port of "batch"`},
+		{"two tenants on one DNS port", func(s *Spec) { dnsOn(25001)(s); s.Tenants[1].DNS, s.Tenants[1].DNSPort = DNSIntercept, 25001 }, "DNS port 25001 is already"},
+		{"TCP intercept of port 53 with DNS intercepted", func(s *Spec) { dnsOn(25002)(s); s.InterceptPorts = []uint16{443, 53} }, "port 53 cannot be a TCP intercept port"},
+		{"unknown DNS mode", func(s *Spec) { dnsOn(25002)(s); s.Tenants[0].DNS = 7 }, "unknown DNS mode"},
 		{"defaults without tenants", func(s *Spec) { s.Tenants = nil }, ""},
 		{"table name with space", func(s *Spec) { s.Table = "egress fw" }, "table name"},
 		{"table name starting with digit", func(s *Spec) { s.Table = "1fw" }, "table name"},

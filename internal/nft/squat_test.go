@@ -46,7 +46,7 @@ func listenTCP(t *testing.T, ns *testNetns, addr string, transparent bool) net.L
 	}}
 	var ln net.Listener
 	var err error
-	ns.do(t, func() { ln, err = lc.Listen(context.Background(), network, addr) })
+	ns.Do(t, func() { ln, err = lc.Listen(context.Background(), network, addr) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func echoFrom(t *testing.T, ns *testNetns, raddr string, n int) error {
 	t.Helper()
 	var c net.Conn
 	var err error
-	ns.do(t, func() { c, err = net.DialTimeout("tcp", raddr, time.Second) })
+	ns.Do(t, func() { c, err = net.DialTimeout("tcp", raddr, time.Second) })
 	if err != nil {
 		return err
 	}
@@ -143,7 +143,7 @@ func TestListenerPortSquatter(t *testing.T) {
 	}
 }`)
 	for _, v := range []struct{ brnf, demux string }{{"1", "1"}, {"0", "1"}, {"1", "0"}} {
-		f.host.run(t, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables="+v.brnf, "net.bridge.bridge-nf-call-ip6tables="+v.brnf,
+		f.host.Run(t, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables="+v.brnf, "net.bridge.bridge-nf-call-ip6tables="+v.brnf,
 			"net.ipv4.ip_early_demux="+v.demux)
 		t.Run(fmt.Sprintf("br_netfilter=%s early_demux=%s", v.brnf, v.demux), func(t *testing.T) { squatCases(t, f) })
 	}

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/egressfw/egressfw/internal/netnstest"
 )
 
 // TestForwardedStaysBetweenMembers: a forwarded tenant's ranges exempt
@@ -29,18 +31,13 @@ func TestForwardedStaysBetweenMembers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFwdTopo(t)
 			lan := newNetns(t, false)
-			f.host.run(t, "ip", "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", lan.name)
-			f.host.run(t, "ip", "addr", "add", "172.24.0.1/24", "dev", "lan0")
-			f.host.run(t, "ip", "link", "set", "lan0", "up")
-			lan.run(t, "ip", "addr", "add", "172.24.0.10/24", "dev", "eth0")
-			lan.run(t, "ip", "link", "set", "eth0", "up")
-			lan.run(t, "ip", "route", "add", "default", "via", "172.24.0.1")
+			netnstest.Veth(t, netnstest.End{NS: f.host.Name, Dev: "lan0", Addrs: []string{"172.24.0.1/24"}},
+				netnstest.End{NS: lan.Name, Dev: "eth0", Addrs: []string{"172.24.0.10/24"}})
+			lan.Run(t, "ip", "route", "add", "default", "via", "172.24.0.1")
 			peer := newNetns(t, false) // a second container on the same bridge
-			f.host.run(t, "ip", "link", "add", "vc2", "type", "veth", "peer", "name", "eth0", "netns", peer.name)
-			f.host.run(t, "ip", "link", "set", "vc2", "master", "br-t1", "up")
-			peer.run(t, "ip", "addr", "add", "172.17.0.3/16", "dev", "eth0")
-			peer.run(t, "ip", "-6", "addr", "add", "fd00:17::3/64", "dev", "eth0", "nodad")
-			peer.run(t, "ip", "link", "set", "eth0", "up")
+			netnstest.Veth(t, netnstest.End{NS: f.host.Name, Dev: "vc2"},
+				netnstest.End{NS: peer.Name, Dev: "eth0", Addrs: []string{"172.17.0.3/16", "fd00:17::3/64"}})
+			f.host.Run(t, "ip", "link", "set", "vc2", "master", "br-t1")
 
 			spec := DefaultSpec()
 			tc.tenant.Name, tc.tenant.Slot, tc.tenant.ListenerPort = "containers", 1, 15001

@@ -42,7 +42,7 @@ func udpListen(t *testing.T, ns *testNetns, addr string, echo bool) <-chan strin
 	t.Helper()
 	var pc net.PacketConn
 	var err error
-	ns.do(t, func() { pc, err = net.ListenPacket("udp", addr) })
+	ns.Do(t, func() { pc, err = net.ListenPacket("udp", addr) })
 	if err != nil {
 		t.Fatal(err)
 	}

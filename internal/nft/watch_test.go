@@ -3,7 +3,6 @@ package nft
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -75,10 +74,10 @@ func TestWatchRestores(t *testing.T) {
 		}, `delete element( ×2)? \(uids\)`, true}, // an interval map: one or two elements
 		{"insert a rule", func(t *testing.T, ns *testNetns) { ns.nft(t, "insert", "rule", "inet", "egressfw", "output", "accept") },
 			`add rule \(output\)`, true},
-		{"delete the ip rule", func(t *testing.T, ns *testNetns) { ns.run(t, "ip", "-4", "rule", "del", "pref", "1515") },
+		{"delete the ip rule", func(t *testing.T, ns *testNetns) { ns.Run(t, "ip", "-4", "rule", "del", "pref", "1515") },
 			"removed routing: IPv4 rule fwmark 0x2000/0x3000 lookup 1515", false},
 		{"delete the IPv6 route", func(t *testing.T, ns *testNetns) {
-			ns.run(t, "ip", "-6", "route", "del", "local", "default", "table", "1515")
+			ns.Run(t, "ip", "-6", "route", "del", "local", "default", "table", "1515")
 		},
 			"removed routing: IPv6 local default route in table 1515", false},
 	}
@@ -160,7 +159,7 @@ func TestWatchRetries(t *testing.T) {
 	want := blocks(ns.nft(t, "list", "table", "inet", "egressfw"))
 
 	// nft -i keeps its socket (and so its table) until stdin closes.
-	owner := exec.Command("nsenter", "--net=/run/netns/"+ns.name, "nft", "-i")
+	owner := ns.Cmd("nft", "-i")
 	stdin, err := owner.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -341,7 +340,7 @@ func TestWatchDuringOwnCommits(t *testing.T) {
 	one, oneIDs := benchSpec(1)
 	many, manyIDs := benchSpec(1000)
 	ns, m, got := watching(t, one, oneIDs)
-	other, err := nftables.New(nftables.WithNetNSFd(ns.fd))
+	other, err := nftables.New(nftables.WithNetNSFd(ns.Fd()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +368,7 @@ func TestWatchDuringOwnCommits(t *testing.T) {
 		}
 		deadline := time.After(10 * time.Second)
 		for {
-			if out, err := exec.Command("nsenter", "--net=/run/netns/"+ns.name, "nft", "list", "table", "inet", "egressfw").Output(); err == nil &&
+			if out, err := ns.Cmd("nft", "list", "table", "inet", "egressfw").Output(); err == nil &&
 				slices.Equal(blocks(string(out)), blocks(want)) {
 				break
 			}

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 	"unsafe"
+
+	"github.com/miekg/dns"
 )
 
 // answer is one resolution outcome, shared read-only between the cache and
@@ -17,6 +19,8 @@ type answer struct {
 	server    string
 	canonical string
 	aliases   []string     // the CNAME targets followed, in order
+	chains    [2][]string  // the same per family (IPv4, IPv6), shared with Results
+	rrs       []dns.RR     // a Query answer's records of its type (not A or AAAA)
 	partial   error        // non-nil when one family failed
 	err       *LookupError // non-nil for a negative or failed answer
 	expires   time.Time
@@ -26,11 +30,20 @@ type answer struct {
 // and addresses: the list element, the map slot, the item and the answer.
 const entryOverhead = 256
 
+// rrOverhead approximates what a cached record costs beyond its wire
+// length: the interface value and the struct with its header.
+const rrOverhead = 96
+
 // size estimates the bytes key and a hold in the cache.
 func (a *answer) size(key string) int {
 	n := entryOverhead + 2*len(key) + len(a.server) + len(a.canonical) + len(a.addrs)*int(unsafe.Sizeof(netip.Addr{}))
-	for _, s := range a.aliases {
-		n += len(s) + int(unsafe.Sizeof(s))
+	for _, chain := range append([][]string{a.aliases}, a.chains[:]...) {
+		for _, s := range chain {
+			n += len(s) + int(unsafe.Sizeof(s))
+		}
+	}
+	for _, rr := range a.rrs {
+		n += rrOverhead + dns.Len(rr)
 	}
 	return n
 }

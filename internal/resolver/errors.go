@@ -24,6 +24,9 @@ var (
 	// ErrInvalidName: the name is not a plain hostname (letters, digits,
 	// '-', '_', dot-separated labels of 1..63 bytes, at most 253 bytes).
 	ErrInvalidName = errors.New("invalid DNS name")
+	// ErrQueryType: Query was asked for a type it does not serve (OPT, a
+	// meta or question-only type such as AXFR, TSIG or ANY).
+	ErrQueryType = errors.New("query type not served")
 )
 
 // LookupError is the error Lookup returns for a failed resolution. It

@@ -31,6 +31,8 @@ type famResult struct {
 	ttl       uint32   // minimum over the records used, 0 if none
 	canonical string   // FQDN at the end of the CNAME chain
 	aliases   []string // the CNAME targets followed (FQDNs), in order
+	rrs       []dns.RR // the records of a type other than A and AAAA (Query)
+	dropped   int      // records of such a type beyond Config.MaxAddrs
 	server    string
 	err       *LookupError
 }
@@ -90,18 +92,25 @@ func (r *Resolver) tryServer(ctx context.Context, name, qname string, qtype uint
 	default:
 		return famResult{err: &LookupError{Name: name, Kind: ErrServerFailure, Server: server, Rcode: resp.Rcode}}
 	}
+	if qtype != dns.TypeA && qtype != dns.TypeAAAA {
+		return r.records(resp, name, qname, qtype, server)
+	}
 	addrs, ttl, aliases, err := extract(resp, qname, qtype)
 	if err != nil {
 		return famResult{err: newError(name, ErrServerFailure, server, err)}
 	}
 	if len(addrs) == 0 {
-		return famResult{err: newError(name, ErrNoAddresses, server, nil)}
+		return famResult{aliases: aliases, err: newError(name, ErrNoAddresses, server, nil)}
 	}
-	canonical := qname
+	return famResult{addrs: addrs, ttl: ttl, canonical: chainEnd(qname, aliases), aliases: aliases, server: server}
+}
+
+// chainEnd is the last name of a CNAME chain that starts at qname.
+func chainEnd(qname string, aliases []string) string {
 	if len(aliases) > 0 {
-		canonical = aliases[len(aliases)-1]
+		return aliases[len(aliases)-1]
 	}
-	return famResult{addrs: addrs, ttl: ttl, canonical: canonical, aliases: aliases, server: server}
+	return qname
 }
 
 // exchange sends m over UDP and repeats it over TCP if the reply was
@@ -136,25 +145,11 @@ func isTimeout(err error) bool {
 // server (or spoofer) cannot slip in addresses for a name that was not
 // asked about.
 func extract(resp *dns.Msg, qname string, qtype uint16) (addrs []netip.Addr, ttl uint32, aliases []string, err error) {
-	target := qname
-	ttl = math.MaxUint32
-	for hops := 0; ; hops++ {
-		cn := findCNAME(resp.Answer, target)
-		if cn == nil {
-			break
-		}
-		if hops == maxCNAMEChain {
-			return nil, 0, nil, errCNAMEChain
-		}
-		ttl = min(ttl, cn.Hdr.Ttl)
-		target = cn.Target
-		aliases = append(aliases, target)
+	target, ttl, aliases, err := followChain(resp, qname)
+	if err != nil {
+		return nil, 0, nil, err
 	}
-	for _, rr := range resp.Answer {
-		h := rr.Header()
-		if h.Class != dns.ClassINET || h.Rrtype != qtype || !strings.EqualFold(h.Name, target) {
-			continue
-		}
+	for _, rr := range owned(resp.Answer, target, qtype) {
 		var ip net.IP
 		switch v := rr.(type) {
 		case *dns.A:
@@ -166,13 +161,45 @@ func extract(resp *dns.Msg, qname string, qtype uint16) (addrs []netip.Addr, ttl
 		if !ok {
 			continue
 		}
-		ttl = min(ttl, h.Ttl)
+		ttl = min(ttl, rr.Header().Ttl)
 		addrs = append(addrs, a.Unmap())
 	}
 	if len(addrs) == 0 {
 		ttl = 0
 	}
 	return addrs, ttl, aliases, nil
+}
+
+// followChain follows the CNAME chain that starts at qname inside resp's
+// answer section, at most maxCNAMEChain hops (a longer chain or a loop is
+// an error), and returns its end, the chain's targets in order and the
+// lowest TTL of the CNAMEs (MaxUint32 without any).
+func followChain(resp *dns.Msg, qname string) (target string, ttl uint32, aliases []string, err error) {
+	target, ttl = qname, math.MaxUint32
+	for hops := 0; ; hops++ {
+		cn := findCNAME(resp.Answer, target)
+		if cn == nil {
+			return target, ttl, aliases, nil
+		}
+		if hops == maxCNAMEChain {
+			return "", 0, nil, errCNAMEChain
+		}
+		ttl = min(ttl, cn.Hdr.Ttl)
+		target = cn.Target
+		aliases = append(aliases, target)
+	}
+}
+
+// owned returns the class IN records of qtype in rrs owned by name.
+func owned(rrs []dns.RR, name string, qtype uint16) []dns.RR {
+	var out []dns.RR
+	for _, rr := range rrs {
+		h := rr.Header()
+		if h.Class == dns.ClassINET && h.Rrtype == qtype && strings.EqualFold(h.Name, name) {
+			out = append(out, rr)
+		}
+	}
+	return out
 }
 
 func findCNAME(rrs []dns.RR, owner string) *dns.CNAME {

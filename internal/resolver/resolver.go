@@ -9,6 +9,10 @@
 // most Config.MaxAddrs addresses per name, caches answers with clamped TTLs
 // in an LRU bounded by entries and bytes, and coalesces concurrent lookups
 // of the same name.
+//
+// It also answers tenants' DNS questions (records.go): A, AAAA and CNAME
+// from the very Result Lookup caches for the proxy, other types (HTTPS,
+// SVCB, ...) from the upstream within the same bounds.
 package resolver
 
 import (
@@ -55,6 +59,10 @@ type Result struct {
 	Partial error
 	// Duration is how long this Lookup call took.
 	Duration time.Duration
+
+	// chains are the CNAME targets each family followed (IPv4, IPv6),
+	// lower-case without the trailing dot, for Records.
+	chains [2][]string
 }
 
 // Resolver resolves hostnames. It is safe for concurrent use.
@@ -189,6 +197,7 @@ func (r *Resolver) result(key string, a *answer, cached bool, start time.Time) (
 		Cached:    cached,
 		Partial:   a.partial,
 		Duration:  time.Since(start),
+		chains:    a.chains,
 	}, nil
 }
 
@@ -219,7 +228,8 @@ func (r *Resolver) resolve(key string) flight {
 // NXDOMAIN, then NODATA from both, then the most telling failure.
 func (r *Resolver) combine(key string, v4, v6 famResult) *answer {
 	if len(v4.addrs)+len(v6.addrs) > 0 {
-		a := &answer{aliases: aliasNames(v4.aliases, v6.aliases)}
+		a := &answer{aliases: aliasNames(v4.aliases, v6.aliases),
+			chains: [2][]string{aliasNames(v4.aliases), aliasNames(v6.aliases)}}
 		a.addrs, a.dropped = capAddrs(dedup(v4.addrs, v6.addrs), r.maxAddrs)
 		ttl := uint32(1<<32 - 1)
 		for _, f := range []famResult{v4, v6} {

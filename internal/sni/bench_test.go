@@ -42,24 +42,6 @@ func BenchmarkParseClientHelloFragmented(b *testing.B) {
 	}
 }
 
-// BenchmarkParseHTTP parses a browser-like request head.
-func BenchmarkParseHTTP(b *testing.B) {
-	head := []byte("GET /index.html?q=1 HTTP/1.1\r\n" +
-		"Host: www.example.test\r\n" +
-		"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36\r\n" +
-		"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n" +
-		"Accept-Encoding: gzip, deflate, br\r\n" +
-		"Accept-Language: en-US,en;q=0.9\r\n" +
-		"Connection: keep-alive\r\n\r\n")
-	b.SetBytes(int64(len(head)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, st, err := ParseHTTP(head, 0); st != Done {
-			b.Fatal(st, err)
-		}
-	}
-}
-
 // BenchmarkPeekDripped is the parsing cost of one connection's peek when
 // the client drips its first bytes, one read per TLS record or TCP
 // segment: a 2 KiB post-quantum ClientHello (chromium) in one-byte

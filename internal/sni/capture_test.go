@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/binary"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -20,9 +21,11 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 )
 
-// writeSeedsEnv, when set to 1, makes TestCapturedClientHellos refresh the
-// committed captures in testdata/hellos (the fuzz seeds).
-const writeSeedsEnv = "EGRESSFW_SNI_WRITE_SEEDS"
+// update makes TestCapturedClientHellos refresh the committed captures in
+// testdata/hellos (the fuzz seeds): go test ./internal/sni -run
+// TestCapturedClientHellos -update. It is the project's one golden-refresh
+// convention (internal/nft's goldens use the same flag).
+var update = flag.Bool("update", false, "rewrite testdata/hellos/*.bin from the real clients' ClientHellos")
 
 // groupX25519MLKEM768 is the post-quantum hybrid key share code point.
 const groupX25519MLKEM768 = 0x11ec
@@ -176,10 +179,10 @@ func echConfigList(t *testing.T, publicName string) []byte {
 	return b.BytesOrPanic()
 }
 
-// saveSeed writes a capture to testdata/hellos when writeSeedsEnv is set.
+// saveSeed writes a capture to testdata/hellos under -update.
 func saveSeed(t *testing.T, name string, wire []byte) {
 	t.Helper()
-	if os.Getenv(writeSeedsEnv) != "1" {
+	if !*update {
 		return
 	}
 	path := filepath.Join("testdata", "hellos", name+".bin")

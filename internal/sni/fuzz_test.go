@@ -1,7 +1,6 @@
 package sni
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -11,13 +10,14 @@ import (
 	"testing"
 
 	"github.com/egressfw/egressfw/internal/dnsname"
+	"github.com/egressfw/egressfw/internal/httphead"
 )
 
-// addFileSeeds adds every file matching pattern under testdata as a seed.
+// addFileSeeds adds every file matching pattern as a seed.
 func addFileSeeds(f *testing.F, pattern string) {
-	paths, err := filepath.Glob(filepath.Join("testdata", pattern))
+	paths, err := filepath.Glob(pattern)
 	if err != nil || len(paths) == 0 {
-		f.Fatalf("no seeds match testdata/%s (%v)", pattern, err)
+		f.Fatalf("no seeds match %s (%v)", pattern, err)
 	}
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
@@ -29,7 +29,7 @@ func addFileSeeds(f *testing.F, pattern string) {
 }
 
 func FuzzClientHello(f *testing.F) {
-	addFileSeeds(f, "hellos/*.bin")
+	addFileSeeds(f, filepath.Join("testdata", "hellos", "*.bin"))
 	for _, tc := range malformedHelloCases(f) {
 		if len(tc.wire) <= 4<<10 { // huge seeds only slow mutation and minimisation down
 			f.Add(tc.wire)
@@ -69,26 +69,33 @@ func splitThree(b []byte) [][]byte {
 	return [][]byte{b[:a], b[a:c], b[c:]}
 }
 
+// FuzzHTTP checks the hand-over to internal/httphead: every head it
+// parses is one Sniff sends to it, Parse reports it as httphead does, and
+// an httphead error matches this package's sentinel of the same meaning.
 func FuzzHTTP(f *testing.F) {
-	addFileSeeds(f, "http/*.http")
+	addFileSeeds(f, filepath.Join(httpSeeds, "*.http"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		res, st, err := ParseHTTP(b, 1024)
-		checkStatusErr(t, st, err)
-		if st != Done {
+		want, wst, werr := httpResult(httphead.Parse(b, 1024))
+		checkStatusErr(t, wst, werr)
+		if errors.Is(werr, httphead.ErrMalformed) != errors.Is(werr, ErrMalformed) ||
+			errors.Is(werr, httphead.ErrTooLarge) != errors.Is(werr, ErrTooLarge) {
+			t.Fatalf("error %v: httphead's and sni's sentinels disagree", werr)
+		}
+		k, kst := Sniff(b)
+		if wst == Done {
+			checkName(t, want)
+			// Sniff gives up on a method of maxMethodLen bytes or more (an
+			// unknown protocol, reset), which httphead would read.
+			if len(want.HTTPMethod) < maxMethodLen && (k != KindHTTP || kst != Done) {
+				t.Fatalf("httphead.Parse is done but Sniff says %v, %v", k, kst)
+			}
+		}
+		if k != KindHTTP || kst != Done {
 			return
 		}
-		checkName(t, res)
-		if k, kst := Sniff(b); k != KindHTTP || kst != Done {
-			t.Fatalf("ParseHTTP is done but Sniff says %v, %v", k, kst)
-		}
-		if res.H2Preface && (res.Name != "" || res.Addr.IsValid()) {
-			t.Fatalf("HTTP/2 preface with a host: %+v", res)
-		}
-		for i := 1; i < min(len(b), 1100); i++ {
-			pres, pst, perr := ParseHTTP(b[:i], 1024)
-			if pst == Malformed || pst == Done && !reflect.DeepEqual(pres, res) {
-				t.Fatalf("prefix of %d/%d bytes = %+v, %v, %v; whole = %+v", i, len(b), pres, pst, perr, res)
-			}
+		res, st, err := Parse(b, 0, 1024)
+		if st != wst || fmt.Sprint(err) != fmt.Sprint(werr) || errClass(err) != errClass(werr) || !reflect.DeepEqual(res, want) {
+			t.Fatalf("Parse = %v, %v, %+v; httphead gives %v, %v, %+v", st, err, res, wst, werr, want)
 		}
 	})
 }
@@ -100,8 +107,8 @@ func FuzzHTTP(f *testing.F) {
 // bytes than it said it wants; and, with the record cap lifted, as the
 // parsers that started over on every read did.
 func FuzzParseSplits(f *testing.F) {
-	for _, pattern := range []string{"hellos/*.bin", "http/*.http"} {
-		paths, _ := filepath.Glob(filepath.Join("testdata", pattern))
+	for _, pattern := range []string{filepath.Join("testdata", "hellos", "*.bin"), filepath.Join(httpSeeds, "*.http")} {
+		paths, _ := filepath.Glob(pattern)
 		for _, p := range paths {
 			b, err := os.ReadFile(p)
 			if err != nil {
@@ -158,40 +165,6 @@ func errClass(err error) string {
 		}
 	}
 	return strings.Join(c, ",")
-}
-
-// FuzzHost fuzzes the shared normaliser on the strings this package feeds
-// it: names must be fixed points and addresses must round-trip.
-func FuzzHost(f *testing.F) {
-	file, err := os.Open(filepath.Join("testdata", "hosts.txt"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer file.Close()
-	for sc := bufio.NewScanner(file); sc.Scan(); {
-		f.Add(sc.Text())
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		name, addr, err := dnsname.Host(s)
-		if err != nil {
-			if name != "" || addr.IsValid() {
-				t.Fatalf("Host(%q) = %q, %v with error %v", s, name, addr, err)
-			}
-			return
-		}
-		if (name != "") == addr.IsValid() {
-			t.Fatalf("Host(%q) = %q, %v: want exactly one of name and addr", s, name, addr)
-		}
-		if addr.IsValid() {
-			if back, ok := dnsname.ParseIPLiteral(addr.String()); !ok || back != addr {
-				t.Fatalf("Host(%q) = %v, which does not round-trip (%v, %v)", s, addr, back, ok)
-			}
-			return
-		}
-		if again, a2, err := dnsname.Host(name); again != name || a2.IsValid() || err != nil {
-			t.Fatalf("Host(%q) = %q, but Host(%q) = %q, %v, %v", s, name, name, again, a2, err)
-		}
-	})
 }
 
 // checkStatusErr asserts that exactly Malformed results carry an error.

@@ -1,15 +1,18 @@
 package sni
 
 import (
-	"bytes"
 	"fmt"
+
+	"github.com/egressfw/egressfw/internal/httphead"
 )
 
-// This file keeps the parsers as they were before they became incremental:
-// each call walks its input from the first byte. They are the oracle the
-// fuzz targets compare the incremental parsers with, and the "old" side of
-// BenchmarkPeekDripped. legacyWork counts the bytes they examine, the way
-// the incremental parsers count theirs.
+// This file keeps the ClientHello parser as it was before it became
+// incremental: each call walks its input from the first byte. It is the
+// oracle the fuzz targets compare the incremental parser with, and the
+// "old" side of BenchmarkPeekDripped. legacyWork counts the bytes it
+// examines, the way the incremental parsers count theirs. A request head
+// is re-parsed the same way, by a fresh httphead.Parser each call
+// (httphead keeps the old head parser as its own oracle).
 
 var legacyWork int
 
@@ -25,7 +28,9 @@ func legacyParse(b []byte, maxHandshake, maxHTTPHead int) (Result, Status, error
 	case KindTLS:
 		return legacyParseClientHello(b, maxHandshake)
 	case KindHTTP:
-		return legacyParseHTTP(b, maxHTTPHead)
+		p := httphead.NewParser(maxHTTPHead)
+		defer func() { legacyWork += p.Examined() }()
+		return httpResult(p.Parse(b))
 	}
 	return Result{}, Malformed, fmt.Errorf("%w: first bytes %q are neither a TLS handshake nor an HTTP/1.x request",
 		ErrUnknownProtocol, b[:min(len(b), 8)])
@@ -119,79 +124,4 @@ func legacyReassemble(b []byte, need int) []byte {
 	}
 	legacyWork += need
 	return msg
-}
-
-func legacyParseHTTP(b []byte, limit int) (Result, Status, error) {
-	if limit <= 0 {
-		limit = DefaultMaxHTTPHead
-	}
-	r := Result{Kind: KindHTTP}
-	head := b[:min(len(b), limit)]
-	if n := min(len(head), len(h2Preface)); string(head[:n]) == h2Preface[:n] {
-		legacyWork += n
-		if n < len(h2Preface) {
-			return tooLargeOr(r, NeedMore, nil, len(b), limit)
-		}
-		r.HTTPMethod, r.HTTPVersion, r.H2Preface = "PRI", "HTTP/2.0", true
-		return r, Done, nil
-	}
-	line, rest, st, err := legacyNextLine(head)
-	if st != Done {
-		return tooLargeOr(r, st, err, len(b), limit)
-	}
-	target, err := parseRequestLine(&r, line)
-	if err != nil {
-		return r, Malformed, err
-	}
-	host, hasHost, st, err := legacyScanHeaders(rest)
-	if st != Done {
-		return tooLargeOr(r, st, err, len(b), limit)
-	}
-	if err := resolveTarget(&r, target, host, hasHost); err != nil {
-		return r, Malformed, err
-	}
-	return r, Done, nil
-}
-
-func legacyNextLine(b []byte) (line, rest []byte, st Status, err error) {
-	i := bytes.IndexByte(b, '\n')
-	if i < 0 {
-		legacyWork += 2 * len(b)
-		if j := bytes.IndexByte(b, '\r'); j >= 0 && j < len(b)-1 {
-			return nil, nil, Malformed, malformedHTTP("bare CR in request head")
-		}
-		return nil, nil, NeedMore, nil
-	}
-	legacyWork += 3 * (i + 1)
-	if i == 0 || b[i-1] != '\r' {
-		return nil, nil, Malformed, malformedHTTP("bare LF in request head")
-	}
-	line = b[:i-1]
-	if bytes.IndexByte(line, '\r') >= 0 {
-		return nil, nil, Malformed, malformedHTTP("bare CR in request head")
-	}
-	return line, b[i+1:], Done, nil
-}
-
-func legacyScanHeaders(b []byte) (host []byte, hasHost bool, st Status, err error) {
-	for {
-		var line []byte
-		line, b, st, err = legacyNextLine(b)
-		if st != Done {
-			return nil, false, st, err
-		}
-		if len(line) == 0 {
-			return host, hasHost, Done, nil
-		}
-		name, value, err := headerField(line)
-		if err != nil {
-			return nil, false, Malformed, err
-		}
-		if asciiEqualFold(name, "host") {
-			if hasHost {
-				return nil, false, Malformed, malformedHTTP("duplicate Host header")
-			}
-			host, hasHost = value, true
-		}
-	}
 }

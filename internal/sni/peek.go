@@ -8,6 +8,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/egressfw/egressfw/internal/httphead"
 )
 
 // DefaultPeekTimeout bounds how long Peek waits for a complete request.
@@ -45,7 +47,7 @@ func (o PeekOptions) withDefaults() PeekOptions {
 		o.MaxHelloRecords = DefaultMaxHelloRecords
 	}
 	if o.MaxHTTPHead <= 0 {
-		o.MaxHTTPHead = DefaultMaxHTTPHead
+		o.MaxHTTPHead = httphead.DefaultMaxHead
 	}
 	return o
 }

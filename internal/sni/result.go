@@ -1,14 +1,3 @@
-// Package sni tells which host a tenant connection wants from the first
-// bytes it sends, without consuming them: the data path replays exactly the
-// bytes it peeked to the upstream it dials.
-//
-// It understands a TLS ClientHello (server_name, ALPN, versions, whether an
-// Encrypted Client Hello extension is present) and an HTTP/1.x request head
-// (Host, absolute-form and CONNECT targets, the HTTP/2 prior-knowledge
-// preface). Host strings from both go through internal/dnsname, so IP
-// literals become addresses and names are normalised the same way
-// everywhere. Parsers never panic, never read past what they are given and
-// bound their work by explicit limits; Peek adds a deadline.
 package sni
 
 import (
@@ -23,10 +12,10 @@ import (
 // (two only above 2^14 bytes); 32 records still admit a 2 KiB hello cut
 // into 64-byte records, as some anti-censorship tools do, while a hello
 // dripped in one-byte records is refused after 32 bytes.
+// The limit on an HTTP request head is httphead.DefaultMaxHead.
 const (
 	DefaultMaxHandshake    = 16 << 10 // largest ClientHello handshake message accepted
 	DefaultMaxHelloRecords = 32       // most TLS records a ClientHello may span
-	DefaultMaxHTTPHead     = 16 << 10 // largest HTTP request head (request line + headers)
 )
 
 // Kind is the protocol a connection's first bytes belong to.
@@ -74,6 +63,9 @@ func (s Status) String() string {
 // Errors the parsers and Peek wrap; match them with errors.Is. Each returned
 // error carries a specific reason (such as "duplicate Host header") suitable
 // for logging as the cause of a policy decision.
+//
+// An HTTP request head's error also wraps httphead.ErrMalformed or
+// httphead.ErrTooLarge, and matches ErrMalformed or ErrTooLarge as well.
 var (
 	// ErrMalformed marks input that violates the protocol.
 	ErrMalformed = errors.New("malformed")

@@ -1,6 +1,11 @@
 package sni
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/egressfw/egressfw/internal/httphead"
+)
 
 // maxMethodLen bounds how far Sniff looks for the space after a method.
 const maxMethodLen = 32
@@ -35,7 +40,7 @@ func sniffFrom(b []byte, i int) (Kind, Status, int) {
 			return KindUnknown, Done, i
 		case c == ' ' && i > 0:
 			return KindHTTP, Done, i + 1
-		case !tcharTable[c]:
+		case !httphead.TokenChar(c):
 			return KindUnknown, Done, i + 1
 		}
 	}
@@ -46,8 +51,8 @@ func sniffFrom(b []byte, i int) (Kind, Status, int) {
 }
 
 // Parse sniffs b and runs the matching parser: ParseClientHello with
-// maxHandshake or ParseHTTP with maxHTTPHead (defaults when <= 0). Bytes of
-// neither protocol are Malformed with ErrUnknownProtocol.
+// maxHandshake or httphead.Parse with maxHTTPHead (defaults when <= 0).
+// Bytes of neither protocol are Malformed with ErrUnknownProtocol.
 func Parse(b []byte, maxHandshake, maxHTTPHead int) (Result, Status, error) {
 	opts := PeekOptions{MaxHandshake: maxHandshake, MaxHTTPHead: maxHTTPHead}.withDefaults()
 	return newParser(opts).parse(b)
@@ -60,7 +65,7 @@ type parser struct {
 	opts    PeekOptions
 	sniffed int // bytes Sniff looked at without deciding
 	tls     *helloParser
-	http    *headParser
+	http    *httphead.Parser
 	work    int // bytes examined by the sniffing
 }
 
@@ -81,7 +86,7 @@ func (p *parser) parse(b []byte) (Result, Status, error) {
 		case KindTLS:
 			p.tls = newHelloParser(p.opts.MaxHandshake, p.opts.MaxHelloRecords)
 		case KindHTTP:
-			p.http = newHeadParser(p.opts.MaxHTTPHead)
+			p.http = httphead.NewParser(p.opts.MaxHTTPHead)
 		default:
 			return Result{}, Malformed, fmt.Errorf("%w: first bytes %q are neither a TLS handshake nor an HTTP/1.x request",
 				ErrUnknownProtocol, b[:min(n, 8)])
@@ -90,8 +95,36 @@ func (p *parser) parse(b []byte) (Result, Status, error) {
 	if p.tls != nil {
 		return p.tls.parse(b)
 	}
-	return p.http.parse(b)
+	return httpResult(p.http.Parse(b))
 }
+
+// httpResult is a request head's parse as a Result (the HTTP fields are
+// the head's): with NeedMore only the Kind, as for TLS.
+func httpResult(h httphead.Head, st httphead.Status, err error) (Result, Status, error) {
+	if st == httphead.NeedMore {
+		return Result{Kind: KindHTTP}, NeedMore, nil
+	}
+	r := Result{Kind: KindHTTP, Name: h.Name, Addr: h.Addr, Port: h.Port,
+		HTTPMethod: h.Method, HTTPVersion: h.Version, CONNECT: h.CONNECT, H2Preface: h.H2Preface}
+	if st == httphead.Done {
+		return r, Done, nil
+	}
+	as := ErrMalformed
+	if errors.Is(err, httphead.ErrTooLarge) {
+		as = ErrTooLarge
+	}
+	return r, Malformed, headError{err, as}
+}
+
+// headError is an httphead error as this package reports it: it reads the
+// same and also matches this package's ErrMalformed or ErrTooLarge.
+type headError struct {
+	err error // from httphead
+	as  error // ErrMalformed or ErrTooLarge
+}
+
+func (e headError) Error() string   { return e.err.Error() }
+func (e headError) Unwrap() []error { return []error{e.err, e.as} }
 
 // wants is how many more bytes must arrive before the parse can decide:
 // the rest of a TLS record's payload once the handshake header is known,
@@ -111,7 +144,7 @@ func (p *parser) examined() int {
 		n += p.tls.work
 	}
 	if p.http != nil {
-		n += p.http.work
+		n += p.http.Examined()
 	}
 	return n
 }

@@ -8,7 +8,12 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/egressfw/egressfw/internal/httphead"
 )
+
+// httpSeeds holds the committed request heads (internal/httphead's seeds).
+var httpSeeds = filepath.Join("..", "httphead", "testdata", "http")
 
 // workPerByte bounds the bytes a peek examines per byte it read: the
 // search that finds a byte, the check of its line or the copy of its
@@ -33,7 +38,7 @@ func workInputs(t *testing.T) []workInput {
 	defaults := PeekOptions{}.withDefaults()
 	var in []workInput
 	hellos, _ := filepath.Glob(filepath.Join("testdata", "hellos", "*.bin"))
-	heads, _ := filepath.Glob(filepath.Join("testdata", "http", "*.http"))
+	heads, _ := filepath.Glob(filepath.Join(httpSeeds, "*.http"))
 	if len(hellos) == 0 || len(heads) == 0 {
 		t.Fatal("no captured hellos or heads in testdata")
 	}
@@ -53,15 +58,15 @@ func workInputs(t *testing.T) []workInput {
 	base := helloMsg([]ext{sni("max.example.test"), padding(0)})
 	largest := helloMsg([]ext{sni("max.example.test"), padding(DefaultMaxHandshake - (len(base) - handshakeHeaderLen))})
 	manyHeaders := "GET / HTTP/1.1\r\nHost: max.example.test\r\n" +
-		strings.Repeat("X-A: b\r\n", (DefaultMaxHTTPHead-64)/8) + "\r\n"
-	longLine := "GET / HTTP/1.1\r\nHost: max.example.test\r\nX-Long: " + strings.Repeat("a", DefaultMaxHTTPHead-64) + "\r\n\r\n"
+		strings.Repeat("X-A: b\r\n", (httphead.DefaultMaxHead-64)/8) + "\r\n"
+	longLine := "GET / HTTP/1.1\r\nHost: max.example.test\r\nX-Long: " + strings.Repeat("a", httphead.DefaultMaxHead-64) + "\r\n\r\n"
 	return append(in,
 		workInput{"16 KiB hello in 2 records", inRecords(largest, 1<<14), defaults},
 		workInput{"16 KiB hello in 1-byte records", inRecords(largest, 1), lifted},
 		workInput{"16 KiB head of short headers", []byte(manyHeaders), defaults},
 		workInput{"16 KiB head of one long line", []byte(longLine), defaults},
-		workInput{"head over the cap", []byte(longLine + strings.Repeat("a", DefaultMaxHTTPHead)), defaults},
-		workInput{"h2 preface", []byte(h2Preface + "\x00\x00\x12\x04"), defaults})
+		workInput{"head over the cap", []byte(longLine + strings.Repeat("a", httphead.DefaultMaxHead)), defaults},
+		workInput{"h2 preface", []byte(httphead.Preface + "\x00\x00\x12\x04"), defaults})
 }
 
 func readFile(t *testing.T, p string) []byte {

@@ -11,12 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/netnstest"
 	"golang.org/x/sys/unix"
 )
 
 // setupMarkGate rejects TCP to 127.0.0.1:17000 with a reset unless the
 // socket carries the bypass mark, so only a correctly marked dial connects.
-func setupMarkGate(t *testing.T, ns string) {
+func setupMarkGate(t *testing.T, ns *netnstest.NS) {
 	nft(t, ns, `
 table inet egfwtest {
 	chain out {
@@ -88,7 +89,7 @@ func listenLoopback(t testing.TB, addr string) *net.TCPListener {
 	return ln.(*net.TCPListener)
 }
 
-func setupDialAny(t *testing.T, ns string) { addDummy(t, ns) }
+func setupDialAny(t *testing.T, ns *netnstest.NS) { addDummy(t, ns) }
 
 func TestDialAny(t *testing.T) {
 	if !inNetns(t, setupDialAny) {

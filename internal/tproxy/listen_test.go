@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/netnstest"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,7 +24,7 @@ const (
 // addresses on 80/443 gets mark 0x2000 unless it carries the bypass mark,
 // policy routing loops marked packets to lo, and prerouting hands them to the
 // transparent listeners on 127.0.0.1/::1 port tproxyPort.
-func setupTPROXY(t *testing.T, ns string) {
+func setupTPROXY(t *testing.T, ns *netnstest.NS) {
 	addDummy(t, ns)
 	nft(t, ns, `
 table inet egfwtest {
@@ -40,10 +41,10 @@ table inet egfwtest {
 	}
 }`)
 	for _, fam := range []string{"-4", "-6"} {
-		nsRun(t, ns, nil, "ip", fam, "rule", "add", "fwmark", "0x2000/0x3000", "lookup", "100")
+		ns.Run(t, "ip", fam, "rule", "add", "fwmark", "0x2000/0x3000", "lookup", "100")
 	}
-	nsRun(t, ns, nil, "ip", "-4", "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "100")
-	nsRun(t, ns, nil, "ip", "-6", "route", "add", "local", "::/0", "dev", "lo", "table", "100")
+	ns.Run(t, "ip", "-4", "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "100")
+	ns.Run(t, "ip", "-6", "route", "add", "local", "::/0", "dev", "lo", "table", "100")
 }
 
 func TestTPROXY(t *testing.T) {

@@ -5,12 +5,14 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/egressfw/egressfw/internal/netnstest"
 )
 
 // setupRedirect NATs local TCP to documentation addresses on 80/443 to the
 // plain listeners on port 16001 (16002 for 192.0.2.128/25 port 80), as a REDIRECT of
 // forwarded traffic would. The conntrack entry is the same either way.
-func setupRedirect(t *testing.T, ns string) {
+func setupRedirect(t *testing.T, ns *netnstest.NS) {
 	addDummy(t, ns)
 	nft(t, ns, `
 table inet egfwtest {

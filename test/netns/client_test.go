@@ -11,8 +11,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/egressfw/egressfw/internal/netnstest"
 )
 
 // who is the identity a client process runs as: in a cgroup (a tenant's, by
@@ -29,21 +30,8 @@ type who struct {
 // setupCgroups creates the run's slice with the leaves "a" and "b" and
 // removes them (killing what is left inside) at cleanup.
 func (tp *topo) setupCgroups() {
-	root, err := cgroupRoot()
-	if err != nil {
-		tp.t.Fatalf("find cgroup2: %v", err)
-	}
-	tp.cgRoot, tp.slice = root, tp.id+".slice"
-	for _, leaf := range []string{"", "a", "b"} {
-		if err := os.Mkdir(filepath.Join(root, tp.slice, leaf), 0o755); err != nil {
-			tp.t.Fatalf("create cgroup: %v", err)
-		}
-	}
-	tp.t.Cleanup(func() {
-		if err := removeCgroupTree(filepath.Join(root, tp.slice)); err != nil {
-			tp.t.Errorf("remove test cgroups: %v", err)
-		}
-	})
+	dir := netnstest.NewCgroup(tp.t, tp.id+".slice", "a", "b")
+	tp.cgRoot, tp.slice = filepath.Dir(dir), filepath.Base(dir)
 }
 
 // inCgroup is a client in leaf of the run's slice (tenant "a" is leaf "a").
@@ -105,10 +93,7 @@ func (tp *topo) command(w who, argv ...string) (*exec.Cmd, func()) {
 	if w.netns != "" {
 		ns = w.netns
 	}
-	if !strings.HasPrefix(ns, "/") {
-		ns = "/run/netns/" + ns
-	}
-	args := []string{"--net=" + ns}
+	args := []string{"--net=" + netnstest.PathOf(ns)}
 	if w.uid != 0 {
 		args = append(args, "-S", strconv.Itoa(w.uid), "-G", strconv.Itoa(w.uid))
 	}
@@ -117,12 +102,11 @@ func (tp *topo) command(w who, argv ...string) (*exec.Cmd, func()) {
 	if w.cgroup == "" {
 		return cmd, func() {}
 	}
-	fd, err := syscall.Open(w.cgroup, syscall.O_DIRECTORY|syscall.O_RDONLY, 0)
+	closeFD, err := netnstest.IntoCgroup(cmd, w.cgroup)
 	if err != nil {
-		tp.t.Fatalf("open cgroup %s: %v", w.cgroup, err)
+		tp.t.Fatal(err)
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
-	return cmd, func() { syscall.Close(fd) }
+	return cmd, closeFD
 }
 
 // curlRes is the outcome of one curl run.

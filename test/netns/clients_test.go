@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/egressfw/egressfw/internal/netnstest"
 )
 
 // pyClient fetches each URL with urllib (the test CA trusted) and prints
@@ -98,7 +100,7 @@ func TestRealClients(t *testing.T) {
 		if l, ok := d.connLog(i, "bi-tool.example.com", ""); !ok || l.str("decision") != "deny" {
 			t.Errorf("log line of chromium's denied request: %v", l)
 		}
-		killCgroup(a.cgroup) // chromium's helpers
+		netnstest.KillCgroup(a.cgroup) // chromium's helpers
 	})
 	if n := tp.internal.conns(""); n != 0 {
 		t.Errorf("internal servers accepted %d connections, want 0", n)

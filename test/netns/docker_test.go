@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/egressfw/egressfw/internal/dockertest"
+	"github.com/egressfw/egressfw/internal/netnstest"
 )
 
 // dockerd is a real Docker daemon (Debian's docker.io) in the topology's
@@ -96,7 +97,7 @@ func TestDocker(t *testing.T) {
 	}
 	runCases(t, tp, []who{c1}, cases)
 	t.Run("spoofed source", func(t *testing.T) {
-		mustRun(t, "nsenter", "--net="+c1.netns, "ip", "addr", "add", ipSpoof+"/32", "dev", "eth0")
+		netnstest.Output(t, nsCmd(c1.netns, "ip", "addr", "add", ipSpoof+"/32", "dev", "eth0"))
 		r := tp.curl(c1, "--interface", ipSpoof, "-m", "2", "http://"+ipPublic+":8080/")
 		check(t, "spoofed", r, want{exit: 28, stderr: "connection timed out"})
 	})

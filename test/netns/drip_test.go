@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/egressfw/egressfw/internal/netnstest"
 )
 
 // TestDrippedHello: one tenant opens 150 connections that drip a real
@@ -139,15 +141,7 @@ type ownCgroup struct {
 // removes it (killing what is left inside) at cleanup.
 func (tp *topo) ownCgroup(name string) *ownCgroup {
 	tp.t.Helper()
-	dir := filepath.Join(tp.cgRoot, tp.id+"-"+name)
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		tp.t.Fatalf("create cgroup: %v", err)
-	}
-	tp.t.Cleanup(func() {
-		if err := removeCgroupTree(dir); err != nil {
-			tp.t.Errorf("remove cgroup %s: %v", dir, err)
-		}
-	})
+	dir := netnstest.NewCgroup(tp.t, tp.id+"-"+name)
 	return &ownCgroup{tp: tp, dir: dir}
 }
 

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/egressfw/egressfw/internal/netnstest"
 )
 
 // TestFaults runs the failure scenarios in order on one topology: a killed
@@ -57,7 +59,7 @@ func TestFaults(t *testing.T) {
 		}
 		int0 := tp.internal.conns("")
 		dir := filepath.Join(tp.cgRoot, tp.slice, "a")
-		if err := removeCgroupTree(dir); err != nil {
+		if err := netnstest.RemoveCgroupTree(dir); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.Mkdir(dir, 0o755); err != nil {
@@ -77,7 +79,7 @@ func TestFaults(t *testing.T) {
 	t.Run("recreated cgroup is filtered", func(t *testing.T) {
 		dir := filepath.Join(tp.cgRoot, tp.slice, "a")
 		i := d.since()
-		if err := removeCgroupTree(dir); err != nil {
+		if err := netnstest.RemoveCgroupTree(dir); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.Mkdir(dir, 0o755); err != nil {

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/egressfw/egressfw/internal/netnstest"
 )
 
 // Addresses of the forwarded tenants' networks.
@@ -22,20 +24,15 @@ const (
 // and pods. It is deleted at cleanup.
 func (tp *topo) guest(name, bridge, gw, addr string) who {
 	tp.t.Helper()
-	ns := tp.id + "-" + name
-	mustRun(tp.t, "ip", "netns", "add", ns)
-	tp.t.Cleanup(func() { deleteNetns(tp.t, ns) })
-	tp.ip(ns, "link", "set", "lo", "up")
+	ns := netnstest.New(tp.t, tp.id+"-"+name).Name
 	if !strings.Contains(tp.ip(tp.host, "-br", "link", "show", "type", "bridge"), bridge) {
 		tp.ip(tp.host, "link", "add", bridge, "type", "bridge")
 		tp.ip(tp.host, "addr", "add", gw+"/24", "dev", bridge)
 		tp.ip(tp.host, "link", "set", bridge, "up")
 	}
 	port := "v" + name
-	tp.ip(tp.host, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
-	tp.ip(tp.host, "link", "set", port, "master", bridge, "up")
-	tp.ip(ns, "addr", "add", addr+"/24", "dev", "eth0")
-	tp.ip(ns, "link", "set", "eth0", "up")
+	netnstest.Veth(tp.t, netnstest.End{NS: tp.host, Dev: port}, netnstest.End{NS: ns, Dev: "eth0", Addrs: []string{addr + "/24"}})
+	tp.ip(tp.host, "link", "set", port, "master", bridge)
 	tp.ip(ns, "route", "add", "default", "via", gw)
 	return who{label: name, netns: ns}
 }
@@ -76,8 +73,8 @@ func TestForwardedVMAndPod(t *testing.T) {
 	pod := tp.guest("pod", "cni0", ipCNI, ipPod)
 	tp.ip(vm.netns, "addr", "add", ipSpoof+"/32", "dev", "eth0")
 	tp.ip(tp.host, "route", "add", ipSpoof+"/32", "via", ipVM) // so only egressfw stops it
-	mustRun(t, "nsenter", "--net=/run/netns/"+tp.host, "sysctl", "-qw", "net.ipv4.ip_forward=1",
-		"net.bridge.bridge-nf-call-iptables=1")
+	netnstest.Output(t, nsCmd(tp.host, "sysctl", "-qw", "net.ipv4.ip_forward=1",
+		"net.bridge.bridge-nf-call-iptables=1"))
 	d := tp.startEgressfw(tp.config(cfgOpts{interceptPorts: "[80, 443]", tenants: tp.defaultTenants() + forwardedTenants()}))
 
 	cases := []curlCase{

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/egressfw/egressfw/internal/netnstest"
 )
 
 // Addresses of TestForwardedScope: a Docker-like network (the README's
@@ -91,14 +93,11 @@ func TestForwardedScope(t *testing.T) {
 	}
 	tp.ip(c1.netns, "addr", "add", ipSpoofed+"/32", "dev", "eth0")
 	tp.ip(tp.host, "route", "add", ipSpoofed+"/32", "via", ipCtr1) // so only egressfw stops it
-	lan := tp.id + "-lan"
-	mustRun(t, "ip", "netns", "add", lan)
-	t.Cleanup(func() { deleteNetns(t, lan) })
-	tp.ip(lan, "link", "set", "lo", "up")
+	lan := netnstest.New(t, tp.id+"-lan").Name
 	tp.link(lan, "vlan", []string{"172.24.0.1/24", "10.42.200.1/24"}, []string{ipLAN + "/24", ipLANPod + "/24"})
 	tp.ip(lan, "route", "add", "default", "via", "172.24.0.1")
-	mustRun(t, "nsenter", "--net=/run/netns/"+tp.host, "sysctl", "-qw", "net.ipv4.ip_forward=1",
-		"net.ipv6.conf.all.forwarding=1", "net.bridge.bridge-nf-call-iptables=1", "net.bridge.bridge-nf-call-ip6tables=1")
+	netnstest.Output(t, nsCmd(tp.host, "sysctl", "-qw", "net.ipv4.ip_forward=1",
+		"net.ipv6.conf.all.forwarding=1", "net.bridge.bridge-nf-call-iptables=1", "net.bridge.bridge-nf-call-ip6tables=1"))
 
 	lanSrv := tp.startServer("lan", lan, map[string]any{"http": []string{":80"}, "raw": []string{":8080"}})
 	atPub := tp.catch("public", tp.public, "tcp:8081", "udp:443")

@@ -1,19 +1,18 @@
 package netns
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
+
+	"github.com/egressfw/egressfw/internal/netnstest"
 )
 
-// prefix starts the name of every namespace and cgroup this suite makes;
-// the pid after it tells a leftover of a crashed run from a live one.
+// prefix starts the name of every namespace, cgroup and temporary
+// directory this suite makes; the pid after it tells a leftover of a
+// crashed run from a live one (netnstest.RemoveStale).
 const prefix = "egfw-e2e-"
 
 // Paths of the binaries under test, set by TestMain for root runs.
@@ -27,7 +26,7 @@ var (
 func TestMain(m *testing.M) {
 	code := func() int {
 		if os.Geteuid() == 0 {
-			removeLeftovers()
+			netnstest.RemoveStale(prefix)
 			var err error
 			if binDir, err = os.MkdirTemp("", fmt.Sprintf("%s%d-bin-", prefix, os.Getpid())); err != nil {
 				setupErr = err
@@ -44,9 +43,7 @@ func TestMain(m *testing.M) {
 // needRoot skips as non-root and fails when the binaries did not build.
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("end-to-end tests need root to create network namespaces and cgroups (CI runs as root)")
-	}
+	netnstest.NeedRoot(t)
 	if setupErr != nil {
 		t.Fatalf("setting up the suite: %v", setupErr)
 	}
@@ -88,73 +85,4 @@ func buildBinaries() error {
 		return fmt.Errorf("egressfw binary: %w", err)
 	}
 	return nil
-}
-
-// removeLeftovers deletes namespaces and cgroups of earlier runs whose
-// process is gone (a crash or a kill -9 skips t.Cleanup).
-func removeLeftovers() {
-	if ents, err := os.ReadDir("/run/netns"); err == nil {
-		for _, e := range ents {
-			if stale(e.Name()) {
-				if out, err := exec.Command("ip", "netns", "pids", e.Name()).Output(); err == nil {
-					for _, f := range strings.Fields(string(out)) {
-						if pid, err := strconv.Atoi(f); err == nil {
-							syscall.Kill(pid, syscall.SIGKILL)
-						}
-					}
-				}
-				exec.Command("ip", "netns", "del", e.Name()).Run()
-			}
-		}
-	}
-	if ents, err := os.ReadDir(os.TempDir()); err == nil {
-		for _, e := range ents {
-			if stale(e.Name()) {
-				os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
-			}
-		}
-	}
-	root, err := cgroupRoot()
-	if err != nil {
-		return
-	}
-	ents, _ := os.ReadDir(root)
-	for _, e := range ents {
-		if e.IsDir() && stale(e.Name()) {
-			removeCgroupTree(filepath.Join(root, e.Name()))
-		}
-	}
-}
-
-// stale reports whether name is ours and its creating process is gone.
-func stale(name string) bool {
-	rest, ok := strings.CutPrefix(name, prefix)
-	if !ok {
-		return false
-	}
-	pidStr, _, _ := strings.Cut(rest, "-")
-	pid, err := strconv.Atoi(pidStr)
-	if err != nil {
-		return false
-	}
-	return pid != os.Getpid() && syscall.Kill(pid, 0) == syscall.ESRCH
-}
-
-// cgroupRoot finds the cgroup2 mount in /proc/self/mountinfo.
-func cgroupRoot() (string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if ok && strings.HasPrefix(post, "cgroup2 ") {
-			if f := strings.Fields(pre); len(f) >= 5 {
-				return f[4], nil
-			}
-		}
-	}
-	return "", fmt.Errorf("no cgroup2 mount in /proc/self/mountinfo")
 }

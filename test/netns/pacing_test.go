@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/egressfw/egressfw/internal/netnstest"
 )
 
 // TestPacedTenant: a tenant over its max_new_per_second is delayed, not
@@ -16,7 +18,7 @@ import (
 func TestPacedTenant(t *testing.T) {
 	t.Parallel()
 	tp := newTopo(t)
-	mustRun(t, "nsenter", "--net=/run/netns/"+tp.host, "sysctl", "-q", "-w", "net.core.somaxconn=8")
+	netnstest.Output(t, nsCmd(tp.host, "sysctl", "-q", "-w", "net.core.somaxconn=8"))
 	const rate, n = 10, 40
 	tenants := tp.tenant("a", "a", 0, "max_new_per_second = 10") + tp.tenant("b", "", tp.uid, "")
 	d := tp.startEgressfw(tp.config(cfgOpts{interceptPorts: "[80, 443]", tenants: tenants}))
@@ -66,7 +68,7 @@ func TestPacedTenant(t *testing.T) {
 // or handshakes dropped because an accept queue was full.
 func (tp *topo) listenOverflows() int {
 	tp.t.Helper()
-	lines := strings.Split(mustRun(tp.t, "nsenter", "--net=/run/netns/"+tp.host, "cat", "/proc/net/netstat"), "\n")
+	lines := strings.Split(netnstest.Output(tp.t, nsCmd(tp.host, "cat", "/proc/net/netstat")), "\n")
 	for i := 0; i+1 < len(lines); i += 2 {
 		keys, vals := strings.Fields(lines[i]), strings.Fields(lines[i+1])
 		if len(keys) == 0 || keys[0] != "TcpExt:" || len(vals) != len(keys) {

@@ -87,10 +87,7 @@ type catcher struct {
 // given "tcp:PORT"/"udp:PORT"; it is killed at cleanup.
 func (tp *topo) catch(name, ns string, ports ...string) *catcher {
 	tp.t.Helper()
-	if !strings.HasPrefix(ns, "/") {
-		ns = "/run/netns/" + ns
-	}
-	c := &catcher{name: name, cmd: exec.Command("nsenter", append([]string{"--net=" + ns, "--", "python3", "-u", "-c", catchScript}, ports...)...)}
+	c := &catcher{name: name, cmd: nsCmd(ns, append([]string{"python3", "-u", "-c", catchScript}, ports...)...)}
 	tp.startReady(fmt.Sprintf("catcher %s on %v", name, ports), c.cmd, func(l string) {
 		c.mu.Lock()
 		c.lines = append(c.lines, l)

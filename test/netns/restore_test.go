@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/egressfw/egressfw/internal/netnstest"
 )
 
 // debianNftablesConf is Debian 12's stock /etc/nftables.conf, which
@@ -50,8 +52,8 @@ func newRestoreWorld(t *testing.T) *restoreWorld {
 	w := &restoreWorld{tp: tp, a: tp.inCgroup("a")}
 	w.vm = tp.guest("vm", vmBridge, ipVirbr, ipVM)
 	w.pod = tp.guest("pod", "cni0", ipCNI, ipPod)
-	mustRun(t, "nsenter", "--net=/run/netns/"+tp.host, "sysctl", "-qw", "net.ipv4.ip_forward=1",
-		"net.bridge.bridge-nf-call-iptables=1")
+	netnstest.Output(t, nsCmd(tp.host, "sysctl", "-qw", "net.ipv4.ip_forward=1",
+		"net.bridge.bridge-nf-call-iptables=1"))
 	w.hostServer = tp.startServer("host", tp.host, map[string]any{"raw": []string{":8080"}})
 	w.d = tp.startEgressfw(tp.config(cfgOpts{interceptPorts: "[80, 443]", tenants: tp.defaultTenants() + forwardedTenants()}))
 	return w

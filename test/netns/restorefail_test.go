@@ -3,7 +3,6 @@ package netns
 import (
 	"fmt"
 	"net"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -124,7 +123,7 @@ func TestRestoreRefusedIsUnhealthy(t *testing.T) {
 		t.Errorf("first ping after recovery %q, want it to restore the serving status", last)
 	}
 	check(t, "tenant after the restore", tp.curl(tp.inCgroup("a"), "http://"+ipBITool+"/"), deniedInt)
-	if out, err := exec.Command("nsenter", "--net=/run/netns/"+tp.host, "nft", "list", "table", "inet", "egressfw").CombinedOutput(); err != nil || !strings.Contains(string(out), "chain output") {
+	if out, err := nsCmd(tp.host, "nft", "list", "table", "inet", "egressfw").CombinedOutput(); err != nil || !strings.Contains(string(out), "chain output") {
 		t.Errorf("table after the restore: %v\n%s", err, out)
 	}
 	if t.Failed() {

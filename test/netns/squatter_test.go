@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/egressfw/egressfw/internal/netnstest"
 )
 
 // squatScript binds every port given on 0.0.0.0 and :: (plain sockets, as
@@ -89,8 +91,8 @@ func TestListenerSquatter(t *testing.T) {
 	tp.ip(tp.host, "-6", "addr", "add", "fd00:122::1/64", "dev", vmBridge, "nodad")
 	tp.ip(vm.netns, "-6", "addr", "add", ip6VM1+"/64", "dev", "eth0", "nodad")
 	tp.ip(vm.netns, "-6", "route", "add", "default", "via", "fd00:122::1")
-	mustRun(t, "nsenter", "--net=/run/netns/"+tp.host, "sysctl", "-qw", "net.ipv4.ip_forward=1",
-		"net.ipv6.conf.all.forwarding=1", "net.bridge.bridge-nf-call-iptables=1", "net.bridge.bridge-nf-call-ip6tables=1")
+	netnstest.Output(t, nsCmd(tp.host, "sysctl", "-qw", "net.ipv4.ip_forward=1",
+		"net.ipv6.conf.all.forwarding=1", "net.bridge.bridge-nf-call-iptables=1", "net.bridge.bridge-nf-call-ip6tables=1"))
 	vms := `[[tenant]]
 name = "vms"
 interfaces = ["virbr*"]

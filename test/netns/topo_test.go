@@ -4,11 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/egressfw/egressfw/internal/netnstest"
 )
 
 // Addresses of the topology. "Public" ones are documentation ranges that
@@ -76,6 +77,8 @@ var labels = map[string]string{
 	ipSvc: "svc", ipMetadata: "metadata",
 }
 
+// topoSeq numbers this process's topologies; the uid tenant's uid is
+// 61000 plus the number.
 var topoSeq atomic.Int32
 
 // topo is one test's world: three namespaces, their servers, the test CA
@@ -95,7 +98,7 @@ func newTopo(t *testing.T) *topo {
 	t.Helper()
 	needRoot(t)
 	n := topoSeq.Add(1)
-	tp := &topo{t: t, id: fmt.Sprintf("%s%d-%d", prefix, os.Getpid(), n), uid: 61000 + int(n)}
+	tp := &topo{t: t, id: netnstest.UniqueName(prefix), uid: 61000 + int(n)}
 	tp.host, tp.public, tp.intern = tp.id+"-host", tp.id+"-pub", tp.id+"-int"
 	// Not t.TempDir: its parent is private, and uid tenants read the CA.
 	tp.dir = filepath.Join(os.TempDir(), tp.id)
@@ -107,9 +110,7 @@ func newTopo(t *testing.T) *topo {
 		t.Fatalf("generate test PKI: %v", err)
 	}
 	for _, ns := range []string{tp.host, tp.public, tp.intern} {
-		mustRun(t, "ip", "netns", "add", ns)
-		t.Cleanup(func() { deleteNetns(t, ns) })
-		tp.ip(ns, "link", "set", "lo", "up")
+		netnstest.New(t, ns)
 	}
 	tp.link(tp.public, "vpub", []string{ipHostPub + "/24", ip6HostPub + "/64"},
 		[]string{ipPublic + "/24", ip6Public + "/64"})
@@ -134,15 +135,7 @@ func newTopo(t *testing.T) *topo {
 // link connects the host namespace to peer with a veth pair named dev on
 // the host side and "vhost" on the peer side, and adds the addresses.
 func (tp *topo) link(peer, dev string, hostAddrs, peerAddrs []string) {
-	tp.ip(tp.host, "link", "add", dev, "type", "veth", "peer", "name", "vhost", "netns", peer)
-	for _, a := range hostAddrs {
-		tp.ip(tp.host, "addr", "add", a, "dev", dev, "nodad")
-	}
-	for _, a := range peerAddrs {
-		tp.ip(peer, "addr", "add", a, "dev", "vhost", "nodad")
-	}
-	tp.ip(tp.host, "link", "set", dev, "up")
-	tp.ip(peer, "link", "set", "vhost", "up")
+	netnstest.Veth(tp.t, netnstest.End{NS: tp.host, Dev: dev, Addrs: hostAddrs}, netnstest.End{NS: peer, Dev: "vhost", Addrs: peerAddrs})
 	// Permanent neighbours: a first SYN lost to neighbour discovery would
 	// cost a test a one-second retransmission.
 	var links []struct {
@@ -160,14 +153,12 @@ func (tp *topo) link(peer, dev string, hostAddrs, peerAddrs []string) {
 // ip runs the ip CLI in namespace ns.
 func (tp *topo) ip(ns string, args ...string) string {
 	tp.t.Helper()
-	return mustRun(tp.t, "ip", append([]string{"-n", ns}, args...)...)
+	return netnstest.Run(tp.t, "ip", append([]string{"-n", ns}, args...)...)
 }
 
-// nsCmd is a command run in namespace ns with nsenter (which, unlike ip
-// netns exec, leaves /sys and the mounts alone).
-func nsCmd(ns string, argv ...string) *exec.Cmd {
-	return exec.Command("nsenter", append([]string{"--net=/run/netns/" + ns, "--"}, argv...)...)
-}
+// nsCmd is a command run in namespace ns (a name or a path) with nsenter:
+// netnstest.Cmd, by the name the suite's tests use.
+var nsCmd = netnstest.Cmd
 
 // startServer runs testsrv serve in ns with the spec plus the topology's
 // certificate, labels and zone, and waits for it to listen.
@@ -186,25 +177,4 @@ func (tp *topo) startServer(name, ns string, spec map[string]any) *server {
 	}
 	tp.t.Cleanup(s.stop)
 	return s
-}
-
-func deleteNetns(t *testing.T, ns string) {
-	if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil && len(strings.TrimSpace(string(out))) > 0 {
-		t.Errorf("namespace %s still has processes at cleanup: %s", ns, strings.Fields(string(out)))
-		for _, p := range strings.Fields(string(out)) {
-			exec.Command("kill", "-9", p).Run()
-		}
-	}
-	if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-		t.Errorf("delete namespace %s: %v: %s", ns, err, out)
-	}
-}
-
-func mustRun(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
 }

@@ -1,4 +1,4 @@
-package sni
+package httphead
 
 import (
 	"errors"
@@ -17,7 +17,7 @@ type httpWant struct {
 	h2      bool
 }
 
-func TestParseHTTP(t *testing.T) {
+func TestParse(t *testing.T) {
 	const h11 = "HTTP/1.1"
 	cases := []struct {
 		name  string
@@ -54,8 +54,10 @@ func TestParseHTTP(t *testing.T) {
 			want: httpWant{name: "example.test", port: 443, method: "CONNECT", version: h11, connect: true}},
 		{name: "OPTIONS asterisk", in: "OPTIONS * HTTP/1.1\r\nHost: example.test\r\n\r\n", st: Done,
 			want: httpWant{name: "example.test", method: "OPTIONS", version: h11}},
-		{name: "HTTP/2 preface", in: h2Preface + "\x00\x00\x00\x04", st: Done,
+		{name: "HTTP/2 preface", in: Preface + "\x00\x00\x00\x04", st: Done,
 			want: httpWant{method: "PRI", version: "HTTP/2.0", h2: true}},
+		{name: "pipelined: the first head only", in: "GET /a HTTP/1.1\r\nHost: a.example\r\n\r\nGET /b HTTP/1.1\r\nHost: b.example\r\n\r\n", st: Done,
+			want: httpWant{name: "a.example", method: "GET", version: h11}},
 		{name: "partial preface", in: "PRI * HTTP/2.0\r\n\r\n", st: NeedMore},
 		{name: "partial request line", in: "GET / HTT", st: NeedMore},
 		{name: "partial headers", in: "GET / HTTP/1.1\r\nHost: example.test\r\n", st: NeedMore},
@@ -107,7 +109,7 @@ func TestParseHTTP(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			res, st, err := ParseHTTP([]byte(tc.in), tc.limit)
+			res, st, err := Parse([]byte(tc.in), tc.limit)
 			if st != tc.st || (err != nil) != (st == Malformed) {
 				t.Fatalf("status = %v, %v; want %v", st, err, tc.st)
 			}
@@ -118,18 +120,36 @@ func TestParseHTTP(t *testing.T) {
 			if st != Done {
 				return
 			}
-			got := httpWant{res.Name, "", res.Port, res.HTTPMethod, res.HTTPVersion, res.CONNECT, res.H2Preface}
-			if res.Addr.IsValid() {
-				got.addr = res.Addr.String()
+			got := wantOf(res)
+			if got != tc.want {
+				t.Errorf("result = %+v; want %+v", got, tc.want)
 			}
-			if got != tc.want || res.Kind != KindHTTP {
-				t.Errorf("result = %+v (kind %v); want %+v", got, res.Kind, tc.want)
+			if wantLen := headLen(tc.in); res.Len != wantLen {
+				t.Errorf("Len = %d; want %d (the head through its empty line)", res.Len, wantLen)
 			}
 			if tc.want.addr != "" && res.Addr != netip.MustParseAddr(tc.want.addr) {
 				t.Errorf("addr = %v; want %v", res.Addr, tc.want.addr)
 			}
 		})
 	}
+}
+
+// wantOf is the part of a Head the cases compare.
+func wantOf(h Head) httpWant {
+	w := httpWant{h.Name, "", h.Port, h.Method, h.Version, h.CONNECT, h.H2Preface}
+	if h.Addr.IsValid() {
+		w.addr = h.Addr.String()
+	}
+	return w
+}
+
+// headLen finds the end of the head in s without the code under test: the
+// preface, or the first empty line.
+func headLen(s string) int {
+	if strings.HasPrefix(s, Preface) {
+		return len(Preface)
+	}
+	return strings.Index(s, "\r\n\r\n") + 4
 }
 
 func checkHTTPError(t *testing.T, err, sentinel error, msg string) {
@@ -142,33 +162,5 @@ func checkHTTPError(t *testing.T, err, sentinel error, msg string) {
 	}
 	if msg != "" && !strings.Contains(err.Error(), msg) {
 		t.Errorf("error %q does not mention %q", err, msg)
-	}
-}
-
-func TestSniff(t *testing.T) {
-	cases := []struct {
-		name string
-		in   string
-		kind Kind
-		st   Status
-	}{
-		{"empty", "", KindUnknown, NeedMore},
-		{"TLS first byte", "\x16", KindTLS, NeedMore},
-		{"TLS", "\x16\x03\x01", KindTLS, Done},
-		{"0x16 then not TLS", "\x16\x04", KindUnknown, Done},
-		{"method so far", "GE", KindUnknown, NeedMore},
-		{"GET", "GET ", KindHTTP, Done},
-		{"preface", "PRI * HTTP/2.0", KindHTTP, Done},
-		{"leading space", " GET", KindUnknown, Done},
-		{"SSH banner", "SSH-2.0-OpenSSH_9.2\r\n", KindUnknown, Done},
-		{"token too long", strings.Repeat("A", 40), KindUnknown, Done},
-		{"binary", "\x00\x01", KindUnknown, Done},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			if k, st := Sniff([]byte(tc.in)); k != tc.kind || st != tc.st {
-				t.Errorf("Sniff(%q) = %v, %v; want %v, %v", tc.in, k, st, tc.kind, tc.st)
-			}
-		})
 	}
 }

@@ -1,4 +1,4 @@
-package sni
+package httphead
 
 import (
 	"bytes"
@@ -28,9 +28,9 @@ func (a authority) String() string {
 
 // resolveTarget works out the host from the request-target and the Host
 // header, requiring them to agree when both name one.
-func resolveTarget(r *Result, target, host []byte, hasHost bool) error {
-	if !hasHost && r.HTTPVersion == "HTTP/1.1" {
-		return malformedHTTP("HTTP/1.1 request without Host header")
+func resolveTarget(r *Head, target, host []byte, hasHost bool) error {
+	if !hasHost && r.Version == "HTTP/1.1" {
+		return malformed("HTTP/1.1 request without Host header")
 	}
 	var fromHost authority
 	if hasHost {
@@ -46,7 +46,7 @@ func resolveTarget(r *Result, target, host []byte, hasHost bool) error {
 	final := fromHost
 	if hasTarget {
 		if hasHost && !agree(t, fromHost, defaultPort) {
-			return malformedHTTP("%s host %s does not match Host %s", targetForm(r), t, fromHost)
+			return malformed("%s host %s does not match Host %s", targetForm(r), t, fromHost)
 		}
 		final = t
 		if final.port == 0 {
@@ -57,7 +57,7 @@ func resolveTarget(r *Result, target, host []byte, hasHost bool) error {
 	return nil
 }
 
-func targetForm(r *Result) string {
+func targetForm(r *Head) string {
 	if r.CONNECT {
 		return "CONNECT"
 	}
@@ -66,35 +66,35 @@ func targetForm(r *Result) string {
 
 // targetAuthority returns the authority named by the request-target, if
 // any, and the port implied by its scheme.
-func targetAuthority(r *Result, target []byte) (a authority, defaultPort uint16, ok bool, err error) {
+func targetAuthority(r *Head, target []byte) (a authority, defaultPort uint16, ok bool, err error) {
 	switch {
-	case r.HTTPMethod == "CONNECT":
+	case r.Method == "CONNECT":
 		r.CONNECT = true
 		if a, err = parseAuthority(target); err != nil {
 			return a, 0, false, fmt.Errorf("in CONNECT target: %w", err)
 		}
 		if a.port == 0 {
-			return a, 0, false, malformedHTTP("CONNECT target %s has no port", a)
+			return a, 0, false, malformed("CONNECT target %s has no port", a)
 		}
 		return a, a.port, true, nil
 	case target[0] == '/':
 		return a, 0, false, nil
 	case len(target) == 1 && target[0] == '*':
-		if r.HTTPMethod != "OPTIONS" {
-			return a, 0, false, malformedHTTP("asterisk-form target with method %s", r.HTTPMethod)
+		if r.Method != "OPTIONS" {
+			return a, 0, false, malformed("asterisk-form target with method %s", r.Method)
 		}
 		return a, 0, false, nil
 	}
 	scheme, rest, found := bytes.Cut(target, []byte("://"))
 	switch {
 	case !found:
-		return a, 0, false, malformedHTTP("request-target %q is not origin-, absolute- or asterisk-form", truncate(target))
+		return a, 0, false, malformed("request-target %q is not origin-, absolute- or asterisk-form", truncate(target))
 	case asciiEqualFold(scheme, "http"):
 		defaultPort = 80
 	case asciiEqualFold(scheme, "https"):
 		defaultPort = 443
 	default:
-		return a, 0, false, malformedHTTP("absolute-form scheme %q is not http or https", truncate(scheme))
+		return a, 0, false, malformed("absolute-form scheme %q is not http or https", truncate(scheme))
 	}
 	if end := bytes.IndexAny(rest, "/?#"); end >= 0 {
 		rest = rest[:end]
@@ -126,28 +126,28 @@ func agree(t, h authority, defaultPort uint16) bool {
 func parseAuthority(b []byte) (authority, error) {
 	var a authority
 	if len(b) == 0 {
-		return a, malformedHTTP("empty host")
+		return a, malformed("empty host")
 	}
 	if bytes.IndexByte(b, '@') >= 0 {
-		return a, malformedHTTP("userinfo in host %q", truncate(b))
+		return a, malformed("userinfo in host %q", truncate(b))
 	}
 	host, port := b, []byte(nil)
 	hasPort := false
 	if b[0] == '[' {
 		end := bytes.IndexByte(b, ']')
 		if end < 0 {
-			return a, malformedHTTP("unterminated IPv6 literal in %q", truncate(b))
+			return a, malformed("unterminated IPv6 literal in %q", truncate(b))
 		}
 		host = b[:end+1]
 		switch rest := b[end+1:]; {
 		case len(rest) > 0 && rest[0] == ':':
 			port, hasPort = rest[1:], true
 		case len(rest) > 0:
-			return a, malformedHTTP("bytes after IPv6 literal in %q", truncate(b))
+			return a, malformed("bytes after IPv6 literal in %q", truncate(b))
 		}
 	} else if i := bytes.IndexByte(b, ':'); i >= 0 {
 		if bytes.IndexByte(b[i+1:], ':') >= 0 {
-			return a, malformedHTTP("IPv6 literal without brackets in %q", truncate(b))
+			return a, malformed("IPv6 literal without brackets in %q", truncate(b))
 		}
 		host, port, hasPort = b[:i], b[i+1:], true
 	}
@@ -163,7 +163,7 @@ func parseAuthority(b []byte) (authority, error) {
 		return a, fmt.Errorf("%w: http: host: %w", ErrMalformed, err)
 	}
 	if host[0] == '[' && !addr.IsValid() {
-		return a, malformedHTTP("bracketed host %q is not an IPv6 address", truncate(host))
+		return a, malformed("bracketed host %q is not an IPv6 address", truncate(host))
 	}
 	a.name, a.addr = name, addr
 	return a, nil
@@ -172,17 +172,17 @@ func parseAuthority(b []byte) (authority, error) {
 // parsePort accepts 1-5 decimal digits with a value of 1-65535.
 func parsePort(p []byte) (uint16, error) {
 	if len(p) == 0 || len(p) > 5 {
-		return 0, malformedHTTP("port %q is not 1-5 digits", truncate(p))
+		return 0, malformed("port %q is not 1-5 digits", truncate(p))
 	}
 	v := 0
 	for _, c := range p {
 		if c < '0' || c > '9' {
-			return 0, malformedHTTP("port %q is not decimal", truncate(p))
+			return 0, malformed("port %q is not decimal", truncate(p))
 		}
 		v = v*10 + int(c-'0')
 	}
 	if v == 0 || v > 65535 {
-		return 0, malformedHTTP("port %d is out of range", v)
+		return 0, malformed("port %d is out of range", v)
 	}
 	return uint16(v), nil
 }

@@ -1,12 +1,15 @@
-package sni
+package httphead
 
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
+	"os/exec"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -34,7 +37,7 @@ func captureHead(t *testing.T, client func(ctx context.Context, port int) error)
 		_ = conn.SetReadDeadline(time.Now().Add(15 * time.Second))
 		var head []byte
 		buf := make([]byte, 4096)
-		for len(head) < DefaultMaxHTTPHead {
+		for len(head) < DefaultMaxHead {
 			n, err := conn.Read(buf)
 			head = append(head, buf[:n]...)
 			if i := bytes.Index(head, []byte("\r\n\r\n")); i >= 0 {
@@ -108,29 +111,59 @@ except Exception: pass`, "PORT")
 			if tc.want.port == 1 {
 				tc.want.port = port
 			}
-			res, st, err := ParseHTTP(head, 0)
+			res, st, err := Parse(head, 0)
 			if st != Done || err != nil {
-				t.Fatalf("ParseHTTP(%q) = %v, %v", head, st, err)
+				t.Fatalf("Parse(%q) = %v, %v", head, st, err)
 			}
-			got := httpWant{res.Name, "", res.Port, res.HTTPMethod, res.HTTPVersion, res.CONNECT, res.H2Preface}
-			if got != tc.want {
-				t.Errorf("ParseHTTP(%q) = %+v; want %+v", head, got, tc.want)
+			if got := wantOf(res); got != tc.want {
+				t.Errorf("Parse(%q) = %+v; want %+v", head, got, tc.want)
 			}
-			p := newParser(PeekOptions{}.withDefaults())
+			if res.Len != len(head) {
+				t.Errorf("Len = %d; want %d", res.Len, len(head))
+			}
+			p := NewParser(0)
 			for i := 1; i < len(head); i++ {
-				if _, st, err := ParseHTTP(head[:i], 0); st != NeedMore {
+				if _, st, err := Parse(head[:i], 0); st != NeedMore {
 					t.Fatalf("prefix of %d/%d bytes = %v, %v; want NeedMore", i, len(head), st, err)
 				}
-				if _, st, err := p.parse(head[:i]); st != NeedMore {
+				if _, st, err := p.Parse(head[:i]); st != NeedMore {
 					t.Fatalf("fed byte by byte, %d/%d bytes = %v, %v; want NeedMore", i, len(head), st, err)
 				}
 			}
-			if fed, st, err := p.parse(head); st != Done || !reflect.DeepEqual(fed, res) {
+			if fed, st, err := p.Parse(head); st != Done || !reflect.DeepEqual(fed, res) {
 				t.Errorf("fed byte by byte = %+v, %v, %v; want %+v", fed, st, err, res)
 			}
-			if again, _, _ := ParseHTTP(append(head, "body"...), 0); !reflect.DeepEqual(again, res) {
+			if again, _, _ := Parse(append(head, "body"...), 0); !reflect.DeepEqual(again, res) {
 				t.Errorf("with a body = %+v; want %+v", again, res)
 			}
 		})
 	}
+}
+
+// execClient returns a client that runs an external program; args may
+// contain PORT, replaced by the listener's port. It skips the test when the
+// program is not installed.
+func execClient(t *testing.T, prog string, args ...string) func(context.Context, int) error {
+	t.Helper()
+	path, err := exec.LookPath(prog)
+	if err != nil {
+		t.Skipf("%s is not installed; skipping this real-client capture", prog)
+	}
+	return func(ctx context.Context, port int) error {
+		a := make([]string, len(args))
+		for i, s := range args {
+			a[i] = replacePort(s, port)
+		}
+		cmd := exec.CommandContext(ctx, path, a...)
+		cmd.WaitDelay = 5 * time.Second
+		out, err := cmd.CombinedOutput()
+		if err != nil && ctx.Err() == nil && len(out) > 0 {
+			return fmt.Errorf("%s: %w: %.300s", prog, err, out)
+		}
+		return err
+	}
+}
+
+func replacePort(s string, port int) string {
+	return strings.ReplaceAll(s, "PORT", strconv.Itoa(port))
 }

@@ -1,0 +1,234 @@
+package nft
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// Tenant DNS. A tenant whose DNS is intercepted (DNSIntercept) has every
+// packet to port 53, UDP and TCP, IPv4 and IPv6, whatever address it was
+// sent to, redirected to its own DNS listener port (Tenant.DNSPort), where
+// egressfw answers from its own resolver and policy. The port is the
+// tenant, as for the TCP listeners. A nat redirect (DNAT), not TPROXY,
+// for local and forwarded tenants alike: the kernel maps the listener's
+// reply back to the address and port the tenant queried (TPROXY would
+// need a reply socket bound to that address, which a local resolver such
+// as systemd-resolved's 127.0.0.53:53 may hold), and conntrack keeps the
+// original destination for the listener to read.
+//
+//   - Local tenants: the tenant chain (output, route) stores the slot in
+//     the ct mark of a packet to port 53 and accepts it, before
+//     allow_direct (an allow_direct entry for a resolver keeps working:
+//     egressfw answers instead); the nat_output chain (nat, dstnat - 10)
+//     redirects the flow's first packet to 127.0.0.1 or ::1 on the port
+//     that map @dns_redirect gives the slot. The output chain's running
+//     rule, which keeps an intercepted TCP flow on its way to the TCP
+//     listener, skips port 53 (TCP intercepts never use it: Validate).
+//   - Forwarded tenants: nat_prerouting redirects port 53 to the DNS port
+//     on the address of the ingress interface, after the rules that let
+//     traffic between the tenant's members pass, and only when a
+//     transparent socket listens there (the tproxy statement as a test,
+//     as for TCP); otherwise the packet is rejected.
+//   - Input: a packet to a DNS port (@dns_ports) that a redirect brought
+//     is dropped unless a transparent socket, which only egressfw can
+//     open, receives it: a local user who binds the port while egressfw is
+//     down gets nothing (for local tenants this is the only check, as
+//     tproxy cannot be used in the output hook); with no socket at all the
+//     stack's own error goes back to the tenant. A packet that reaches a
+//     DNS port directly is rejected.
+//
+// DNS over TLS (853) and anything else is not touched: denied as before
+// unless allow_direct allows it. A tenant with DNSDirect keeps port 53
+// governed by allow_direct.
+const (
+	setDNSPorts    = "dns_ports"
+	mapDNSRedirect = "dns_redirect"
+	chainNATOutput = "nat_output"
+	dnsPort        = 53
+)
+
+// DNSMode says where a tenant's DNS goes.
+type DNSMode uint8
+
+// DNS modes. The zero value keeps port 53 ordinary egress, so a Spec that
+// says nothing about DNS installs the rules it always did; the daemon
+// sets DNSIntercept for `dns = "egressfw"`, the config's default.
+const (
+	// DNSDirect: port 53 is egress like any other, allowed by AllowDirect.
+	DNSDirect DNSMode = iota
+	// DNSIntercept: every packet to port 53 goes to the DNS listener.
+	DNSIntercept
+)
+
+// dnsTenants returns the tenants whose DNS is intercepted, by slot.
+func dnsTenants(tenants []Tenant) []Tenant {
+	var out []Tenant
+	for _, t := range tenants {
+		if t.DNS == DNSIntercept {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// validateDNS checks the DNS ports: each intercepting tenant has one, not
+// 53, not an intercept port, and no port is another tenant's listener or
+// DNS port; and no TCP intercept port is 53.
+func (s *Spec) validateDNS() error {
+	ports := map[uint16]string{}
+	for _, t := range s.Tenants {
+		ports[t.ListenerPort] = t.Name
+	}
+	for _, t := range s.Tenants {
+		if t.DNS == DNSDirect {
+			continue
+		}
+		switch {
+		case t.DNSPort == 0 || t.DNSPort == dnsPort || slices.Contains(s.InterceptPorts, t.DNSPort):
+			return fmt.Errorf("tenant %q: DNS port %d is 0, 53 or an intercept port", t.Name, t.DNSPort)
+		case slices.Contains(s.InterceptPorts, dnsPort):
+			return fmt.Errorf("tenant %q: DNS is intercepted, so port 53 cannot be a TCP intercept port", t.Name)
+		case t.DNS > DNSIntercept:
+			return fmt.Errorf("tenant %q: unknown DNS mode %d", t.Name, t.DNS)
+		}
+		if other, ok := ports[t.DNSPort]; ok {
+			return fmt.Errorf("tenant %q: DNS port %d is already the listener or DNS port of %q", t.Name, t.DNSPort, other)
+		}
+		ports[t.DNSPort] = t.Name
+	}
+	return nil
+}
+
+// dnsSets are the DNS ports (input checks) and the slot to port map (the
+// local tenants' redirect).
+func dnsSets(table *nftables.Table, tenants []Tenant) []*setDef {
+	var ports, redirect []element
+	for _, t := range tenants {
+		ports = append(ports, element{uint64(t.DNSPort), nftables.SetElement{Key: be16(t.DNSPort)}, fmt.Sprint(t.DNSPort)})
+		redirect = append(redirect, element{uint64(t.Slot), nftables.SetElement{Key: ne32(t.Slot), Val: be16(t.DNSPort)},
+			fmt.Sprintf("0x%08x : %d", t.Slot, t.DNSPort)})
+	}
+	return []*setDef{
+		newSet(&nftables.Set{Table: table, Name: setDNSPorts, KeyType: nftables.TypeInetService}, ports),
+		newSet(&nftables.Set{Table: table, Name: mapDNSRedirect, IsMap: true, KeyType: nftables.TypeMark,
+			KeyByteOrder: binaryutil.NativeEndian, DataType: nftables.TypeInetService}, redirect),
+	}
+}
+
+// dnsMatch starts a rule matching proto ("tcp" or "udp") to port 53.
+func dnsMatch(r *ruleDef, proto string) *ruleDef {
+	return r.add(proto+" dport 53", append(l4proto(protoNum(proto)), thDport(),
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(dnsPort)})...)
+}
+
+func protoNum(proto string) byte {
+	if proto == "udp" {
+		return unix.IPPROTO_UDP
+	}
+	return unix.IPPROTO_TCP
+}
+
+// tenantDNSRules mark a local tenant's DNS with its slot and accept it;
+// nat_output redirects it.
+func tenantDNSRules(spec *Spec, t *Tenant) []*ruleDef {
+	var out []*ruleDef
+	for _, proto := range []string{"udp", "tcp"} {
+		r := dnsMatch(&ruleDef{}, proto)
+		r.add(markSetText("ct", spec.CtMarkMask, t.Slot), setBits(true, spec.CtMarkMask, t.Slot)...)
+		out = append(out, r.add("accept", accept))
+	}
+	return out
+}
+
+// natOutputChain redirects local tenants' DNS, marked by their chains, to
+// their DNS port on loopback.
+func natOutputChain(spec *Spec, table *nftables.Table) *chainDef {
+	c := baseChain(table, chainNATOutput, nftables.ChainTypeNAT, nftables.ChainHookOutput,
+		natPriority, "type nat hook output priority -110;")
+	for _, proto := range []string{"udp", "tcp"} {
+		r := dnsMatch(&ruleDef{}, proto)
+		r.add("", ctMark(),
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: ne32(spec.CtMarkMask), Xor: ne32(0)},
+			&expr.Lookup{SourceRegister: reg1, DestRegister: reg1, IsDestRegSet: true, SetName: mapDNSRedirect},
+			&expr.Redir{RegisterProtoMin: reg1, Flags: unix.NF_NAT_RANGE_PROTO_SPECIFIED})
+		r.add(fmt.Sprintf("redirect to :ct mark & 0x%08x map @%s", spec.CtMarkMask, mapDNSRedirect))
+		c.rules = append(c.rules, r)
+	}
+	return c
+}
+
+// inputDNSRules let only redirected DNS reach a DNS port, and only a
+// transparent socket there.
+func inputDNSRules() []*ruleDef {
+	var out []*ruleDef
+	for _, proto := range []string{"udp", "tcp"} {
+		port := func() *ruleDef {
+			return (&ruleDef{}).add(proto+" dport @"+setDNSPorts, append(l4proto(protoNum(proto)), thDport(), lookup(setDNSPorts, 0))...)
+		}
+		out = append(out,
+			port().add("ct status dnat", ctStatusDNAT()...).add("socket transparent 0", socketTransparent(false)...).
+				add("drop", &expr.Verdict{Kind: expr.VerdictDrop}),
+			port().add("ct status dnat", ctStatusDNAT()...).add("accept", accept),
+			port().add("goto "+chainDeny, &expr.Verdict{Kind: expr.VerdictGoto, Chain: chainDeny}))
+	}
+	return out
+}
+
+// natDNSRules redirect a forwarded tenant's DNS (match starts each rule)
+// to its DNS port if a transparent socket listens there, else reject it.
+func natDNSRules(t *Tenant, match func() *ruleDef) []*ruleDef {
+	var out []*ruleDef
+	for _, proto := range []string{"udp", "tcp"} {
+		r := dnsMatch(match(), proto)
+		r.add(fmt.Sprintf("tproxy to :%d", t.DNSPort), &expr.Immediate{Register: reg1, Data: be16(t.DNSPort)},
+			&expr.TProxy{Family: unix.NFPROTO_UNSPEC, TableFamily: unix.NFPROTO_INET, RegPort: reg1})
+		r.add(fmt.Sprintf("redirect to :%d", t.DNSPort), &expr.Redir{RegisterProtoMin: reg1, Flags: unix.NF_NAT_RANGE_PROTO_SPECIFIED})
+		miss := dnsMatch(match(), proto)
+		if proto == "tcp" {
+			miss.add("reject with tcp reset", rejectTCPReset())
+		} else {
+			miss.add("reject with icmpx admin-prohibited", rejectAdminProhibited())
+		}
+		out = append(out, r, miss)
+	}
+	return out
+}
+
+// addDNS extends rs (built by buildRuleset) with the DNS rules of the
+// intercepting tenants; a spec without any gets nothing.
+func addDNS(rs *ruleset, spec *Spec, table *nftables.Table, tenants []Tenant) {
+	dns := dnsTenants(tenants)
+	if len(dns) == 0 {
+		return
+	}
+	rs.sets = append(rs.sets, dnsSets(table, dns)...)
+	for _, c := range rs.chains {
+		switch c.chain.Name {
+		case chainInput:
+			// After the TCP listener rules, before the forwarded tenants'
+			// classification, which would reject a redirected query.
+			c.rules = slices.Insert(c.rules, 3, inputDNSRules()...)
+		case chainOutput:
+			c.rules[1] = runningRule(spec, true) // not port 53
+		}
+		if slot, ok := tenantSlot(c.chain.Name); ok {
+			if t := slices.IndexFunc(dns, func(t Tenant) bool { return t.Slot == slot }); t >= 0 {
+				// After the replies and TCP intercept rules, before allow_direct.
+				c.rules = slices.Insert(c.rules, 2, tenantDNSRules(spec, &dns[t])...)
+			}
+		}
+	}
+	rs.chains = append(rs.chains, natOutputChain(spec, table))
+}
+
+// tenantSlot reports the slot of a tenant_SLOT chain.
+func tenantSlot(chain string) (uint32, bool) {
+	var slot uint32
+	n, err := fmt.Sscanf(chain, "tenant_%d", &slot)
+	return slot, err == nil && n == 1 && chain == tenantChainName(slot)
+}
