@@ -194,13 +194,7 @@ func labelledDNS(spec *Spec) []*ruleDef {
 		r.add("redirect to "+port, &expr.Redir{RegisterProtoMin: reg1, Flags: unix.NF_NAT_RANGE_PROTO_SPECIFIED})
 		miss := (&ruleDef{}).add(fmt.Sprintf("%s == @%s", flowIdentityText(spec), mapContainerDNS),
 			append(flowIdentity(spec, reg1), lookup(mapContainerDNS, 0))...)
-		dnsMatch(miss, proto)
-		if proto == "tcp" {
-			miss.add("reject with tcp reset", rejectTCPReset())
-		} else {
-			miss.add("reject with icmpx admin-prohibited", rejectAdminProhibited())
-		}
-		out = append(out, r, miss)
+		out = append(out, r, refuseDNS(dnsMatch(miss, proto), proto))
 	}
 	return out
 }
