@@ -126,6 +126,15 @@ func dnsMatch(r *ruleDef, proto string) *ruleDef {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(dnsPort)})...)
 }
 
+// refuseDNS ends r with the refusal of a DNS query over proto: a TCP
+// reset, an ICMP error for UDP.
+func refuseDNS(r *ruleDef, proto string) *ruleDef {
+	if proto == "tcp" {
+		return r.add("reject with tcp reset", rejectTCPReset())
+	}
+	return r.add("reject with icmpx admin-prohibited", rejectAdminProhibited())
+}
+
 func protoNum(proto string) byte {
 	if proto == "udp" {
 		return unix.IPPROTO_UDP
@@ -188,13 +197,7 @@ func natDNSRules(t *Tenant, match func() *ruleDef) []*ruleDef {
 		r.add(fmt.Sprintf("tproxy to :%d", t.DNSPort), &expr.Immediate{Register: reg1, Data: be16(t.DNSPort)},
 			&expr.TProxy{Family: unix.NFPROTO_UNSPEC, TableFamily: unix.NFPROTO_INET, RegPort: reg1})
 		r.add(fmt.Sprintf("redirect to :%d", t.DNSPort), &expr.Redir{RegisterProtoMin: reg1, Flags: unix.NF_NAT_RANGE_PROTO_SPECIFIED})
-		miss := dnsMatch(match(), proto)
-		if proto == "tcp" {
-			miss.add("reject with tcp reset", rejectTCPReset())
-		} else {
-			miss.add("reject with icmpx admin-prohibited", rejectAdminProhibited())
-		}
-		out = append(out, r, miss)
+		out = append(out, r, refuseDNS(dnsMatch(match(), proto), proto))
 	}
 	return out
 }

@@ -122,13 +122,27 @@
 // carries the tenant's slot in its ct mark, and only such an established
 // flow passes without being judged again (admit.go).
 //
+// # Container identity
+//
+// With Spec.Containers, Apply also installs a table of family bridge of
+// the same name that binds each container the caller identifies
+// (SetContainers: its bridge port, MAC and addresses, and the slot of a
+// labelled tenant) and drops what a container sends as another, in every
+// protocol (bridge.go). A labelled container's packets carry its tenant's
+// slot in the packet mark (ContainerMarkMask) into the inet hooks, where
+// it picks the tenant before any interface tenant, and each bridged flow
+// keeps the identity it was opened with in the ct mark (ContainerCtMask):
+// a packet of another identity on it is dropped (labelled.go). A binding
+// update is one small transaction of set elements; Apply rewrites the
+// bridge table in place in the same transaction as the inet table.
+//
 // # Restoring
 //
 // Another program can remove or edit the table and the routing at any
 // time (nft flush ruleset, systemctl reload nftables, ip rule del).
 // Manager.Watch follows the kernel's change notifications and puts back
-// what the last Apply installed, telling egressfw's own transactions apart
-// by the netlink port id the kernel stamps on each notification
-// (watch.go, events.go); a deleted table is rebuilt from a batch encoded
-// ahead of time (spare.go).
+// what the last Apply installed (the bridge table and its bindings too),
+// telling egressfw's own transactions apart by the netlink port id the
+// kernel stamps on each notification (watch.go, events.go); a deleted
+// table is rebuilt from a batch encoded ahead of time (spare.go).
 package nft

@@ -32,6 +32,7 @@ type nftEvent struct {
 	pid    uint32 // NEWGEN: the committing process (as the kernel saw it)
 	proc   string // NEWGEN: its name
 	inet   bool   // the object is in an inet family table
+	bridge bool   // the object is in a bridge family table
 	table  string // the table the object belongs to
 	change string // e.g. "delete rule", "add element"
 	name   string // the chain, set, object or flowtable named (for a rule, its chain)
@@ -83,7 +84,7 @@ func parseNftEvent(typ uint16, data []byte) (ev nftEvent, ok bool) {
 	if !known {
 		return ev, false
 	}
-	ev.inet, ev.change = data[0] == unix.NFPROTO_INET, kind.change
+	ev.inet, ev.bridge, ev.change = data[0] == unix.NFPROTO_INET, data[0] == unix.NFPROTO_BRIDGE, kind.change
 	ok = eachAttr(data[4:], func(t uint16, v []byte) {
 		switch {
 		case t == 1: // NFTA_{TABLE_NAME,CHAIN_TABLE,RULE_TABLE,SET_TABLE,...}

@@ -288,7 +288,13 @@ func tenantForwardChain(table *nftables.Table, t *Tenant, ctMask uint32) *chainD
 		nd = ndRule(&ruleDef{}, true).add("accept", accept)
 		c.rules = append(c.rules, nd)
 	}
-	return admit(finishTenant(c, t), t, ctMask, append(first, nd)...)
+	exempt := append(first, nd)
+	if t.Labelled {
+		marked, unmarked := labelledStays(t)
+		c.rules = append(append(c.rules, marked...), unmarked...)
+		exempt = append(exempt, unmarked...)
+	}
+	return admit(finishTenant(c, t), t, ctMask, exempt...)
 }
 
 // tenantInputChain is a forwarded tenant's traffic to the host's own

@@ -39,6 +39,11 @@ type Manager struct {
 	watched    atomic.Pointer[watched] // what the last Apply installed; nil after Cleanup
 	closed     atomic.Bool
 	spare      *spareBatch // builds the applied table from nothing (spare.go)
+
+	// containers are the identities the bridge table binds (containers.go);
+	// keepFlows (tests only) skips the conntrack hygiene of SetContainers.
+	containers []Container
+	keepFlows  bool
 }
 
 // Option configures New.
@@ -170,7 +175,11 @@ func (m *Manager) applyLocked(spec *Spec, ids CgroupIDs, ready func() error) err
 		m.deleteTable(m.spec.Table)
 		m.texts = nil
 	}
-	if err := m.replace(buildRuleset(spec, ids), spec.Table, ready); err != nil {
+	var br *ruleset // the bridge table, nil for none
+	if spec.Containers {
+		br = buildBridge(spec, m.containers)
+	}
+	if err := m.replace(buildRuleset(spec, ids), br, spec.Table, ready); err != nil {
 		if errors.Is(err, errNotReady) {
 			return errors.Unwrap(err)
 		}
@@ -178,15 +187,19 @@ func (m *Manager) applyLocked(spec *Spec, ids CgroupIDs, ready func() error) err
 	}
 	m.spec = spec
 	m.ids = knownIDs(spec, ids)
-	m.watched.Store(&watched{table: spec.Table, routeTable: uint32(spec.RouteTable)})
+	if !spec.Containers {
+		m.containers = nil
+	}
+	m.watched.Store(&watched{table: spec.Table, routeTable: uint32(spec.RouteTable), bridge: spec.Containers})
 	m.prepareSpare(spec)
 	return nil
 }
 
-// replace turns the installed table into rs in one batch, after a batch
-// that adds the chains of new tenants (see precreate). Chains that already
-// hold the rules rs wants are kept as they are (see keep.go).
-func (m *Manager) replace(rs *ruleset, table string, ready func() error) error {
+// replace turns the installed table into rs, and the bridge table of the
+// same name into br (none if nil), in one batch, after a batch that adds
+// the chains of new tenants (see precreate). Chains that already hold the
+// rules rs wants are kept as they are (see keep.go).
+func (m *Manager) replace(rs, br *ruleset, table string, ready func() error) error {
 	last, vouched := m.texts, m.vouched
 	m.texts, m.vouched = nil, false // unknown until the batch is committed
 	if !vouched && !m.b.unchanged() {
@@ -194,7 +207,7 @@ func (m *Manager) replace(rs *ruleset, table string, ready func() error) error {
 		// flushed chain, any other owner's change): rewrite every chain.
 		last = nil
 	}
-	in, err := readInstalled(m.conn, table)
+	in, err := readInstalled(m.conn, nftables.TableFamilyINet, table)
 	if err != nil {
 		return err
 	}
@@ -209,7 +222,7 @@ func (m *Manager) replace(rs *ruleset, table string, ready func() error) error {
 			// Another program may have deleted the table since it was
 			// read (systemctl reload nftables during a reload): then build
 			// it from nothing instead of failing the Apply.
-			if now, err2 := readInstalled(m.conn, table); err2 != nil || now.exists {
+			if now, err2 := readInstalled(m.conn, nftables.TableFamilyINet, table); err2 != nil || now.exists {
 				return fmt.Errorf("add new chains to table inet %s: %w", table, err)
 			}
 			in, keep, made = &installed{}, map[string]bool{}, nil
@@ -222,6 +235,9 @@ func (m *Manager) replace(rs *ruleset, table string, ready func() error) error {
 	}
 	maps.Copy(keep, made)
 	if err := rs.program(m.b.q, table, in, keep); err != nil {
+		return err
+	}
+	if err := m.queueBridge(br, table, false); err != nil {
 		return err
 	}
 	err = m.b.commitFresh()
@@ -238,7 +254,11 @@ func (m *Manager) replace(rs *ruleset, table string, ready func() error) error {
 	// may be reset or pass unmarked (see the package doc, Atomicity). The
 	// next Apply rewrites every chain again (m.texts stays nil).
 	m.deleteTable(table)
-	if err2 := rs.program(m.b.q, table, &installed{}, nil); err2 != nil {
+	err2 := rs.program(m.b.q, table, &installed{}, nil)
+	if err2 == nil {
+		err2 = m.queueBridge(br, table, true)
+	}
+	if err2 != nil {
 		return fmt.Errorf("replace table inet %s: %w (rebuild: %w)", table, err, err2)
 	}
 	if err2 := m.b.commit(); err2 != nil {
@@ -389,16 +409,19 @@ func (m *Manager) Cleanup(spec Spec) error {
 		}
 	}
 	if len(errs) == 0 {
-		m.spec, m.ids, m.routing, m.spare = nil, nil, nil, nil
+		m.spec, m.ids, m.routing, m.spare, m.containers = nil, nil, nil, nil, nil
 		m.watched.Store(nil)
 	}
 	return errors.Join(errs...)
 }
 
-// deleteTable queues "delete table if it exists": adding an existing table
-// is a no-op, so add-then-delete never fails on a missing table.
+// deleteTable queues "delete table if it exists" for the inet table and
+// the bridge table of that name: adding an existing table is a no-op, so
+// add-then-delete never fails on a missing table.
 func (m *Manager) deleteTable(name string) {
-	t := &nftables.Table{Name: name, Family: nftables.TableFamilyINet}
-	m.b.q.AddTable(t)
-	m.b.q.DelTable(t)
+	for _, f := range []nftables.TableFamily{nftables.TableFamilyINet, nftables.TableFamilyBridge} {
+		t := &nftables.Table{Name: name, Family: f}
+		m.b.q.AddTable(t)
+		m.b.q.DelTable(t)
+	}
 }

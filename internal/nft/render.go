@@ -7,7 +7,9 @@ import (
 
 // Render prints the ruleset Apply(spec, ids) would install, in the syntax
 // and layout `nft list table inet <Table>` uses, preceded by the policy
-// routing it needs as comments. Cgroup map keys are printed as numeric ids
+// routing it needs as comments, and followed, with Containers, by the
+// bridge table as `nft list table bridge <Table>` shows it before any
+// container is identified. Cgroup map keys are printed as numeric ids
 // with the configured path as element comment (the nft CLI prints a key as a
 // path instead when it finds that cgroup under /sys/fs/cgroup). The tproxy
 // statements show their port map, which nft 1.0.6 omits when listing.
@@ -23,13 +25,16 @@ func Render(spec Spec, ids CgroupIDs) (string, error) {
 	fmt.Fprintf(&b, "# ip route add local 0.0.0.0/0 dev lo table %d\n", spec.RouteTable)
 	fmt.Fprintf(&b, "# ip -6 route add local ::/0 dev lo table %d\n", spec.RouteTable)
 	b.WriteString(buildRuleset(&spec, ids).render(spec.Table))
+	if spec.Containers { // with no container identified yet
+		b.WriteString(buildBridge(&spec, nil).render(spec.Table))
+	}
 	return b.String(), nil
 }
 
 // render prints the table like nft does (tabs, blank lines between blocks).
 func (rs *ruleset) render(table string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "table inet %s {\n", table)
+	fmt.Fprintf(&b, "table %s %s {\n", familyName(rs.tableFamily()), table)
 	var blocks []string
 	for _, s := range rs.sets {
 		blocks = append(blocks, s.render())

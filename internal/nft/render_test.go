@@ -61,6 +61,19 @@ func dnsSpec() Spec {
 	return s
 }
 
+// containersSpec adds container identity to dnsSpec: a labelled tenant of
+// its own and the VMs' tenant labelled as well, both with their DNS
+// intercepted.
+func containersSpec() Spec {
+	s := dnsSpec()
+	s.Containers = true
+	s.Tenants[2].Labelled = true
+	s.Tenants = append(s.Tenants, Tenant{Name: "trusted", Slot: 5, ListenerPort: 15005, Labelled: true,
+		DNS: DNSIntercept, DNSPort: 25005,
+		AllowDirect: []Direct{{Prefix: netip.MustParsePrefix("10.20.0.20/32"), Ports: []uint16{8080}, Proto: "tcp"}}})
+	return s
+}
+
 // sampleIDs are far above any real cgroup inode, so nft prints them as
 // numbers rather than resolving a path.
 var sampleIDs = CgroupIDs{
@@ -76,6 +89,10 @@ var spaces = regexp.MustCompile(`\s+`)
 // from Render's text before comparing; TestTProxyPortFromMap checks the
 // kernel program instead.
 var tproxyPortMap = regexp.MustCompile(`(tproxy ip6? to (127\.0\.0\.1|\[::1\])):ct mark & 0x[0-9a-f]{8} map @tproxy_ports`)
+
+// containerPortMap is the same for the labelled tenants' redirect check
+// (TestLabelledRedirect checks that it works).
+var containerPortMap = regexp.MustCompile(`(tproxy to ):ct mark & 0x[0-9a-f]{8} map @container_(ports|dns) `)
 
 func normalize(s string) string {
 	var keep []string
@@ -97,6 +114,7 @@ func TestRenderMatchesKernel(t *testing.T) {
 		{"sample", sampleSpec(), sampleIDs},
 		{"forwarded", forwardedSpec(), sampleIDs},
 		{"dns", dnsSpec(), sampleIDs},
+		{"containers", containersSpec(), sampleIDs},
 		{"custom marks", func() Spec {
 			s := sampleSpec()
 			s.Table, s.MarkMask, s.InterceptMark, s.BypassMark, s.CtMarkMask = "fw2", 0x30000, 0x10000, 0x20000, 0xff
@@ -112,6 +130,9 @@ func TestRenderMatchesKernel(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := ns.nft(t, "list", "table", "inet", tc.spec.Table)
+			if tc.spec.Containers {
+				got += ns.nft(t, "list", "table", "bridge", tc.spec.Table)
+			}
 			golden := filepath.Join("testdata", strings.ReplaceAll(tc.name, " ", "_")+".golden")
 			if *update {
 				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
@@ -132,7 +153,8 @@ func TestRenderMatchesKernel(t *testing.T) {
 			if !tproxyPortMap.MatchString(r) {
 				t.Fatalf("Render has no tproxy port map:\n%s", r)
 			}
-			if normalize(tproxyPortMap.ReplaceAllString(r, "$1")) != normalize(got) {
+			r = containerPortMap.ReplaceAllString(tproxyPortMap.ReplaceAllString(r, "$1"), "$1")
+			if normalize(r) != normalize(got) {
 				t.Errorf("Render differs from the kernel listing.\nrender:\n%s\nkernel:\n%s", r, got)
 			}
 		})

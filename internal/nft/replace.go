@@ -16,29 +16,30 @@ type installed struct {
 	sets   map[string]*nftables.Set
 }
 
-// readInstalled lists the chains and named sets of table inet <table>.
-func readInstalled(c *nftables.Conn, table string) (*installed, error) {
+// readInstalled lists the chains and named sets of table <family> <table>.
+func readInstalled(c *nftables.Conn, family nftables.TableFamily, table string) (*installed, error) {
 	in := &installed{chains: map[string]*nftables.Chain{}, sets: map[string]*nftables.Set{}}
-	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	fam := familyName(family)
+	tables, err := c.ListTablesOfFamily(family)
 	if err != nil {
-		return nil, fmt.Errorf("list inet tables: %w", err)
+		return nil, fmt.Errorf("list %s tables: %w", fam, err)
 	}
 	if !slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == table }) {
 		return in, nil
 	}
 	in.exists = true
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	chains, err := c.ListChainsOfTableFamily(family)
 	if err != nil {
-		return nil, fmt.Errorf("list chains of table inet %s: %w", table, err)
+		return nil, fmt.Errorf("list chains of table %s %s: %w", fam, table, err)
 	}
 	for _, ch := range chains {
 		if ch.Table != nil && ch.Table.Name == table {
 			in.chains[ch.Name] = ch
 		}
 	}
-	sets, err := c.GetSets(&nftables.Table{Name: table, Family: nftables.TableFamilyINet})
+	sets, err := c.GetSets(&nftables.Table{Name: table, Family: family})
 	if err != nil {
-		return nil, fmt.Errorf("list sets of table inet %s: %w", table, err)
+		return nil, fmt.Errorf("list sets of table %s %s: %w", fam, table, err)
 	}
 	for _, s := range sets {
 		if !s.Anonymous {
@@ -88,7 +89,7 @@ func sameChain(have, want *nftables.Chain) bool {
 // re-added, kept sets are flushed and refilled, and only objects that are
 // new, gone or redefined are added or deleted.
 func (rs *ruleset) program(c *nftables.Conn, table string, in *installed, keep map[string]bool) error {
-	t := &nftables.Table{Name: table, Family: nftables.TableFamilyINet}
+	t := &nftables.Table{Name: table, Family: rs.tableFamily()}
 	c.AddTable(t) // a no-op if it exists
 	keep = rs.flushRules(c, t, in, keep)
 	var errs []error
@@ -137,9 +138,25 @@ func (rs *ruleset) program(c *nftables.Conn, table string, in *installed, keep m
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("queue table inet %s: %w", table, err)
+		return fmt.Errorf("queue table %s %s: %w", familyName(t.Family), table, err)
 	}
 	return nil
+}
+
+// tableFamily is the family of the table rs describes.
+func (rs *ruleset) tableFamily() nftables.TableFamily {
+	if rs.family == nftables.TableFamilyUnspecified {
+		return nftables.TableFamilyINet
+	}
+	return rs.family
+}
+
+// familyName is a family as nft writes it.
+func familyName(f nftables.TableFamily) string {
+	if f == nftables.TableFamilyBridge {
+		return "bridge"
+	}
+	return "inet"
 }
 
 // addRules queues the chain's rules, each after its anonymous set.

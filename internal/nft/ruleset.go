@@ -35,6 +35,7 @@ func tenantChainName(slot uint32) string { return fmt.Sprintf("tenant_%d", slot)
 // netlink batch (program) and into nft syntax (Render), so the two agree by
 // construction; a kernel test checks the printing details.
 type ruleset struct {
+	family nftables.TableFamily // 0: inet
 	sets   []*setDef
 	chains []*chainDef
 }
@@ -197,6 +198,7 @@ func buildRuleset(spec *Spec, ids CgroupIDs) *ruleset {
 	}
 	addForwarded(rs, table, tenants, spec.CtMarkMask)
 	addDNS(rs, spec, table, tenants)
+	addLabelled(rs, spec, table, tenants)
 	return rs
 }
 

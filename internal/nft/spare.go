@@ -18,7 +18,9 @@ import (
 // nothing, without the elements of the cgroup maps (those change with
 // every re-created cgroup; SetCgroupIDs does not invalidate the spare). A
 // restore that finds the table gone sends that batch with the current
-// cgroup elements spliced in before its end, instead of building one.
+// cgroup elements spliced in before its end, instead of building one, and
+// with them, for container identity, the bridge table built anew with the
+// current bindings (few messages: its sets hold the containers).
 //
 // The batch starts by deleting the table if it exists, so it is correct
 // even if someone re-created a table of that name since the check (then it
@@ -100,6 +102,14 @@ func (m *Manager) restoreFromSpare() (done bool, err error) {
 			es = append(es, e.elem)
 		}
 		if err := eachChunk(es, func(c []nftables.SetElement) error { return m.b.q.SetAddElements(set, c) }); err != nil {
+			return true, fmt.Errorf("restore: %w", err)
+		}
+	}
+	if m.spec.Containers { // the bridge table, rebuilt in the same transaction
+		bt := &nftables.Table{Name: m.spec.Table, Family: nftables.TableFamilyBridge}
+		m.b.q.AddTable(bt)
+		m.b.q.DelTable(bt)
+		if err := m.queueBridge(buildBridge(m.spec, m.containers), m.spec.Table, true); err != nil {
 			return true, fmt.Errorf("restore: %w", err)
 		}
 	}

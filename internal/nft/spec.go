@@ -22,6 +22,13 @@ const (
 	DefaultCtMarkMask    = 0x0fff
 	DefaultRouteTable    = 1515
 	DefaultRulePriority  = 1515
+	// Container identity (containers.go): a labelled container's tenant
+	// slot rides in packet-mark bits 0xff, which none of the tools above
+	// use on forwarded packets, and its flow records it in conntrack-mark
+	// bits 0xff0000, which none of them use in the ct mark (wg-quick's
+	// 0xca6c stays clear of them).
+	DefaultContainerMarkMask = 0x000000ff
+	DefaultContainerCtMask   = 0x00ff0000
 )
 
 // Spec is the complete firewall the Manager installs. It carries no policy:
@@ -39,6 +46,19 @@ type Spec struct {
 	RulePriority int // priority of the fwmark ip rules
 
 	Tenants []Tenant
+
+	// Containers turns on container identity (containers.go): a table of
+	// family bridge, of the same name, binds each container the caller
+	// identifies (SetContainers) to its bridge port, and marks the
+	// packets of a labelled tenant's containers with the tenant's slot.
+	Containers bool
+	// ContainerMarkMask holds a labelled container's tenant slot in the
+	// packet mark, from the bridge table to the inet table's rules;
+	// ContainerCtMask records it in the conntrack mark of the flow the
+	// container opened. Both are contiguous, of the same width, and
+	// used only with Containers or a labelled tenant.
+	ContainerMarkMask uint32
+	ContainerCtMask   uint32
 
 	// Guards are cgroup subtrees (relative to the cgroup2 root) that hold
 	// tenants only. A socket below a guard that matches no tenant cgroup is
@@ -72,6 +92,11 @@ type Tenant struct {
 	// check that drops a packet whose source would not be routed back out
 	// of the interface it came in on.
 	Sources []netip.Prefix
+	// Labelled makes the tenant a container tenant: the containers that
+	// SetContainers gives this tenant's slot are its members, wherever
+	// they are attached (also on a bridge an interface tenant covers).
+	// Needs Spec.Containers, and a slot that fits ContainerMarkMask.
+	Labelled bool
 
 	// DNS says where the tenant's DNS goes (dns.go): DNSIntercept sends
 	// every UDP and TCP packet to port 53 to its DNS listener on DNSPort
@@ -83,7 +108,7 @@ type Tenant struct {
 }
 
 // forwarded reports whether the tenant has forwarded traffic.
-func (t *Tenant) forwarded() bool { return len(t.Interfaces) > 0 || len(t.Sources) > 0 }
+func (t *Tenant) forwarded() bool { return len(t.Interfaces) > 0 || len(t.Sources) > 0 || t.Labelled }
 
 // Direct is egress a tenant may make without the proxy.
 type Direct struct {
@@ -104,6 +129,9 @@ func DefaultSpec() Spec {
 		CtMarkMask:     DefaultCtMarkMask,
 		RouteTable:     DefaultRouteTable,
 		RulePriority:   DefaultRulePriority,
+
+		ContainerMarkMask: DefaultContainerMarkMask,
+		ContainerCtMask:   DefaultContainerCtMask,
 	}
 }
 
@@ -154,6 +182,9 @@ func (s *Spec) Validate() error {
 		}
 	}
 	if err := s.validateUIDs(); err != nil {
+		return err
+	}
+	if err := s.validateContainers(); err != nil {
 		return err
 	}
 	if err := s.validateDNS(); err != nil {

@@ -62,6 +62,16 @@ func TestValidate(t *testing.T) {
 		{"forwarded is valid", tenant(func(t *Tenant) {
 			t.Interfaces, t.Sources = []string{"docker0", "br-*"}, []netip.Prefix{netip.MustParsePrefix("172.17.0.0/16")}
 		}), ""},
+		{"labelled tenant is valid", func(s *Spec) { s.Containers, s.Tenants[0].Labelled = true, true }, ""},
+		{"labelled without container identity", tenant(func(t *Tenant) { t.Labelled = true }), "needs container identity"},
+		{"labelled slot beyond the container mask", func(s *Spec) {
+			s.Containers, s.Tenants[0].Labelled, s.Tenants[0].Slot = true, true, 0x100
+		}, "does not fit container mark mask"},
+		{"container mask over the mark mask", func(s *Spec) { s.Containers, s.ContainerMarkMask = true, 0xff00 }, "overlaps mark mask"},
+		{"container ct mask over the slot bits", func(s *Spec) { s.Containers, s.ContainerCtMask = true, 0xff0 }, "overlaps ct mark mask"},
+		{"container masks of two widths", func(s *Spec) { s.Containers, s.ContainerCtMask = true, 0xf0000 }, "same width"},
+		{"container mask not contiguous", func(s *Spec) { s.Containers, s.ContainerMarkMask = true, 0x81 }, "contiguous"},
+		{"container masks unused without containers", func(s *Spec) { s.ContainerMarkMask = 0 }, ""},
 		{"tenant name with quote", tenant(func(t *Tenant) { t.Name = `x"y` }), "name"},
 		{"mapped prefix", tenant(func(t *Tenant) {
 			t.AllowDirect = []Direct{{Prefix: netip.MustParsePrefix("::ffff:10.0.0.0/104")}}

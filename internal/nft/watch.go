@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -71,6 +72,7 @@ const (
 type watched struct {
 	table      string
 	routeTable uint32
+	bridge     bool // the bridge table of the same name is egressfw's too
 }
 
 // changes accumulates what the readers saw until the restorer takes it.
@@ -253,7 +255,10 @@ func (w *watcher) nftMessages() func([]mdnetlink.Message) {
 				done, changed := txn, chains
 				w.note(func(c *changes) { c.table = true; c.log.merge(&done); c.touch(changed) })
 				txn, touched, chains = changeLog{}, false, nil
-			case !ev.gen && wt != nil && ev.inet && ev.table == wt.table:
+			case !ev.gen && wt != nil && (ev.inet || ev.bridge && wt.bridge) && ev.table == wt.table:
+				if ev.bridge { // named apart from the inet table's objects (rewritten whole anyway)
+					ev.name = "bridge " + cmp.Or(ev.name, ev.table)
+				}
 				txn.add(ev)
 				touched = true
 				if strings.HasSuffix(ev.change, " rule") || strings.HasSuffix(ev.change, " chain") {

@@ -1,194 +1,37 @@
 package netns
 
 import (
-	"bufio"
-	"context"
 	"fmt"
-	"io/fs"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/dockertest"
 	"github.com/egressfw/egressfw/internal/netnstest"
 )
 
 // dockerd is a real Docker daemon (Debian's docker.io) in the topology's
-// host namespace, started with nsenter (ip netns exec would remount /sys and
-// hide the cgroup v1 mounts dockerd needs). Its containers, networks, data
-// and processes are removed at cleanup.
+// host namespace (see internal/dockertest).
 type dockerd struct {
-	tp   *topo
-	dir  string
-	sock string
-	cmd  *exec.Cmd
-	done chan struct{}
+	*dockertest.Dockerd
+	tp *topo
 }
 
-const dockerImage = "egfw-busybox"
+const dockerImage = dockertest.Image
 
 func (tp *topo) startDockerd() *dockerd {
 	tp.t.Helper()
-	for _, bin := range []string{"dockerd", "docker", "busybox"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			tp.t.Fatalf("%s not found: apt-get install -y docker.io busybox-static (make deps does)", bin)
-		}
-	}
-	dk := &dockerd{tp: tp, dir: filepath.Join(os.TempDir(), tp.id+"-dk")}
-	dk.sock = filepath.Join(dk.dir, "sock")
-	if err := os.MkdirAll(dk.dir, 0o700); err != nil {
-		tp.t.Fatal(err)
-	}
-	tp.t.Cleanup(func() { os.RemoveAll(dk.dir) })
-	tp.t.Cleanup(func() { removeCgroupParents(tp.t, tp.id+"-docker") })
-	dk.start()
-	tp.t.Cleanup(dk.cleanup)
-	return dk
-}
-
-// removeCgroupParents removes the (empty, once the containers are gone)
-// cgroup directory name from every cgroup hierarchy, v1 and v2.
-func removeCgroupParents(t *testing.T, name string) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		fields := strings.Fields(pre)
-		if !ok || len(fields) < 5 || !(strings.HasPrefix(post, "cgroup ") || strings.HasPrefix(post, "cgroup2 ")) {
-			continue
-		}
-		dir := filepath.Join(fields[4], name)
-		var dirs []string
-		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-		for i := len(dirs) - 1; i >= 0; i-- { // children first
-			if err := os.Remove(dirs[i]); err != nil {
-				t.Errorf("remove Docker's cgroup %s: %v", dirs[i], err)
-			}
-		}
-	}
-}
-
-func (dk *dockerd) start() {
-	t := dk.tp.t
-	t.Helper()
-	dk.cmd = nsCmd(dk.tp.host, "dockerd", "--data-root", filepath.Join(dk.dir, "data"),
-		"--exec-root", filepath.Join(dk.dir, "exec"), "-H", "unix://"+dk.sock,
-		"--pidfile", filepath.Join(dk.dir, "pid"), "--storage-driver", "vfs",
-		// Containers' cgroups under a parent of this test's (removed at
-		// cleanup), not the host-wide /docker; stop them within a second.
-		"--cgroup-parent", "/"+dk.tp.id+"-docker", "--shutdown-timeout", "1")
-	logf, err := os.Create(filepath.Join(dk.dir, "dockerd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dk.cmd.Stdout, dk.cmd.Stderr = logf, logf
-	if err := dk.cmd.Start(); err != nil {
-		t.Fatalf("start dockerd: %v", err)
-	}
-	dk.done = make(chan struct{})
-	go func() { dk.cmd.Wait(); logf.Close(); close(dk.done) }()
-	deadline := time.Now().Add(60 * time.Second)
-	for exec.Command("docker", "-H", "unix://"+dk.sock, "version").Run() != nil {
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dk.dir, "dockerd.log"))
-			t.Fatalf("dockerd did not come up in 60s:\n%s", log)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// stop ends dockerd (SIGTERM, then SIGKILL after 20s); its containers stop.
-func (dk *dockerd) stop() {
-	if dk.cmd == nil || dk.cmd.Process == nil {
-		return
-	}
-	dk.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-dk.done:
-	case <-time.After(20 * time.Second):
-		dk.cmd.Process.Kill()
-		<-dk.done
-	}
-}
-
-func (dk *dockerd) cleanup() {
-	select {
-	case <-dk.done:
-	default:
-		if ids := strings.Fields(dk.try("ps", "-aq")); len(ids) > 0 {
-			dk.try(append([]string{"rm", "-f"}, ids...)...)
-		}
-		dk.try("network", "prune", "-f")
-		dk.stop()
-	}
-}
-
-// try runs the docker CLI and returns its output, errors included.
-func (dk *dockerd) try(args ...string) string {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, _ := exec.CommandContext(ctx, "docker", append([]string{"-H", "unix://" + dk.sock}, args...)...).CombinedOutput()
-	return string(out)
-}
-
-// docker runs the docker CLI and fails the test on error.
-func (dk *dockerd) docker(args ...string) string {
-	dk.tp.t.Helper()
-	cmd := exec.Command("docker", append([]string{"-H", "unix://" + dk.sock}, args...)...)
-	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		dk.tp.t.Fatalf("docker %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// buildImage builds an image FROM scratch holding only a static busybox
-// (nothing can be pulled here).
-func (dk *dockerd) buildImage() {
-	dk.tp.t.Helper()
-	ctx := filepath.Join(dk.dir, "image")
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		dk.tp.t.Fatal(err)
-	}
-	if err := os.MkdirAll(ctx, 0o755); err != nil {
-		dk.tp.t.Fatal(err)
-	}
-	data, err := os.ReadFile(bb)
-	if err != nil {
-		dk.tp.t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(ctx, "busybox"), data, 0o755); err != nil {
-		dk.tp.t.Fatal(err)
-	}
-	df := "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\n"
-	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(df), 0o644); err != nil {
-		dk.tp.t.Fatal(err)
-	}
-	dk.docker("build", "-q", "-t", dockerImage, ctx)
+	return &dockerd{Dockerd: dockertest.Start(tp.t, tp.host, tp.id), tp: tp}
 }
 
 // container starts a detached container and returns it as a client: host
 // tools (curl, python3) run in its network namespace with nsenter.
 func (dk *dockerd) container(name string, args ...string) who {
 	dk.tp.t.Helper()
-	dk.docker(append(append([]string{"run", "-d", "--name", name}, args...), dockerImage, "sleep", "600")...)
-	pid := dk.docker("inspect", "-f", "{{.State.Pid}}", name)
+	dk.Docker(append(append([]string{"run", "-d", "--name", name}, args...), dockerImage, "sleep", "600")...)
+	pid := dk.Docker("inspect", "-f", "{{.State.Pid}}", name)
 	return who{label: name, netns: "/proc/" + pid + "/ns/net"}
 }
 
@@ -227,9 +70,9 @@ func TestDocker(t *testing.T) {
 	t.Parallel()
 	tp := newTopo(t)
 	dk := tp.startDockerd()
-	dk.buildImage()
+	dk.BuildImage()
 	c1 := dk.container("c1")
-	dk.docker("run", "-d", "--name", "web", "-p", "8081:80", dockerImage, "httpd", "-f", "-p", "80", "-h", "/")
+	dk.Docker("run", "-d", "--name", "web", "-p", "8081:80", dockerImage, "httpd", "-f", "-p", "80", "-h", "/")
 	before := tp.dockerTables()
 	d := tp.startEgressfw(tp.config(cfgOpts{interceptPorts: "[80, 443]", tenants: tp.defaultTenants() + containersTenant()}))
 	compare := func(when, want string) {
@@ -264,7 +107,7 @@ func TestDocker(t *testing.T) {
 		}
 	})
 	t.Run("container to container", func(t *testing.T) {
-		ip := dk.docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web")
+		ip := dk.Docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web")
 		if r := tp.curl(c1, "http://"+ip+"/"); r.status == 0 {
 			t.Errorf("container to container on port 80: %v; want the other container's HTTP answer", r)
 		}
@@ -284,13 +127,13 @@ func TestDocker(t *testing.T) {
 
 	covered := []curlCase{cases[0], cases[4]}
 	t.Run("network created later", func(t *testing.T) {
-		dk.docker("network", "create", "--subnet", "172.30.0.0/24", "egfwnet")
+		dk.Docker("network", "create", "--subnet", "172.30.0.0/24", "egfwnet")
 		c2 := dk.container("c2", "--network", "egfwnet")
 		runCases(t, tp, []who{c2}, append(covered, curlCase{"its gateway", args("http://172.30.0.1/"), deniedInt}))
 	})
 	t.Run("dockerd restarted", func(t *testing.T) {
-		dk.stop()
-		dk.start()
+		dk.Stop()
+		dk.Up()
 		c3 := dk.container("c3")
 		runCases(t, tp, []who{c3}, covered)
 	})
