@@ -24,7 +24,8 @@ type AnswerFunc func(qtype uint16, n int) (addrs []netip.Addr, ok bool)
 // Server is a running test DNS server on UDP and TCP.
 type Server struct {
 	Addr string // "ip:port"
-	TTL  uint32 // TTL of every answer (default 0)
+
+	ttl atomic.Uint32 // TTL of every answer (default 0); see SetTTL
 
 	mu      sync.Mutex
 	static  map[string][]netip.Addr
@@ -75,6 +76,10 @@ func New(t testing.TB) *Server {
 	t.Cleanup(s.Close)
 	return s
 }
+
+// SetTTL sets the TTL of every answer from now on. It is safe to call
+// while the server answers (a plain field would race with its handlers).
+func (s *Server) SetTTL(seconds uint32) { s.ttl.Store(seconds) }
 
 // Close stops the server.
 func (s *Server) Close() {
@@ -150,7 +155,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		if !ok {
 			break
 		}
-		m.Answer = append(m.Answer, &dns.CNAME{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: s.TTL}, Target: target})
+		m.Answer = append(m.Answer, &dns.CNAME{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: s.ttl.Load()}, Target: target})
 		owner = target
 	}
 	addrs, ok := s.answer(canonical(owner), q.Qtype)
@@ -163,7 +168,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		m.Answer = append(m.Answer, rr)
 	}
 	for _, a := range addrs {
-		hdr := dns.RR_Header{Name: owner, Class: dns.ClassINET, Ttl: s.TTL}
+		hdr := dns.RR_Header{Name: owner, Class: dns.ClassINET, Ttl: s.ttl.Load()}
 		switch {
 		case q.Qtype == dns.TypeA && a.Is4():
 			hdr.Rrtype = dns.TypeA

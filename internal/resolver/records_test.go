@@ -25,7 +25,7 @@ func rrTexts(rrs []dns.RR) string {
 
 func newDNSTestResolver(t *testing.T, srv *dnstest.Server, mod func(*Config)) *Resolver {
 	t.Helper()
-	srv.TTL = 60
+	srv.SetTTL(60)
 	r, _ := newTestResolver(t, []string{srv.Addr}, mod)
 	return r
 }
