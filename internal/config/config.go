@@ -35,8 +35,8 @@ type Config struct {
 
 // Listener configures the transparent listener and the per-connection data path.
 type Listener struct {
-	// Port is the first listener port; tenant N (counting from 0 in the
-	// order the daemon assigns) is served on Port+N, on 127.0.0.1 and ::1.
+	// Port is the first listener port: a tenant's listener is on the
+	// port of its slot, Port + slot - 1 (see Slot), on 127.0.0.1 and ::1.
 	Port           uint16   `toml:"port"`
 	InterceptPorts []uint16 `toml:"intercept_ports"`
 	PeekTimeout    Duration `toml:"peek_timeout"`

@@ -50,9 +50,6 @@ func (c *Config) validateListener(v *validator) {
 	if l.Port == 0 {
 		v.add("listener.port", "must be 1-65535")
 	}
-	if last := int(l.Port) + max(len(c.Tenants), 1) - 1; last > 65535 {
-		v.add("listener.port", "%d tenants need ports %d-%d, past 65535", len(c.Tenants), l.Port, last)
-	}
 	if len(l.InterceptPorts) == 0 {
 		v.add("listener.intercept_ports", "must name at least one port")
 	}
@@ -63,11 +60,10 @@ func (c *Config) validateListener(v *validator) {
 			v.add("listener.intercept_ports", "port 0 is not a port")
 		case seen[p]:
 			v.add("listener.intercept_ports", "port %d is listed twice", p)
-		case c.isListenerPort(p):
-			v.add("listener.intercept_ports", "port %d is one of the listener's own ports", p)
 		}
 		seen[p] = true
 	}
+	c.validateSlots(v)
 	v.positive("listener.peek_timeout", l.PeekTimeout, time.Minute)
 	v.positive("listener.connect_timeout", l.ConnectTimeout, time.Minute)
 	if l.MaxConnectAttempts < 1 || l.MaxConnectAttempts > 16 {
@@ -91,13 +87,23 @@ func (c *Config) validateListener(v *validator) {
 	}
 }
 
-// isListenerPort reports whether p falls in the range of per-tenant listener
-// ports of a fresh start (slots 1..N). Reloads keep a tenant's slot, so the
-// slots in use can go higher: the daemon checks the port of every slot it
-// assigns (internal/daemon, slotTable.plan).
-func (c *Config) isListenerPort(p uint16) bool {
+// validateSlots checks the listener ports of a fresh start, which gives the
+// tenants slots 1..N. Reloads keep a tenant's slot, so the slots in use can
+// go higher: the daemon checks every slot it keeps or assigns with the same
+// SlotOf (internal/daemon, slotTable.plan).
+func (c *Config) validateSlots(v *validator) {
+	l := &c.Listener
 	n := max(len(c.Tenants), 1)
-	return int(p) >= int(c.Listener.Port) && int(p) < int(c.Listener.Port)+n
+	for id := uint32(1); l.Port != 0 && id <= uint32(n); id++ {
+		_, err := l.SlotOf(id)
+		switch {
+		case errors.Is(err, ErrPortPastMax):
+			v.add("listener.port", "%d tenants need ports %d-%d, past 65535", len(c.Tenants), l.Port, int(l.Port)+n-1)
+			return
+		case errors.Is(err, ErrPortIntercepted):
+			v.add("listener.intercept_ports", "port %d is one of the listener's own ports", int(l.Port)+int(id)-1)
+		}
+	}
 }
 
 func (c *Config) validateDNS(v *validator) {

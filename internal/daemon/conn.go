@@ -119,7 +119,7 @@ func (s *server) original(c *net.TCPConn, t *tenantState, rec *connRecord) bool 
 // (an intercept port, never a listener port); a REDIRECTed one arrives on
 // the listener port itself.
 func isRedirected(c *net.TCPConn, t *tenantState) bool {
-	return t.forwarded && addrPortOf(c.LocalAddr()).Port() == t.port
+	return t.forwarded && addrPortOf(c.LocalAddr()).Port() == t.slot.Port
 }
 
 // admit applies the global and per-tenant caps (see pool); over a cap the

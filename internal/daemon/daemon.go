@@ -282,7 +282,7 @@ func (d *Daemon) portRange() string {
 	}
 	lo, hi := uint16(65535), uint16(0)
 	for _, t := range snap.tenants {
-		lo, hi = min(lo, t.port), max(hi, t.port)
+		lo, hi = min(lo, t.slot.Port), max(hi, t.slot.Port)
 	}
 	return fmt.Sprintf("%d-%d", lo, hi)
 }

@@ -61,7 +61,7 @@ func nftSpec(cfg *config.Config, snap *snapshot) nft.Spec {
 	}
 	for _, t := range cfg.Tenants {
 		ts := bySlot[t.Name]
-		nt := nft.Tenant{Name: t.Name, Slot: ts.slot, ListenerPort: ts.port, Report: t.Mode == config.ModeReport,
+		nt := nft.Tenant{Name: t.Name, Slot: ts.slot.ID, ListenerPort: ts.slot.Port, Report: t.Mode == config.ModeReport,
 			Cgroups: t.Cgroups, UIDs: t.UIDs, UIDRanges: snap.uidRanges[t.Name], Interfaces: t.Interfaces, Sources: t.SourceCIDRs}
 		for _, d := range t.AllowDirect {
 			nt.AllowDirect = append(nt.AllowDirect, nft.Direct{Prefix: d.CIDR, Ports: d.Ports, Proto: d.Protocol})
@@ -279,7 +279,7 @@ func freshSnapshot(cfg *config.Config, ranges uidRanges) (*snapshot, error) {
 	snap := &snapshot{tenants: map[uint32]*tenantState{}, uidRanges: ranges}
 	for _, t := range cfg.Tenants {
 		s := slots[t.Name]
-		snap.tenants[s] = &tenantState{name: t.Name, slot: s, port: listenerPort(cfg, s)}
+		snap.tenants[s.ID] = &tenantState{name: t.Name, slot: s}
 	}
 	return snap, nil
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/config"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -118,9 +119,9 @@ func TestIsRedirected(t *testing.T) {
 		t    tenantState
 		want bool
 	}{
-		{"forwarded, listener port", tenantState{forwarded: true, port: port}, true},
-		{"forwarded, other port (TPROXY)", tenantState{forwarded: true, port: port + 1}, false},
-		{"local tenant", tenantState{port: port}, false},
+		{"forwarded, listener port", tenantState{forwarded: true, slot: config.Slot{Port: port}}, true},
+		{"forwarded, other port (TPROXY)", tenantState{forwarded: true, slot: config.Slot{Port: port + 1}}, false},
+		{"local tenant", tenantState{slot: config.Slot{Port: port}}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -69,7 +69,7 @@ func TestOpenListeners(t *testing.T) {
 			s := newServer(slog.New(slog.DiscardHandler), newMetrics("test"), nil)
 			opened := &openedSockets{}
 			s.listen = func(ctx context.Context, ap netip.AddrPort) (*net.TCPListener, error) {
-				if tc.failSlot != 0 && ap.Port() == listenerPort(cfg, tc.failSlot) && ap.Addr().Is6() {
+				if tc.failSlot != 0 && ap.Port() == cfg.Listener.Port+uint16(tc.failSlot)-1 && ap.Addr().Is6() {
 					return nil, syscall.EADDRINUSE
 				}
 				ln, err := listenEphemeral(ctx, ap)

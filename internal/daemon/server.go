@@ -38,8 +38,7 @@ type snapshot struct {
 // the per-tenant caps count connections across reloads.
 type tenantState struct {
 	name      string
-	slot      uint32
-	port      uint16
+	slot      config.Slot
 	compiled  *policy.CompiledTenant
 	share     *share // of the proxied connections (server.connPool)
 	peekShare *share // of the connections still being peeked (server.peekPool)
@@ -91,7 +90,7 @@ func newServer(log *slog.Logger, m *metrics, d dialer) *server {
 
 // buildSnapshot compiles cfg with the given slots. It has no side effects, so
 // a reload that fails here leaves everything as it was.
-func (s *server) buildSnapshot(cfg *config.Config, slots map[string]uint32, bypassMark uint32) (*snapshot, error) {
+func (s *server) buildSnapshot(cfg *config.Config, slots map[string]config.Slot, bypassMark uint32) (*snapshot, error) {
 	pol, compiled, err := newPolicy(cfg)
 	if err != nil {
 		return nil, err
@@ -109,15 +108,10 @@ func (s *server) buildSnapshot(cfg *config.Config, slots map[string]uint32, bypa
 		denyFull: cfg.Listener.DenyDetail == config.DenyDetailFull}
 	for _, t := range cfg.Tenants {
 		slot := slots[t.Name]
-		snap.tenants[slot] = &tenantState{name: t.Name, slot: slot, port: listenerPort(cfg, slot), compiled: compiled[t.Name],
+		snap.tenants[slot.ID] = &tenantState{name: t.Name, slot: slot, compiled: compiled[t.Name],
 			forwarded: len(t.Interfaces) > 0 || len(t.SourceCIDRs) > 0}
 	}
 	return snap, nil
-}
-
-// listenerPort is the port of a tenant slot: listener.port + slot - 1.
-func listenerPort(cfg *config.Config, slot uint32) uint16 {
-	return cfg.Listener.Port + uint16(slot-1)
 }
 
 // install makes snap current: caps and gates take the new limits, then the
@@ -188,15 +182,15 @@ func (s *server) openListeners(ctx context.Context, snap *snapshot) error {
 	var todo, flipped []*tenantState
 	for slot, t := range snap.tenants {
 		old, ok := s.listeners[slot]
-		if ok && old.port == t.port && old.wild == t.forwarded {
+		if ok && old.port == t.slot.Port && old.wild == t.forwarded {
 			continue
 		}
-		if ok && old.port == t.port {
+		if ok && old.port == t.slot.Port {
 			// Same port, other addresses: the old sockets must go first.
 			// Connections arriving meanwhile find no listener and are reset.
 			old.close()
 			delete(s.listeners, slot)
-			flipped = append(flipped, &tenantState{name: t.name, slot: slot, port: old.port, forwarded: old.wild})
+			flipped = append(flipped, &tenantState{name: t.name, slot: config.Slot{ID: slot, Port: old.port}, forwarded: old.wild})
 		}
 		todo = append(todo, t)
 	}
@@ -206,11 +200,11 @@ func (s *server) openListeners(ctx context.Context, snap *snapshot) error {
 		return err
 	}
 	for i, t := range todo {
-		if old := s.listeners[t.slot]; old != nil {
+		if old := s.listeners[t.slot.ID]; old != nil {
 			old.close()
 		}
-		s.listeners[t.slot] = opened[i]
-		s.serveListener(opened[i], t.slot)
+		s.listeners[t.slot.ID] = opened[i]
+		s.serveListener(opened[i], t.slot.ID)
 	}
 	return nil
 }
@@ -223,11 +217,11 @@ func (s *server) reopen(ctx context.Context, flipped []*tenantState) {
 		pl, err := s.openTenant(ctx, t)
 		if err != nil {
 			s.log.Error("could not restore a listener after a failed reload; the tenant's connections are reset until the next good reload",
-				"tenant", t.name, "port", t.port, "err", err)
+				"tenant", t.name, "port", t.slot.Port, "err", err)
 			continue
 		}
-		s.listeners[t.slot] = pl
-		s.serveListener(pl, t.slot)
+		s.listeners[t.slot.ID] = pl
+		s.serveListener(pl, t.slot.ID)
 	}
 }
 
@@ -265,12 +259,12 @@ func (s *server) openAll(ctx context.Context, todo []*tenantState) ([]*portListe
 
 // openTenant opens one tenant's sockets.
 func (s *server) openTenant(ctx context.Context, t *tenantState) (*portListener, error) {
-	pl := &portListener{port: t.port, wild: t.forwarded, closing: make(chan struct{})}
+	pl := &portListener{port: t.slot.Port, wild: t.forwarded, closing: make(chan struct{})}
 	for _, ip := range listenAddrs(t.forwarded) {
-		ln, err := s.listen(ctx, netip.AddrPortFrom(netip.MustParseAddr(ip), t.port))
+		ln, err := s.listen(ctx, netip.AddrPortFrom(netip.MustParseAddr(ip), t.slot.Port))
 		if err != nil {
 			if netip.MustParseAddr(ip).Is6() && errors.Is(err, syscall.EADDRNOTAVAIL) {
-				s.log.Warn("IPv6 loopback unavailable; serving IPv4 only", "tenant", t.name, "port", t.port)
+				s.log.Warn("IPv6 loopback unavailable; serving IPv4 only", "tenant", t.name, "port", t.slot.Port)
 				continue
 			}
 			pl.closeSockets()

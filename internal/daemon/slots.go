@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/egressfw/egressfw/internal/config"
@@ -51,10 +50,10 @@ func newSlotTable(max uint32) *slotTable {
 // that raised listener.port or added an intercept port) is an error naming
 // it. The table is unchanged until commit, so a reload that fails later
 // leaves it as it was.
-func (s *slotTable) plan(cfg *config.Config) (map[string]uint32, error) {
+func (s *slotTable) plan(cfg *config.Config) (map[string]config.Slot, error) {
 	names := tenantNames(cfg)
 	now := s.now()
-	out := make(map[string]uint32, len(names))
+	out := make(map[string]config.Slot, len(names))
 	used := map[uint32]bool{}
 	for _, slot := range s.byName {
 		used[slot] = true // leaving in this reload: draining from its commit on
@@ -65,10 +64,11 @@ func (s *slotTable) plan(cfg *config.Config) (map[string]uint32, error) {
 			slot, ok = s.drainingFor(n, now)
 		}
 		if ok {
-			if err := portFits(cfg, slot); err != nil {
+			sl, err := cfg.Listener.SlotOf(slot)
+			if err != nil {
 				return nil, fmt.Errorf("tenant %q holds slot %d: %w; restart egressfw to renumber the slots", n, slot, err)
 			}
-			out[n] = slot
+			out[n] = sl
 			used[slot] = true
 		}
 	}
@@ -77,8 +77,10 @@ func (s *slotTable) plan(cfg *config.Config) (map[string]uint32, error) {
 		if _, ok := out[n]; ok {
 			continue
 		}
+		var sl config.Slot
 		for ; next <= s.max; next++ {
-			if !used[next] && !s.draining(next, now) && portFits(cfg, next) == nil {
+			var err error
+			if sl, err = cfg.Listener.SlotOf(next); err == nil && !used[next] && !s.draining(next, now) {
 				break
 			}
 		}
@@ -86,7 +88,7 @@ func (s *slotTable) plan(cfg *config.Config) (map[string]uint32, error) {
 			return nil, fmt.Errorf("no free tenant slot for %q: %d in use, %d draining (a freed slot is reused %s after its tenant left), listener ports from %d up to 65535",
 				n, len(out), len(used)-len(out)+s.drainingCount(now), slotDrain, cfg.Listener.Port)
 		}
-		out[n] = next
+		out[n] = sl
 		used[next] = true
 	}
 	return out, nil
@@ -119,34 +121,24 @@ func (s *slotTable) draining(slot uint32, now time.Time) bool {
 	return ok && now.Sub(f.at) < slotDrain
 }
 
-// portFits checks the listener port of slot under cfg: it must exist and
-// not be an intercept port (the rules would loop it).
-func portFits(cfg *config.Config, slot uint32) error {
-	port := int(cfg.Listener.Port) + int(slot) - 1
-	switch {
-	case port > 65535:
-		return fmt.Errorf("its listener port would be %d, past 65535 (listener.port %d)", port, cfg.Listener.Port)
-	case slices.Contains(cfg.Listener.InterceptPorts, uint16(port)):
-		return fmt.Errorf("its listener port %d is in listener.intercept_ports", port)
-	}
-	return nil
-}
-
 // commit makes a planned assignment current. Slots it releases start
 // draining; drained ones are forgotten.
-func (s *slotTable) commit(slots map[string]uint32) {
+func (s *slotTable) commit(slots map[string]config.Slot) {
 	now := s.now()
 	for slot, f := range s.freed {
-		if now.Sub(f.at) >= slotDrain || slots[f.name] == slot {
+		if now.Sub(f.at) >= slotDrain || slots[f.name].ID == slot {
 			delete(s.freed, slot)
 		}
 	}
 	for name, slot := range s.byName {
-		if slots[name] != slot {
+		if slots[name].ID != slot {
 			s.freed[slot] = freedSlot{name: name, at: now}
 		}
 	}
-	s.byName = slots
+	s.byName = make(map[string]uint32, len(slots))
+	for name, sl := range slots {
+		s.byName[name] = sl.ID
+	}
 }
 
 // tenantNames lists cfg's tenants by name, in config order.

@@ -47,18 +47,33 @@ func TestSlotsStableAcrossReloads(t *testing.T) {
 		// Each reload comes after the previous one's freed slots drained;
 		// TestSlotsDrainBeforeReuse covers reloads in quick succession.
 		clock.advance(slotDrain)
-		got, err := st.plan(namesConfig(s.tenants...))
+		cfg := namesConfig(s.tenants...)
+		got, err := st.plan(cfg)
 		if (err != nil) != s.wantErr {
 			t.Fatalf("%s: err = %v", s.name, err)
 		}
 		if err != nil {
 			continue
 		}
-		if !reflect.DeepEqual(got, s.want) {
-			t.Fatalf("%s: slots = %v, want %v", s.name, got, s.want)
+		if ids := slotIDs(t, cfg, got); !reflect.DeepEqual(ids, s.want) {
+			t.Fatalf("%s: slots = %v, want %v", s.name, ids, s.want)
 		}
 		st.commit(got)
 	}
+}
+
+// slotIDs returns the slot number of each tenant in slots, and fails t
+// unless each slot's port is cfg's listener port for it.
+func slotIDs(t *testing.T, cfg *config.Config, slots map[string]config.Slot) map[string]uint32 {
+	t.Helper()
+	ids := map[string]uint32{}
+	for name, s := range slots {
+		if want := int(cfg.Listener.Port) + int(s.ID) - 1; int(s.Port) != want {
+			t.Errorf("tenant %s: slot %d has port %d, want %d", name, s.ID, s.Port, want)
+		}
+		ids[name] = s.ID
+	}
+	return ids
 }
 
 // TestSlotsDrainBeforeReuse: a slot freed by a reload goes to no other
@@ -84,7 +99,8 @@ func TestSlotsDrainBeforeReuse(t *testing.T) {
 	st := newSlotTable(6).withClock(clock)
 	for _, s := range steps {
 		clock.advance(s.after)
-		got, err := st.plan(namesConfig(s.tenants...))
+		cfg := namesConfig(s.tenants...)
+		got, err := st.plan(cfg)
 		if s.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), s.wantErr) {
 				t.Fatalf("%s: err = %v, want %q", s.name, err, s.wantErr)
@@ -94,8 +110,8 @@ func TestSlotsDrainBeforeReuse(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
-		if !reflect.DeepEqual(got, s.want) {
-			t.Fatalf("%s: slots = %v, want %v", s.name, got, s.want)
+		if ids := slotIDs(t, cfg, got); !reflect.DeepEqual(ids, s.want) {
+			t.Fatalf("%s: slots = %v, want %v", s.name, ids, s.want)
 		}
 		st.commit(got)
 	}
@@ -114,8 +130,8 @@ func TestSlotPorts(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.commit(slots)
-	st.commit(map[string]uint32{"c": 3}) // a and b leave: c keeps slot 3
-	clock.advance(slotDrain)             // and their slots drain
+	st.commit(map[string]config.Slot{"c": slots["c"]}) // a and b leave: c keeps slot 3
+	clock.advance(slotDrain)                           // and their slots drain
 
 	tests := []struct {
 		name    string
@@ -146,12 +162,13 @@ func TestSlotPorts(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := st.plan(tc.cfg())
+			cfg := tc.cfg()
+			got, err := st.plan(cfg)
 			if expectErr(t, err, tc.wantErr) {
 				return
 			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Fatalf("slots = %v, want %v", got, tc.want)
+			if ids := slotIDs(t, cfg, got); !reflect.DeepEqual(ids, tc.want) {
+				t.Fatalf("slots = %v, want %v", ids, tc.want)
 			}
 		})
 	}
