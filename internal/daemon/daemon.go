@@ -47,17 +47,31 @@ type Options struct {
 type Daemon struct {
 	opts    Options
 	log     *slog.Logger
-	cfg     *config.Config
 	srv     *server
 	fw      *firewall
+	rules   ruleset // fw; tests give a fake
 	slots   *slotTable
 	metrics *metrics
+	// gen is what the rules in force were built from (nil before the
+	// first apply); other goroutines than the main loop read it.
+	gen     atomic.Pointer[generation]
 	reloads atomic.Int64
 	// subUIDsLost: the sub-uid files are no longer watched (unhealthy).
 	subUIDsLost atomic.Bool
-	// applyRules installs the ruleset of a snapshot (firewall.apply; a
-	// test seam).
-	applyRules func(ctx context.Context, cfg *config.Config, snap *snapshot, ready func() error) error
+}
+
+// generation is what one ruleset is built from: the config, each tenant's
+// slot, and the tenants' uid ranges (uid_ranges and followed sub-uids).
+type generation struct {
+	cfg   *config.Config
+	slots map[string]config.Slot
+	uids  uidRanges
+}
+
+// ruleset installs the kernel rules of a generation once ready (see
+// firewall.apply).
+type ruleset interface {
+	apply(ctx context.Context, gen *generation, ready func() error) error
 }
 
 // Run applies the rules, opens the listeners, serves until ctx ends, then
@@ -69,14 +83,14 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	d := &Daemon{opts: opts, log: opts.Log, cfg: cfg, metrics: newMetrics(opts.Version)}
+	d := &Daemon{opts: opts, log: opts.Log, metrics: newMetrics(opts.Version)}
 	d.slots = newSlotTable(slotCapacity(cfg))
 	d.srv = newServer(d.log, d.metrics, &tproxy.Dialer{Mark: cfg.Firewall.BypassMark,
 		Timeout: cfg.Listener.ConnectTimeout.Duration})
 	if d.fw, err = newFirewall(d.log, d.metrics); err != nil {
 		return err
 	}
-	d.applyRules = d.fw.apply
+	d.rules = d.fw
 	if err := watchHostAddrs(ctx, ownNamespace(), d.srv.setHostAddrs, func(err error) {
 		d.log.Error("host address watch", "err", err)
 	}); err != nil {
@@ -150,7 +164,7 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	snap.uidRanges = ranges
+	gen := &generation{cfg: cfg, slots: slots, uids: ranges}
 	t1 := time.Now()
 	// The new listeners open while the rules are prepared; the rules send
 	// traffic to them only once all are open (see nft.Manager.ApplyWhen).
@@ -162,7 +176,7 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
 		opened <- err
 	}()
 	listening := sync.OnceValue(func() error { return <-opened })
-	err = d.applyRules(ctx, cfg, snap, listening)
+	err = d.rules.apply(ctx, gen, listening)
 	if lerr := listening(); lerr != nil || err != nil {
 		if old := d.srv.state.Load(); old != nil {
 			d.srv.closeStaleListeners(old)
@@ -175,8 +189,8 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
 	t3 := time.Now()
 	d.slots.commit(slots)
 	d.srv.install(snap)
+	d.gen.Store(gen)
 	d.srv.closeStaleListeners(snap)
-	d.cfg = cfg
 	d.log.Debug("config applied", "tenants", len(cfg.Tenants), "compile_us", t1.Sub(t0).Microseconds(),
 		"listeners_us", t2.Sub(t1).Microseconds(), "rules_us", t3.Sub(t1).Microseconds(), // concurrent
 		"total_us", time.Since(t0).Microseconds())
@@ -190,7 +204,7 @@ func (d *Daemon) reload(ctx context.Context) {
 	n := d.reloads.Add(1)
 	cfg, err := config.Load(d.opts.ConfigPath)
 	if err == nil {
-		err = firewallUnchanged(d.cfg, cfg)
+		err = firewallUnchanged(d.gen.Load().cfg, cfg)
 	}
 	if err == nil {
 		err = d.apply(ctx, cfg)
@@ -222,14 +236,15 @@ func firewallUnchanged(old, cfg *config.Config) error {
 func (d *Daemon) shutdown() error {
 	d.opts.Notifier.Stopping()
 	d.srv.closeAllListeners()
-	grace := d.cfg.Listener.ShutdownGrace.Duration
+	cfg := d.gen.Load().cfg
+	grace := cfg.Listener.ShutdownGrace.Duration
 	d.log.Info("stopping: no new connections; draining", "grace", grace.String())
 	if !d.srv.drain(grace) {
 		d.log.Warn("grace period over; closing remaining connections")
 	}
 	d.fw.stop()
-	if !d.cfg.Firewall.KeepRulesOnStop {
-		if err := d.fw.cleanup(d.cfg); err != nil {
+	if !cfg.Firewall.KeepRulesOnStop {
+		if err := d.fw.cleanup(cfg); err != nil {
 			return fmt.Errorf("remove rules on stop: %w", err)
 		}
 		d.log.Info("rules removed (firewall.keep_rules_on_stop = false)")
@@ -260,29 +275,29 @@ func (d *Daemon) rulesetChanged(err error) {
 		d.opts.Notifier.Status("Unhealthy: nftables ruleset changed by another program and not restored (retrying): " + firstLine(err))
 		return
 	}
-	if d.fw.health() == nil && d.srv.state.Load() != nil {
+	if d.fw.health() == nil && d.gen.Load() != nil {
 		d.opts.Notifier.Status(d.status())
 	}
 }
 
-// status is the running state, from the snapshot in force (other
+// status is the running state, from the generation in force (other
 // goroutines than the main loop call it).
 func (d *Daemon) status() string {
 	n := 0
-	if snap := d.srv.state.Load(); snap != nil {
-		n = len(snap.tenants)
+	if gen := d.gen.Load(); gen != nil {
+		n = len(gen.slots)
 	}
 	return fmt.Sprintf("serving %d tenant(s) on ports %s", n, d.portRange())
 }
 
 func (d *Daemon) portRange() string {
-	snap := d.srv.state.Load()
-	if snap == nil || len(snap.tenants) == 0 {
+	gen := d.gen.Load()
+	if gen == nil || len(gen.slots) == 0 {
 		return "-"
 	}
 	lo, hi := uint16(65535), uint16(0)
-	for _, t := range snap.tenants {
-		lo, hi = min(lo, t.slot.Port), max(hi, t.slot.Port)
+	for _, s := range gen.slots {
+		lo, hi = min(lo, s.Port), max(hi, s.Port)
 	}
 	return fmt.Sprintf("%d-%d", lo, hi)
 }

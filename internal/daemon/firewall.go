@@ -52,17 +52,14 @@ func baseSpec(cfg *config.Config) nft.Spec {
 		Guards: fw.GuardCgroups}
 }
 
-// nftSpec converts the config and a snapshot's slot assignment.
-func nftSpec(cfg *config.Config, snap *snapshot) nft.Spec {
+// nftSpec converts a generation.
+func nftSpec(gen *generation) nft.Spec {
+	cfg := gen.cfg
 	spec := baseSpec(cfg)
-	bySlot := map[string]*tenantState{}
-	for _, t := range snap.tenants {
-		bySlot[t.name] = t
-	}
 	for _, t := range cfg.Tenants {
-		ts := bySlot[t.Name]
-		nt := nft.Tenant{Name: t.Name, Slot: ts.slot.ID, ListenerPort: ts.slot.Port, Report: t.Mode == config.ModeReport,
-			Cgroups: t.Cgroups, UIDs: t.UIDs, UIDRanges: snap.uidRanges[t.Name], Interfaces: t.Interfaces, Sources: t.SourceCIDRs}
+		s := gen.slots[t.Name]
+		nt := nft.Tenant{Name: t.Name, Slot: s.ID, ListenerPort: s.Port, Report: t.Mode == config.ModeReport,
+			Cgroups: t.Cgroups, UIDs: t.UIDs, UIDRanges: gen.uids[t.Name], Interfaces: t.Interfaces, Sources: t.SourceCIDRs}
 		for _, d := range t.AllowDirect {
 			nt.AllowDirect = append(nt.AllowDirect, nft.Direct{Prefix: d.CIDR, Ports: d.Ports, Proto: d.Protocol})
 		}
@@ -87,16 +84,16 @@ func cgroupPaths(cfg *config.Config) []string {
 	return slices.Compact(out)
 }
 
-// apply installs the ruleset for snap. When the set of tenant cgroups
+// apply installs the ruleset of gen. When the set of tenant cgroups
 // changed, a new watcher is started first so the ids it reports go into the
 // same atomic replacement; the old watcher stops only after success. ready
 // (see nft.Manager.ApplyWhen) reports that what the new rules point to is
 // in place; its error is returned as is.
-func (f *firewall) apply(ctx context.Context, cfg *config.Config, snap *snapshot, ready func() error) error {
+func (f *firewall) apply(ctx context.Context, gen *generation, ready func() error) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	spec := nftSpec(cfg, snap)
-	paths := cgroupPaths(cfg)
+	spec := nftSpec(gen)
+	paths := cgroupPaths(gen.cfg)
 	w, cancel := f.watcher, f.cancel
 	if !slices.Equal(paths, f.paths) || (w == nil && len(paths) > 0) {
 		var err error
@@ -249,7 +246,7 @@ func (f *firewall) cleanup(cfg *config.Config) error {
 
 // Rules renders what Run would install for cfg, for review.
 func Rules(cfg *config.Config) (string, error) {
-	snap, err := rulesSnapshot(cfg)
+	gen, err := rulesGeneration(cfg)
 	if err != nil {
 		return "", err
 	}
@@ -257,31 +254,26 @@ func Rules(cfg *config.Config) (string, error) {
 	if root, err := cgroup.FindMount(); err == nil {
 		ids = currentCgroupIDs(cfg, root)
 	}
-	return nft.Render(nftSpec(cfg, snap), ids)
+	return nft.Render(nftSpec(gen), ids)
 }
 
-// rulesSnapshot is what a fresh daemon installs: slots in config order,
+// rulesGeneration is what a fresh daemon installs: slots in config order,
 // and the sub-uids.
-func rulesSnapshot(cfg *config.Config) (*snapshot, error) {
+func rulesGeneration(cfg *config.Config) (*generation, error) {
 	ranges, _, err := loadUIDRanges(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return freshSnapshot(cfg, ranges)
+	return freshGeneration(cfg, ranges)
 }
 
-// freshSnapshot assigns slots in config order, as a fresh daemon would.
-func freshSnapshot(cfg *config.Config, ranges uidRanges) (*snapshot, error) {
+// freshGeneration assigns slots in config order, as a fresh daemon would.
+func freshGeneration(cfg *config.Config, ranges uidRanges) (*generation, error) {
 	slots, err := newSlotTable(slotCapacity(cfg)).plan(cfg)
 	if err != nil {
 		return nil, err
 	}
-	snap := &snapshot{tenants: map[uint32]*tenantState{}, uidRanges: ranges}
-	for _, t := range cfg.Tenants {
-		s := slots[t.Name]
-		snap.tenants[s.ID] = &tenantState{name: t.Name, slot: s}
-	}
-	return snap, nil
+	return &generation{cfg: cfg, slots: slots, uids: ranges}, nil
 }
 
 // Cleanup removes egressfw's table, ip rules and routes for cfg.

@@ -43,21 +43,21 @@ func Guard(cfg *config.Config, log *slog.Logger) (string, error) {
 			return "", fmt.Errorf("guard: create guard cgroup %s: %w", g, err)
 		}
 	}
-	snap, err := guardSnapshot(cfg, log)
+	gen, err := guardGeneration(cfg, log)
 	if err != nil {
 		return "", fmt.Errorf("guard: %w", err)
 	}
-	if err := mgr.Apply(nftSpec(cfg, snap), currentCgroupIDs(cfg, root)); err != nil {
+	if err := mgr.Apply(nftSpec(gen), currentCgroupIDs(cfg, root)); err != nil {
 		return "", fmt.Errorf("guard: %w", err)
 	}
 	return fmt.Sprintf("installed table inet %s: %d tenant(s) and guard cgroups %v fail closed until egressfw runs",
 		table, len(cfg.Tenants), cfg.Firewall.GuardCgroups), nil
 }
 
-// guardSnapshot is rulesSnapshot, except that sub-uids that cannot be read
+// guardGeneration is rulesGeneration, except that sub-uids that cannot be read
 // or would give a uid two tenants are left out with a warning: the guard
 // must install what it can (egressfw itself refuses to start on them).
-func guardSnapshot(cfg *config.Config, log *slog.Logger) (*snapshot, error) {
+func guardGeneration(cfg *config.Config, log *slog.Logger) (*generation, error) {
 	ranges, warnings, err := loadUIDRanges(cfg)
 	for _, w := range warnings {
 		log.Warn(w)
@@ -66,7 +66,7 @@ func guardSnapshot(cfg *config.Config, log *slog.Logger) (*snapshot, error) {
 		log.Warn("sub-uids left out of the guard", "err", err)
 		ranges = nil
 	}
-	return freshSnapshot(cfg, ranges)
+	return freshGeneration(cfg, ranges)
 }
 
 // currentCgroupIDs resolves the tenant and guard cgroups of cfg that exist

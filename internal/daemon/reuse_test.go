@@ -40,46 +40,43 @@ func TestReloadNeverJudgesByAnotherTenant(t *testing.T) {
 	}
 	second := parse(strings.Replace(harnessConfig, strict, "name = \"wide\"\nuids = [1004]\n", 1))
 
-	d := &Daemon{log: slog.New(slog.DiscardHandler), srv: h.srv, cfg: first, slots: newSlotTable(4095)}
+	d := &Daemon{log: slog.New(slog.DiscardHandler), srv: h.srv, slots: newSlotTable(4095)}
 	slots, err := d.slots.plan(first) // what the harness installed: a fresh start's slots
 	if err != nil {
 		t.Fatal(err)
 	}
 	d.slots.commit(slots)
+	d.gen.Store(&generation{cfg: first, slots: slots})
 
 	var between map[string]any
-	d.applyRules = func(_ context.Context, _ *config.Config, snap *snapshot, ready func() error) error {
+	d.rules = rulesFunc(func(_ context.Context, gen *generation, ready func() error) error {
 		if err := ready(); err != nil {
 			return err
 		}
-		between = h.requestOn(portOf(t, h.srv, snap, "wide"), "198.51.100.10:80", "example.com")
+		between = h.requestOn(portOf(t, h.srv, gen.slots["wide"].ID), "198.51.100.10:80", "example.com")
 		return nil
-	}
+	})
 	if err := d.apply(context.Background(), second); err != nil {
 		t.Fatal(err)
 	}
 	if between["tenant"] == "strict" {
 		t.Errorf("a connection of tenant wide, arriving after the rules changed, was judged as tenant strict: %v", between)
 	}
-	after := h.requestOn(portOf(t, h.srv, h.srv.state.Load(), "wide"), "198.51.100.10:80", "example.com")
+	after := h.requestOn(portOf(t, h.srv, d.gen.Load().slots["wide"].ID), "198.51.100.10:80", "example.com")
 	if after["tenant"] != "wide" || after["decision"] != "allow" {
 		t.Errorf("after the reload, wide's connection was logged as %v, want tenant wide allowed", after)
 	}
 }
 
-// portOf returns the IPv4 listener address of tenant name in snap.
-func portOf(t *testing.T, s *server, snap *snapshot, name string) string {
+// portOf returns the IPv4 listener address of slot.
+func portOf(t *testing.T, s *server, slot uint32) string {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for slot, ts := range snap.tenants {
-		if ts.name == name {
-			if pl := s.listeners[slot]; pl != nil {
-				return pl.socks[0].Addr().String()
-			}
-		}
+	if pl := s.listeners[slot]; pl != nil {
+		return pl.socks[0].Addr().String()
 	}
-	t.Fatalf("no listener for tenant %q", name)
+	t.Fatalf("no listener for slot %d", slot)
 	return ""
 }
 

@@ -29,9 +29,6 @@ type snapshot struct {
 	tenants  map[uint32]*tenantState // by slot
 	peekOpts sni.PeekOptions
 	denyFull bool // listener.deny_detail = "full": refusals say why
-	// uidRanges: the tenants' uid ranges and followed sub-uids, for the
-	// rules (subuid.go).
-	uidRanges uidRanges
 }
 
 // tenantState is a tenant in one snapshot. Its shares outlive snapshots so

@@ -140,24 +140,27 @@ func followSubUIDs(ctx context.Context, cfg *config.Config) (<-chan struct{}, er
 // that cannot be applied (an overlap, uid 0, an unreadable file, a kernel
 // error) is logged and the ranges in force are kept.
 func (d *Daemon) refreshUIDs(ctx context.Context) {
-	ranges, warnings, err := loadUIDRanges(d.cfg)
+	cur := d.gen.Load()
+	if cur == nil {
+		return
+	}
+	ranges, warnings, err := loadUIDRanges(cur.cfg)
 	if err != nil {
 		d.log.Error("sub-uid change not applied; keeping the uid ranges in force", "err", err)
 		return
 	}
-	cur := d.srv.state.Load()
-	if cur == nil || ranges.equal(cur.uidRanges) {
+	if ranges.equal(cur.uids) {
 		return
 	}
 	for _, w := range warnings {
 		d.log.Warn(w)
 	}
 	next := *cur
-	next.uidRanges = ranges
-	if err := d.applyRules(ctx, d.cfg, &next, func() error { return nil }); err != nil {
+	next.uids = ranges
+	if err := d.rules.apply(ctx, &next, func() error { return nil }); err != nil {
 		d.log.Error("sub-uid change not applied; keeping the uid ranges in force", "err", err)
 		return
 	}
-	d.srv.state.Store(&next)
+	d.gen.Store(&next)
 	d.log.Info("sub-uids changed; uid ranges applied", "tenants_with_ranges", len(ranges))
 }

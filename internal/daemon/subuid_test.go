@@ -104,17 +104,17 @@ func TestTenantUIDRanges(t *testing.T) {
 func TestRefreshUIDs(t *testing.T) {
 	cfg := uidConfig(t, "alice:100000:65536\n", tenantTOML("a", "uids = [1000]")+tenantTOML("b", "uids = [1001]"))
 	logs := &syncBuffer{}
-	d := &Daemon{log: slog.New(slog.NewJSONHandler(logs, nil)), cfg: cfg, srv: newServer(slog.New(slog.DiscardHandler), newMetrics("test"), nil)}
-	snap, err := rulesSnapshot(cfg) // slots and ranges, as a start installs them
+	d := &Daemon{log: slog.New(slog.NewJSONHandler(logs, nil))}
+	gen, err := rulesGeneration(cfg) // slots and ranges, as a start installs them
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.srv.state.Store(snap)
+	d.gen.Store(gen)
 	var applied []nft.Spec
-	d.applyRules = func(_ context.Context, cfg *config.Config, snap *snapshot, ready func() error) error {
-		applied = append(applied, nftSpec(cfg, snap))
+	d.rules = rulesFunc(func(_ context.Context, gen *generation, ready func() error) error {
+		applied = append(applied, nftSpec(gen))
 		return ready()
-	}
+	})
 	write := func(content string) {
 		if err := os.WriteFile(cfg.Firewall.SubUIDFile, []byte(content), 0o644); err != nil {
 			t.Fatal(err)
@@ -140,7 +140,7 @@ func TestRefreshUIDs(t *testing.T) {
 	if len(applied) != 1 {
 		t.Fatalf("an overlapping change was applied: %+v", applied[1:])
 	}
-	if got := d.srv.state.Load().uidRanges["b"]; !reflect.DeepEqual(got, []nft.UIDRange{{First: 200000, Last: 265535}}) {
+	if got := d.gen.Load().uids["b"]; !reflect.DeepEqual(got, []nft.UIDRange{{First: 200000, Last: 265535}}) {
 		t.Fatalf("ranges in force after a refused change = %v, want b's previous 200000-265535", got)
 	}
 	if !strings.Contains(string(logs.Bytes()), `sub-uid change not applied; keeping the uid ranges in force`) {
@@ -153,4 +153,11 @@ func TestRefreshUIDs(t *testing.T) {
 	if len(applied) != 1 {
 		t.Fatalf("unchanged ranges re-applied: %d applies", len(applied))
 	}
+}
+
+// rulesFunc is a ruleset that calls itself.
+type rulesFunc func(ctx context.Context, gen *generation, ready func() error) error
+
+func (f rulesFunc) apply(ctx context.Context, gen *generation, ready func() error) error {
+	return f(ctx, gen, ready)
 }
