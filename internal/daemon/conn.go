@@ -19,8 +19,9 @@ type dialer interface {
 
 // handle serves one accepted tenant connection from start to end and logs
 // it once. slot identifies the tenant: it is the listener the kernel's
-// TPROXY rule delivered the connection to, never anything the tenant sent.
-func (s *server) handle(c *net.TCPConn, slot uint32) {
+// TPROXY rule delivered the connection to, never anything the tenant sent;
+// port is that listener's port.
+func (s *server) handle(c *net.TCPConn, slot uint32, port uint16) {
 	st := s.state.Load()
 	rec := connRecord{start: time.Now(), src: addrPortOf(c.RemoteAddr())}
 	var t *tenantState
@@ -28,7 +29,7 @@ func (s *server) handle(c *net.TCPConn, slot uint32) {
 		t = st.tenants[slot]
 	}
 	if t == nil {
-		rec.orig = s.origDst(c)
+		rec.orig = s.kernel.OriginalDst(c)
 		rec.tenant, rec.reason, rec.detail = "-", reasonTenantGone,
 			fmt.Sprintf("no tenant holds slot %d (before the first config is installed, or after a reload)", slot)
 		denyReset(c)
@@ -36,7 +37,7 @@ func (s *server) handle(c *net.TCPConn, slot uint32) {
 		return
 	}
 	rec.tenant, rec.mode = t.name, t.compiled.Mode().String()
-	if !s.original(c, t, &rec) {
+	if !s.original(c, t, port, &rec) {
 		return
 	}
 	if !s.admit(c, t, &rec) {
@@ -93,18 +94,18 @@ const reasonNoOriginalDst = "no_original_destination"
 // of a TPROXYed connection, or, for a forwarded tenant's REDIRECTed one,
 // conntrack's pre-NAT destination, with the ingress interface. A redirected
 // connection without a NAT record is refused (fail closed).
-func (s *server) original(c *net.TCPConn, t *tenantState, rec *connRecord) bool {
-	if !s.redirected(c, t) {
-		rec.orig = s.origDst(c)
+func (s *server) original(c *net.TCPConn, t *tenantState, port uint16, rec *connRecord) bool {
+	if !isRedirected(c, t.forwarded, port) {
+		rec.orig = s.kernel.OriginalDst(c)
 		return true
 	}
 	local := addrPortOf(c.LocalAddr())
 	rec.forwarded = true
-	rec.iif = s.ifaceOf(local.Addr())
+	rec.iif = s.ifaceOfAddr(local.Addr())
 	if rec.iif == "" {
 		rec.iif = "?" // an address that appeared since the last update
 	}
-	orig, err := s.origDstNAT(c)
+	orig, err := s.kernel.OriginalDstNAT(c)
 	if err != nil {
 		rec.orig, rec.decision, rec.reason, rec.detail = local, "deny", reasonNoOriginalDst, err.Error()
 		denyReset(c)
@@ -116,10 +117,10 @@ func (s *server) original(c *net.TCPConn, t *tenantState, rec *connRecord) bool 
 }
 
 // isRedirected: a TPROXYed connection keeps its original destination port
-// (an intercept port, never a listener port); a REDIRECTed one arrives on
-// the listener port itself.
-func isRedirected(c *net.TCPConn, t *tenantState) bool {
-	return t.forwarded && addrPortOf(c.LocalAddr()).Port() == t.slot.Port
+// (an intercept port, never a listener port); a REDIRECTed one, of a
+// forwarded tenant, arrives on the port of the listener that accepted it.
+func isRedirected(c *net.TCPConn, forwarded bool, listenerPort uint16) bool {
+	return forwarded && addrPortOf(c.LocalAddr()).Port() == listenerPort
 }
 
 // admit applies the global and per-tenant caps (see pool); over a cap the

@@ -86,7 +86,7 @@ func Run(ctx context.Context, opts Options) error {
 	d := &Daemon{opts: opts, log: opts.Log, metrics: newMetrics(opts.Version)}
 	d.slots = newSlotTable(slotCapacity(cfg))
 	d.srv = newServer(d.log, d.metrics, &tproxy.Dialer{Mark: cfg.Firewall.BypassMark,
-		Timeout: cfg.Listener.ConnectTimeout.Duration})
+		Timeout: cfg.Listener.ConnectTimeout.Duration}, tproxyKernel{})
 	if d.fw, err = newFirewall(d.log, d.metrics); err != nil {
 		return err
 	}

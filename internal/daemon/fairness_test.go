@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"testing"
 	"time"
@@ -48,7 +47,7 @@ func TestSilentFloodLeavesOthersServed(t *testing.T) {
 	def := config.Default().Limits
 	flood := def.MaxPeekingPerTenant + 50
 	for _, tenant := range []string{"web", "audit"} {
-		h.orig.Store(netip.MustParseAddrPort("198.51.100.10:443"))
+		h.kernel.setOrig("198.51.100.10:443")
 		var conns []net.Conn
 		for range flood {
 			// A refused connection may be reset before connect() returns.

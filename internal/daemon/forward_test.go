@@ -26,7 +26,6 @@ source_cidrs = ["172.17.0.0/16"]
 // record is refused.
 func TestForwardedConnections(t *testing.T) {
 	h := newHarness(t, containersTenant)
-	h.redirect.Store(true)
 	// The harness client reaches the (wildcard) listener on loopback; let
 	// that stand for the bridge address the kernel redirected to.
 	lo4, lo6, gw := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1"), netip.MustParseAddr("172.17.0.1")
@@ -72,8 +71,8 @@ func TestForwardedConnections(t *testing.T) {
 	}
 
 	t.Run("no NAT record", func(t *testing.T) {
-		h.noNAT.Store(true)
-		defer h.noNAT.Store(false)
+		h.kernel.noNAT.Store(true)
+		defer h.kernel.noNAT.Store(false)
 		// The reset may already come while connecting.
 		if c, err := net.DialTimeout("tcp", h.addrs["containers"][0], 2*time.Second); err == nil {
 			defer c.Close()
@@ -125,7 +124,7 @@ func TestIsRedirected(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := isRedirected(sc.(*net.TCPConn), &tc.t); got != tc.want {
+			if got := isRedirected(sc.(*net.TCPConn), tc.t.forwarded, tc.t.slot.Port); got != tc.want {
 				t.Errorf("isRedirected = %v, want %v", got, tc.want)
 			}
 		})

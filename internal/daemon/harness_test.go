@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,19 +25,17 @@ import (
 )
 
 // harness runs the data path in-process: real sockets, a real DNS server and
-// real upstream servers on loopback. Two seams replace the kernel: the
-// original destination of a connection is whatever the test says, and the
-// dialer maps the "public" documentation addresses the policy validated onto
-// loopback servers. Internal addresses map to a server that counts every
+// real upstream servers on loopback. Two fakes replace the kernel: the
+// original destination of a connection is whatever the test says
+// (testKernel), and the dialer maps the "public" documentation addresses the
+// policy validated onto loopback servers. Internal addresses map to a server that counts every
 // connection, so a test can prove nothing internal was ever dialled.
 type harness struct {
 	t        *testing.T
 	srv      *server
 	dns      *dnstest.Server
 	logs     *syncBuffer
-	orig     atomic.Value // netip.AddrPort for the next connection
-	redirect atomic.Bool  // forwarded tenants' connections count as REDIRECTed
-	noNAT    atomic.Bool  // ... but conntrack has no NAT record of them
+	kernel   *testKernel
 	routes   map[netip.AddrPort]string
 	dialed   sync.Map // netip.AddrPort -> *atomic.Int64
 	internal *counterServer
@@ -74,7 +73,7 @@ mode = "report"
 
 func newHarness(t *testing.T, extra string) *harness {
 	t.Helper()
-	h := &harness{t: t, logs: &syncBuffer{}, routes: map[netip.AddrPort]string{}, addrs: map[string][2]string{}}
+	h := &harness{t: t, logs: &syncBuffer{}, kernel: &testKernel{}, routes: map[netip.AddrPort]string{}, addrs: map[string][2]string{}}
 	h.dns = dnstest.New(t)
 	h.dns.Set("www.example.com", "198.51.100.10", "2001:db8::10")
 	h.dns.Set("example.com", "198.51.100.10")
@@ -108,16 +107,7 @@ func newHarness(t *testing.T, extra string) *harness {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewJSONHandler(h.logs, nil))
-	h.srv = newServer(log, newMetrics("test"), dialerFunc(h.dial))
-	h.srv.origDst = func(*net.TCPConn) netip.AddrPort { return h.orig.Load().(netip.AddrPort) }
-	h.srv.redirected = func(_ *net.TCPConn, t *tenantState) bool { return h.redirect.Load() && t.forwarded }
-	h.srv.origDstNAT = func(*net.TCPConn) (netip.AddrPort, error) {
-		if h.noNAT.Load() {
-			return netip.AddrPort{}, fmt.Errorf("getsockopt SO_ORIGINAL_DST: %w", syscall.ENOENT)
-		}
-		return h.orig.Load().(netip.AddrPort), nil
-	}
-	h.srv.listen = listenEphemeral
+	h.srv = newServer(log, newMetrics("test"), dialerFunc(h.dial), h.kernel)
 	h.apply(cfg)
 	t.Cleanup(func() {
 		h.srv.closeAllListeners()
@@ -173,7 +163,7 @@ func (h *harness) dialCount(ap string) int64 {
 // addressed to orig. v6 picks the ::1 listener.
 func (h *harness) connect(tenant, orig string, v6 bool) net.Conn {
 	h.t.Helper()
-	h.orig.Store(netip.MustParseAddrPort(orig))
+	h.kernel.setOrig(orig)
 	addr := h.addrs[tenant][0]
 	if v6 {
 		addr = h.addrs[tenant][1]
@@ -192,7 +182,7 @@ func (h *harness) connect(tenant, orig string, v6 bool) net.Conn {
 // connect() to completion, so a dial error counts the same as a reset on
 // the first read.
 func (h *harness) refusedAtOnce(tenant, orig string) error {
-	h.orig.Store(netip.MustParseAddrPort(orig))
+	h.kernel.setOrig(orig)
 	t0 := time.Now()
 	c, err := net.DialTimeout("tcp", h.addrs[tenant][0], 2*time.Second)
 	if err == nil {
@@ -299,4 +289,62 @@ func newCounterServer(t *testing.T) *counterServer {
 		}
 	}()
 	return cs
+}
+
+// testKernel stands in for tproxy: plain sockets on the address asked for,
+// on any free port, so a forwarded tenant's connection arrives on its
+// listener's own port (REDIRECTed) and a local tenant's on any; the
+// original destination of the next connection is what the test set.
+type testKernel struct {
+	orig  atomic.Value // netip.AddrPort
+	noNAT atomic.Bool  // conntrack has no NAT record of a redirected connection
+	// fail, if set, refuses to listen where it returns an error.
+	fail func(netip.AddrPort) error
+
+	mu     sync.Mutex
+	opened []*net.TCPListener
+}
+
+func (k *testKernel) setOrig(ap string) { k.orig.Store(netip.MustParseAddrPort(ap)) }
+
+func (k *testKernel) Listen(ctx context.Context, ap netip.AddrPort) (*net.TCPListener, error) {
+	if k.fail != nil {
+		if err := k.fail(ap); err != nil {
+			return nil, err
+		}
+	}
+	ln, err := listenEphemeral(ctx, ap)
+	if err != nil {
+		return nil, err
+	}
+	k.mu.Lock()
+	k.opened = append(k.opened, ln)
+	k.mu.Unlock()
+	return ln, nil
+}
+
+func (k *testKernel) OriginalDst(*net.TCPConn) netip.AddrPort {
+	ap, _ := k.orig.Load().(netip.AddrPort)
+	return ap
+}
+
+func (k *testKernel) OriginalDstNAT(c *net.TCPConn) (netip.AddrPort, error) {
+	if k.noNAT.Load() {
+		return netip.AddrPort{}, fmt.Errorf("getsockopt SO_ORIGINAL_DST: %w", syscall.ENOENT)
+	}
+	return k.OriginalDst(c), nil
+}
+
+// stillOpen counts the sockets Listen opened that are not closed.
+func (k *testKernel) stillOpen() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	n := 0
+	for _, ln := range k.opened {
+		// A closed listener fails SetDeadline with ErrClosed.
+		if err := ln.SetDeadline(time.Time{}); !errors.Is(err, net.ErrClosed) {
+			n++
+		}
+	}
+	return n
 }

@@ -2,39 +2,17 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/egressfw/egressfw/internal/config"
 )
-
-// openedSockets tracks the listening sockets a test's listen seam opened
-// and which of them are still open.
-type openedSockets struct {
-	mu    sync.Mutex
-	socks []*net.TCPListener
-}
-
-func (o *openedSockets) stillOpen() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	n := 0
-	for _, ln := range o.socks {
-		// A closed listener fails SetDeadline with ErrClosed.
-		if err := ln.SetDeadline(time.Time{}); !errors.Is(err, net.ErrClosed) {
-			n++
-		}
-	}
-	return n
-}
 
 func tenantsConfig(t *testing.T, n int) *config.Config {
 	t.Helper()
@@ -66,21 +44,13 @@ func TestOpenListeners(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tenantsConfig(t, tc.tenants)
-			s := newServer(slog.New(slog.DiscardHandler), newMetrics("test"), nil)
-			opened := &openedSockets{}
-			s.listen = func(ctx context.Context, ap netip.AddrPort) (*net.TCPListener, error) {
+			opened := &testKernel{fail: func(ap netip.AddrPort) error {
 				if tc.failSlot != 0 && ap.Port() == cfg.Listener.Port+uint16(tc.failSlot)-1 && ap.Addr().Is6() {
-					return nil, syscall.EADDRINUSE
+					return syscall.EADDRINUSE
 				}
-				ln, err := listenEphemeral(ctx, ap)
-				if err != nil {
-					return nil, err
-				}
-				opened.mu.Lock()
-				opened.socks = append(opened.socks, ln)
-				opened.mu.Unlock()
-				return ln, nil
-			}
+				return nil
+			}}
+			s := newServer(slog.New(slog.DiscardHandler), newMetrics("test"), nil, opened)
 			err := s.openListeners(context.Background(), snapshotFor(t, s, cfg))
 			defer s.closeAllListeners()
 			if tc.wantErr != "" {

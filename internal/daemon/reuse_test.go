@@ -86,7 +86,7 @@ func portOf(t *testing.T, s *server, slot uint32) string {
 // when the connection is reset before connect() returns.
 func (h *harness) requestOn(addr, orig, host string) map[string]any {
 	h.t.Helper()
-	h.orig.Store(netip.MustParseAddrPort(orig))
+	h.kernel.setOrig(orig)
 	src := netip.AddrFrom4([4]byte{127, 0, byte(1 + reqSeq.Add(1)%250), byte(2 + rand.IntN(250))})
 	d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}
 	if c, err := d.Dial("tcp", addr); err == nil {

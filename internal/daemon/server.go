@@ -46,20 +46,35 @@ type tenantState struct {
 	forwarded bool
 }
 
+// kernel is what the data path asks the kernel for: transparent listening
+// sockets, and where an accepted connection was going, for a TPROXYed one
+// (its local address) and for a forwarded tenant's REDIRECTed one (the NAT
+// record). tproxyKernel in production; tests listen on plain loopback
+// sockets and say where each connection was going.
+type kernel interface {
+	Listen(ctx context.Context, ap netip.AddrPort) (*net.TCPListener, error)
+	OriginalDst(c *net.TCPConn) netip.AddrPort
+	OriginalDstNAT(c *net.TCPConn) (netip.AddrPort, error)
+}
+
+// tproxyKernel is the kernel of package tproxy.
+type tproxyKernel struct{}
+
+func (tproxyKernel) Listen(ctx context.Context, ap netip.AddrPort) (*net.TCPListener, error) {
+	return tproxy.Listen(ctx, ap)
+}
+func (tproxyKernel) OriginalDst(c *net.TCPConn) netip.AddrPort { return tproxy.OriginalDst(c) }
+func (tproxyKernel) OriginalDstNAT(c *net.TCPConn) (netip.AddrPort, error) {
+	return tproxy.OriginalDstNAT(c)
+}
+
 // server is the data path: listeners, per-connection handling, caps, logs.
 type server struct {
 	log     *slog.Logger
 	metrics *metrics
 	state   atomic.Pointer[snapshot]
 	dialer  dialer
-	origDst func(*net.TCPConn) netip.AddrPort
-	listen  func(ctx context.Context, ap netip.AddrPort) (*net.TCPListener, error)
-	// Forwarded tenants' connections are REDIRECTed, not TPROXYed: the
-	// seams say whether one was, give its pre-NAT destination and name the
-	// interface holding the address it was redirected to.
-	redirected func(c *net.TCPConn, t *tenantState) bool
-	origDstNAT func(*net.TCPConn) (netip.AddrPort, error)
-	ifaceOf    func(netip.Addr) string
+	kernel  kernel
 
 	connPool, peekPool *pool
 	denials            *denialLimiter
@@ -73,16 +88,12 @@ type server struct {
 	accepting atomic.Int32 // accept loops running
 }
 
-func newServer(log *slog.Logger, m *metrics, d dialer) *server {
-	s := &server{
-		log: log, metrics: m, dialer: d,
-		origDst: tproxy.OriginalDst, listen: tproxy.Listen,
-		redirected: isRedirected, origDstNAT: tproxy.OriginalDstNAT,
+func newServer(log *slog.Logger, m *metrics, d dialer, k kernel) *server {
+	return &server{
+		log: log, metrics: m, dialer: d, kernel: k,
 		connPool: newPool(), peekPool: newPool(), denials: newDenialLimiter(10, 10*time.Second),
 		listeners: map[uint32]*portListener{}, pacers: map[string]*pacer{},
 	}
-	s.ifaceOf = s.ifaceOfAddr
-	return s
 }
 
 // buildSnapshot compiles cfg with the given slots. It has no side effects, so
@@ -258,7 +269,7 @@ func (s *server) openAll(ctx context.Context, todo []*tenantState) ([]*portListe
 func (s *server) openTenant(ctx context.Context, t *tenantState) (*portListener, error) {
 	pl := &portListener{port: t.slot.Port, wild: t.forwarded, closing: make(chan struct{})}
 	for _, ip := range listenAddrs(t.forwarded) {
-		ln, err := s.listen(ctx, netip.AddrPortFrom(netip.MustParseAddr(ip), t.slot.Port))
+		ln, err := s.kernel.Listen(ctx, netip.AddrPortFrom(netip.MustParseAddr(ip), t.slot.Port))
 		if err != nil {
 			if netip.MustParseAddr(ip).Is6() && errors.Is(err, syscall.EADDRNOTAVAIL) {
 				s.log.Warn("IPv6 loopback unavailable; serving IPv4 only", "tenant", t.name, "port", t.slot.Port)
@@ -334,6 +345,7 @@ func (s *server) serveListener(pl *portListener, slot uint32) {
 }
 
 func (s *server) acceptLoop(ln *net.TCPListener, slot uint32, closing <-chan struct{}) {
+	port := addrPortOf(ln.Addr()).Port()
 	backoff := 5 * time.Millisecond
 	for {
 		s.pace(slot, closing)
@@ -353,7 +365,7 @@ func (s *server) acceptLoop(ln *net.TCPListener, slot uint32, closing <-chan str
 		s.conns.Add(1)
 		go func() {
 			defer s.conns.Done()
-			s.handle(c, slot)
+			s.handle(c, slot, port)
 		}()
 	}
 }
