@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/egressfw/egressfw/internal/config"
-	"github.com/egressfw/egressfw/internal/daemon"
+	"github.com/egressfw/egressfw/internal/proxy"
 )
 
 func cmdExplain(args []string, stdout, stderr io.Writer) int {
@@ -33,7 +33,7 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.DNS.Timeout.Duration+5*time.Second)
 	defer cancel()
-	ex, err := daemon.Explain(ctx, cfg, tenant, fs.Arg(0), dst)
+	ex, err := proxy.Explain(ctx, cfg, tenant, fs.Arg(0), dst)
 	if err != nil {
 		fmt.Fprintf(stderr, "egressfw: explain: %v\n", err)
 		return exitUsage // a bad target or tenant, or a config that cannot run

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/egressfw/egressfw/internal/config"
+	"github.com/egressfw/egressfw/internal/proxy"
 	"github.com/egressfw/egressfw/internal/tproxy"
 )
 
@@ -47,7 +48,7 @@ type Options struct {
 type Daemon struct {
 	opts    Options
 	log     *slog.Logger
-	srv     *server
+	proxy   *proxy.Proxy
 	fw      *firewall
 	rules   ruleset // fw; tests give a fake
 	slots   *slotTable
@@ -85,13 +86,13 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	d := &Daemon{opts: opts, log: opts.Log, metrics: newMetrics(opts.Version)}
 	d.slots = newSlotTable(slotCapacity(cfg))
-	d.srv = newServer(d.log, d.metrics, &tproxy.Dialer{Mark: cfg.Firewall.BypassMark,
-		Timeout: cfg.Listener.ConnectTimeout.Duration}, tproxyKernel{})
+	d.proxy = proxy.New(proxy.Options{Log: d.log, Metrics: d.metrics.reg, Mark: cfg.Firewall.BypassMark,
+		Dialer: &tproxy.Dialer{Mark: cfg.Firewall.BypassMark, Timeout: cfg.Listener.ConnectTimeout.Duration}})
 	if d.fw, err = newFirewall(d.log, d.metrics); err != nil {
 		return err
 	}
 	d.rules = d.fw
-	if err := watchHostAddrs(ctx, ownNamespace(), d.srv.setHostAddrs, func(err error) {
+	if err := watchHostAddrs(ctx, ownNamespace(), d.proxy.SetHostAddrs, func(err error) {
 		d.log.Error("host address watch", "err", err)
 	}); err != nil {
 		return err
@@ -160,7 +161,7 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
 		d.log.Warn(w)
 	}
 	t0 := time.Now()
-	snap, err := d.srv.buildSnapshot(cfg, slots, cfg.Firewall.BypassMark)
+	snap, err := d.proxy.Build(cfg, slots)
 	if err != nil {
 		return err
 	}
@@ -171,16 +172,14 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
 	var t2 time.Time
 	opened := make(chan error, 1)
 	go func() {
-		err := d.srv.openListeners(ctx, snap)
+		err := d.proxy.Listen(ctx, snap)
 		t2 = time.Now()
 		opened <- err
 	}()
 	listening := sync.OnceValue(func() error { return <-opened })
 	err = d.rules.apply(ctx, gen, listening)
 	if lerr := listening(); lerr != nil || err != nil {
-		if old := d.srv.state.Load(); old != nil {
-			d.srv.closeStaleListeners(old)
-		}
+		d.proxy.Prune()
 		if lerr != nil {
 			return lerr
 		}
@@ -188,9 +187,9 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
 	}
 	t3 := time.Now()
 	d.slots.commit(slots)
-	d.srv.install(snap)
+	d.proxy.Install(snap)
 	d.gen.Store(gen)
-	d.srv.closeStaleListeners(snap)
+	d.proxy.Prune()
 	d.log.Debug("config applied", "tenants", len(cfg.Tenants), "compile_us", t1.Sub(t0).Microseconds(),
 		"listeners_us", t2.Sub(t1).Microseconds(), "rules_us", t3.Sub(t1).Microseconds(), // concurrent
 		"total_us", time.Since(t0).Microseconds())
@@ -235,11 +234,11 @@ func firewallUnchanged(old, cfg *config.Config) error {
 // period, and removes the rules only when configured to.
 func (d *Daemon) shutdown() error {
 	d.opts.Notifier.Stopping()
-	d.srv.closeAllListeners()
+	d.proxy.Close()
 	cfg := d.gen.Load().cfg
 	grace := cfg.Listener.ShutdownGrace.Duration
 	d.log.Info("stopping: no new connections; draining", "grace", grace.String())
-	if !d.srv.drain(grace) {
+	if !d.proxy.Drain(grace) {
 		d.log.Warn("grace period over; closing remaining connections")
 	}
 	d.fw.stop()
@@ -258,8 +257,8 @@ func (d *Daemon) shutdown() error {
 // socket (none are needed without tenants), the cgroup watcher alive, the
 // ruleset in place and the sub-uid files watched.
 func (d *Daemon) health() error {
-	if n, want := int(d.srv.accepting.Load()), d.srv.listenerSockets(); n < want {
-		return fmt.Errorf("%d of %d accept loops running", n, want)
+	if err := d.proxy.Health(); err != nil {
+		return err
 	}
 	if d.subUIDsLost.Load() {
 		return errors.New("sub-uid files no longer watched")

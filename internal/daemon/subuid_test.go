@@ -11,6 +11,7 @@ import (
 
 	"github.com/egressfw/egressfw/internal/config"
 	"github.com/egressfw/egressfw/internal/nft"
+	"github.com/egressfw/egressfw/internal/proxy/proxytest"
 )
 
 const testPasswd = "alice:x:1000:1000::/home/alice:/bin/sh\nbob:x:1001:1001::/home/bob:/bin/sh\ncarol:x:1002:1002::/:/bin/sh\n"
@@ -103,7 +104,7 @@ func TestTenantUIDRanges(t *testing.T) {
 // logged and the ranges in force stay, in the rules and in the snapshot.
 func TestRefreshUIDs(t *testing.T) {
 	cfg := uidConfig(t, "alice:100000:65536\n", tenantTOML("a", "uids = [1000]")+tenantTOML("b", "uids = [1001]"))
-	logs := &syncBuffer{}
+	logs := &proxytest.Logs{}
 	d := &Daemon{log: slog.New(slog.NewJSONHandler(logs, nil))}
 	gen, err := rulesGeneration(cfg) // slots and ranges, as a start installs them
 	if err != nil {

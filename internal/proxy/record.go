@@ -1,4 +1,4 @@
-package daemon
+package proxy
 
 import (
 	"context"
@@ -60,7 +60,7 @@ func (r *connRecord) setOutcome(o outcome) {
 
 // finish counts and logs the connection. Identical denials beyond the burst
 // are counted but folded; the next one logged carries the folded count.
-func (s *server) finish(r *connRecord) {
+func (s *Proxy) finish(r *connRecord) {
 	if r.decision == "" {
 		r.decision = "deny"
 	}

@@ -1,4 +1,4 @@
-package daemon
+package proxy
 
 import (
 	"context"
@@ -72,7 +72,7 @@ func BenchmarkLogLine(b *testing.B) {
 	ctx := context.Background()
 	r := sni.Result{Kind: sni.KindTLS, Name: "www.example.com", ALPN: []string{"h2", "http/1.1"}}
 	orig := netip.MustParseAddrPort("198.51.100.10:443")
-	s := newServer(slog.New(slog.NewJSONHandler(discard{}, nil)), newMetrics("bench"), nil, nil)
+	s := New(Options{Log: slog.New(slog.NewJSONHandler(discard{}, nil))})
 	o := d.decide(ctx, r, orig)
 	b.ReportAllocs()
 	for b.Loop() {

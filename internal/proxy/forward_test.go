@@ -1,4 +1,4 @@
-package daemon
+package proxy
 
 import (
 	"net"
@@ -29,7 +29,7 @@ func TestForwardedConnections(t *testing.T) {
 	// The harness client reaches the (wildcard) listener on loopback; let
 	// that stand for the bridge address the kernel redirected to.
 	lo4, lo6, gw := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1"), netip.MustParseAddr("172.17.0.1")
-	h.srv.setHostAddrs([]netip.Prefix{netip.PrefixFrom(gw, 32), netip.PrefixFrom(lo4, 32), netip.PrefixFrom(lo6, 128)},
+	h.srv.SetHostAddrs([]netip.Prefix{netip.PrefixFrom(gw, 32), netip.PrefixFrom(lo4, 32), netip.PrefixFrom(lo6, 128)},
 		map[netip.Addr]string{lo4: "docker0", lo6: "docker0", gw: "docker0"})
 	tests := []struct {
 		name, orig, host   string
@@ -59,7 +59,7 @@ func TestForwardedConnections(t *testing.T) {
 			}
 		})
 	}
-	if n := h.internal.hits.Load(); n != 0 {
+	if n := h.internal.Hits.Load(); n != 0 {
 		t.Errorf("internal servers accepted %d connections, want 0", n)
 	}
 	m := h.srv.metrics
@@ -71,8 +71,8 @@ func TestForwardedConnections(t *testing.T) {
 	}
 
 	t.Run("no NAT record", func(t *testing.T) {
-		h.kernel.noNAT.Store(true)
-		defer h.kernel.noNAT.Store(false)
+		h.kernel.NoNAT.Store(true)
+		defer h.kernel.NoNAT.Store(false)
 		// The reset may already come while connecting.
 		if c, err := net.DialTimeout("tcp", h.addrs["containers"][0], 2*time.Second); err == nil {
 			defer c.Close()

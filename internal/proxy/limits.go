@@ -1,4 +1,4 @@
-package daemon
+package proxy
 
 import "sync"
 
@@ -102,7 +102,7 @@ func (p *pool) leave(sh *share) {
 // configureLimits gives snap's tenants their shares of the connection and
 // peek caps and their pacers, carrying the counts over from the running
 // config.
-func (s *server) configureLimits(snap *snapshot) {
+func (s *Proxy) configureLimits(snap *Snapshot) {
 	cfg := snap.cfg
 	caps, peekCaps := map[string]int{}, map[string]int{}
 	for _, t := range cfg.Tenants {

@@ -1,4 +1,4 @@
-package daemon
+package proxy
 
 import (
 	"sync"
@@ -51,7 +51,7 @@ func (p *pacer) take(now time.Time) time.Duration {
 
 // pace waits, before the next accept on slot's listener, for the tenant's
 // next token; it returns early when closing is closed.
-func (s *server) pace(slot uint32, closing <-chan struct{}) {
+func (s *Proxy) pace(slot uint32, closing <-chan struct{}) {
 	st := s.state.Load()
 	if st == nil || st.tenants[slot] == nil || st.tenants[slot].pacer == nil {
 		return
@@ -73,7 +73,7 @@ func (s *server) pace(slot uint32, closing <-chan struct{}) {
 // configurePacers sets each tenant's max_new_per_second and returns the
 // pacers by tenant name; a tenant keeps its pacer (and its tokens) across
 // reloads.
-func (s *server) configurePacers(cfg *config.Config) map[string]*pacer {
+func (s *Proxy) configurePacers(cfg *config.Config) map[string]*pacer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	pacers := make(map[string]*pacer, len(cfg.Tenants))

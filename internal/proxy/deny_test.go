@@ -1,4 +1,4 @@
-package daemon
+package proxy
 
 import (
 	"crypto/tls"
@@ -96,7 +96,7 @@ func TestMinimalDenialsAreIdentical(t *testing.T) {
 					t.Errorf("%s: full detail gave one answer to every refusal: %q", set.proto, got)
 				}
 			}
-			if n := h.internal.hits.Load(); n != 0 {
+			if n := h.internal.Hits.Load(); n != 0 {
 				t.Fatalf("internal services reached %d times", n)
 			}
 		})

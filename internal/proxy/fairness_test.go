@@ -1,4 +1,4 @@
-package daemon
+package proxy
 
 import (
 	"errors"
@@ -47,7 +47,7 @@ func TestSilentFloodLeavesOthersServed(t *testing.T) {
 	def := config.Default().Limits
 	flood := def.MaxPeekingPerTenant + 50
 	for _, tenant := range []string{"web", "audit"} {
-		h.kernel.setOrig("198.51.100.10:443")
+		h.kernel.SetOrig("198.51.100.10:443")
 		var conns []net.Conn
 		for range flood {
 			// A refused connection may be reset before connect() returns.

@@ -1,4 +1,4 @@
-package daemon
+package proxy
 
 import (
 	"bufio"
@@ -44,12 +44,12 @@ func TestRelayHoldsThenReleasesCaps(t *testing.T) {
 	idle("a second request")
 
 	c = h.keepAlive("web")
-	h.srv.closeAllListeners()
-	if h.srv.drain(100 * time.Millisecond) {
+	h.srv.Close()
+	if h.srv.Drain(100 * time.Millisecond) {
 		t.Error("drain returned while a connection was still relayed")
 	}
 	c.Close()
-	if !h.srv.drain(2 * time.Second) {
+	if !h.srv.Drain(2 * time.Second) {
 		t.Error("drain did not return after the relayed connection ended")
 	}
 }

@@ -1,4 +1,4 @@
-package daemon
+package proxy
 
 import (
 	"context"
@@ -12,8 +12,8 @@ import (
 	"github.com/egressfw/egressfw/internal/tproxy"
 )
 
-// dialer connects upstream to validated addresses only (tproxy.Dialer).
-type dialer interface {
+// Dialer connects upstream to validated addresses only (tproxy.Dialer).
+type Dialer interface {
 	DialAny(ctx context.Context, addrs []netip.AddrPort) (*net.TCPConn, netip.AddrPort, error)
 }
 
@@ -21,7 +21,7 @@ type dialer interface {
 // it once. slot identifies the tenant: it is the listener the kernel's
 // TPROXY rule delivered the connection to, never anything the tenant sent;
 // port is that listener's port.
-func (s *server) handle(c *net.TCPConn, slot uint32, port uint16) {
+func (s *Proxy) handle(c *net.TCPConn, slot uint32, port uint16) {
 	st := s.state.Load()
 	rec := connRecord{start: time.Now(), src: addrPortOf(c.RemoteAddr())}
 	var t *tenantState
@@ -68,7 +68,7 @@ func (s *server) handle(c *net.TCPConn, slot uint32, port uint16) {
 
 // open peeks at the connection, decides and connects upstream. On failure
 // it has answered the client and logged.
-func (s *server) open(c *net.TCPConn, st *snapshot, t *tenantState, rec *connRecord) (*net.TCPConn, []byte, bool) {
+func (s *Proxy) open(c *net.TCPConn, st *Snapshot, t *tenantState, rec *connRecord) (*net.TCPConn, []byte, bool) {
 	res, prefix, ok := s.peek(c, st, t, rec)
 	if !ok {
 		return nil, nil, false
@@ -94,7 +94,7 @@ const reasonNoOriginalDst = "no_original_destination"
 // of a TPROXYed connection, or, for a forwarded tenant's REDIRECTed one,
 // conntrack's pre-NAT destination, with the ingress interface. A redirected
 // connection without a NAT record is refused (fail closed).
-func (s *server) original(c *net.TCPConn, t *tenantState, port uint16, rec *connRecord) bool {
+func (s *Proxy) original(c *net.TCPConn, t *tenantState, port uint16, rec *connRecord) bool {
 	if !isRedirected(c, t.forwarded, port) {
 		rec.orig = s.kernel.OriginalDst(c)
 		return true
@@ -125,7 +125,7 @@ func isRedirected(c *net.TCPConn, forwarded bool, listenerPort uint16) bool {
 
 // admit applies the global and per-tenant caps (see pool); over a cap the
 // connection is reset at once and counted.
-func (s *server) admit(c *net.TCPConn, t *tenantState, rec *connRecord) bool {
+func (s *Proxy) admit(c *net.TCPConn, t *tenantState, rec *connRecord) bool {
 	switch s.connPool.enter(t.share) {
 	case "":
 		return true
@@ -139,7 +139,7 @@ func (s *server) admit(c *net.TCPConn, t *tenantState, rec *connRecord) bool {
 
 // overLimit refuses a connection at once because the named cap is full:
 // counted, reset, logged.
-func (s *server) overLimit(c *net.TCPConn, rec *connRecord, limit, detail string) {
+func (s *Proxy) overLimit(c *net.TCPConn, rec *connRecord, limit, detail string) {
 	s.metrics.rejected.WithLabelValues(rec.tenant, limit).Inc()
 	rec.reason, rec.detail, rec.decision = "over_limit", detail, "deny"
 	denyReset(c)
@@ -148,7 +148,7 @@ func (s *server) overLimit(c *net.TCPConn, rec *connRecord, limit, detail string
 
 // peek reads the first bytes under the peek cap and deadline. On failure it
 // answers in the client's protocol and logs.
-func (s *server) peek(c *net.TCPConn, st *snapshot, t *tenantState, rec *connRecord) (sni.Result, []byte, bool) {
+func (s *Proxy) peek(c *net.TCPConn, st *Snapshot, t *tenantState, rec *connRecord) (sni.Result, []byte, bool) {
 	// One tenant holding silent connections uses up its own share, never
 	// the other tenants' reserve (see pool).
 	switch s.peekPool.enter(t.peekShare) {
@@ -214,7 +214,7 @@ func peekCapReason(err error, kind sni.Kind) string {
 
 // deny answers a refused request in its own protocol; full: with the
 // reason (listener.deny_detail), else the same answer for every refusal.
-func (s *server) deny(c *net.TCPConn, full bool, res sni.Result, rec *connRecord, msg string) {
+func (s *Proxy) deny(c *net.TCPConn, full bool, res sni.Result, rec *connRecord, msg string) {
 	switch res.Kind {
 	case sni.KindTLS:
 		denyTLS(c, denyAlert(full, res.Name == "" && !res.Addr.IsValid()))
@@ -229,7 +229,7 @@ func (s *server) deny(c *net.TCPConn, full bool, res sni.Result, rec *connRecord
 // connect dials at most attempts of the validated addresses, the original
 // destination first, then its family. On failure the client gets a 502
 // (HTTP) or a reset (TLS).
-func (s *server) connect(ctx context.Context, c *net.TCPConn, res sni.Result, rec *connRecord, addrs []netip.AddrPort, attempts int) (*net.TCPConn, bool) {
+func (s *Proxy) connect(ctx context.Context, c *net.TCPConn, res sni.Result, rec *connRecord, addrs []netip.AddrPort, attempts int) (*net.TCPConn, bool) {
 	t0 := time.Now()
 	addrs = tproxy.SortAddrs(addrs, rec.orig)
 	up, dialed, err := s.dialer.DialAny(ctx, addrs[:min(len(addrs), max(attempts, 1))])

@@ -1,4 +1,4 @@
-package daemon
+package proxy
 
 import (
 	"context"
@@ -17,12 +17,14 @@ import (
 	"github.com/egressfw/egressfw/internal/resolver"
 	"github.com/egressfw/egressfw/internal/sni"
 	"github.com/egressfw/egressfw/internal/tproxy"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// snapshot is one immutable generation of the running config: a reload
-// builds a new one and swaps it in atomically; connections keep the one
-// they started with.
-type snapshot struct {
+// Snapshot is one immutable generation of the running config, as the data
+// path uses it: policy, resolver, and each slot's tenant. A reload builds a
+// new one (Build), opens its listeners (Listen) and swaps it in (Install);
+// connections keep the one they started with.
+type Snapshot struct {
 	cfg      *config.Config
 	policy   *policy.Policy
 	resolver *resolver.Resolver
@@ -46,12 +48,12 @@ type tenantState struct {
 	forwarded bool
 }
 
-// kernel is what the data path asks the kernel for: transparent listening
+// Kernel is what the data path asks the kernel for: transparent listening
 // sockets, and where an accepted connection was going, for a TPROXYed one
 // (its local address) and for a forwarded tenant's REDIRECTed one (the NAT
-// record). tproxyKernel in production; tests listen on plain loopback
-// sockets and say where each connection was going.
-type kernel interface {
+// record). Package tproxy in production; tests listen on plain loopback
+// sockets and say where each connection was going (package proxytest).
+type Kernel interface {
 	Listen(ctx context.Context, ap netip.AddrPort) (*net.TCPListener, error)
 	OriginalDst(c *net.TCPConn) netip.AddrPort
 	OriginalDstNAT(c *net.TCPConn) (netip.AddrPort, error)
@@ -68,13 +70,30 @@ func (tproxyKernel) OriginalDstNAT(c *net.TCPConn) (netip.AddrPort, error) {
 	return tproxy.OriginalDstNAT(c)
 }
 
-// server is the data path: listeners, per-connection handling, caps, logs.
-type server struct {
+// Options configure New.
+type Options struct {
+	Log *slog.Logger
+	// Metrics registers the data path's series.
+	Metrics prometheus.Registerer
+	// Dialer connects upstream, to validated addresses only (a
+	// tproxy.Dialer with firewall.bypass_mark).
+	Dialer Dialer
+	// Mark, if not 0, is set as SO_MARK on the resolver's sockets
+	// (firewall.bypass_mark), so egressfw's own DNS bypasses interception.
+	Mark uint32
+	// Kernel gives the listening sockets and original destinations; nil
+	// is package tproxy's.
+	Kernel Kernel
+}
+
+// Proxy is the data path: listeners, per-connection handling, caps, logs.
+type Proxy struct {
 	log     *slog.Logger
 	metrics *metrics
-	state   atomic.Pointer[snapshot]
-	dialer  dialer
-	kernel  kernel
+	state   atomic.Pointer[Snapshot]
+	dialer  Dialer
+	kernel  Kernel
+	mark    uint32
 
 	connPool, peekPool *pool
 	denials            *denialLimiter
@@ -88,17 +107,24 @@ type server struct {
 	accepting atomic.Int32 // accept loops running
 }
 
-func newServer(log *slog.Logger, m *metrics, d dialer, k kernel) *server {
-	return &server{
-		log: log, metrics: m, dialer: d, kernel: k,
+// New returns a Proxy with no snapshot and no listeners.
+func New(o Options) *Proxy {
+	if o.Kernel == nil {
+		o.Kernel = tproxyKernel{}
+	}
+	if o.Metrics == nil {
+		o.Metrics = prometheus.NewRegistry()
+	}
+	return &Proxy{
+		log: o.Log, metrics: newMetrics(o.Metrics), dialer: o.Dialer, kernel: o.Kernel, mark: o.Mark,
 		connPool: newPool(), peekPool: newPool(), denials: newDenialLimiter(10, 10*time.Second),
 		listeners: map[uint32]*portListener{}, pacers: map[string]*pacer{},
 	}
 }
 
-// buildSnapshot compiles cfg with the given slots. It has no side effects, so
-// a reload that fails here leaves everything as it was.
-func (s *server) buildSnapshot(cfg *config.Config, slots map[string]config.Slot, bypassMark uint32) (*snapshot, error) {
+// Build compiles cfg with the given slots. It has no side effects, so a
+// reload that fails here leaves everything as it was.
+func (s *Proxy) Build(cfg *config.Config, slots map[string]config.Slot) (*Snapshot, error) {
 	pol, compiled, err := newPolicy(cfg)
 	if err != nil {
 		return nil, err
@@ -106,11 +132,11 @@ func (s *server) buildSnapshot(cfg *config.Config, slots map[string]config.Slot,
 	if ha := s.hostAddrs.Load(); ha != nil {
 		pol.Classifier().SetHostRanges(*ha)
 	}
-	res, err := newResolver(cfg, bypassMark)
+	res, err := newResolver(cfg, s.mark)
 	if err != nil {
 		return nil, err
 	}
-	snap := &snapshot{cfg: cfg, policy: pol, resolver: res, tenants: map[uint32]*tenantState{},
+	snap := &Snapshot{cfg: cfg, policy: pol, resolver: res, tenants: map[uint32]*tenantState{},
 		peekOpts: sni.PeekOptions{Timeout: cfg.Listener.PeekTimeout.Duration,
 			MaxHandshake: cfg.Listener.MaxClientHello, MaxHTTPHead: cfg.Listener.MaxHTTPHeader},
 		denyFull: cfg.Listener.DenyDetail == config.DenyDetailFull}
@@ -122,9 +148,11 @@ func (s *server) buildSnapshot(cfg *config.Config, slots map[string]config.Slot,
 	return snap, nil
 }
 
-// install makes snap current: caps and gates take the new limits, then the
-// pointer swaps. Connections in flight keep their snapshot.
-func (s *server) install(snap *snapshot) {
+// Install makes snap current: caps and gates take the new limits, then the
+// pointer swaps. Connections in flight keep their snapshot. Listen has
+// opened snap's listeners before: they accept from then on, and until
+// Install resets what they accept (see handle).
+func (s *Proxy) Install(snap *Snapshot) {
 	cfg := snap.cfg
 	s.denials.setLimits(cfg.Log.DenialBurst, cfg.Log.DenialWindow.Duration)
 	s.configureLimits(snap)
@@ -136,9 +164,10 @@ func (s *server) install(snap *snapshot) {
 	}
 }
 
-// setHostAddrs records the host's addresses and local routes (and the
-// interface of each address) and applies them at once.
-func (s *server) setHostAddrs(ranges []netip.Prefix, ifaces map[netip.Addr]string) {
+// SetHostAddrs records the host's addresses and local routes (and the
+// interface of each address) and applies them at once: they are always
+// internal.
+func (s *Proxy) SetHostAddrs(ranges []netip.Prefix, ifaces map[netip.Addr]string) {
 	s.hostAddrs.Store(&ranges)
 	s.addrIfaces.Store(&ifaces)
 	if snap := s.state.Load(); snap != nil {
@@ -147,7 +176,7 @@ func (s *server) setHostAddrs(ranges []netip.Prefix, ifaces map[netip.Addr]strin
 }
 
 // ifaceOfAddr names the interface holding a host address ("" if unknown).
-func (s *server) ifaceOfAddr(a netip.Addr) string {
+func (s *Proxy) ifaceOfAddr(a netip.Addr) string {
 	if m := s.addrIfaces.Load(); m != nil {
 		return (*m)[a.Unmap()]
 	}
@@ -180,11 +209,11 @@ func listenAddrs(forwarded bool) []string {
 	return []string{"127.0.0.1", "::1"}
 }
 
-// openListeners opens the sockets of every slot in snap that has none yet.
+// Listen opens the sockets of every slot in snap that has none yet.
 // IPv6 is optional: a host without ::1 serves IPv4 only, with a warning.
 // The sockets are opened by a few workers at once (a reload to 1,000
 // tenants opens 2,000 of them); on any failure none of the new ones stays.
-func (s *server) openListeners(ctx context.Context, snap *snapshot) error {
+func (s *Proxy) Listen(ctx context.Context, snap *Snapshot) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var todo, flipped []*tenantState
@@ -220,7 +249,7 @@ func (s *server) openListeners(ctx context.Context, snap *snapshot) error {
 // reopen puts back, after a failed apply, the listeners of slots whose
 // sockets were closed to be re-opened on other addresses: the running
 // config still sends those tenants' connections there.
-func (s *server) reopen(ctx context.Context, flipped []*tenantState) {
+func (s *Proxy) reopen(ctx context.Context, flipped []*tenantState) {
 	for _, t := range flipped {
 		pl, err := s.openTenant(ctx, t)
 		if err != nil {
@@ -239,7 +268,7 @@ const listenWorkers = 4
 // openAll opens the listeners of todo, a few at a time. On failure it
 // closes every socket it opened and returns the error of the first tenant
 // (in todo's order) that failed.
-func (s *server) openAll(ctx context.Context, todo []*tenantState) ([]*portListener, error) {
+func (s *Proxy) openAll(ctx context.Context, todo []*tenantState) ([]*portListener, error) {
 	opened := make([]*portListener, len(todo))
 	errs := make([]error, len(todo))
 	var next atomic.Int64
@@ -266,7 +295,7 @@ func (s *server) openAll(ctx context.Context, todo []*tenantState) ([]*portListe
 }
 
 // openTenant opens one tenant's sockets.
-func (s *server) openTenant(ctx context.Context, t *tenantState) (*portListener, error) {
+func (s *Proxy) openTenant(ctx context.Context, t *tenantState) (*portListener, error) {
 	pl := &portListener{port: t.slot.Port, wild: t.forwarded, closing: make(chan struct{})}
 	for _, ip := range listenAddrs(t.forwarded) {
 		ln, err := s.kernel.Listen(ctx, netip.AddrPortFrom(netip.MustParseAddr(ip), t.slot.Port))
@@ -283,8 +312,14 @@ func (s *server) openTenant(ctx context.Context, t *tenantState) (*portListener,
 	return pl, nil
 }
 
-// closeStaleListeners closes the listeners of slots snap no longer has.
-func (s *server) closeStaleListeners(snap *snapshot) {
+// Prune closes the listeners of slots the installed snapshot has no tenant
+// for: after Install, those of removed tenants; after a failed apply, the
+// ones its Listen opened. Without an installed snapshot it does nothing.
+func (s *Proxy) Prune() {
+	snap := s.state.Load()
+	if snap == nil {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for slot, pl := range s.listeners {
@@ -295,9 +330,17 @@ func (s *server) closeStaleListeners(snap *snapshot) {
 	}
 }
 
+// Health is nil while an accept loop runs on every listening socket.
+func (s *Proxy) Health() error {
+	if n, want := int(s.accepting.Load()), s.listenerSockets(); n < want {
+		return fmt.Errorf("%d of %d accept loops running", n, want)
+	}
+	return nil
+}
+
 // listenerSockets counts the open listening sockets, each of which must
 // have an accept loop running.
-func (s *server) listenerSockets() int {
+func (s *Proxy) listenerSockets() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
@@ -307,8 +350,8 @@ func (s *server) listenerSockets() int {
 	return n
 }
 
-// closeAllListeners stops accepting; live connections go on.
-func (s *server) closeAllListeners() {
+// Close stops accepting; live connections go on (see Drain).
+func (s *Proxy) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for slot, pl := range s.listeners {
@@ -332,7 +375,7 @@ func (pl *portListener) closeSockets() {
 	}
 }
 
-func (s *server) serveListener(pl *portListener, slot uint32) {
+func (s *Proxy) serveListener(pl *portListener, slot uint32) {
 	for _, ln := range pl.socks {
 		pl.done.Add(1)
 		s.accepting.Add(1)
@@ -344,7 +387,7 @@ func (s *server) serveListener(pl *portListener, slot uint32) {
 	}
 }
 
-func (s *server) acceptLoop(ln *net.TCPListener, slot uint32, closing <-chan struct{}) {
+func (s *Proxy) acceptLoop(ln *net.TCPListener, slot uint32, closing <-chan struct{}) {
 	port := addrPortOf(ln.Addr()).Port()
 	backoff := 5 * time.Millisecond
 	for {
@@ -370,8 +413,9 @@ func (s *server) acceptLoop(ln *net.TCPListener, slot uint32, closing <-chan str
 	}
 }
 
-// drain waits up to grace for live connections to end.
-func (s *server) drain(grace time.Duration) bool {
+// Drain waits up to grace for live connections to end and reports whether
+// they did.
+func (s *Proxy) Drain(grace time.Duration) bool {
 	done := make(chan struct{})
 	go func() { s.conns.Wait(); close(done) }()
 	select {

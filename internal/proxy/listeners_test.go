@@ -1,10 +1,9 @@
-package daemon
+package proxy
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"strings"
 	"syscall"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/egressfw/egressfw/internal/config"
+	"github.com/egressfw/egressfw/internal/proxy/proxytest"
 )
 
 func tenantsConfig(t *testing.T, n int) *config.Config {
@@ -44,20 +44,20 @@ func TestOpenListeners(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tenantsConfig(t, tc.tenants)
-			opened := &testKernel{fail: func(ap netip.AddrPort) error {
+			opened := &proxytest.Kernel{Fail: func(ap netip.AddrPort) error {
 				if tc.failSlot != 0 && ap.Port() == cfg.Listener.Port+uint16(tc.failSlot)-1 && ap.Addr().Is6() {
 					return syscall.EADDRINUSE
 				}
 				return nil
 			}}
-			s := newServer(slog.New(slog.DiscardHandler), newMetrics("test"), nil, opened)
-			err := s.openListeners(context.Background(), snapshotFor(t, s, cfg))
-			defer s.closeAllListeners()
+			s := New(Options{Log: slog.New(slog.DiscardHandler), Kernel: opened})
+			err := s.Listen(context.Background(), snapshotFor(t, s, cfg))
+			defer s.Close()
 			if tc.wantErr != "" {
 				if err == nil || err.Error() != tc.wantErr {
 					t.Fatalf("err = %v, want %q", err, tc.wantErr)
 				}
-				if n := opened.stillOpen(); n != 0 {
+				if n := opened.StillOpen(); n != 0 {
 					t.Errorf("%d sockets of the failed apply still open", n)
 				}
 				if n := s.listenerSockets(); n != 0 {
@@ -83,27 +83,21 @@ func TestOpenListeners(t *testing.T) {
 	}
 }
 
-// snapshotFor builds the snapshot a first apply of cfg would install.
-func snapshotFor(t *testing.T, s *server, cfg *config.Config) *snapshot {
+// snapshotFor builds the snapshot a first apply of cfg would install: the
+// tenants in slots 1..N.
+func snapshotFor(t *testing.T, s *Proxy, cfg *config.Config) *Snapshot {
 	t.Helper()
-	slots, err := newSlotTable(4095).plan(cfg)
-	if err != nil {
-		t.Fatal(err)
+	slots := map[string]config.Slot{}
+	for i, tn := range cfg.Tenants {
+		sl, err := cfg.Listener.SlotOf(uint32(i + 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		slots[tn.Name] = sl
 	}
-	snap, err := s.buildSnapshot(cfg, slots, 0)
+	snap, err := s.Build(cfg, slots)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return snap
-}
-
-// listenEphemeral stands in for tproxy.Listen: a plain listener on the
-// address asked for, any free port.
-func listenEphemeral(ctx context.Context, ap netip.AddrPort) (*net.TCPListener, error) {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", netip.AddrPortFrom(ap.Addr(), 0).String())
-	if err != nil {
-		return nil, err
-	}
-	return ln.(*net.TCPListener), nil
 }

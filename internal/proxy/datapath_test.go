@@ -1,4 +1,4 @@
-package daemon
+package proxy
 
 import (
 	"bytes"
@@ -72,7 +72,7 @@ func TestHTTPDecisions(t *testing.T) {
 		})
 	}
 	// Only the report-mode tenant ever reached an internal service.
-	if got := h.internal.hits.Load(); got != 1 {
+	if got := h.internal.Hits.Load(); got != 1 {
 		t.Fatalf("internal services were reached %d times, want 1 (the report-mode tenant)", got)
 	}
 	if n := h.dialCount("10.20.0.10:80"); n != 1 {
@@ -194,7 +194,7 @@ func TestRawHTTPTricks(t *testing.T) {
 			h.waitLog(map[string]any{"reason": tc.reason})
 		})
 	}
-	if n := h.internal.hits.Load(); n != 0 {
+	if n := h.internal.Hits.Load(); n != 0 {
 		t.Fatalf("internal service reached %d times", n)
 	}
 }
@@ -226,7 +226,7 @@ func TestDNSRebindingNeverDialsInternal(t *testing.T) {
 	if allowed == 0 || denied == 0 {
 		t.Fatalf("allowed %d, denied %d: the server did not alternate as intended", allowed, denied)
 	}
-	if n := h.internal.hits.Load() + h.dialCount("10.20.0.10:80"); n != 0 {
+	if n := h.internal.Hits.Load() + h.dialCount("10.20.0.10:80"); n != 0 {
 		t.Fatalf("rebinding reached the internal address %d times", n)
 	}
 	t.Logf("60 requests: %d allowed (public answer), %d denied (internal answer), 0 internal dials", allowed, denied)

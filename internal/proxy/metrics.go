@@ -1,0 +1,54 @@
+package proxy
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the data path's Prometheus series. Label values are low
+// cardinality: tenant names come from the config, reasons are policy codes.
+type metrics struct {
+	conns       *prometheus.CounterVec   // tenant, decision, reason
+	forwarded   *prometheus.CounterVec   // tenant, iif, decision
+	active      *prometheus.GaugeVec     // tenant
+	bytes       *prometheus.CounterVec   // tenant, direction
+	rejected    *prometheus.CounterVec   // tenant, limit
+	paced       *prometheus.CounterVec   // tenant
+	dnsDur      *prometheus.HistogramVec // result
+	connectDur  *prometheus.HistogramVec // result
+	peekDur     *prometheus.HistogramVec // protocol
+	suppressed  prometheus.Counter
+	tenantCount prometheus.Gauge
+}
+
+var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
+
+// newMetrics creates the data path's series and registers them with reg.
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{}
+	m.conns = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "egressfw_connections_total",
+		Help: "Tenant connections by final decision (allow, deny, report) and reason."}, []string{"tenant", "decision", "reason"})
+	m.forwarded = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "egressfw_forwarded_connections_total",
+		Help: "Intercepted connections of containers, pods and VMs, by tenant, ingress interface and decision."},
+		[]string{"tenant", "iif", "decision"})
+	m.active = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "egressfw_connections_active",
+		Help: "Tenant connections currently held by the listener."}, []string{"tenant"})
+	m.bytes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "egressfw_bytes_total",
+		Help: "Bytes proxied, by direction (upstream: tenant to destination; downstream: back)."}, []string{"tenant", "direction"})
+	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "egressfw_connections_rejected_total",
+		Help: "Connections refused at once because a concurrency cap was reached."}, []string{"tenant", "limit"})
+	m.paced = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "egressfw_connections_paced_total",
+		Help: "Accepts that waited for the tenant's max_new_per_second."}, []string{"tenant"})
+	m.dnsDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "egressfw_dns_duration_seconds",
+		Help: "Time to resolve a destination name.", Buckets: latencyBuckets}, []string{"result"})
+	m.connectDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "egressfw_connect_duration_seconds",
+		Help: "Time to connect upstream.", Buckets: latencyBuckets}, []string{"result"})
+	m.peekDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "egressfw_peek_duration_seconds",
+		Help: "Time for a client to send its ClientHello or request head.", Buckets: latencyBuckets}, []string{"protocol"})
+	m.suppressed = prometheus.NewCounter(prometheus.CounterOpts{Name: "egressfw_log_denials_suppressed_total",
+		Help: "Denial log lines folded into a summary by the rate limiter."})
+	m.tenantCount = prometheus.NewGauge(prometheus.GaugeOpts{Name: "egressfw_tenants",
+		Help: "Tenants in the running config."})
+	reg.MustRegister(m.conns, m.forwarded, m.active, m.bytes, m.rejected, m.paced, m.dnsDur, m.connectDur,
+		m.peekDur, m.suppressed, m.tenantCount)
+	return m
+}
