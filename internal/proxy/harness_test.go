@@ -69,14 +69,17 @@ func newHarness(t *testing.T, extra string) *harness {
 	return h
 }
 
-// apply installs cfg as a reload would (without the kernel).
+// apply makes cfg current in production's order (without the rules):
+// listeners first, then the snapshot, then the listeners of removed slots
+// close.
 func (h *harness) apply(cfg *config.Config) {
 	h.t.Helper()
 	snap := snapshotFor(h.t, h.srv, cfg)
-	h.srv.Install(snap)
 	if err := h.srv.Listen(context.Background(), snap); err != nil {
 		h.t.Fatal(err)
 	}
+	h.srv.Install(snap)
+	h.srv.Prune()
 	h.srv.mu.Lock()
 	defer h.srv.mu.Unlock()
 	for slot, pl := range h.srv.listeners {

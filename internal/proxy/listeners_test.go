@@ -3,7 +3,9 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strings"
 	"syscall"
@@ -80,6 +82,102 @@ func TestOpenListeners(t *testing.T) {
 				t.Errorf("accept loops = %d, want %d", n, want)
 			}
 		})
+	}
+}
+
+// TestFlippedListenerRestored: a reload that moves a tenant from loopback
+// to wildcard listening (it gained interfaces) closes the old sockets
+// first; if the new ones cannot be opened, the old ones are back, since the
+// running config still sends the tenant's connections there, and they are
+// served with the running config.
+func TestFlippedListenerRestored(t *testing.T) {
+	parse := func(extra string) *config.Config {
+		cfg, err := config.Parse([]byte("[[tenant]]\nname = \"web\"\nuids = [2000]\n"+extra), "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	local, forwarded := parse(""), parse("interfaces = [\"docker0\"]\n")
+	k := &proxytest.Kernel{Fail: func(ap netip.AddrPort) error {
+		if ap.Addr().IsUnspecified() {
+			return syscall.EADDRINUSE
+		}
+		return nil
+	}}
+	logs := &proxytest.Logs{}
+	s := New(Options{Log: logs.Logger(), Kernel: k})
+	defer s.Close()
+	running := snapshotFor(t, s, local)
+	if err := s.Listen(context.Background(), running); err != nil {
+		t.Fatal(err)
+	}
+	s.Install(running)
+	if err := s.Listen(context.Background(), snapshotFor(t, s, forwarded)); err == nil {
+		t.Fatal("the wildcard listen cannot succeed here, yet the apply did")
+	}
+	s.mu.Lock()
+	pl := s.listeners[1]
+	s.mu.Unlock()
+	if pl == nil || pl.wild || len(pl.socks) != 2 {
+		t.Fatalf("after the failed reload the tenant's listener is %+v, want its two loopback sockets back", pl)
+	}
+	if n := k.StillOpen(); n != 2 {
+		t.Errorf("%d sockets open after the failed reload, want the 2 restored ones", n)
+	}
+	for _, ln := range pl.socks {
+		// Served with the running config: bytes that are neither TLS nor
+		// HTTP are reset and logged as tenant web's.
+		k.SetOrig("192.0.2.1:443")
+		c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second)
+		if err != nil {
+			t.Fatalf("restored listener %v: %v", ln.Addr(), err)
+		}
+		_, _ = c.Write([]byte("SSH-2.0-x\r\n"))
+		_, _ = io.ReadAll(c)
+		c.Close()
+		logs.WaitFields(t, map[string]any{"tenant": "web", "reason": "unknown_protocol", "src": c.LocalAddr().String()})
+	}
+	s.Close()
+	if !s.Drain(2 * time.Second) {
+		t.Error("connections still handled after the test")
+	}
+}
+
+// TestConnectionBeforeFirstConfig: listeners accept before the first
+// config is installed (at start, while the rules are applied); anyone who
+// can reach the port then, a local process on loopback say, gets a reset,
+// logged as reaching a slot no tenant holds, and the daemon does not crash.
+func TestConnectionBeforeFirstConfig(t *testing.T) {
+	cfg := tenantsConfig(t, 1)
+	k := &proxytest.Kernel{}
+	k.SetOrig("192.0.2.1:443")
+	logs := &proxytest.Logs{}
+	s := New(Options{Log: logs.Logger(), Kernel: k})
+	if err := s.Listen(context.Background(), snapshotFor(t, s, cfg)); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.mu.Lock()
+	addr := s.listeners[1].socks[0].Addr().String()
+	s.mu.Unlock()
+	// The reset can beat connect(2) to completion: a dial error counts too.
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err == nil {
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+	}
+	if err == nil || !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("err = %v, want a reset", err)
+	}
+	line := logs.WaitFields(t, map[string]any{"tenant": "-", "reason": "tenant_removed", "decision": "deny", "orig_dst": "192.0.2.1:443"})
+	if d := fmt.Sprint(line["detail"]); !strings.Contains(d, "no tenant holds slot 1") {
+		t.Errorf("detail %q does not name the slot", d)
+	}
+	s.Close()
+	if !s.Drain(2 * time.Second) {
+		t.Error("the refused connection is still being handled")
 	}
 }
 
