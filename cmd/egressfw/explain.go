@@ -39,7 +39,7 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		return exitUsage // a bad target or tenant, or a config that cannot run
 	}
 	ex.Print(stdout)
-	if ex.Would { // the policy's verdict, also for report-mode tenants
+	if ex.Decision.WouldAllow { // the policy's verdict, also for report-mode tenants
 		return exitOK
 	}
 	return exitFail

@@ -19,7 +19,7 @@ func BenchmarkDecideAllow(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if d := p.Decide(ct, req); !d.Allow {
+		if d := p.Decide(bg, ct, req); !d.Allow {
 			b.Fatal(d.Detail)
 		}
 	}
@@ -30,7 +30,7 @@ func BenchmarkDecideAllow(b *testing.B) {
 func BenchmarkDecideAllowNoOverrides(b *testing.B) {
 	c := mustClassifier(b, nil, nil)
 	c.SetHostAddrs(addrs("10.40.0.1", "127.0.0.1", "::1"))
-	p := New(c)
+	p := New(c, nil)
 	ct := testTenants(b)["web"]
 	req := Request{
 		Name:     "cdn.assets.example.org",
@@ -39,7 +39,7 @@ func BenchmarkDecideAllowNoOverrides(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if d := p.Decide(ct, req); !d.Allow {
+		if d := p.Decide(bg, ct, req); !d.Allow {
 			b.Fatal(d.Detail)
 		}
 	}
@@ -67,7 +67,7 @@ func BenchmarkDecideDenyInternal(b *testing.B) {
 	req := Request{Name: "example.com", OrigDst: ap("10.20.0.10:443"), Resolved: addrs("10.20.0.10")}
 	b.ReportAllocs()
 	for b.Loop() {
-		if d := p.Decide(ct, req); d.Allow {
+		if d := p.Decide(bg, ct, req); d.Allow {
 			b.Fatal("allowed")
 		}
 	}

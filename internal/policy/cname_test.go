@@ -34,7 +34,7 @@ func TestDecideJudgesCNAMEChain(t *testing.T) {
 			if tc.tenant == "any" {
 				name = "anything.example"
 			}
-			d := p.Decide(tenants[tc.tenant], Request{Name: name, OrigDst: ap("192.0.2.10:443"),
+			d := p.Decide(bg, tenants[tc.tenant], Request{Name: name, OrigDst: ap("192.0.2.10:443"),
 				Resolved: addrs("192.0.2.10"), Aliases: tc.aliases})
 			if d.Allow != tc.allow || (!tc.allow && (d.Code != CodeDeniedDomain || !strings.Contains(d.Detail, tc.detail))) {
 				t.Fatalf("Decide = allow %v %s %q; want allow %v, denied_domain with %q", d.Allow, d.Code, d.Detail, tc.allow, tc.detail)
@@ -43,7 +43,7 @@ func TestDecideJudgesCNAMEChain(t *testing.T) {
 	}
 	t.Run("report mode would deny", func(t *testing.T) {
 		ct := mustCompile(t, Tenant{Name: "rep", Mode: Report, Allow: []string{"*"}, Deny: []string{"tracker.example"}})
-		d := p.Decide(ct, Request{Name: "a.example", OrigDst: ap("192.0.2.10:443"), Resolved: addrs("192.0.2.10"), Aliases: []string{"tracker.example"}})
+		d := p.Decide(bg, ct, Request{Name: "a.example", OrigDst: ap("192.0.2.10:443"), Resolved: addrs("192.0.2.10"), Aliases: []string{"tracker.example"}})
 		if !d.Allow || d.WouldAllow || d.Code != CodeDeniedDomain {
 			t.Fatalf("report mode: %+v, want let through but would deny (denied_domain)", d)
 		}

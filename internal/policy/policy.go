@@ -1,49 +1,11 @@
 package policy
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 )
-
-// Code is a low-cardinality verdict, suitable as a metrics label.
-type Code uint8
-
-// Verdict codes.
-const (
-	CodeAllowed           Code = iota // allowed
-	CodeDeniedDomain                  // the name matches deny_domains
-	CodeNotAllowedDomain              // the name matches no allow_domains pattern
-	CodeInternalAddress               // an address is internal and no allow_internal entry covers it
-	CodeInternalPort                  // an allow_internal entry covers the address, but not the port
-	CodeNoAddresses                   // the name resolved to no address
-	CodeLiteralNotAllowed             // an IP literal, and the tenant's allow list is not "*"
-	CodeLiteralMismatch               // the IP literal is not the original destination
-	CodeNoName                        // neither a name nor an IP literal
-	CodeInvalidName                   // the caller could not normalise the name
-	CodeNoTenant                      // the connection belongs to no tenant
-)
-
-var codeNames = [...]string{
-	CodeAllowed:           "allowed",
-	CodeDeniedDomain:      "denied_domain",
-	CodeNotAllowedDomain:  "not_allowed_domain",
-	CodeInternalAddress:   "internal_address",
-	CodeInternalPort:      "internal_port",
-	CodeNoAddresses:       "no_addresses",
-	CodeLiteralNotAllowed: "literal_not_allowed",
-	CodeLiteralMismatch:   "literal_mismatch",
-	CodeNoName:            "no_name",
-	CodeInvalidName:       "invalid_name",
-	CodeNoTenant:          "no_tenant",
-}
-
-// String returns the code's metrics label, e.g. "denied_domain".
-func (c Code) String() string {
-	if int(c) < len(codeNames) {
-		return codeNames[c]
-	}
-	return fmt.Sprintf("code_%d", uint8(c))
-}
 
 // Request is what the proxy knows about a connection when it asks for a
 // decision.
@@ -57,7 +19,8 @@ type Request struct {
 	// OrigDst is where the client's bytes were going (the TPROXY local
 	// address); its port is the destination port. Required.
 	OrigDst netip.AddrPort
-	// Resolved holds the addresses egressfw's resolver returned for Name.
+	// Resolved holds the addresses egressfw's resolver returned for Name,
+	// for a Policy without a Lookup (which fills them itself).
 	Resolved []netip.Addr
 	// Aliases are the CNAME targets the resolver followed from Name to
 	// the addresses, in order (normalised like Name). Each is judged
@@ -66,33 +29,17 @@ type Request struct {
 	Aliases []string
 }
 
-// Decision is the outcome for one connection or name.
-type Decision struct {
-	// Allow says whether to let the connection proceed. In report mode it
-	// is always true.
-	Allow bool
-	// Enforced is false in report mode.
-	Enforced bool
-	// WouldAllow is the verdict the policy reached; equal to Allow when
-	// Enforced.
-	WouldAllow bool
-	// Dial is the address to connect to when Allow is true: a validated
-	// address (enforce mode) or the original destination (report mode).
-	Dial netip.AddrPort
-	// Code is the verdict as a metrics label.
-	Code Code
-	// Detail says why, for logs.
-	Detail string
-}
-
 // Policy applies tenants' rules using a shared Classifier. It is safe for
 // concurrent use.
 type Policy struct {
-	c *Classifier
+	c      *Classifier
+	lookup Lookup
 }
 
-// New returns a Policy that classifies addresses with c.
-func New(c *Classifier) *Policy { return &Policy{c: c} }
+// New returns a Policy that classifies addresses with c and resolves names
+// with lookup. With lookup nil, Decide judges a request's Resolved and
+// Aliases as the caller found them.
+func New(c *Classifier, lookup Lookup) *Policy { return &Policy{c: c, lookup: lookup} }
 
 // Classifier returns the classifier the policy uses, so the daemon can keep
 // its host addresses current.
@@ -102,22 +49,10 @@ const (
 	detailAllowedOrig  = "allowed: the original destination is one of the name's validated addresses"
 	detailAllowedOther = "allowed: the original destination is not one of the name's addresses, dialling a validated address instead"
 	detailAllowedLit   = "allowed: public IP literal equal to the original destination"
-	detailAllowedName  = "allowed by allow_domains"
 )
 
-// CheckName applies deny_domains and allow_domains to name before it is
-// resolved, so that denied names are never sent to DNS. Dial is unset.
-func (p *Policy) CheckName(t *CompiledTenant, name string) Decision {
-	if t == nil {
-		return noTenant()
-	}
-	d := t.checkName(name)
-	if d.Code == CodeAllowed {
-		d.Allow, d.Detail = true, detailAllowedName
-	}
-	return t.finish(d, netip.AddrPort{})
-}
-
+// checkName applies deny_domains and allow_domains to a name, before it
+// is resolved: a name they refuse is never sent to DNS.
 func (t *CompiledTenant) checkName(name string) Decision {
 	if name == "" {
 		return Decision{Code: CodeNoName, Detail: "no host name to check"}
@@ -131,66 +66,79 @@ func (t *CompiledTenant) checkName(name string) Decision {
 	return Decision{Code: CodeAllowed}
 }
 
-// Decide makes the full decision for a connection: the name rules, then
-// every resolved address (or the IP literal), then the address to dial.
-func (p *Policy) Decide(t *CompiledTenant, req Request) Decision {
+// Decide makes the whole decision for a connection: the name rules, then
+// the name's lookup (once, and only for a name the rules allow: the
+// addresses it returns are the only ones ever dialled), every resolved
+// address (or the IP literal), then the address to dial; then the tenant's
+// mode.
+func (p *Policy) Decide(ctx context.Context, t *CompiledTenant, req Request) Decision {
 	if t == nil {
 		return noTenant()
 	}
 	var d Decision
 	switch {
 	case req.Name != "":
-		d = p.decideName(t, req)
+		d = p.decideName(ctx, t, req)
 	case req.Literal.IsValid():
 		d = p.decideLiteral(t, req)
 	default:
 		d = Decision{Code: CodeNoName, Detail: "the request carries neither a host name nor an IP literal"}
 	}
+	d.Name = req.Name
 	return t.finish(d, req.OrigDst)
 }
 
-// Deny builds a denial the caller detected itself (for example
-// CodeInvalidName when a Host header does not normalise), with the tenant's
-// mode applied like any other decision.
-func (p *Policy) Deny(t *CompiledTenant, origDst netip.AddrPort, code Code, detail string) Decision {
-	if t == nil {
-		return noTenant()
-	}
-	return t.finish(Decision{Code: code, Detail: detail}, origDst)
-}
-
-func (p *Policy) decideName(t *CompiledTenant, req Request) Decision {
+func (p *Policy) decideName(ctx context.Context, t *CompiledTenant, req Request) Decision {
 	if d := t.checkName(req.Name); d.Code != CodeAllowed {
-		return d
+		return d // never sent to DNS
 	}
-	for _, alias := range req.Aliases {
-		if pat, ok := t.deny.match(alias); ok {
-			return Decision{Code: CodeDeniedDomain, Detail: fmt.Sprintf(
-				"name %q is an alias (CNAME) of %q, which is in deny_domains (%q)", req.Name, alias, pat)}
+	ans := Answer{Addrs: req.Resolved, Aliases: req.Aliases}
+	if p.lookup != nil {
+		var err error
+		if ans, err = p.lookup(ctx, req.Name); err != nil {
+			code := CodeDNSFailure
+			if le := (*LookupError)(nil); errors.As(err, &le) {
+				code = le.Code
+			}
+			return Decision{Code: code, Detail: fmt.Sprintf("resolve %q: %v", req.Name, err), Answer: ans}
 		}
 	}
-	if len(req.Resolved) == 0 {
-		return Decision{Code: CodeNoAddresses, Detail: fmt.Sprintf("name %q resolved to no address", req.Name)}
+	d := p.judgeAnswer(t, req.Name, ans, req.OrigDst)
+	d.Answer = ans
+	return d
+}
+
+// judgeAnswer judges the aliases and addresses name resolved to, for a
+// connection to origDst.
+func (p *Policy) judgeAnswer(t *CompiledTenant, name string, ans Answer, origDst netip.AddrPort) Decision {
+	for _, alias := range ans.Aliases {
+		if pat, ok := t.deny.match(alias); ok {
+			return Decision{Code: CodeDeniedDomain, Detail: fmt.Sprintf(
+				"name %q is an alias (CNAME) of %q, which is in deny_domains (%q)", name, alias, pat)}
+		}
 	}
-	port := req.OrigDst.Port()
-	for _, a := range req.Resolved {
+	if len(ans.Addrs) == 0 {
+		return Decision{Code: CodeNoAddresses, Detail: fmt.Sprintf("name %q resolved to no address", name)}
+	}
+	port := origDst.Port()
+	for _, a := range ans.Addrs {
 		c := p.c.Classify(a)
 		if !c.Internal {
 			continue
 		}
-		switch t.covers(req.Name, a, &c, port) {
+		switch t.covers(name, a, &c, port) {
 		case covered:
 			continue
 		case coveredPort:
 			return Decision{Code: CodeInternalPort, Detail: fmt.Sprintf(
 				"name %q resolves to %s, which %s; allow_internal covers it but not port %d",
-				req.Name, a, c.Describe(), port)}
+				name, a, c.Describe(), port)}
 		default:
 			return Decision{Code: CodeInternalAddress, Detail: fmt.Sprintf(
-				"name %q resolves to %s, which %s", req.Name, a, c.Describe())}
+				"name %q resolves to %s, which %s", name, a, c.Describe())}
 		}
 	}
-	dial, same := chooseDial(req.Resolved, req.OrigDst.Addr().Unmap())
+	dial, same := chooseDial(ans.Addrs, origDst.Addr().Unmap())
 	d := Decision{Allow: true, Code: CodeAllowed, Dial: netip.AddrPortFrom(dial, port), Detail: detailAllowedOther}
 	if same {
 		d.Detail = detailAllowedOrig
@@ -239,24 +187,4 @@ func (p *Policy) decideLiteral(t *CompiledTenant, req Request) Decision {
 		}
 	}
 	return Decision{Allow: true, Code: CodeAllowed, Dial: netip.AddrPortFrom(orig, port), Detail: detailAllowedLit}
-}
-
-// finish applies the tenant's mode: in report mode the connection goes
-// through to its original destination whatever the verdict.
-func (t *CompiledTenant) finish(d Decision, origDst netip.AddrPort) Decision {
-	d.WouldAllow = d.Allow
-	if t.mode == Report {
-		d.Allow, d.Enforced = true, false
-		d.Dial = netip.AddrPortFrom(origDst.Addr().Unmap(), origDst.Port())
-		return d
-	}
-	d.Enforced = true
-	if !d.Allow {
-		d.Dial = netip.AddrPort{}
-	}
-	return d
-}
-
-func noTenant() Decision {
-	return Decision{Enforced: true, Code: CodeNoTenant, Detail: "the connection belongs to no tenant"}
 }

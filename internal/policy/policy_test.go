@@ -1,8 +1,10 @@
 package policy
 
 import (
+	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -13,7 +15,7 @@ func testPolicy(t testing.TB) *Policy {
 	t.Helper()
 	c := mustClassifier(t, nil, []string{"192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"})
 	c.SetHostAddrs([]netip.Addr{netip.MustParseAddr("10.40.0.1"), netip.MustParseAddr("10.40.0.9")})
-	return New(c)
+	return New(c, nil)
 }
 
 func mustCompile(t testing.TB, tn Tenant) *CompiledTenant {
@@ -57,6 +59,9 @@ func addrs(ss ...string) []netip.Addr {
 }
 
 func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// bg is the context of the tests' decisions.
+var bg = context.Background()
 
 func TestDecide(t *testing.T) {
 	p := testPolicy(t)
@@ -201,7 +206,7 @@ func TestDecide(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ct := tenants[tc.tenant]
-			d := p.Decide(ct, tc.req)
+			d := p.Decide(bg, ct, tc.req)
 			checkDecision(t, d, ct.Mode() == Report, tc.allow, tc.code, tc.dial, tc.detail)
 		})
 	}
@@ -229,8 +234,12 @@ func checkDecision(t *testing.T, d Decision, report, would bool, code Code, dial
 	}
 }
 
-func TestCheckName(t *testing.T) {
-	p := testPolicy(t)
+// TestDecideChecksNameBeforeLookup: the name rules are applied once, before
+// the lookup: a name they refuse is never looked up, an allowed one is
+// looked up once and then judged by its addresses. (It replaces
+// TestCheckName, from when CheckName was called before Decide, which
+// checked the name again.)
+func TestDecideChecksNameBeforeLookup(t *testing.T) {
 	tenants := testTenants(t)
 	tests := []struct {
 		name, tenant, host string
@@ -238,7 +247,7 @@ func TestCheckName(t *testing.T) {
 		code               Code
 		detail             string
 	}{
-		{"allowed exact", "web", "example.com", true, CodeAllowed, "allow_domains"},
+		{"allowed exact", "web", "example.com", true, CodeAllowed, "allowed: the original destination"},
 		{"allow_internal host is allowed", "web", "bi-tool.example.com", true, CodeAllowed, ""},
 		{"denied", "web", "x.bad.example.org", false, CodeDeniedDomain, `("*.bad.example.org")`},
 		{"not allowed", "web", "example.net", false, CodeNotAllowedDomain, `"example.net"`},
@@ -247,9 +256,27 @@ func TestCheckName(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			var lookups []string
+			p := New(testPolicy(t).Classifier(), func(_ context.Context, name string) (Answer, error) {
+				lookups = append(lookups, name)
+				return Answer{Addrs: addrs("192.0.2.10")}, nil
+			})
 			ct := tenants[tc.tenant]
-			d := p.CheckName(ct, tc.host)
-			checkDecision(t, d, ct.Mode() == Report, tc.allow, tc.code, "", tc.detail)
+			d := p.Decide(bg, ct, Request{Name: tc.host, OrigDst: ap("192.0.2.10:443")})
+			dial := ""
+			if tc.allow || ct.Mode() == Report {
+				dial = "192.0.2.10:443"
+			}
+			checkDecision(t, d, ct.Mode() == Report, tc.allow, tc.code, dial, tc.detail)
+			if want := []string{tc.host}; tc.allow && !slices.Equal(lookups, want) {
+				t.Errorf("lookups %q, want %q once", lookups, want)
+			}
+			if !tc.allow && len(lookups) != 0 {
+				t.Errorf("a name the rules refuse was looked up: %q", lookups)
+			}
+			if d.Name != tc.host {
+				t.Errorf("Name = %q, want %q", d.Name, tc.host)
+			}
 		})
 	}
 }
@@ -259,18 +286,17 @@ func TestDenyAndNoTenant(t *testing.T) {
 	tenants := testTenants(t)
 	orig := ap("192.0.2.10:443")
 	t.Run("enforce", func(t *testing.T) {
-		d := p.Deny(tenants["web"], orig, CodeInvalidName, "bad host")
+		d := Deny(tenants["web"], orig, CodeInvalidName, "bad host")
 		checkDecision(t, d, false, false, CodeInvalidName, "", "bad host")
 	})
 	t.Run("report", func(t *testing.T) {
-		d := p.Deny(tenants["rep"], orig, CodeInvalidName, "bad host")
+		d := Deny(tenants["rep"], orig, CodeInvalidName, "bad host")
 		checkDecision(t, d, true, false, CodeInvalidName, "192.0.2.10:443", "bad host")
 	})
 	t.Run("nil tenant", func(t *testing.T) {
 		for _, d := range []Decision{
-			p.Decide(nil, Request{Name: "example.com", OrigDst: orig, Resolved: addrs("192.0.2.10")}),
-			p.CheckName(nil, "example.com"),
-			p.Deny(nil, orig, CodeInvalidName, ""),
+			p.Decide(bg, nil, Request{Name: "example.com", OrigDst: orig, Resolved: addrs("192.0.2.10")}),
+			Deny(nil, orig, CodeInvalidName, ""),
 		} {
 			checkDecision(t, d, false, false, CodeNoTenant, "", "no tenant")
 		}
@@ -308,7 +334,7 @@ func TestCompileRejects(t *testing.T) {
 
 func TestCodeStrings(t *testing.T) {
 	seen := map[string]bool{}
-	for c := CodeAllowed; c <= CodeNoTenant; c++ {
+	for c := CodeAllowed; c < codeCount; c++ {
 		s := c.String()
 		if s == "" || strings.HasPrefix(s, "code_") || seen[s] {
 			t.Errorf("Code(%d).String() = %q: missing or duplicate", c, s)
@@ -325,7 +351,7 @@ func TestDecideAllowDoesNotAllocate(t *testing.T) {
 	ct := testTenants(t)["web"]
 	req := Request{Name: "www.example.org", OrigDst: ap("192.0.2.11:443"), Resolved: addrs("192.0.2.10", "192.0.2.11", "2001:db8::10")}
 	n := testing.AllocsPerRun(100, func() {
-		if d := p.Decide(ct, req); !d.Allow {
+		if d := p.Decide(bg, ct, req); !d.Allow {
 			t.Fatal(d.Detail)
 		}
 	})

@@ -10,14 +10,15 @@ import (
 
 	"github.com/egressfw/egressfw/internal/config"
 	"github.com/egressfw/egressfw/internal/dnstest"
+	"github.com/egressfw/egressfw/internal/policy"
 	"github.com/egressfw/egressfw/internal/sni"
 )
 
-// benchDecider is a decider for the harness's tenant web, whose resolver
+// benchDecider is the policy and the harness's tenant web, whose resolver
 // has every name of the benchmark cached (min_ttl 1h): what is measured is
 // the verdict (protocol checks, name rules, cache hit, address checks),
 // not DNS.
-func benchDecider(b *testing.B) decider {
+func benchDecider(b *testing.B) (*policy.Policy, *policy.CompiledTenant) {
 	dns := dnstest.New(b)
 	dns.Set("www.example.com", "198.51.100.10", "2001:db8::10")
 	dns.Set("bi-tool.example.com", "10.20.0.10")
@@ -26,22 +27,18 @@ func benchDecider(b *testing.B) decider {
 		b.Fatal(err)
 	}
 	cfg.DNS.MinTTL, cfg.DNS.MaxTTL = config.D(time.Hour), config.D(time.Hour)
-	pol, tenants, err := newPolicy(cfg)
+	pol, tenants, _, err := newPolicy(cfg, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
-	res, err := newResolver(cfg, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return decider{policy: pol, tenant: tenants["web"], resolver: res}
+	return pol, tenants["web"]
 }
 
 // BenchmarkDecide is the verdict on one peeked request, DNS answers cached:
 // an allowed public name, a name resolving to an internal address, and a
 // name on the deny list (never looked up).
 func BenchmarkDecide(b *testing.B) {
-	d := benchDecider(b)
+	pol, t := benchDecider(b)
 	ctx := context.Background()
 	for _, bc := range []struct {
 		name, host, orig string
@@ -53,12 +50,12 @@ func BenchmarkDecide(b *testing.B) {
 	} {
 		r := sni.Result{Kind: sni.KindTLS, Name: bc.host}
 		orig := netip.MustParseAddrPort(bc.orig)
-		d.decide(ctx, r, orig) // fill the cache
+		judge(ctx, pol, t, r, orig) // fill the cache
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if o := d.decide(ctx, r, orig); o.allow != bc.allow {
-					b.Fatalf("allow = %v: %s", o.allow, o.detail)
+				if d := judge(ctx, pol, t, r, orig); d.Allow != bc.allow {
+					b.Fatalf("allow = %v: %s", d.Allow, d.Detail)
 				}
 			}
 		})
@@ -68,17 +65,17 @@ func BenchmarkDecide(b *testing.B) {
 // BenchmarkLogLine is the connection record of an allowed connection turned
 // into its metrics and JSON log line.
 func BenchmarkLogLine(b *testing.B) {
-	d := benchDecider(b)
+	pol, t := benchDecider(b)
 	ctx := context.Background()
 	r := sni.Result{Kind: sni.KindTLS, Name: "www.example.com", ALPN: []string{"h2", "http/1.1"}}
 	orig := netip.MustParseAddrPort("198.51.100.10:443")
 	s := New(Options{Log: slog.New(slog.NewJSONHandler(discard{}, nil))})
-	o := d.decide(ctx, r, orig)
+	v := judge(ctx, pol, t, r, orig)
 	b.ReportAllocs()
 	for b.Loop() {
 		rec := connRecord{start: time.Now(), tenant: "web", mode: "enforce", src: netip.MustParseAddrPort("127.0.0.1:40000"), orig: orig}
 		rec.setRequest(r)
-		rec.setOutcome(o)
+		rec.verdict = v
 		rec.dialed, rec.up, rec.down = orig, 517, 4096
 		s.finish(&rec)
 	}

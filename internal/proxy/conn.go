@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/policy"
 	"github.com/egressfw/egressfw/internal/sni"
 	"github.com/egressfw/egressfw/internal/tproxy"
 )
@@ -30,8 +31,9 @@ func (s *Proxy) handle(c *net.TCPConn, slot uint32, port uint16) {
 	}
 	if t == nil {
 		rec.orig = s.kernel.OriginalDst(c)
-		rec.tenant, rec.reason, rec.detail = "-", reasonTenantGone,
-			fmt.Sprintf("no tenant holds slot %d (before the first config is installed, or after a reload)", slot)
+		rec.tenant = "-"
+		rec.verdict = policy.Deny(nil, rec.orig, policy.CodeNoTenant,
+			fmt.Sprintf("no tenant holds slot %d (before the first config is installed, or after a reload)", slot))
 		denyReset(c)
 		s.finish(&rec)
 		return
@@ -77,18 +79,14 @@ func (s *Proxy) open(c *net.TCPConn, st *Snapshot, t *tenantState, rec *connReco
 	// (its timer stopped) before the relay starts.
 	ctx, cancel := context.WithTimeout(context.Background(), st.cfg.DNS.Timeout.Duration+st.cfg.Listener.ConnectTimeout.Duration)
 	defer cancel()
-	o := decider{policy: st.policy, tenant: t.compiled, resolver: st.resolver}.decide(ctx, res, rec.orig)
-	rec.setOutcome(o)
-	if !o.allow {
-		s.deny(c, st.denyFull, res, rec, o.tenantMsg)
+	rec.verdict = judge(ctx, st.policy, t.compiled, res, rec.orig)
+	if !rec.verdict.Allow {
+		s.deny(c, st.denyFull, res, rec)
 		return nil, nil, false
 	}
-	up, ok := s.connect(ctx, c, res, rec, o.dial, st.cfg.Listener.MaxConnectAttempts)
+	up, ok := s.connect(ctx, c, t, res, rec, rec.verdict.Targets(), st.cfg.Listener.MaxConnectAttempts)
 	return up, prefix, ok
 }
-
-// reasonNoOriginalDst: a redirected connection conntrack has no NAT record of.
-const reasonNoOriginalDst = "no_original_destination"
 
 // original finds the connection's original destination: the local address
 // of a TPROXYed connection, or, for a forwarded tenant's REDIRECTed one,
@@ -107,7 +105,8 @@ func (s *Proxy) original(c *net.TCPConn, t *tenantState, port uint16, rec *connR
 	}
 	orig, err := s.kernel.OriginalDstNAT(c)
 	if err != nil {
-		rec.orig, rec.decision, rec.reason, rec.detail = local, "deny", reasonNoOriginalDst, err.Error()
+		rec.orig = local
+		rec.verdict = policy.Deny(t.compiled, local, policy.CodeNoOriginalDst, err.Error())
 		denyReset(c)
 		s.finish(rec)
 		return false
@@ -130,18 +129,18 @@ func (s *Proxy) admit(c *net.TCPConn, t *tenantState, rec *connRecord) bool {
 	case "":
 		return true
 	case overTenant:
-		s.overLimit(c, rec, "tenant", "tenant connection limit reached")
+		s.overLimit(c, t, rec, "tenant", "tenant connection limit reached")
 	default:
-		s.overLimit(c, rec, "global", "global connection limit reached (the free slots are other tenants' reserve)")
+		s.overLimit(c, t, rec, "global", "global connection limit reached (the free slots are other tenants' reserve)")
 	}
 	return false
 }
 
 // overLimit refuses a connection at once because the named cap is full:
 // counted, reset, logged.
-func (s *Proxy) overLimit(c *net.TCPConn, rec *connRecord, limit, detail string) {
+func (s *Proxy) overLimit(c *net.TCPConn, t *tenantState, rec *connRecord, limit, detail string) {
 	s.metrics.rejected.WithLabelValues(rec.tenant, limit).Inc()
-	rec.reason, rec.detail, rec.decision = "over_limit", detail, "deny"
+	rec.verdict = policy.Deny(t.compiled, rec.orig, policy.CodeOverLimit, detail)
 	denyReset(c)
 	s.finish(rec)
 }
@@ -153,10 +152,10 @@ func (s *Proxy) peek(c *net.TCPConn, st *Snapshot, t *tenantState, rec *connReco
 	// the other tenants' reserve (see pool).
 	switch s.peekPool.enter(t.peekShare) {
 	case overTenant:
-		s.overLimit(c, rec, "tenant_peek", "too many of this tenant's connections still sending their first bytes")
+		s.overLimit(c, t, rec, "tenant_peek", "too many of this tenant's connections still sending their first bytes")
 		return sni.Result{}, nil, false
 	case overPool:
-		s.overLimit(c, rec, "peek", "too many connections still sending their first bytes (the free slots are other tenants' reserve)")
+		s.overLimit(c, t, rec, "peek", "too many connections still sending their first bytes (the free slots are other tenants' reserve)")
 		return sni.Result{}, nil, false
 	}
 	t0 := time.Now()
@@ -168,24 +167,12 @@ func (s *Proxy) peek(c *net.TCPConn, st *Snapshot, t *tenantState, rec *connReco
 	if err == nil {
 		return res, prefix, true
 	}
-	rec.decision, rec.detail = "deny", err.Error()
-	switch {
-	case errors.Is(err, sni.ErrTimeout):
-		rec.reason = reasonPeekTimeout
-	case errors.Is(err, sni.ErrTruncated):
-		rec.reason = reasonClientClosedEarly
-	case errors.Is(err, sni.ErrUnknownProtocol):
-		rec.reason = reasonUnknownProto
-	case errors.Is(err, sni.ErrTooLarge):
-		rec.reason = peekCapReason(err, res.Kind)
-	default:
-		rec.reason = reasonMalformed
-	}
+	rec.verdict = policy.Deny(t.compiled, rec.orig, peekCode(err, res.Kind), err.Error())
 	switch res.Kind {
 	case sni.KindTLS:
 		denyTLS(c, alertAccessDenied)
 	case sni.KindHTTP:
-		denyHTTP(c, denyBody(st.denyFull, "the request could not be read: "+rec.reason))
+		denyHTTP(c, denyBody(st.denyFull, rec.verdict.TenantMessage()))
 	default:
 		denyReset(c)
 	}
@@ -193,33 +180,35 @@ func (s *Proxy) peek(c *net.TCPConn, st *Snapshot, t *tenantState, rec *connReco
 	return res, nil, false
 }
 
-// Reasons for first bytes over a cap of the peek (listener.max_client_hello,
+// peekCode names why the first bytes could not be read; for first bytes
+// over a cap of the peek, the cap (listener.max_client_hello,
 // sni.DefaultMaxHelloRecords, listener.max_http_header).
-const (
-	reasonHelloTooLarge  = "hello_too_large"
-	reasonTooManyRecords = "too_many_records"
-	reasonHeadTooLarge   = "head_too_large"
-)
-
-// peekCapReason names the cap an sni.ErrTooLarge error exceeded.
-func peekCapReason(err error, kind sni.Kind) string {
+func peekCode(err error, kind sni.Kind) policy.Code {
 	switch {
+	case errors.Is(err, sni.ErrTimeout):
+		return policy.CodePeekTimeout
+	case errors.Is(err, sni.ErrTruncated):
+		return policy.CodeClientClosed
+	case errors.Is(err, sni.ErrUnknownProtocol):
+		return policy.CodeUnknownProtocol
 	case errors.Is(err, sni.ErrTooManyRecords):
-		return reasonTooManyRecords
-	case kind == sni.KindHTTP:
-		return reasonHeadTooLarge
+		return policy.CodeTooManyRecords
+	case errors.Is(err, sni.ErrTooLarge) && kind == sni.KindHTTP:
+		return policy.CodeHeadTooLarge
+	case errors.Is(err, sni.ErrTooLarge):
+		return policy.CodeHelloTooLarge
 	}
-	return reasonHelloTooLarge
+	return policy.CodeMalformed
 }
 
 // deny answers a refused request in its own protocol; full: with the
 // reason (listener.deny_detail), else the same answer for every refusal.
-func (s *Proxy) deny(c *net.TCPConn, full bool, res sni.Result, rec *connRecord, msg string) {
+func (s *Proxy) deny(c *net.TCPConn, full bool, res sni.Result, rec *connRecord) {
 	switch res.Kind {
 	case sni.KindTLS:
 		denyTLS(c, denyAlert(full, res.Name == "" && !res.Addr.IsValid()))
 	case sni.KindHTTP:
-		denyHTTP(c, denyBody(full, msg))
+		denyHTTP(c, denyBody(full, rec.verdict.TenantMessage()))
 	default:
 		denyReset(c)
 	}
@@ -229,7 +218,7 @@ func (s *Proxy) deny(c *net.TCPConn, full bool, res sni.Result, rec *connRecord,
 // connect dials at most attempts of the validated addresses, the original
 // destination first, then its family. On failure the client gets a 502
 // (HTTP) or a reset (TLS).
-func (s *Proxy) connect(ctx context.Context, c *net.TCPConn, res sni.Result, rec *connRecord, addrs []netip.AddrPort, attempts int) (*net.TCPConn, bool) {
+func (s *Proxy) connect(ctx context.Context, c *net.TCPConn, t *tenantState, res sni.Result, rec *connRecord, addrs []netip.AddrPort, attempts int) (*net.TCPConn, bool) {
 	t0 := time.Now()
 	addrs = tproxy.SortAddrs(addrs, rec.orig)
 	up, dialed, err := s.dialer.DialAny(ctx, addrs[:min(len(addrs), max(attempts, 1))])
@@ -239,20 +228,22 @@ func (s *Proxy) connect(ctx context.Context, c *net.TCPConn, res sni.Result, rec
 		rec.dialed = dialed
 		return up, true
 	}
+	code := policy.CodeUpstreamError
 	switch {
 	case errors.Is(err, tproxy.ErrRefused):
-		rec.reason = reasonUpstreamRefused
+		code = policy.CodeUpstreamRefused
 	case errors.Is(err, tproxy.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
-		rec.reason = reasonUpstreamTimeout
+		code = policy.CodeUpstreamTimeout
 	case errors.Is(err, tproxy.ErrUnreachable):
-		rec.reason = reasonUpstreamUnreach
-	default:
-		rec.reason = reasonUpstreamError
+		code = policy.CodeUpstreamUnreachable
 	}
-	s.metrics.connectDur.WithLabelValues(rec.reason).Observe(rec.connectDur.Seconds())
-	rec.decision, rec.detail = "error", fmt.Sprintf("connect upstream: %v", err)
+	s.metrics.connectDur.WithLabelValues(code.String()).Observe(rec.connectDur.Seconds())
+	// The verdict becomes the failure; what was judged stays for the log.
+	failed := policy.Deny(t.compiled, rec.orig, code, fmt.Sprintf("connect upstream: %v", err))
+	failed.Name, failed.Answer = rec.verdict.Name, rec.verdict.Answer
+	rec.verdict = failed
 	if res.Kind == sni.KindHTTP {
-		writeBadGateway(c, fmt.Sprintf("could not connect to %q: %s", res.Host(), rec.reason))
+		writeBadGateway(c, fmt.Sprintf("could not connect to %q: %s", res.Host(), code))
 	} else {
 		denyReset(c)
 	}

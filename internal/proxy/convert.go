@@ -22,24 +22,29 @@ func policyTenant(t config.Tenant) policy.Tenant {
 	return pt
 }
 
-// newPolicy builds the classifier and compiles every tenant.
-func newPolicy(cfg *config.Config) (*policy.Policy, map[string]*policy.CompiledTenant, error) {
+// newPolicy builds the resolver (mark as in newResolver), the classifier
+// and a policy that resolves with that resolver, and compiles every tenant.
+func newPolicy(cfg *config.Config, mark uint32) (*policy.Policy, map[string]*policy.CompiledTenant, *resolver.Resolver, error) {
 	cl, err := policy.NewClassifier(cfg.Policy.InternalCIDRs, cfg.Policy.PublicCIDRs)
 	if err != nil {
-		return nil, nil, fmt.Errorf("build address classifier: %w", err)
+		return nil, nil, nil, fmt.Errorf("build address classifier: %w", err)
 	}
 	if err := cl.SetNAT64Prefixes(cfg.Policy.NAT64Prefixes); err != nil {
-		return nil, nil, fmt.Errorf("build address classifier: %w", err)
+		return nil, nil, nil, fmt.Errorf("build address classifier: %w", err)
 	}
 	tenants := make(map[string]*policy.CompiledTenant, len(cfg.Tenants))
 	for _, t := range cfg.Tenants {
 		ct, err := policy.Compile(policyTenant(t))
 		if err != nil {
-			return nil, nil, fmt.Errorf("compile policy of tenant %q: %w", t.Name, err)
+			return nil, nil, nil, fmt.Errorf("compile policy of tenant %q: %w", t.Name, err)
 		}
 		tenants[t.Name] = ct
 	}
-	return policy.New(cl), tenants, nil
+	res, err := newResolver(cfg, mark)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return policy.New(cl, lookupWith(res)), tenants, res, nil
 }
 
 // newResolver builds egressfw's resolver; mark (if non-zero) is set on its

@@ -13,6 +13,7 @@ import (
 
 	"github.com/egressfw/egressfw/internal/config"
 	"github.com/egressfw/egressfw/internal/dnsname"
+	"github.com/egressfw/egressfw/internal/policy"
 	"github.com/egressfw/egressfw/internal/resolver"
 	"github.com/egressfw/egressfw/internal/sni"
 )
@@ -21,22 +22,15 @@ import (
 // tenant), as opposed to a destination that is denied.
 var ErrUsage = errors.New("usage")
 
-// Explanation is the dry-run verdict of `egressfw explain`.
+// Explanation is the dry run of `egressfw explain`: the request it
+// simulated and the data path's verdict on it.
 type Explanation struct {
 	Tenant   string
 	Target   string
 	Host     string // normalised name or IP literal
 	Port     uint16
 	OrigDst  netip.AddrPort // the destination the simulated client connected to
-	Allow    bool
-	Enforced bool
-	Would    bool
-	Reason   string
-	Detail   string
-	Resolved []netip.Addr
-	Aliases  []string // the CNAME chain followed
-	Dropped  int      // addresses beyond dns.max_addresses
-	Dial     []netip.AddrPort
+	Decision policy.Decision
 }
 
 // Explain resolves target with the configured DNS and decides it for tenant
@@ -50,17 +44,13 @@ func Explain(ctx context.Context, cfg *config.Config, tenant, target, dst string
 		return ex, fmt.Errorf("%w: target %q: %v", ErrUsage, target, err)
 	}
 	ex.Port = port
-	pol, tenants, err := newPolicy(cfg)
+	pol, tenants, res, err := newPolicy(cfg, 0)
 	if err != nil {
 		return ex, err
 	}
 	ct := tenants[tenant]
 	if ct == nil {
 		return ex, fmt.Errorf("%w: no tenant %q in the config", ErrUsage, tenant)
-	}
-	res, err := newResolver(cfg, 0)
-	if err != nil {
-		return ex, err
 	}
 	r := sni.Result{Kind: kind}
 	r.Name, r.Addr, err = dnsname.Host(host)
@@ -73,10 +63,7 @@ func Explain(ctx context.Context, cfg *config.Config, tenant, target, dst string
 		return ex, err
 	}
 	ex.OrigDst = orig
-	o := decider{policy: pol, tenant: ct, resolver: res}.decide(ctx, r, orig)
-	ex.Allow, ex.Enforced, ex.Would = o.allow, o.enforced, o.would
-	ex.Reason, ex.Detail, ex.Resolved, ex.Dial = o.reason, o.detail, o.resolved, o.dial
-	ex.Aliases, ex.Dropped = o.aliases, o.dropped
+	ex.Decision = judge(ctx, pol, ct, r, orig)
 	return ex, nil
 }
 
@@ -146,27 +133,28 @@ func parsePort(p string) (uint16, error) {
 
 // Print writes the explanation for a person.
 func (ex Explanation) Print(w io.Writer) {
+	d := &ex.Decision
 	verdict := "DENY"
 	switch {
-	case ex.Allow && ex.Enforced:
+	case d.Allow && d.Enforced:
 		verdict = "ALLOW"
-	case ex.Allow && ex.Would:
+	case d.Allow && d.WouldAllow:
 		verdict = "ALLOW (report mode)"
-	case ex.Allow:
+	case d.Allow:
 		verdict = "DENY (report mode: would deny, lets it through)"
 	}
 	fmt.Fprintf(w, "tenant:      %s\ntarget:      %s\nhost:        %s port %d\n", ex.Tenant, ex.Target, ex.Host, ex.Port)
 	fmt.Fprintf(w, "destination: %s (as the client connected)\n", ex.OrigDst)
-	fmt.Fprintf(w, "resolved:    %s\n", joinAddrs(ex.Resolved))
-	if ex.Dropped > 0 {
-		fmt.Fprintf(w, "             (%d more dropped: dns.max_addresses)\n", ex.Dropped)
+	fmt.Fprintf(w, "resolved:    %s\n", joinAddrs(d.Answer.Addrs))
+	if d.Answer.Dropped > 0 {
+		fmt.Fprintf(w, "             (%d more dropped: dns.max_addresses)\n", d.Answer.Dropped)
 	}
-	if len(ex.Aliases) > 0 {
-		fmt.Fprintf(w, "cname:       %s\n", strings.Join(ex.Aliases, " -> "))
+	if len(d.Answer.Aliases) > 0 {
+		fmt.Fprintf(w, "cname:       %s\n", strings.Join(d.Answer.Aliases, " -> "))
 	}
-	fmt.Fprintf(w, "decision:    %s\nreason:      %s: %s\n", verdict, ex.Reason, ex.Detail)
-	if len(ex.Dial) > 0 {
-		fmt.Fprintf(w, "would dial:  %s\n", joinAddrs(ex.Dial))
+	fmt.Fprintf(w, "decision:    %s\nreason:      %s: %s\n", verdict, d.Code, d.Detail)
+	if dial := d.Targets(); len(dial) > 0 {
+		fmt.Fprintf(w, "would dial:  %s\n", joinAddrs(dial))
 	}
 }
 

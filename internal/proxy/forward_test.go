@@ -81,7 +81,7 @@ func TestForwardedConnections(t *testing.T) {
 				t.Fatal("connection without a NAT record was served")
 			}
 		}
-		h.waitLog(map[string]any{"tenant": "containers", "reason": reasonNoOriginalDst, "decision": "deny"})
+		h.waitLog(map[string]any{"tenant": "containers", "reason": "no_original_destination", "decision": "deny"})
 	})
 	t.Run("local tenants unchanged", func(t *testing.T) {
 		h.httpGet("web", "198.51.100.10:80", "www.example.com")

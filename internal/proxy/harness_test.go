@@ -88,8 +88,6 @@ func (h *harness) apply(cfg *config.Config) {
 	}
 }
 
-func (h *harness) route(from, to string) { h.net.Route(from, to) }
-
 func (h *harness) dialCount(ap string) int64 { return h.net.Dialed(ap) }
 
 // connect opens a client connection to tenant's listener as if it had been

@@ -8,11 +8,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/policy"
 	"github.com/egressfw/egressfw/internal/sni"
 )
 
 // connRecord collects what is known about one connection for its log line
-// and metrics.
+// and metrics: where it came from and went, what it asked for, the verdict
+// (with what DNS said), and what the relay did.
 type connRecord struct {
 	start  time.Time
 	tenant string
@@ -26,54 +28,35 @@ type connRecord struct {
 	name      string
 	alpn      []string
 	ech       bool
-	resolved  []netip.Addr
-	aliases   []string
-	dropped   int
-	dialed    netip.AddrPort
+	// verdict is set on every path before finish: a policy decision, or
+	// the data path's own refusal or upstream failure (policy.Deny).
+	verdict policy.Decision
+	dialed  netip.AddrPort
 
-	decision string // allow | deny | would_deny (report mode) | error
-	reason   string
-	detail   string
-
-	up, down                    int64
-	err                         error
-	peekDur, dnsDur, connectDur time.Duration
-	dnsServer                   string
+	up, down            int64
+	err                 error
+	peekDur, connectDur time.Duration
 }
 
 func (r *connRecord) setRequest(res sni.Result) {
 	r.proto, r.name, r.alpn, r.ech = res.Kind.String(), res.Host(), res.ALPN, res.ECH
 }
 
-func (r *connRecord) setOutcome(o outcome) {
-	r.reason, r.detail, r.resolved, r.dnsDur, r.dnsServer = o.reason, o.detail, o.resolved, o.dnsDur, o.dnsServer
-	r.aliases, r.dropped = o.aliases, o.dropped
-	switch {
-	case o.allow && o.would:
-		r.decision = "allow"
-	case o.allow:
-		r.decision = "would_deny"
-	default:
-		r.decision = "deny"
-	}
-}
-
 // finish counts and logs the connection. Identical denials beyond the burst
 // are counted but folded; the next one logged carries the folded count.
 func (s *Proxy) finish(r *connRecord) {
-	if r.decision == "" {
-		r.decision = "deny"
-	}
-	s.metrics.conns.WithLabelValues(r.tenant, r.decision, r.reason).Inc()
+	v := &r.verdict
+	decision, reason, ans := v.Outcome(), v.Code.String(), &v.Answer
+	s.metrics.conns.WithLabelValues(r.tenant, decision, reason).Inc()
 	if r.forwarded {
-		s.metrics.forwarded.WithLabelValues(r.tenant, r.iif, r.decision).Inc()
+		s.metrics.forwarded.WithLabelValues(r.tenant, r.iif, decision).Inc()
 	}
-	if r.dnsDur > 0 {
-		s.metrics.dnsDur.WithLabelValues(dnsResult(r.reason)).Observe(r.dnsDur.Seconds())
+	if ans.Duration > 0 {
+		s.metrics.dnsDur.WithLabelValues(dnsResult(v.Code)).Observe(ans.Duration.Seconds())
 	}
 	var suppressed int
-	if r.decision != "allow" {
-		ok, n := s.denials.Allow(r.tenant, r.reason+"\x00"+r.name+"\x00"+r.orig.String())
+	if decision != "allow" {
+		ok, n := s.denials.Allow(r.tenant, reason+"\x00"+r.name+"\x00"+r.orig.String())
 		if !ok {
 			s.metrics.suppressed.Inc()
 			return
@@ -86,10 +69,10 @@ func (s *Proxy) finish(r *connRecord) {
 		slog.String("orig_dst", r.orig.String()),
 		slog.String("proto", r.proto),
 		slog.String("name", r.name),
-		slog.String("decision", r.decision),
+		slog.String("decision", decision),
 		slog.String("mode", r.mode),
-		slog.String("reason", r.reason),
-		slog.String("detail", r.detail),
+		slog.String("reason", reason),
+		slog.String("detail", v.Detail),
 	}
 	if r.forwarded {
 		attrs = append(attrs, slog.String("iif", r.iif))
@@ -100,14 +83,14 @@ func (s *Proxy) finish(r *connRecord) {
 	if r.ech {
 		attrs = append(attrs, slog.Bool("ech", true))
 	}
-	if len(r.resolved) > 0 {
-		attrs = append(attrs, slog.String("resolved", joinBounded(r.resolved, maxLoggedAddrs)), slog.String("dns_server", r.dnsServer))
+	if len(ans.Addrs) > 0 {
+		attrs = append(attrs, slog.String("resolved", joinBounded(ans.Addrs, maxLoggedAddrs)), slog.String("dns_server", ans.Server))
 	}
-	if r.dropped > 0 {
-		attrs = append(attrs, slog.Int("resolved_dropped", r.dropped))
+	if ans.Dropped > 0 {
+		attrs = append(attrs, slog.Int("resolved_dropped", ans.Dropped))
 	}
-	if len(r.aliases) > 0 {
-		attrs = append(attrs, slog.String("cname", strings.Join(r.aliases, ", ")))
+	if len(ans.Aliases) > 0 {
+		attrs = append(attrs, slog.String("cname", strings.Join(ans.Aliases, ", ")))
 	}
 	if r.dialed.IsValid() {
 		attrs = append(attrs, slog.String("dialed", r.dialed.String()))
@@ -116,7 +99,7 @@ func (s *Proxy) finish(r *connRecord) {
 	// float through encoding/json, ~3 % of a short connection's CPU.
 	attrs = append(attrs,
 		slog.Int64("bytes_up", r.up), slog.Int64("bytes_down", r.down),
-		slog.Int64("peek_us", r.peekDur.Microseconds()), slog.Int64("dns_us", r.dnsDur.Microseconds()),
+		slog.Int64("peek_us", r.peekDur.Microseconds()), slog.Int64("dns_us", ans.Duration.Microseconds()),
 		slog.Int64("connect_us", r.connectDur.Microseconds()), slog.Int64("total_us", time.Since(r.start).Microseconds()))
 	if r.err != nil {
 		attrs = append(attrs, slog.String("error", r.err.Error()))
@@ -125,7 +108,7 @@ func (s *Proxy) finish(r *connRecord) {
 		attrs = append(attrs, slog.Int("suppressed_before", suppressed))
 	}
 	level := slog.LevelInfo
-	if r.decision != "allow" {
+	if decision != "allow" {
 		level = slog.LevelWarn
 	}
 	s.log.LogAttrs(context.Background(), level, "connection", attrs...)
@@ -144,10 +127,10 @@ func joinBounded(as []netip.Addr, limit int) string {
 	return fmt.Sprintf("%s (+%d more)", joinAddrs(as[:limit]), len(as)-limit)
 }
 
-func dnsResult(reason string) string {
-	switch reason {
-	case reasonDNSNXDomain, reasonDNSNoAddresses, reasonDNSTimeout, reasonDNSFailure:
-		return reason
+// dnsResult is the result label of a lookup's duration.
+func dnsResult(c policy.Code) string {
+	if c.IsDNS() {
+		return c.String()
 	}
 	return "ok"
 }

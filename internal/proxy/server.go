@@ -14,7 +14,6 @@ import (
 
 	"github.com/egressfw/egressfw/internal/config"
 	"github.com/egressfw/egressfw/internal/policy"
-	"github.com/egressfw/egressfw/internal/resolver"
 	"github.com/egressfw/egressfw/internal/sni"
 	"github.com/egressfw/egressfw/internal/tproxy"
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,7 +26,6 @@ import (
 type Snapshot struct {
 	cfg      *config.Config
 	policy   *policy.Policy
-	resolver *resolver.Resolver
 	tenants  map[uint32]*tenantState // by slot
 	peekOpts sni.PeekOptions
 	denyFull bool // listener.deny_detail = "full": refusals say why
@@ -125,18 +123,14 @@ func New(o Options) *Proxy {
 // Build compiles cfg with the given slots. It has no side effects, so a
 // reload that fails here leaves everything as it was.
 func (s *Proxy) Build(cfg *config.Config, slots map[string]config.Slot) (*Snapshot, error) {
-	pol, compiled, err := newPolicy(cfg)
+	pol, compiled, _, err := newPolicy(cfg, s.mark)
 	if err != nil {
 		return nil, err
 	}
 	if ha := s.hostAddrs.Load(); ha != nil {
 		pol.Classifier().SetHostRanges(*ha)
 	}
-	res, err := newResolver(cfg, s.mark)
-	if err != nil {
-		return nil, err
-	}
-	snap := &Snapshot{cfg: cfg, policy: pol, resolver: res, tenants: map[uint32]*tenantState{},
+	snap := &Snapshot{cfg: cfg, policy: pol, tenants: map[uint32]*tenantState{},
 		peekOpts: sni.PeekOptions{Timeout: cfg.Listener.PeekTimeout.Duration,
 			MaxHandshake: cfg.Listener.MaxClientHello, MaxHTTPHead: cfg.Listener.MaxHTTPHeader},
 		denyFull: cfg.Listener.DenyDetail == config.DenyDetailFull}
