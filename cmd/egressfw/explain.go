@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/egressfw/egressfw/internal/config"
@@ -38,9 +39,48 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "egressfw: explain: %v\n", err)
 		return exitUsage // a bad target or tenant, or a config that cannot run
 	}
-	ex.Print(stdout)
+	printExplanation(stdout, ex)
 	if ex.Decision.WouldAllow { // the policy's verdict, also for report-mode tenants
 		return exitOK
 	}
 	return exitFail
+}
+
+// printExplanation writes the dry run for a person.
+func printExplanation(w io.Writer, ex proxy.Explanation) {
+	d := &ex.Decision
+	verdict := "DENY"
+	switch {
+	case d.Allow && d.Enforced:
+		verdict = "ALLOW"
+	case d.Allow && d.WouldAllow:
+		verdict = "ALLOW (report mode)"
+	case d.Allow:
+		verdict = "DENY (report mode: would deny, lets it through)"
+	}
+	fmt.Fprintf(w, "tenant:      %s\ntarget:      %s\nhost:        %s port %d\n", ex.Tenant, ex.Target, ex.Host, ex.Port)
+	fmt.Fprintf(w, "destination: %s (as the client connected)\n", ex.OrigDst)
+	fmt.Fprintf(w, "resolved:    %s\n", joinAddrs(d.Answer.Addrs))
+	if d.Answer.Dropped > 0 {
+		fmt.Fprintf(w, "             (%d more dropped: dns.max_addresses)\n", d.Answer.Dropped)
+	}
+	if len(d.Answer.Aliases) > 0 {
+		fmt.Fprintf(w, "cname:       %s\n", strings.Join(d.Answer.Aliases, " -> "))
+	}
+	fmt.Fprintf(w, "decision:    %s\nreason:      %s: %s\n", verdict, d.Code, d.Detail)
+	if dial := d.Targets(); len(dial) > 0 {
+		fmt.Fprintf(w, "would dial:  %s\n", joinAddrs(dial))
+	}
+}
+
+// joinAddrs lists addresses comma-separated, "-" for none.
+func joinAddrs[T fmt.Stringer](as []T) string {
+	if len(as) == 0 {
+		return "-"
+	}
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ", ")
 }

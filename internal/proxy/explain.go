@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"net/url"
@@ -129,42 +128,4 @@ func parsePort(p string) (uint16, error) {
 		return 0, fmt.Errorf("port %q: want 1-65535", p)
 	}
 	return uint16(n), nil
-}
-
-// Print writes the explanation for a person.
-func (ex Explanation) Print(w io.Writer) {
-	d := &ex.Decision
-	verdict := "DENY"
-	switch {
-	case d.Allow && d.Enforced:
-		verdict = "ALLOW"
-	case d.Allow && d.WouldAllow:
-		verdict = "ALLOW (report mode)"
-	case d.Allow:
-		verdict = "DENY (report mode: would deny, lets it through)"
-	}
-	fmt.Fprintf(w, "tenant:      %s\ntarget:      %s\nhost:        %s port %d\n", ex.Tenant, ex.Target, ex.Host, ex.Port)
-	fmt.Fprintf(w, "destination: %s (as the client connected)\n", ex.OrigDst)
-	fmt.Fprintf(w, "resolved:    %s\n", joinAddrs(d.Answer.Addrs))
-	if d.Answer.Dropped > 0 {
-		fmt.Fprintf(w, "             (%d more dropped: dns.max_addresses)\n", d.Answer.Dropped)
-	}
-	if len(d.Answer.Aliases) > 0 {
-		fmt.Fprintf(w, "cname:       %s\n", strings.Join(d.Answer.Aliases, " -> "))
-	}
-	fmt.Fprintf(w, "decision:    %s\nreason:      %s: %s\n", verdict, d.Code, d.Detail)
-	if dial := d.Targets(); len(dial) > 0 {
-		fmt.Fprintf(w, "would dial:  %s\n", joinAddrs(dial))
-	}
-}
-
-func joinAddrs[T fmt.Stringer](as []T) string {
-	if len(as) == 0 {
-		return "-"
-	}
-	s := make([]string, len(as))
-	for i, a := range as {
-		s[i] = a.String()
-	}
-	return strings.Join(s, ", ")
 }

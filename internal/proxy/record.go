@@ -118,13 +118,20 @@ func (s *Proxy) finish(r *connRecord) {
 // rest is counted ("(+24 more)").
 const maxLoggedAddrs = 8
 
-// joinBounded is joinAddrs of the first limit addresses and a count of
+// joinBounded lists the first limit addresses, comma-separated, and counts
 // the others.
 func joinBounded(as []netip.Addr, limit int) string {
-	if len(as) <= limit {
-		return joinAddrs(as)
+	var b []byte
+	for i, a := range as[:min(len(as), limit)] {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = a.AppendTo(b)
 	}
-	return fmt.Sprintf("%s (+%d more)", joinAddrs(as[:limit]), len(as)-limit)
+	if len(as) > limit {
+		b = fmt.Appendf(b, " (+%d more)", len(as)-limit)
+	}
+	return string(b)
 }
 
 // dnsResult is the result label of a lookup's duration.
