@@ -129,6 +129,9 @@ func TestCanonicalName(t *testing.T) {
 		{name: "escape", in: `a\.b.example`},
 		{name: "space", in: "a b.example"},
 		{name: "unicode", in: "bücher.example"},
+		{name: "long s folds to s", in: "\u017f.example"},
+		{name: "kelvin sign folds to k", in: "\u212a.example"},
+		{name: "numeric top-level label", in: "a.123"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

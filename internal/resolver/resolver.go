@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/dnsname"
 	"github.com/miekg/dns"
 	"golang.org/x/sync/singleflight"
 )
@@ -299,38 +300,17 @@ func dedup(v4, v6 []netip.Addr) []netip.Addr {
 }
 
 // canonicalName checks name is a plain hostname and returns it lower-case
-// without a trailing dot. Anything else (escapes, spaces, empty labels) is
-// refused rather than handed to the DNS library's presentation-format rules.
+// without a trailing dot: dnsname's canonical form, which the data path's
+// names are in already. Anything else (escapes, spaces, empty labels,
+// Unicode) is refused rather than handed to the DNS library's
+// presentation-format rules.
 func canonicalName(name string) (string, bool) {
-	name = strings.TrimSuffix(name, ".")
-	if name == "" || len(name) > 253 {
+	n, err := dnsname.Normalize(name)
+	in := strings.TrimSuffix(name, ".")
+	// n is ASCII: the same length rules out a Unicode letter that folds
+	// to an ASCII one (U+017F, U+212A).
+	if err != nil || len(n) != len(in) || !strings.EqualFold(n, in) {
 		return "", false
 	}
-	label, upper := 0, false
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c == '.':
-			if label == 0 {
-				return "", false
-			}
-			label = 0
-			continue
-		case 'A' <= c && c <= 'Z':
-			upper = true
-		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
-		default:
-			return "", false
-		}
-		if label++; label > 63 {
-			return "", false
-		}
-	}
-	if label == 0 {
-		return "", false
-	}
-	if upper {
-		name = strings.ToLower(name)
-	}
-	return name, true
+	return n, true
 }
