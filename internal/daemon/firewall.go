@@ -49,7 +49,17 @@ func baseSpec(cfg *config.Config) nft.Spec {
 	return nft.Spec{Table: fw.Table, InterceptPorts: cfg.Listener.InterceptPorts,
 		MarkMask: fw.MarkMask, InterceptMark: fw.InterceptMark, BypassMark: fw.BypassMark,
 		CtMarkMask: fw.CtMarkMask, RouteTable: int(fw.RouteTable), RulePriority: int(fw.RulePriority),
-		Guards: fw.GuardCgroups}
+		Guards: cleanCgroups(fw.GuardCgroups)}
+}
+
+// cleanCgroups is paths in the form package cgroup keys them on (and
+// package nft requires): cgroup.Clean of each.
+func cleanCgroups(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		out = append(out, cgroup.Clean(p))
+	}
+	return out
 }
 
 // nftSpec converts a generation.
@@ -59,7 +69,7 @@ func nftSpec(gen *generation) nft.Spec {
 	for _, t := range cfg.Tenants {
 		s := gen.slots[t.Name]
 		nt := nft.Tenant{Name: t.Name, Slot: s.ID, ListenerPort: s.Port, Report: t.Mode == config.ModeReport,
-			Cgroups: t.Cgroups, UIDs: t.UIDs, UIDRanges: gen.uids[t.Name], Interfaces: t.Interfaces, Sources: t.SourceCIDRs}
+			Cgroups: cleanCgroups(t.Cgroups), UIDs: t.UIDs, UIDRanges: gen.uids[t.Name], Interfaces: t.Interfaces, Sources: t.SourceCIDRs}
 		for _, d := range t.AllowDirect {
 			nt.AllowDirect = append(nt.AllowDirect, nft.Direct{Prefix: d.CIDR, Ports: d.Ports, Proto: d.Protocol})
 		}
@@ -71,14 +81,9 @@ func nftSpec(gen *generation) nft.Spec {
 // cgroupPaths lists the cgroups the kernel maps key on: every tenant's and
 // every guard's. All are watched, so a re-created one gets its new id.
 func cgroupPaths(cfg *config.Config) []string {
-	var out []string
-	for _, g := range cfg.Firewall.GuardCgroups {
-		out = append(out, cgroup.Clean(g))
-	}
+	out := cleanCgroups(cfg.Firewall.GuardCgroups)
 	for _, t := range cfg.Tenants {
-		for _, c := range t.Cgroups {
-			out = append(out, cgroup.Clean(c))
-		}
+		out = append(out, cleanCgroups(t.Cgroups)...)
 	}
 	slices.Sort(out)
 	return slices.Compact(out)

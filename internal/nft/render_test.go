@@ -20,7 +20,7 @@ func sampleSpec() Spec {
 	s := DefaultSpec()
 	s.Tenants = []Tenant{
 		{Name: "webhooks", Slot: 2, ListenerPort: 15002,
-			Cgroups: []string{"egressfw.slice/egressfw-webhooks.slice", "/other.slice/"}, UIDs: []uint32{4242, 0, 99999},
+			Cgroups: []string{"egressfw.slice/egressfw-webhooks.slice", "other.slice"}, UIDs: []uint32{4242, 0, 99999},
 			UIDRanges: []UIDRange{{100000, 165535}},
 			AllowDirect: []Direct{
 				{Prefix: netip.MustParsePrefix("127.0.0.53/32"), Ports: []uint16{53}},

@@ -131,7 +131,6 @@ func cgroupElems(spec *Spec, ids CgroupIDs) map[int][]element {
 	seen := map[uint64]bool{}
 	for _, t := range sortedTenants(spec) {
 		for _, c := range t.Cgroups {
-			c = cleanCgroup(c)
 			id, ok := ids[c]
 			if !ok || seen[id] {
 				continue
@@ -146,7 +145,6 @@ func cgroupElems(spec *Spec, ids CgroupIDs) map[int][]element {
 	// (levels are looked up deepest first); anything else below the guard
 	// is denied.
 	for _, g := range spec.Guards {
-		g = cleanCgroup(g)
 		id, ok := ids[g]
 		if !ok || seen[id] {
 			continue

@@ -135,14 +135,15 @@ func DefaultSpec() Spec {
 	}
 }
 
-// CgroupIDs maps configured cgroup paths (as in Tenant.Cgroups, cleaned) to
+// CgroupIDs maps cgroup paths (as in Tenant.Cgroups and Spec.Guards) to
 // their current cgroup ids. Paths that do not exist are simply absent.
 type CgroupIDs map[string]uint64
 
-// cleanCgroup normalises a configured cgroup path the way package cgroup
-// does (no leading/trailing slashes, no empty components).
-func cleanCgroup(p string) string {
-	return strings.TrimPrefix(path.Clean("/"+p), "/")
+// cleanCgroup reports whether p is a clean path below the cgroup2 root, as
+// the caller must give it (package cgroup's Clean): no leading or trailing
+// '/', no empty, "." or ".." component, not the root itself.
+func cleanCgroup(p string) bool {
+	return p != "" && path.Clean("/"+p) == "/"+p
 }
 
 // cgroupLevel is the number of components of a cleaned cgroup path, which
@@ -174,7 +175,6 @@ func (s *Spec) Validate() error {
 		}
 		ports[t.ListenerPort] = t.Name
 		for _, c := range t.Cgroups {
-			c = cleanCgroup(c)
 			if other, ok := cgroups[c]; ok {
 				return fmt.Errorf("tenant %q: cgroup %q already used by %q", t.Name, c, other)
 			}
@@ -229,8 +229,8 @@ func (s *Spec) validateTenant(t *Tenant) error {
 		return fmt.Errorf("listener port %d is 0 or an intercept port", t.ListenerPort)
 	}
 	for _, c := range t.Cgroups {
-		if cl := cleanCgroup(c); cl == "" || slices.Contains(strings.Split(c, "/"), "..") {
-			return fmt.Errorf("cgroup %q: want a path below the cgroup2 root, without \"..\" components", c)
+		if !cleanCgroup(c) {
+			return fmt.Errorf("cgroup %q: want a clean path below the cgroup2 root (no leading or trailing \"/\", no empty, \".\" or \"..\" component)", c)
 		}
 		if strings.ContainsFunc(c, func(r rune) bool { return r < ' ' || r == '"' || r == 0x7f }) {
 			return fmt.Errorf("cgroup %q: contains a quote or control character", c)
@@ -287,31 +287,23 @@ func (s *Spec) levels() []int {
 	return out
 }
 
-// cgroupPaths lists every cgroup the maps key on, tenants' and guards',
-// cleaned.
+// cgroupPaths lists every cgroup the maps key on, tenants' and guards'.
 func (s *Spec) cgroupPaths() []string {
 	var out []string
 	for _, t := range s.Tenants {
-		for _, c := range t.Cgroups {
-			out = append(out, cleanCgroup(c))
-		}
+		out = append(out, t.Cgroups...)
 	}
-	for _, g := range s.Guards {
-		out = append(out, cleanCgroup(g))
-	}
-	return out
+	return append(out, s.Guards...)
 }
 
 // validateGuards checks guard paths; a guard may contain tenants but must
 // not be one.
 func (s *Spec) validateGuards(tenantCgroups map[string]string) error {
 	for _, g := range s.Guards {
-		cl := cleanCgroup(g)
-		if cl == "" || slices.Contains(strings.Split(g, "/"), "..") ||
-			strings.ContainsFunc(g, func(r rune) bool { return r < ' ' || r == '"' || r == 0x7f }) {
-			return fmt.Errorf("guard cgroup %q: want a path below the cgroup2 root, without \"..\", quotes or control characters", g)
+		if !cleanCgroup(g) || strings.ContainsFunc(g, func(r rune) bool { return r < ' ' || r == '"' || r == 0x7f }) {
+			return fmt.Errorf("guard cgroup %q: want a clean path below the cgroup2 root, without quotes or control characters", g)
 		}
-		if t, ok := tenantCgroups[cl]; ok {
+		if t, ok := tenantCgroups[g]; ok {
 			return fmt.Errorf("guard cgroup %q is also a cgroup of tenant %q", g, t)
 		}
 	}
