@@ -2,12 +2,11 @@ package proxy
 
 import (
 	"fmt"
-	"syscall"
 
 	"github.com/egressfw/egressfw/internal/config"
 	"github.com/egressfw/egressfw/internal/policy"
 	"github.com/egressfw/egressfw/internal/resolver"
-	"golang.org/x/sys/unix"
+	"github.com/egressfw/egressfw/internal/tproxy"
 )
 
 // policyTenant converts a validated config tenant for the policy engine.
@@ -60,26 +59,11 @@ func newResolver(cfg *config.Config, mark uint32) (*resolver.Resolver, error) {
 	rc.CacheBytes = cfg.DNS.CacheBytes
 	rc.MaxAddrs = cfg.DNS.MaxAddrs
 	if mark != 0 {
-		rc.Control = markControl(mark)
+		rc.Control = tproxy.MarkControl(mark)
 	}
 	r, err := resolver.New(rc)
 	if err != nil {
 		return nil, fmt.Errorf("set up DNS resolver: %w", err)
 	}
 	return r, nil
-}
-
-func markControl(mark uint32) func(network, address string, c syscall.RawConn) error {
-	return func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		if err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
-		}); err != nil {
-			return err
-		}
-		if serr != nil {
-			return fmt.Errorf("set SO_MARK %#x: %w", mark, serr)
-		}
-		return nil
-	}
 }

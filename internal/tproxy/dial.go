@@ -236,7 +236,7 @@ func (d *Dialer) dialOne(ctx context.Context, addr netip.AddrPort) (*net.TCPConn
 	// measurable share of a short connection's cost.
 	nd := net.Dialer{Timeout: timeout, KeepAlive: -1}
 	if d.Mark != 0 {
-		nd.Control = markControl(d.Mark)
+		nd.Control = MarkControl(d.Mark)
 	}
 	network := "tcp4"
 	if addr.Addr().Is6() {
@@ -256,7 +256,11 @@ func (d *Dialer) dialOne(ctx context.Context, addr netip.AddrPort) (*net.TCPConn
 	return c.(*net.TCPConn), nil
 }
 
-func markControl(mark uint32) func(string, string, syscall.RawConn) error {
+// MarkControl returns a net.Dialer (or net.ListenConfig) Control function
+// that sets SO_MARK to mark on each socket before it connects, so that
+// egressfw's own nftables rules let it through (the bypass mark); its
+// error names the option and the address. It needs CAP_NET_ADMIN.
+func MarkControl(mark uint32) func(network, address string, c syscall.RawConn) error {
 	opts := []sockopt{{fmt.Sprintf("SO_MARK=%#x", mark), unix.SOL_SOCKET, unix.SO_MARK, int(mark)}}
 	return func(_, address string, rc syscall.RawConn) error {
 		return setSockopts(rc, "socket to "+address, opts)
