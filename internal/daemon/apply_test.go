@@ -69,6 +69,17 @@ func TestApplyRollback(t *testing.T) {
 		unchanged("bad config")
 	})
 
+	t.Run("config invalid", func(t *testing.T) {
+		h.writeConfig(h.configText(proxytest.Config + "[limits]\nmax_connections = 0\n"))
+		h.d.reload(ctx)
+		// The status names the problem, not just the file (the error's
+		// first line).
+		if st := h.notifier.last(); !strings.Contains(st, "limits.max_connections") {
+			t.Errorf("status %q does not name the key", st)
+		}
+		unchanged("invalid config")
+	})
+
 	t.Run("listener cannot be opened", func(t *testing.T) {
 		h.kernel.Fail = func(ap netip.AddrPort) error {
 			if ap.Port() == running.cfg.Listener.Port+3 && ap.Addr().Is6() {
@@ -108,8 +119,8 @@ func TestApplyRollback(t *testing.T) {
 		unchanged("rules refused")
 	})
 
-	if got := testutil.ToFloat64(h.d.metrics.reloads.WithLabelValues("error")); got != 3 {
-		t.Errorf("egressfw_reloads_total{result=error} = %v, want 3", got)
+	if got := testutil.ToFloat64(h.d.metrics.reloads.WithLabelValues("error")); got != 4 {
+		t.Errorf("egressfw_reloads_total{result=error} = %v, want 4", got)
 	}
 
 	t.Run("reload succeeds", func(t *testing.T) {

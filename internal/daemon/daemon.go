@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,7 +22,8 @@ import (
 )
 
 // Notifier reports the service state to the supervisor (sd_notify under
-// systemd; a no-op otherwise).
+// systemd; a no-op otherwise). A status may span lines (an error naming
+// every problem of a config): the notifier shows it as one line.
 type Notifier interface {
 	Ready(status string)
 	Reloading()
@@ -211,7 +211,7 @@ func (d *Daemon) reload(ctx context.Context) {
 	if err != nil {
 		d.metrics.reloads.WithLabelValues("error").Inc()
 		d.log.Error("reload failed; keeping the running config", "reload", n, "err", err)
-		d.opts.Notifier.Ready(fmt.Sprintf("reload #%d failed, running previous config: %s", n, firstLine(err)))
+		d.opts.Notifier.Ready(fmt.Sprintf("reload #%d failed, running previous config: %v", n, err))
 		return
 	}
 	d.metrics.reloads.WithLabelValues("ok").Inc()
@@ -271,7 +271,7 @@ func (d *Daemon) health() error {
 // again after a successful one.
 func (d *Daemon) rulesetChanged(err error) {
 	if err != nil {
-		d.opts.Notifier.Status("Unhealthy: nftables ruleset changed by another program and not restored (retrying): " + firstLine(err))
+		d.opts.Notifier.Status("Unhealthy: nftables ruleset changed by another program and not restored (retrying): " + err.Error())
 		return
 	}
 	if d.fw.health() == nil && d.gen.Load() != nil {
@@ -299,9 +299,4 @@ func (d *Daemon) portRange() string {
 		lo, hi = min(lo, s.Port), max(hi, s.Port)
 	}
 	return fmt.Sprintf("%d-%d", lo, hi)
-}
-
-func firstLine(err error) string {
-	s, _, _ := strings.Cut(err.Error(), "\n")
-	return s
 }
