@@ -1,0 +1,175 @@
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/egressfw/egressfw/internal/config"
+	"github.com/egressfw/egressfw/internal/policy"
+	"github.com/egressfw/egressfw/internal/sni"
+	"github.com/egressfw/egressfw/internal/tproxy"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Snapshot is one immutable generation of the running config, as the data
+// path uses it: policy, resolver, and each slot's tenant. A reload builds a
+// new one (Build), opens its listeners (Listen) and swaps it in (Install);
+// connections keep the one they started with.
+type Snapshot struct {
+	cfg      *config.Config
+	policy   *policy.Policy
+	tenants  map[uint32]*tenantState // by slot
+	peekOpts sni.PeekOptions
+	denyFull bool // listener.deny_detail = "full": refusals say why
+}
+
+// tenantState is a tenant in one snapshot. Its shares outlive snapshots so
+// the per-tenant caps count connections across reloads.
+type tenantState struct {
+	name      string
+	slot      config.Slot
+	compiled  *policy.CompiledTenant
+	share     *share // of the proxied connections (server.connPool)
+	peekShare *share // of the connections still being peeked (server.peekPool)
+	pacer     *pacer // max_new_per_second; outlives snapshots like the shares
+	// forwarded tenants (interfaces or source_cidrs) also arrive by nat
+	// REDIRECT on the primary address of their ingress interface, so their
+	// listener is bound to the wildcard address (see listenAddrs).
+	forwarded bool
+}
+
+// Kernel is what the data path asks the kernel for: transparent listening
+// sockets, and where an accepted connection was going, for a TPROXYed one
+// (its local address) and for a forwarded tenant's REDIRECTed one (the NAT
+// record). Package tproxy in production; tests listen on plain loopback
+// sockets and say where each connection was going (package proxytest).
+type Kernel interface {
+	Listen(ctx context.Context, ap netip.AddrPort) (*net.TCPListener, error)
+	OriginalDst(c *net.TCPConn) netip.AddrPort
+	OriginalDstNAT(c *net.TCPConn) (netip.AddrPort, error)
+}
+
+// tproxyKernel is the kernel of package tproxy.
+type tproxyKernel struct{}
+
+func (tproxyKernel) Listen(ctx context.Context, ap netip.AddrPort) (*net.TCPListener, error) {
+	return tproxy.Listen(ctx, ap)
+}
+func (tproxyKernel) OriginalDst(c *net.TCPConn) netip.AddrPort { return tproxy.OriginalDst(c) }
+func (tproxyKernel) OriginalDstNAT(c *net.TCPConn) (netip.AddrPort, error) {
+	return tproxy.OriginalDstNAT(c)
+}
+
+// Options configure New.
+type Options struct {
+	Log *slog.Logger
+	// Metrics registers the data path's series.
+	Metrics prometheus.Registerer
+	// Dialer connects upstream, to validated addresses only (a
+	// tproxy.Dialer with firewall.bypass_mark).
+	Dialer Dialer
+	// Mark, if not 0, is set as SO_MARK on the resolver's sockets
+	// (firewall.bypass_mark), so egressfw's own DNS bypasses interception.
+	Mark uint32
+	// Kernel gives the listening sockets and original destinations; nil
+	// is package tproxy's.
+	Kernel Kernel
+}
+
+// Proxy is the data path: listeners, per-connection handling, caps, logs.
+type Proxy struct {
+	log     *slog.Logger
+	metrics *metrics
+	state   atomic.Pointer[Snapshot]
+	dialer  Dialer
+	kernel  Kernel
+	mark    uint32
+
+	connPool, peekPool *pool
+	denials            *denialLimiter
+	hostAddrs          atomic.Pointer[[]netip.Prefix] // the host's own addresses and local routes, always internal
+	addrIfaces         atomic.Pointer[map[netip.Addr]string]
+
+	mu        sync.Mutex
+	pacers    map[string]*pacer // by tenant name
+	listeners map[uint32]*portListener
+	conns     sync.WaitGroup
+	accepting atomic.Int32 // accept loops running
+}
+
+// New returns a Proxy with no snapshot and no listeners.
+func New(o Options) *Proxy {
+	if o.Kernel == nil {
+		o.Kernel = tproxyKernel{}
+	}
+	if o.Metrics == nil {
+		o.Metrics = prometheus.NewRegistry()
+	}
+	return &Proxy{
+		log: o.Log, metrics: newMetrics(o.Metrics), dialer: o.Dialer, kernel: o.Kernel, mark: o.Mark,
+		connPool: newPool(), peekPool: newPool(), denials: newDenialLimiter(10, 10*time.Second),
+		listeners: map[uint32]*portListener{}, pacers: map[string]*pacer{},
+	}
+}
+
+// Build compiles cfg with the given slots. It has no side effects, so a
+// reload that fails here leaves everything as it was.
+func (s *Proxy) Build(cfg *config.Config, slots map[string]config.Slot) (*Snapshot, error) {
+	pol, compiled, _, err := newPolicy(cfg, s.mark)
+	if err != nil {
+		return nil, err
+	}
+	if ha := s.hostAddrs.Load(); ha != nil {
+		pol.Classifier().SetHostRanges(*ha)
+	}
+	snap := &Snapshot{cfg: cfg, policy: pol, tenants: map[uint32]*tenantState{},
+		peekOpts: sni.PeekOptions{Timeout: cfg.Listener.PeekTimeout.Duration,
+			MaxHandshake: cfg.Listener.MaxClientHello, MaxHTTPHead: cfg.Listener.MaxHTTPHeader},
+		denyFull: cfg.Listener.DenyDetail == config.DenyDetailFull}
+	for _, t := range cfg.Tenants {
+		slot := slots[t.Name]
+		snap.tenants[slot.ID] = &tenantState{name: t.Name, slot: slot, compiled: compiled[t.Name],
+			forwarded: len(t.Interfaces) > 0 || len(t.SourceCIDRs) > 0}
+	}
+	return snap, nil
+}
+
+// Install makes snap current: caps and gates take the new limits, then the
+// pointer swaps. Connections in flight keep their snapshot. Listen has
+// opened snap's listeners before: they accept from then on, and until
+// Install resets what they accept (see handle).
+func (s *Proxy) Install(snap *Snapshot) {
+	cfg := snap.cfg
+	s.denials.setLimits(cfg.Log.DenialBurst, cfg.Log.DenialWindow.Duration)
+	s.configureLimits(snap)
+	s.metrics.tenantCount.Set(float64(len(cfg.Tenants)))
+	s.state.Store(snap)
+	// An address update that raced with the build reaches the new snapshot.
+	if ha := s.hostAddrs.Load(); ha != nil {
+		snap.policy.Classifier().SetHostRanges(*ha)
+	}
+}
+
+// SetHostAddrs records the host's addresses and local routes (and the
+// interface of each address) and applies them at once: they are always
+// internal.
+func (s *Proxy) SetHostAddrs(ranges []netip.Prefix, ifaces map[netip.Addr]string) {
+	s.hostAddrs.Store(&ranges)
+	s.addrIfaces.Store(&ifaces)
+	if snap := s.state.Load(); snap != nil {
+		snap.policy.Classifier().SetHostRanges(ranges)
+	}
+}
+
+// ifaceOfAddr names the interface holding a host address ("" if unknown).
+func (s *Proxy) ifaceOfAddr(a netip.Addr) string {
+	if m := s.addrIfaces.Load(); m != nil {
+		return (*m)[a.Unmap()]
+	}
+	return ""
+}
