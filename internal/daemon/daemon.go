@@ -1,9 +1,3 @@
-// Package daemon wires egressfw together: it turns the config into the
-// kernel ruleset (internal/nft), the cgroup watcher (internal/cgroup), the
-// policy (internal/policy), the resolver (internal/resolver) and the
-// transparent listeners (internal/tproxy, internal/sni), and runs the data
-// path, reloads and shutdown. The leaf packages know nothing of each other;
-// only this package does.
 package daemon
 
 import (

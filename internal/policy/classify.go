@@ -1,8 +1,3 @@
-// Package policy decides whether a tenant's connection may leave the host:
-// it classifies addresses as internal or public and applies a tenant's
-// allow, deny and allow_internal rules to a name and the addresses egressfw
-// resolved for it. Names given to this package are already normalised (lower
-// case, no trailing dot, A-labels).
 package policy
 
 import (
