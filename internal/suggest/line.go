@@ -95,7 +95,7 @@ func (s *str) UnmarshalJSON(b []byte) error {
 }
 
 // line is the JSON shape of egressfw's connection log line (see
-// internal/daemon/record.go). Older versions logged durations as *_ms
+// internal/proxy/record.go). Older versions logged durations as *_ms
 // floats; suggest reads none of those fields.
 type line struct {
 	Msg      str `json:"msg"`

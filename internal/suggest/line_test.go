@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// A connection line as egressfw writes it today (internal/daemon/record.go),
+// A connection line as egressfw writes it today (internal/proxy/record.go),
 // taken from a test/netns run.
 const currentLine = `{"time":"2026-11-30T22:39:05.837352989Z","level":"WARN","msg":"connection","tenant":"a","src":"10.20.0.1:49144","orig_dst":"10.20.0.20:80","proto":"http","name":"svc.example.com","decision":"would_deny","mode":"report","reason":"internal_address","detail":"name \"svc.example.com\" resolves to 10.20.0.20, which is private-use (RFC 1918)","resolved":"10.20.0.20","dns_server":"10.20.0.53:53","dialed":"10.20.0.20:80","bytes_up":79,"bytes_down":140,"peek_us":187,"dns_us":769,"connect_us":106,"total_us":2236}`
 
