@@ -121,7 +121,8 @@ const maxLoggedAddrs = 8
 // joinBounded lists the first limit addresses, comma-separated, and counts
 // the others.
 func joinBounded(as []netip.Addr, limit int) string {
-	var b []byte
+	var buf [160]byte // 8 IPv6 addresses of the usual length: no allocation but the string
+	b := buf[:0]
 	for i, a := range as[:min(len(as), limit)] {
 		if i > 0 {
 			b = append(b, ", "...)
