@@ -47,7 +47,7 @@ func newPolicy(cfg *config.Config, mark uint32) (*policy.Policy, map[string]*pol
 }
 
 // newResolver builds egressfw's resolver; mark (if non-zero) is set on its
-// sockets so DNS queries of the daemon bypass tenant interception.
+// sockets so egressfw's own DNS queries bypass tenant interception.
 func newResolver(cfg *config.Config, mark uint32) (*resolver.Resolver, error) {
 	rc := resolver.DefaultConfig()
 	rc.Servers = cfg.DNS.Servers

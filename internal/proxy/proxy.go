@@ -17,9 +17,9 @@ import (
 )
 
 // Snapshot is one immutable generation of the running config, as the data
-// path uses it: policy, resolver, and each slot's tenant. A reload builds a
-// new one (Build), opens its listeners (Listen) and swaps it in (Install);
-// connections keep the one they started with.
+// path uses it: the policy (with its resolver) and each slot's tenant. A
+// reload builds a new one (Build), opens its listeners (Listen) and swaps
+// it in (Install); connections keep the one they started with.
 type Snapshot struct {
 	cfg      *config.Config
 	policy   *policy.Policy
@@ -34,8 +34,8 @@ type tenantState struct {
 	name      string
 	slot      config.Slot
 	compiled  *policy.CompiledTenant
-	share     *share // of the proxied connections (server.connPool)
-	peekShare *share // of the connections still being peeked (server.peekPool)
+	share     *share // of the proxied connections (Proxy.connPool)
+	peekShare *share // of the connections still being peeked (Proxy.peekPool)
 	pacer     *pacer // max_new_per_second; outlives snapshots like the shares
 	// forwarded tenants (interfaces or source_cidrs) also arrive by nat
 	// REDIRECT on the primary address of their ingress interface, so their
