@@ -109,6 +109,10 @@ deny_domains = ["*.blocked.example"]
 		{"inet_aton literal", []string{"http://2130706433/"}, exitFail, []string{"127.0.0.1", "loopback"}},
 		{"unknown tenant", []string{"--tenant", "nobody", "https://www.example.com/"}, exitUsage, []string{`no tenant "nobody"`}},
 		{"bad target", []string{"ftp://x/"}, exitUsage, []string{"want http or https"}},
+		{"host without a port", []string{"www.example.com"}, exitUsage, []string{"want a URL or HOST:PORT"}},
+		{"port out of range", []string{"www.example.com:70000"}, exitUsage, []string{"port 70000 is out of range"}},
+		{"IPv6 literal as HOST:PORT", []string{"[2001:db8:64::a14:a]:80"}, exitFail, []string{"DENY", "internal_address"}},
+		{"IPv6 literal without brackets", []string{"2001:db8::10:443"}, exitUsage, []string{"IPv6 literal without brackets"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -121,6 +121,16 @@ func agree(t, h authority, defaultPort uint16) bool {
 	return tp == hp
 }
 
+// ParseAuthority parses host[:port] the way a Host header is read: IPv6
+// only in brackets, no userinfo, port 1-65535 (0 when absent), the host
+// through dnsname.Host (a name, or an IP literal in any spelling). It is
+// for the callers that take a destination from a person, such as `egressfw
+// explain`, so that they read it exactly as the data path would.
+func ParseAuthority(s string) (name string, addr netip.Addr, port uint16, err error) {
+	a, err := parseAuthority([]byte(s))
+	return a.name, a.addr, a.port, err
+}
+
 // parseAuthority parses host[:port] as found in Host, absolute-form and
 // CONNECT targets: IPv6 only in brackets, no userinfo, port 1-65535.
 func parseAuthority(b []byte) (authority, error) {

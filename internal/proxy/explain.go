@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"net/url"
-	"strconv"
 	"strings"
 
 	"github.com/egressfw/egressfw/internal/config"
 	"github.com/egressfw/egressfw/internal/dnsname"
+	"github.com/egressfw/egressfw/internal/httphead"
 	"github.com/egressfw/egressfw/internal/policy"
 	"github.com/egressfw/egressfw/internal/resolver"
 	"github.com/egressfw/egressfw/internal/sni"
@@ -38,7 +37,7 @@ type Explanation struct {
 // the first address the name resolves to (or the IP literal).
 func Explain(ctx context.Context, cfg *config.Config, tenant, target, dst string) (Explanation, error) {
 	ex := Explanation{Tenant: tenant, Target: target}
-	host, port, kind, err := parseTarget(target)
+	r, port, err := parseTarget(target)
 	if err != nil {
 		return ex, fmt.Errorf("%w: target %q: %v", ErrUsage, target, err)
 	}
@@ -50,11 +49,6 @@ func Explain(ctx context.Context, cfg *config.Config, tenant, target, dst string
 	ct := tenants[tenant]
 	if ct == nil {
 		return ex, fmt.Errorf("%w: no tenant %q in the config", ErrUsage, tenant)
-	}
-	r := sni.Result{Kind: kind}
-	r.Name, r.Addr, err = dnsname.Host(host)
-	if err != nil {
-		return ex, fmt.Errorf("%w: host %q: %v", ErrUsage, host, err)
 	}
 	ex.Host = r.Host()
 	orig, err := simulatedDst(ctx, res, r, port, dst)
@@ -86,46 +80,42 @@ func simulatedDst(ctx context.Context, res *resolver.Resolver, r sni.Result, por
 	return netip.AddrPortFrom(netip.IPv4Unspecified(), port), nil
 }
 
-// parseTarget splits a URL or HOST:PORT into host, port and protocol kind.
-func parseTarget(t string) (host string, port uint16, kind sni.Kind, err error) {
+// parseTarget reads a URL or HOST:PORT as the request a client would send
+// (its protocol, and its host read as the data path reads a Host header:
+// httphead.ParseAuthority) and the port it would connect to.
+func parseTarget(t string) (r sni.Result, port uint16, err error) {
+	authority := t
 	if strings.Contains(t, "://") {
 		u, err := url.Parse(t)
 		if err != nil {
-			return "", 0, 0, err
+			return r, 0, err
 		}
 		switch u.Scheme {
 		case "https":
-			kind, port = sni.KindTLS, 443
+			r.Kind, port = sni.KindTLS, 443
 		case "http":
-			kind, port = sni.KindHTTP, 80
+			r.Kind, port = sni.KindHTTP, 80
 		default:
-			return "", 0, 0, fmt.Errorf("scheme %q: want http or https", u.Scheme)
+			return r, 0, fmt.Errorf("scheme %q: want http or https", u.Scheme)
 		}
-		if p := u.Port(); p != "" {
-			if port, err = parsePort(p); err != nil {
-				return "", 0, 0, err
-			}
-		}
-		return u.Hostname(), port, kind, nil
+		authority = u.Host
 	}
-	h, p, err := net.SplitHostPort(t)
+	name, addr, p, err := httphead.ParseAuthority(authority)
 	if err != nil {
-		return "", 0, 0, fmt.Errorf("want a URL or HOST:PORT: %v", err)
+		return r, 0, err
 	}
-	if port, err = parsePort(p); err != nil {
-		return "", 0, 0, err
+	r.Name, r.Addr = name, addr
+	switch {
+	case p != 0:
+		port = p
+	case r.Kind == sni.KindUnknown:
+		return r, 0, fmt.Errorf("want a URL or HOST:PORT")
 	}
-	kind = sni.KindTLS
-	if port == 80 {
-		kind = sni.KindHTTP
+	if r.Kind == sni.KindUnknown { // HOST:PORT: TLS, but HTTP on port 80
+		r.Kind = sni.KindTLS
+		if port == 80 {
+			r.Kind = sni.KindHTTP
+		}
 	}
-	return h, port, kind, nil
-}
-
-func parsePort(p string) (uint16, error) {
-	n, err := strconv.ParseUint(p, 10, 16)
-	if err != nil || n == 0 {
-		return 0, fmt.Errorf("port %q: want 1-65535", p)
-	}
-	return uint16(n), nil
+	return r, port, nil
 }
