@@ -81,24 +81,33 @@ func Deny(t *CompiledTenant, origDst netip.AddrPort, code Code, detail string) D
 		}
 		return d
 	}
-	return t.finish(Decision{Code: code, Detail: detail}, origDst)
+	var d Decision
+	t.finish(&d, verdict{code: code, detail: detail}, origDst)
+	return d
 }
 
-// finish applies the tenant's mode, the one place it is applied: in report
-// mode a Reportable verdict lets the connection through to its original
-// destination.
-func (t *CompiledTenant) finish(d Decision, origDst netip.AddrPort) Decision {
-	d.WouldAllow = d.Allow
-	if t.mode == Report && d.Code.Reportable() {
+// verdict is what the rules reached, before the tenant's mode.
+type verdict struct {
+	allow  bool
+	code   Code
+	dial   netip.AddrPort // when allow
+	detail string
+}
+
+// finish makes v d's verdict and applies the tenant's mode, the one place
+// it is applied: in report mode a Reportable verdict lets the connection
+// through to its original destination.
+func (t *CompiledTenant) finish(d *Decision, v verdict, origDst netip.AddrPort) {
+	d.Code, d.Detail, d.WouldAllow = v.code, v.detail, v.allow
+	if t.mode == Report && v.code.Reportable() {
 		d.Allow, d.Enforced = true, false
 		d.Dial = netip.AddrPortFrom(origDst.Addr().Unmap(), origDst.Port())
-		return d
+		return
 	}
-	d.Enforced = true
-	if !d.Allow {
-		d.Dial = netip.AddrPort{}
+	d.Allow, d.Enforced = v.allow, true
+	if v.allow {
+		d.Dial = v.dial
 	}
-	return d
 }
 
 func noTenant() Decision {

@@ -53,17 +53,17 @@ const (
 
 // checkName applies deny_domains and allow_domains to a name, before it
 // is resolved: a name they refuse is never sent to DNS.
-func (t *CompiledTenant) checkName(name string) Decision {
+func (t *CompiledTenant) checkName(name string) verdict {
 	if name == "" {
-		return Decision{Code: CodeNoName, Detail: "no host name to check"}
+		return verdict{code: CodeNoName, detail: "no host name to check"}
 	}
 	if pat, ok := t.deny.match(name); ok {
-		return Decision{Code: CodeDeniedDomain, Detail: fmt.Sprintf("name %q is in deny_domains (%q)", name, pat)}
+		return verdict{code: CodeDeniedDomain, detail: fmt.Sprintf("name %q is in deny_domains (%q)", name, pat)}
 	}
 	if _, ok := t.allow.match(name); !ok {
-		return Decision{Code: CodeNotAllowedDomain, Detail: fmt.Sprintf("name %q is not in allow_domains", name)}
+		return verdict{code: CodeNotAllowedDomain, detail: fmt.Sprintf("name %q is not in allow_domains", name)}
 	}
-	return Decision{Code: CodeAllowed}
+	return verdict{code: CodeAllowed}
 }
 
 // Decide makes the whole decision for a connection: the name rules, then
@@ -75,75 +75,71 @@ func (p *Policy) Decide(ctx context.Context, t *CompiledTenant, req Request) Dec
 	if t == nil {
 		return noTenant()
 	}
-	var d Decision
+	d := Decision{Name: req.Name}
+	var v verdict
 	switch {
 	case req.Name != "":
-		d = p.decideName(ctx, t, req)
+		v = p.decideName(ctx, t, &req, &d.Answer)
 	case req.Literal.IsValid():
-		d = p.decideLiteral(t, req)
+		v = p.decideLiteral(t, req)
 	default:
-		d = Decision{Code: CodeNoName, Detail: "the request carries neither a host name nor an IP literal"}
+		v = verdict{code: CodeNoName, detail: "the request carries neither a host name nor an IP literal"}
 	}
-	d.Name = req.Name
-	return t.finish(d, req.OrigDst)
+	t.finish(&d, v, req.OrigDst)
+	return d
 }
 
-func (p *Policy) decideName(ctx context.Context, t *CompiledTenant, req Request) Decision {
-	if d := t.checkName(req.Name); d.Code != CodeAllowed {
-		return d // never sent to DNS
+// decideName judges a name: its rules, then its lookup (filling ans), then
+// the aliases and addresses the lookup found.
+func (p *Policy) decideName(ctx context.Context, t *CompiledTenant, req *Request, ans *Answer) verdict {
+	if v := t.checkName(req.Name); v.code != CodeAllowed {
+		return v // never sent to DNS
 	}
-	ans := Answer{Addrs: req.Resolved, Aliases: req.Aliases}
-	if p.lookup != nil {
+	if p.lookup == nil {
+		ans.Addrs, ans.Aliases = req.Resolved, req.Aliases
+	} else {
 		var err error
-		if ans, err = p.lookup(ctx, req.Name); err != nil {
+		if *ans, err = p.lookup(ctx, req.Name); err != nil {
 			code := CodeDNSFailure
 			if le := (*LookupError)(nil); errors.As(err, &le) {
 				code = le.Code
 			}
-			return Decision{Code: code, Detail: fmt.Sprintf("resolve %q: %v", req.Name, err), Answer: ans}
+			return verdict{code: code, detail: fmt.Sprintf("resolve %q: %v", req.Name, err)}
 		}
 	}
-	d := p.judgeAnswer(t, req.Name, ans, req.OrigDst)
-	d.Answer = ans
-	return d
-}
-
-// judgeAnswer judges the aliases and addresses name resolved to, for a
-// connection to origDst.
-func (p *Policy) judgeAnswer(t *CompiledTenant, name string, ans Answer, origDst netip.AddrPort) Decision {
 	for _, alias := range ans.Aliases {
 		if pat, ok := t.deny.match(alias); ok {
-			return Decision{Code: CodeDeniedDomain, Detail: fmt.Sprintf(
-				"name %q is an alias (CNAME) of %q, which is in deny_domains (%q)", name, alias, pat)}
+			return verdict{code: CodeDeniedDomain, detail: fmt.Sprintf(
+				"name %q is an alias (CNAME) of %q, which is in deny_domains (%q)", req.Name, alias, pat)}
 		}
 	}
 	if len(ans.Addrs) == 0 {
-		return Decision{Code: CodeNoAddresses, Detail: fmt.Sprintf("name %q resolved to no address", name)}
+		return verdict{code: CodeNoAddresses, detail: fmt.Sprintf("name %q resolved to no address", req.Name)}
 	}
-	port := origDst.Port()
+	port := req.OrigDst.Port()
 	for _, a := range ans.Addrs {
 		c := p.c.Classify(a)
 		if !c.Internal {
 			continue
 		}
-		switch t.covers(name, a, &c, port) {
+		switch t.covers(req.Name, a, &c, port) {
 		case covered:
 			continue
 		case coveredPort:
-			return Decision{Code: CodeInternalPort, Detail: fmt.Sprintf(
+			return verdict{code: CodeInternalPort, detail: fmt.Sprintf(
 				"name %q resolves to %s, which %s; allow_internal covers it but not port %d",
-				name, a, c.Describe(), port)}
+				req.Name, a, c.Describe(), port)}
 		default:
-			return Decision{Code: CodeInternalAddress, Detail: fmt.Sprintf(
-				"name %q resolves to %s, which %s", name, a, c.Describe())}
+			return verdict{code: CodeInternalAddress, detail: fmt.Sprintf(
+				"name %q resolves to %s, which %s", req.Name, a, c.Describe())}
 		}
 	}
-	dial, same := chooseDial(ans.Addrs, origDst.Addr().Unmap())
-	d := Decision{Allow: true, Code: CodeAllowed, Dial: netip.AddrPortFrom(dial, port), Detail: detailAllowedOther}
+	dial, same := chooseDial(ans.Addrs, req.OrigDst.Addr().Unmap())
+	v := verdict{allow: true, code: CodeAllowed, dial: netip.AddrPortFrom(dial, port), detail: detailAllowedOther}
 	if same {
-		d.Detail = detailAllowedOrig
+		v.detail = detailAllowedOrig
 	}
-	return d
+	return v
 }
 
 // chooseDial picks the original destination if the name resolved to it,
@@ -164,15 +160,15 @@ func chooseDial(resolved []netip.Addr, orig netip.Addr) (netip.Addr, bool) {
 	return resolved[0].Unmap(), false
 }
 
-func (p *Policy) decideLiteral(t *CompiledTenant, req Request) Decision {
+func (p *Policy) decideLiteral(t *CompiledTenant, req Request) verdict {
 	lit := req.Literal
 	if !t.allow.any {
-		return Decision{Code: CodeLiteralNotAllowed, Detail: fmt.Sprintf(
+		return verdict{code: CodeLiteralNotAllowed, detail: fmt.Sprintf(
 			"IP literal %s is not allowed: the tenant's allow_domains is not \"*\"", lit)}
 	}
 	orig := req.OrigDst.Addr().Unmap()
 	if lit.Unmap() != orig {
-		return Decision{Code: CodeLiteralMismatch, Detail: fmt.Sprintf(
+		return verdict{code: CodeLiteralMismatch, detail: fmt.Sprintf(
 			"IP literal %s does not match original destination %s", lit, orig)}
 	}
 	port := req.OrigDst.Port()
@@ -180,11 +176,11 @@ func (p *Policy) decideLiteral(t *CompiledTenant, req Request) Decision {
 		switch t.covers("", lit, &c, port) {
 		case covered:
 		case coveredPort:
-			return Decision{Code: CodeInternalPort, Detail: fmt.Sprintf(
+			return verdict{code: CodeInternalPort, detail: fmt.Sprintf(
 				"IP literal %s; allow_internal covers it but not port %d", c.Reason(), port)}
 		default:
-			return Decision{Code: CodeInternalAddress, Detail: "IP literal " + c.Reason()}
+			return verdict{code: CodeInternalAddress, detail: "IP literal " + c.Reason()}
 		}
 	}
-	return Decision{Allow: true, Code: CodeAllowed, Dial: netip.AddrPortFrom(orig, port), Detail: detailAllowedLit}
+	return verdict{allow: true, code: CodeAllowed, dial: netip.AddrPortFrom(orig, port), detail: detailAllowedLit}
 }
