@@ -7,12 +7,15 @@ import "sync"
 // tenant. Over a cap a connection is refused at once instead of queueing.
 //
 // Half of the cap is reserved, split evenly among the configured tenants:
-// each tenant can always hold its reserve (cap / (2 × tenants), at most its
-// own cap), however busy the others are. Beyond its reserve a tenant
-// borrows, up to its own cap, only slots that leave every other tenant's
-// unused reserve free. So no set of busy tenants can take every slot: the
-// share that is safe from them shrinks with the tenant count, while a
-// tenant alone can still use about half the cap and more.
+// each tenant can always hold its reserve (cap / (2 × tenants), at least
+// one slot, at most its own cap), however busy the others are. Beyond its
+// reserve a tenant borrows, up to its own cap, only slots that leave every
+// other tenant's unused reserve free. So no set of busy tenants can take
+// every slot: the share that is safe from them shrinks with the tenant
+// count, while a tenant alone can still use about half the cap and more.
+// With more tenants than half the cap, one slot each would leave nothing to
+// borrow, so the cap grows to two slots per tenant (effectiveCap): the
+// guarantee holds for every tenant count the slots allow (4,095).
 type pool struct {
 	mu  sync.Mutex
 	max int
@@ -38,19 +41,19 @@ const (
 
 func newPool() *pool { return &pool{max: 1, shares: map[string]*share{}} }
 
-// configure sets the pool's cap and each tenant's cap (by name) and
-// returns the tenants' shares. A tenant no longer named keeps its share
+// configure sets the pool's cap (limit, or effectiveCap of it) and each
+// tenant's cap (by name) and returns the tenants' shares. A tenant no longer named keeps its share
 // for its live connections, with no reserve. Connections above a lowered
 // cap finish; new ones wait for the counts to fall below it.
-func (p *pool) configure(max int, caps map[string]int) map[string]*share {
+func (p *pool) configure(limit int, caps map[string]int) map[string]*share {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	reserve := 0
 	if len(caps) > 0 {
-		reserve = max / (2 * len(caps))
+		reserve = max(1, limit/(2*len(caps)))
 	}
 	shares := make(map[string]*share, len(caps))
-	p.max, p.unused = max, 0
+	p.max, p.unused = effectiveCap(limit, len(caps)), 0
 	for name, c := range caps {
 		sh := p.shares[name]
 		if sh == nil {
@@ -68,6 +71,11 @@ func (p *pool) configure(max int, caps map[string]int) map[string]*share {
 	p.shares = shares
 	return shares
 }
+
+// effectiveCap is the cap a pool of limit slots has with n tenants: limit,
+// or two slots per tenant when that is more (a reserved one and one to
+// borrow).
+func effectiveCap(limit, n int) int { return max(limit, 2*n) }
 
 // enter takes a slot for sh if one is free; else it says which cap is full.
 func (p *pool) enter(sh *share) (over string) {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -46,9 +47,9 @@ func TestPoolBusyTenantsLeaveTheOthersTheirReserve(t *testing.T) {
 			map[string]string{"t0": overPool, "t1": overPool}},
 		{"explicit small cap bounds the reserve", 100, map[string]int{"a": 3, "b": 100},
 			[]string{"a", "b"}, map[string]int{"a": 3, "b": 97}, map[string]string{"a": overTenant, "b": overPool}},
-		{"more tenants than slots: no reserve, caps only", 4, caps(10, 2),
-			[]string{"t0", "t1", "t2"}, map[string]int{"t0": 2, "t1": 2, "t2": 0},
-			map[string]string{"t0": overTenant, "t2": overPool}},
+		{"more tenants than slots: one reserved each, the cap grows to two per tenant", 4, caps(10, 2),
+			[]string{"t0", "t1", "t2"}, map[string]int{"t0": 2, "t1": 2, "t2": 2},
+			map[string]string{"t0": overTenant, "t2": overTenant}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -138,5 +139,60 @@ func TestPoolKeepsCountsAcrossReload(t *testing.T) {
 	}
 	if n, _ := fill(p, a); n != 4 {
 		t.Fatalf("a took %d more after b's connections ended, want 4", n)
+	}
+}
+
+// TestPoolManyTenantsKeepTheirReserve: with the default peek caps, two busy
+// tenants never take a third tenant's first slot, whatever the tenant count
+// up to the slot limit: the reserve is at least one slot per tenant, and
+// the cap grows to two slots per tenant when max / 2 tenants would leave
+// them none (513 tenants on with max_peeking = 1024).
+func TestPoolManyTenantsKeepTheirReserve(t *testing.T) {
+	def := config.Default().Limits
+	for _, tc := range []struct {
+		name            string
+		max, perTenant  int
+		tenants         int
+		wantA, wantB    int // slots the two busy tenants take, in turn
+		wantCap         int // the pool's effective cap
+		wantThirdFirsts int // further tenants that still get their first slot
+	}{
+		{"peek, 3 tenants", def.MaxPeeking, def.MaxPeekingPerTenant, 3, 512, 342, 1024, 1},
+		{"peek, 512 tenants", def.MaxPeeking, def.MaxPeekingPerTenant, 512, 512, 2, 1024, 510},
+		{"peek, 513 tenants", def.MaxPeeking, def.MaxPeekingPerTenant, 513, 512, 3, 1026, 511},
+		{"peek, 1000 tenants", def.MaxPeeking, def.MaxPeekingPerTenant, 1000, 512, 490, 2000, 998},
+		{"peek, 4095 tenants (slot limit)", def.MaxPeeking, def.MaxPeekingPerTenant, 4095, 512, 512, 8190, 4093},
+		{"connections, 4095 tenants: the cap holds two each already", def.MaxConnections, def.MaxConnectionsPerTenant, 4095, 4096, 3, 8192, 4093},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			names := make([]string, tc.tenants)
+			caps := make(map[string]int, tc.tenants)
+			for i := range names {
+				names[i] = fmt.Sprintf("t%04d", i)
+				caps[names[i]] = tc.perTenant
+			}
+			p := newPool()
+			shares := p.configure(tc.max, caps)
+			if p.max != tc.wantCap {
+				t.Errorf("effective cap %d, want %d", p.max, tc.wantCap)
+			}
+			a, _ := fill(p, shares[names[0]])
+			b, _ := fill(p, shares[names[1]])
+			if a != tc.wantA || b != tc.wantB {
+				t.Errorf("the busy tenants took %d and %d slots, want %d and %d", a, b, tc.wantA, tc.wantB)
+			}
+			firsts := 0
+			for _, n := range names[2:] {
+				if p.enter(shares[n]) == "" {
+					firsts++
+				}
+			}
+			if firsts != tc.wantThirdFirsts {
+				t.Errorf("%d of the %d other tenants got their first slot, want %d", firsts, tc.tenants-2, tc.wantThirdFirsts)
+			}
+			if p.cur > p.max {
+				t.Errorf("pool holds %d of %d", p.cur, p.max)
+			}
+		})
 	}
 }
