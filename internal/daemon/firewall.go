@@ -197,14 +197,16 @@ func (f *firewall) follow(w *cgroup.Watcher) {
 
 // guardRuleset starts the watch that puts the table and policy routing back
 // after changes egressfw did not make (nft.Manager.Watch): one WARN line
-// and egressfw_ruleset_restored_total{result="ok"} per restore; a restore
+// per report (a report sums up the restores of a program that keeps
+// changing the table, "restores" counts them) and
+// egressfw_ruleset_restored_total{result="ok"} per restore; a restore
 // the kernel refuses is logged, counted as an error, retried by the watch
 // and makes the firewall unhealthy until one succeeds. changed, if not nil,
 // is called with the error of each failed attempt, and with nil when an
 // attempt succeeds after failures.
 func (f *firewall) guardRuleset(ctx context.Context, changed func(error)) error {
 	return f.mgr.Watch(ctx, func(r nft.Restore) {
-		args := []any{"changes", r.What, "by", r.By, "attempt", r.Attempt, "throttled", r.Throttled}
+		args := []any{"changes", r.What, "by", r.By, "attempt", r.Attempt, "throttled", r.Throttled, "restores", r.Count}
 		if r.Err != nil {
 			f.metrics.restored.WithLabelValues("error").Inc()
 			f.unrestored.Store(&r.Err)
@@ -214,7 +216,7 @@ func (f *firewall) guardRuleset(ctx context.Context, changed func(error)) error 
 			}
 			return
 		}
-		f.metrics.restored.WithLabelValues("ok").Inc()
+		f.metrics.restored.WithLabelValues("ok").Add(float64(r.Count))
 		recovered := f.unrestored.Swap(nil) != nil
 		f.log.Warn("nftables ruleset changed by another program; restored", append(args, "took_us", r.Took.Microseconds())...)
 		if recovered && changed != nil {

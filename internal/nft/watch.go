@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -36,30 +37,38 @@ import (
 // anyone else committed anything since egressfw's last transaction, and if
 // so the table is rewritten.
 //
-// Against a program that keeps changing the table, restores are limited to
-// restoreRate.burst within restoreRate.window, then one per restoreRate.gap,
-// each one reported (Restore.Throttled). A restore that fails (the kernel refuses
-// the batch) is retried with a backoff from retryMin to retryMax for as
-// long as the watch runs; every attempt is reported, so the caller can
-// mark itself unhealthy until one succeeds.
+// Against a program that keeps changing the table, every change is
+// answered: restores are not rate limited (they run one at a time, and the
+// changes that arrive meanwhile are coalesced into the next), since a
+// restore held back is a moment the tenants are not filtered. Their
+// reports are: reportRate.burst within reportRate.window one by one, then
+// one per reportRate.gap summing up the restores since (Restore.Count), so
+// the log stays bounded. A restore that fails (the kernel refuses the
+// batch) is retried with a backoff from retryMin to retryMax for as long as
+// the watch runs; every attempt is reported, so the caller can mark itself
+// unhealthy until one succeeds.
 
 // Restore reports one repair of the ruleset or of the policy routing after
 // changes egressfw did not make, or a failed attempt at it.
 type Restore struct {
 	What      string        // the changes seen, e.g. "delete table (egressfw)"
 	By        string        // processes that committed them, e.g. "nft[1234]" (the committing thread's id); "" if not known
-	Took      time.Duration // from reading the first change to the end of the repair
-	Throttled bool          // held back by the rate limit: the changes keep coming
+	Took      time.Duration // from reading the first change to the end of the repair (the longest, when Count > 1)
+	Count     int           // the repairs this report stands for: 1, or more when Throttled
+	Throttled bool          // the changes keep coming: this report sums up the repairs since the last one
 	Attempt   int           // 1, or the number of the retry after failures
 	Err       error         // nil when repaired; else it is retried with backoff
 }
 
-// restoreRate limits restores: burst within window, then one per gap.
-// Only the benchmark changes it.
-var restoreRate = struct {
+// reportRate bounds the reports of successful restores: burst within
+// window one by one, then one per gap summing up the restores since.
+var reportRate = struct {
 	burst       int
 	window, gap time.Duration
 }{burst: 5, window: 10 * time.Second, gap: time.Second}
+
+// summaryProcs bounds the processes a summing report names.
+const summaryProcs = 4
 
 // Retry backoff of failed restores.
 const (
@@ -287,30 +296,22 @@ func (w *watcher) routeMessages(msgs []mdnetlink.Message) {
 	}
 }
 
-// run restores after each kick, within the rate limit, and retries failed
-// restores with backoff, until ctx ends.
+// run restores after each kick and retries failed restores with backoff,
+// until ctx ends; reports go through a reporter, which bounds them.
 func (w *watcher) run(ctx context.Context) {
-	var done []time.Time // successful restores within restoreRate.window
-	var failed *changes  // what the last failed attempt was about
+	rep := &reporter{report: w.report}
+	var failed *changes // what the last failed attempt was about
 	attempt, backoff := 0, retryMin
-	retry := time.NewTimer(0)
-	<-retry.C
+	retry, flush := stoppedTimer(), stoppedTimer()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-flush.C:
+			rep.flush(time.Now())
+			continue
 		case <-w.kick:
 		case <-retry.C:
-		}
-		throttled := false
-		if rate := restoreRate; len(done) >= rate.burst {
-			cut := time.Now().Add(-rate.window)
-			for len(done) > 0 && done[0].Before(cut) {
-				done = done[1:]
-			}
-			if len(done) >= rate.burst {
-				throttled = sleep(ctx, time.Until(done[len(done)-1].Add(rate.gap)))
-			}
 		}
 		c := w.take()
 		if failed != nil {
@@ -321,32 +322,86 @@ func (w *watcher) run(ctx context.Context) {
 			continue
 		}
 		attempt++
-		r.Attempt, r.Throttled = attempt, throttled
-		w.report(r)
+		r.Attempt, r.Count = attempt, 1
 		if r.Err != nil {
+			w.report(r)
 			failed = &c
 			retry.Reset(backoff)
 			backoff = min(2*backoff, retryMax)
 			continue
 		}
 		failed, attempt, backoff = nil, 0, retryMin
-		done = append(done, time.Now())
+		if wait := rep.add(r, time.Now()); wait > 0 {
+			flush.Reset(wait)
+		}
 	}
 }
 
-// sleep waits d (if positive) unless ctx ends first; it reports whether it
-// waited at all.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return false
+// stoppedTimer is a timer that has not been started.
+func stoppedTimer() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}
+
+// reporter passes on reportRate.burst reports of successful restores per
+// reportRate.window and sums up the rest, one report per reportRate.gap.
+type reporter struct {
+	report  func(Restore)
+	sent    []time.Time // reports within the window
+	pending *Restore    // restores not reported yet, summed up
+}
+
+// add reports r, or adds it to the pending summary; it returns how long
+// until that summary is due (0: none is pending, or it is due already at
+// an earlier return).
+func (p *reporter) add(r Restore, now time.Time) time.Duration {
+	cut := now.Add(-reportRate.window)
+	for len(p.sent) > 0 && p.sent[0].Before(cut) {
+		p.sent = p.sent[1:]
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
+	if p.pending == nil && len(p.sent) < reportRate.burst {
+		p.send(r, now)
+		return 0
 	}
-	return true
+	if p.pending != nil {
+		p.pending.Count++
+		p.pending.Took = max(p.pending.Took, r.Took)
+		p.pending.What = r.What // the latest; a loop repeats one change
+		p.pending.By = joinProcs(p.pending.By, r.By)
+		return 0
+	}
+	r.Throttled = true
+	p.pending = &r
+	return max(time.Until(p.sent[len(p.sent)-1].Add(reportRate.gap)), time.Millisecond)
+}
+
+// flush reports the pending summary, if any.
+func (p *reporter) flush(now time.Time) {
+	if p.pending != nil {
+		r := *p.pending
+		p.pending = nil
+		p.send(r, now)
+	}
+}
+
+func (p *reporter) send(r Restore, now time.Time) {
+	p.sent = append(p.sent, now)
+	p.report(r)
+}
+
+// joinProcs adds the processes of b to the list a, at most summaryProcs.
+func joinProcs(a, b string) string {
+	procs := strings.Split(a, ", ")
+	if a == "" {
+		procs = nil
+	}
+	for _, p := range strings.Split(b, ", ") {
+		if p != "" && !slices.Contains(procs, p) && len(procs) < summaryProcs {
+			procs = append(procs, p)
+		}
+	}
+	return strings.Join(procs, ", ")
 }
 
 // restore repairs what c says was changed. acted is false when there was

@@ -3,13 +3,16 @@ package nft
 import (
 	"context"
 	"fmt"
+	"net"
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
 )
 
 // watching applies spec in a fresh namespace and starts Watch; restores
@@ -17,6 +20,13 @@ import (
 func watching(t testing.TB, spec Spec, ids CgroupIDs) (*testNetns, *Manager, <-chan Restore) {
 	t.Helper()
 	ns := newNetns(t, false)
+	m, got := watchIn(t, ns, spec, ids)
+	return ns, m, got
+}
+
+// watchIn is watching in the namespace ns.
+func watchIn(t testing.TB, ns *testNetns, spec Spec, ids CgroupIDs) (*Manager, <-chan Restore) {
+	t.Helper()
 	m := ns.manager(t)
 	if err := m.Apply(spec, ids); err != nil {
 		t.Fatal(err)
@@ -27,7 +37,7 @@ func watching(t testing.TB, spec Spec, ids CgroupIDs) (*testNetns, *Manager, <-c
 	if err := m.Watch(ctx, func(r Restore) { got <- r }); err != nil {
 		t.Fatal(err)
 	}
-	return ns, m, got
+	return m, got
 }
 
 // handleOf finds the handle of the first rule of chain that contains text.
@@ -207,33 +217,139 @@ func TestWatchRetries(t *testing.T) {
 	}
 }
 
-// TestWatchThrottles: a program that keeps deleting the table is answered
-// at most restoreRate.burst times at once, then once per restoreRate.gap, and each
-// restore says whether it was held back.
-func TestWatchThrottles(t *testing.T) {
-	ns, _, got := watching(t, sampleSpec(), sampleIDs)
-	throttled := 0
+// TestWatchAnswersEveryChange: a program that deletes the table every
+// 20 ms for 3 s is answered every time (TestWatchThrottles, before: restores
+// were held back to one a second after 5 in 10 s, and the table stayed
+// missing most of each second). Every deletion is restored within 100 ms
+// of the deleting transaction's end (in practice under a millisecond: the
+// kernel lets the restore commit only once that transaction is done), and
+// the reports stay bounded: reportRate.burst one by one, then one per
+// reportRate.gap summing up the rest (Count), every restore counted. A uid
+// tenant dialling all the while reaches the server it dials only while the
+// other program's own transactions run (the kernel unhooks the table when
+// such a transaction commits and finishes it 5-20 ms later; nothing can
+// commit in between), so the share of its requests that get through is at
+// most the share of the time spent in those transactions, plus a margin.
+func TestWatchAnswersEveryChange(t *testing.T) {
+	ns := newNetns(t, true)
+	_, got := watchIn(t, ns, sampleSpec(), sampleIDs)
+	var requests atomic.Int64
+	ln := listenTCP(t, ns, "192.0.2.1:80", false)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				if n, _ := c.Read(make([]byte, 1)); n > 0 {
+					requests.Add(1)
+				}
+			}()
+		}
+	}()
+	other, err := nftables.New(nftables.WithNetNSFd(ns.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lister, err := nftables.New(nftables.WithNetNSFd(ns.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const loop, every = 3 * time.Second, 20 * time.Millisecond
+	stop := make(chan struct{})
+	dials := make(chan [2]int, 1)
+	go func() { dials <- dialLoop(t, ns, 4242, "192.0.2.1:80", stop) }()
+	deleted := 0
+	var inForeign, slowest time.Duration // time spent in the deleting transactions; the slowest restore after one
+	table := &nftables.Table{Name: "egressfw", Family: nftables.TableFamilyINet}
 	start := time.Now()
-	for n := 0; n < restoreRate.burst+2; n++ {
-		ns.nft(t, "delete", "table", "inet", "egressfw")
+	for time.Since(start) < loop {
+		other.DelTable(table)
+		t0 := time.Now()
+		if err := other.Flush(); err != nil {
+			t.Fatalf("deletion %d: %v", deleted+1, err)
+		}
+		t1 := time.Now()
+		inForeign += t1.Sub(t0)
+		deleted++
+		for {
+			if ts, err := lister.ListTablesOfFamily(nftables.TableFamilyINet); err == nil && len(ts) > 0 {
+				break
+			}
+			if time.Since(t1) > 100*time.Millisecond {
+				t.Fatalf("deletion %d: the table is not back 100ms after the deleting transaction", deleted)
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+		slowest = max(slowest, time.Since(t1))
+		time.Sleep(every)
+	}
+	elapsed := time.Since(start)
+	close(stop)
+	d := <-dials
+	var reports []Restore
+	restored := 0
+	for deadline := time.After(5 * time.Second); restored < deleted; {
 		select {
 		case r := <-got:
 			if r.Err != nil {
-				t.Fatalf("restore %d: %v", n, r.Err)
+				t.Fatalf("restore failed: %+v", r)
 			}
-			if r.Throttled {
-				throttled++
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatalf("restore %d did not come", n)
+			reports = append(reports, r)
+			restored += r.Count
+		case <-deadline:
+			t.Fatalf("%d deletions, %d restores reported within 5s of the last", deleted, restored)
 		}
 	}
-	if throttled != 2 {
-		t.Errorf("%d of %d restores throttled, want the 2 beyond the burst of %d", throttled, restoreRate.burst+2, restoreRate.burst)
+	time.Sleep(300 * time.Millisecond) // the last requests read
+	leaked := int(requests.Load())
+	share := float64(inForeign) / float64(elapsed)
+	t.Logf("%d deletions in %v (%.0f%% of the time in them), each restored within %v; %d restores in %d reports; the tenant dialled %d times, %d connected, %d requests reached the server",
+		deleted, elapsed.Round(time.Millisecond), 100*share, slowest, restored, len(reports), d[0], d[1], leaked)
+	if restored != deleted {
+		t.Errorf("%d restores reported for %d deletions", restored, deleted)
 	}
-	if el := time.Since(start); el < 2*restoreRate.gap-100*time.Millisecond {
-		t.Errorf("%d restores in %v, want at least %v (the 2 beyond the burst spaced by %v)", restoreRate.burst+2, el, 2*restoreRate.gap, restoreRate.gap)
+	if most := reportRate.burst + int(elapsed/reportRate.gap) + 2; len(reports) > most {
+		t.Errorf("%d reports, want at most %d", len(reports), most)
 	}
+	for i, r := range reports {
+		if (i < reportRate.burst) != (r.Count == 1 && !r.Throttled) {
+			t.Errorf("report %d: %+v; want the first %d alone, then summaries", i, r, reportRate.burst)
+		}
+	}
+	if d[0] < 50 || float64(leaked) > (share+0.1)*float64(d[0]) {
+		t.Errorf("%d of the tenant's %d connections carried their request to the server, want at most %.0f%% (the time in the deleting transactions, plus 10%%)",
+			leaked, d[0], 100*(share+0.1))
+	}
+}
+
+// dialLoop connects to addr as socket owner uid, from a thread in ns, and
+// writes a byte on every connection until stop is closed; it returns the
+// attempts and the connections made.
+func dialLoop(t *testing.T, ns *testNetns, uid int, addr string, stop <-chan struct{}) (out [2]int) {
+	ns.Do(t, func() {
+		unix.Setfsuid(uid) // this thread's new sockets are uid's
+		defer unix.Setfsuid(0)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			out[0]++
+			c, err := net.DialTimeout("tcp4", addr, 200*time.Millisecond)
+			if err == nil {
+				out[1]++
+				_, _ = c.Write([]byte("x"))
+				c.Close()
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	return out
 }
 
 // TestSpareRestore: the spare batch rebuilds a deleted table with the
