@@ -99,6 +99,9 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	if err := d.recoverSlots(cfg); err != nil {
+		return err
+	}
 	if err := d.apply(ctx, cfg); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
@@ -129,6 +132,23 @@ func Run(ctx context.Context, opts Options) error {
 			d.refreshUIDs(ctx)
 		}
 	}
+}
+
+// recoverSlots takes the tenants' slots from the table an earlier egressfw
+// or the boot guard left in the kernel (see slotTable.recover).
+func (d *Daemon) recoverSlots(cfg *config.Config) error {
+	installed, err := d.fw.mgr.InstalledSlots(cfg.Firewall.Table)
+	if err != nil {
+		return fmt.Errorf("read the tenant slots of the installed table: %w", err)
+	}
+	dropped := d.slots.recover(cfg, installed)
+	if len(dropped) > 0 {
+		d.log.Warn("tenant slots of the installed table not kept: no listener port for them under this config; renumbered", "tenants", dropped)
+	}
+	if len(installed) > 0 {
+		d.log.Info("tenant slots taken from the installed table", "slots", len(installed)-len(dropped))
+	}
+	return nil
 }
 
 // slotCapacity is the highest slot the conntrack mark can hold (and a

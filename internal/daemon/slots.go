@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/egressfw/egressfw/internal/config"
@@ -20,7 +22,8 @@ const slotDrain = 2 * time.Minute
 
 // slotTable assigns each tenant name a slot (its conntrack-mark value and,
 // offset by the base port, its listener port) that stays the same across
-// reloads for as long as the process lives. A slot a reload frees is not
+// reloads for as long as the process lives, and across restarts (recover).
+// A slot a reload frees is not
 // given to another tenant until slotDrain has passed (a tenant of the same
 // name that comes back gets it back at once). A reload that reorders, adds
 // or removes tenants therefore never hands a live port, and the connections
@@ -139,6 +142,27 @@ func (s *slotTable) commit(slots map[string]config.Slot) {
 	for name, sl := range slots {
 		s.byName[name] = sl.ID
 	}
+}
+
+// recover seeds an unused table with the slots an earlier egressfw (or the
+// boot guard) left in the kernel (nft.Manager.InstalledSlots), so that a
+// restart keeps every tenant's slot as a reload does: a tenant keeps its
+// port whatever the order of the new config, and the slots of tenants the
+// new config no longer names drain (from the first commit) before another
+// tenant gets them. Slots the conntrack mark cannot hold, or whose listener
+// port cfg does not allow (a listener.port changed across the restart),
+// are not kept: their tenants get new slots, and recover returns their
+// names.
+func (s *slotTable) recover(cfg *config.Config, installed map[string]uint32) (dropped []string) {
+	for _, name := range slices.Sorted(maps.Keys(installed)) {
+		slot := installed[name]
+		if _, err := cfg.Listener.SlotOf(slot); err != nil || slot > s.max {
+			dropped = append(dropped, name)
+			continue
+		}
+		s.byName[name] = slot
+	}
+	return dropped
 }
 
 // tenantNames lists cfg's tenants by name, in config order.

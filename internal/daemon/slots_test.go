@@ -194,3 +194,35 @@ func expectErr(t *testing.T, err error, want string) bool {
 	}
 	return true
 }
+
+// TestSlotsRecovered: slots read from the table an earlier egressfw left
+// (slotTable.recover) are kept across a restart with a reordered, edited
+// tenant list; a tenant the new config drops has its slot drain before a
+// new tenant gets it; a slot without a valid port is renumbered.
+func TestSlotsRecovered(t *testing.T) {
+	clock := newFakeClock()
+	st := newSlotTable(4095).withClock(clock)
+	cfg := namesConfig("d", "c", "a", "e")
+	cfg.Listener.Port = 15001
+	installed := map[string]uint32{"a": 1, "b": 2, "c": 3, "d": 4, "z": 65000}
+	if dropped := st.recover(cfg, installed); !reflect.DeepEqual(dropped, []string{"z"}) {
+		t.Errorf("recover dropped %v, want [z] (slot 65000 has no port)", dropped)
+	}
+	got, err := st.plan(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint32{"a": 1, "c": 3, "d": 4, "e": 5} // 2 is b's, draining
+	if ids := slotIDs(t, cfg, got); !reflect.DeepEqual(ids, want) {
+		t.Fatalf("after the restart: slots = %v, want %v", ids, want)
+	}
+	st.commit(got)
+	clock.advance(time.Second)
+	next := namesConfig("d", "c", "a", "e", "f")
+	if got, err = st.plan(next); err != nil {
+		t.Fatal(err)
+	}
+	if ids := slotIDs(t, next, got); ids["f"] == 2 {
+		t.Errorf("b's slot went to f a second after the restart: %v", ids)
+	}
+}
