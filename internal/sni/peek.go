@@ -24,6 +24,23 @@ const peekInitialBuf = 4 << 10
 // send their ClientHello in one or two TCP segments.
 const peekFreeReads = 4
 
+// Pacing. A TLS record says how long it is, so lowWater can keep the
+// kernel from waking Peek until it is complete; an HTTP request head (or a
+// record header trickling in) gives nothing to wait for, and a client that
+// writes it a byte at a time would cost a wake-up and a read per byte.
+// After peekPacedReads reads, Peek therefore reads a connection at most once
+// per peekReadGap while the parser has no length to wait for, taking
+// whatever arrived meanwhile in one read, with the low-water mark raised so
+// that arriving segments wake no one (not even the runtime's poller): at most
+// peek_timeout / peekReadGap more reads, whatever the client does, for at
+// most peekReadGap of added latency per read of a client that has already
+// split its first bytes over peekPacedReads segments (real clients send them
+// in one or two).
+const (
+	peekPacedReads = 8
+	peekReadGap    = 20 * time.Millisecond
+)
+
 // PeekOptions configures Peek; zero fields take the package defaults.
 type PeekOptions struct {
 	// Timeout is the deadline for the whole peek, not per read.
@@ -75,7 +92,9 @@ func (o PeekOptions) maxWire(kind Kind) int {
 // Each read is parsed from where the previous one stopped, so the whole
 // peek examines each byte a bounded number of times, however the client
 // splits its bytes into TCP segments and TLS records; while a TLS record
-// trickles in, the kernel wakes Peek only once it is complete (lowWater).
+// trickles in, the kernel wakes Peek only once it is complete (lowWater),
+// and a connection that keeps sending a few bytes at a time is read at most
+// once per peekReadGap (see Pacing).
 //
 // The error is nil exactly when the parse is Done. Otherwise it wraps one
 // of ErrTimeout, ErrTruncated, ErrUnknownProtocol, ErrTooLarge (also
@@ -85,11 +104,12 @@ func (o PeekOptions) maxWire(kind Kind) int {
 // or a reset.
 func Peek(conn net.Conn, opts PeekOptions) (Result, []byte, error) {
 	opts = opts.withDefaults()
-	if err := conn.SetReadDeadline(time.Now().Add(opts.Timeout)); err != nil {
+	deadline := time.Now().Add(opts.Timeout)
+	if err := conn.SetReadDeadline(deadline); err != nil {
 		return Result{}, nil, fmt.Errorf("sni: setting peek deadline: %w", err)
 	}
 	lw := newLowWater(conn)
-	res, buf, err := peekLoop(conn, opts, lw)
+	res, buf, err := peekLoop(conn, opts, lw, deadline)
 	if derr := conn.SetReadDeadline(time.Time{}); derr != nil && err == nil {
 		err = fmt.Errorf("sni: clearing peek deadline: %w", derr)
 	}
@@ -99,11 +119,12 @@ func Peek(conn net.Conn, opts PeekOptions) (Result, []byte, error) {
 	return res, buf, err
 }
 
-func peekLoop(conn net.Conn, opts PeekOptions, lw *lowWater) (Result, []byte, error) {
+func peekLoop(conn net.Conn, opts PeekOptions, lw *lowWater, deadline time.Time) (Result, []byte, error) {
 	buf := make([]byte, 0, peekInitialBuf)
 	res := Result{}
 	p := newParser(opts)
 	limit := opts.maxWire(KindUnknown)
+	var last time.Time // when the previous read returned
 	for reads := 1; ; reads++ {
 		if len(buf) == cap(buf) {
 			if len(buf) >= limit {
@@ -113,7 +134,19 @@ func peekLoop(conn net.Conn, opts PeekOptions, lw *lowWater) (Result, []byte, er
 			copy(grown, buf)
 			buf = grown
 		}
-		n, rerr := conn.Read(buf[len(buf):cap(buf)])
+		var n int
+		var rerr error
+		if reads > peekPacedReads && p.wants() <= 1 && lw.rc != nil { // nothing for lowWater to wait for
+			n, rerr = lw.pacedRead(buf[len(buf):cap(buf)], last, deadline, limit)
+		} else {
+			if reads > peekFreeReads {
+				if err := lw.set(p.wants()); err != nil {
+					return res, buf, err
+				}
+			}
+			n, rerr = conn.Read(buf[len(buf):cap(buf)])
+		}
+		last = time.Now()
 		buf = buf[:len(buf)+n]
 		if n > 0 {
 			var st Status
@@ -126,16 +159,52 @@ func peekLoop(conn net.Conn, opts PeekOptions, lw *lowWater) (Result, []byte, er
 				return res, buf, err
 			}
 			limit = opts.maxWire(res.Kind)
-			if reads >= peekFreeReads {
-				if err := lw.set(p.wants()); err != nil {
-					return res, buf, err
-				}
-			}
 		}
 		if rerr != nil {
 			return res, buf, peekReadError(rerr, res.Kind, len(buf))
 		}
 	}
+}
+
+// pacedRead waits until peekReadGap after last (or until deadline, if that
+// is sooner, and then fails with os.ErrDeadlineExceeded), then takes what
+// the connection has queued without waiting for more: 0 bytes and no error
+// if nothing is. Meanwhile the low-water mark stays at hold bytes (more
+// than the peek can need), so arriving segments wake no one, not even the
+// runtime's poller; a non-blocking read still takes what is queued.
+func (w *lowWater) pacedRead(b []byte, last, deadline time.Time, hold int) (int, error) {
+	if err := w.set(max(hold, 2)); err != nil {
+		return 0, err
+	}
+	wake := last.Add(peekReadGap)
+	if deadline.Before(wake) {
+		wake = deadline
+	}
+	if d := time.Until(wake); d > 0 {
+		time.Sleep(d)
+	}
+	if !time.Now().Before(deadline) {
+		return 0, os.ErrDeadlineExceeded
+	}
+	var n int
+	var rerr error
+	if err := w.rc.Read(func(fd uintptr) bool {
+		n, rerr = syscall.Read(int(fd), b)
+		switch {
+		case rerr == syscall.EAGAIN:
+			n, rerr = 0, nil
+		case rerr == nil && n == 0:
+			rerr = io.EOF
+		}
+		n = max(n, 0)
+		return true // never wait for readability: that would take hold bytes
+	}); err != nil {
+		return 0, err
+	}
+	if rerr != nil && rerr != io.EOF {
+		rerr = fmt.Errorf("read: %w", rerr)
+	}
+	return n, rerr
 }
 
 func peekReadError(err error, kind Kind, n int) error {

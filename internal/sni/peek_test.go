@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -139,6 +140,22 @@ func (c *countReads) Read(b []byte) (int, error) {
 	return c.TCPConn.Read(b)
 }
 
+// SyscallConn counts the reads made through the raw connection too.
+func (c *countReads) SyscallConn() (syscall.RawConn, error) {
+	rc, err := c.TCPConn.SyscallConn()
+	return &countRaw{RawConn: rc, n: &c.n}, err
+}
+
+type countRaw struct {
+	syscall.RawConn
+	n *int
+}
+
+func (r *countRaw) Read(f func(fd uintptr) bool) error {
+	*r.n++
+	return r.RawConn.Read(f)
+}
+
 // TestPeekWaitsForWholeRecords: a ClientHello record written a byte per
 // TCP segment, a millisecond apart, would take a read per byte; once it
 // knows the handshake header (and after peekFreeReads reads) Peek has the
@@ -166,5 +183,26 @@ func TestPeekWaitsForWholeRecords(t *testing.T) {
 	buf := make([]byte, 16)
 	if n, err := conn.Read(buf); err != nil || string(buf[:n]) != "later" {
 		t.Fatalf("read after Peek = %q, %v; want the 5 later bytes (low-water mark back to 1)", buf[:n], err)
+	}
+}
+
+// TestPeekPacesDrippedHTTPHead: an HTTP request head written a byte per TCP
+// segment, a millisecond apart, gives nothing to wait for (no length, so no
+// SO_RCVLOWAT); after peekPacedReads reads Peek reads it at most once per
+// peekReadGap, each read taking what arrived meanwhile, instead of once
+// per byte, and still returns the whole head.
+func TestPeekPacesDrippedHTTPHead(t *testing.T) {
+	head := []byte("GET / HTTP/1.1\r\nHost: example.test\r\nX-Pad: " + strings.Repeat("x", 400) + "\r\n\r\n")
+	conn := &countReads{TCPConn: peekPair(t, inChunks(head, 1, nil)).(*net.TCPConn)}
+	t0 := time.Now()
+	res, got, err := Peek(conn, PeekOptions{Timeout: 30 * time.Second})
+	took := time.Since(t0)
+	if err != nil || res.Name != "example.test" || !bytes.Equal(got, head) {
+		t.Fatalf("Peek = %q, %d bytes, %v; want example.test and the %d bytes sent", res.Name, len(got), err, len(head))
+	}
+	most := peekPacedReads + int(took/peekReadGap) + 2
+	t.Logf("%d bytes in 1-byte writes over %v: %d reads (at most %d)", len(head), took.Round(time.Millisecond), conn.n, most)
+	if conn.n > most {
+		t.Errorf("%d reads for a head written a byte at a time over %v; want at most %d", conn.n, took, most)
 	}
 }

@@ -78,6 +78,45 @@ func TestDrippedHello(t *testing.T) {
 	}
 }
 
+// TestDrippedHTTPHead: one tenant's 150 connections write a 4 KiB HTTP
+// request head a byte at a time, a millisecond apart, next to ordinary
+// requests of the same tenant. An HTTP head gives no length to wait for
+// (SO_RCVLOWAT), so egressfw paces the reads of a connection that keeps
+// sending little (sni.Peek); the CPU it uses over the run (its own
+// cgroup's cpu.stat) must stay under a quarter of a core (0.46 cores when
+// it read every byte as it came), and every request is served.
+func TestDrippedHTTPHead(t *testing.T) {
+	tp := newTopo(t)
+	cg := tp.ownCgroup("egressfw")
+	d := tp.startEgressfw(tp.config(cfgOpts{interceptPorts: "[80]", peekTimeout: "30s"}))
+	cg.adopt(d.cmd.Process.Pid)
+	a := tp.inCgroup("a")
+	pub0 := tp.pub.conns("")
+	groups := []helloGroup{
+		{name: "4 KiB heads in one-byte writes", n: 150, sni: "www.example.com", head: true, flags: []string{"-size", "4096", "-chunk", "1"}},
+		{name: "ordinary requests", n: 20, sni: "www.example.com", head: true, flags: []string{"-chunk", "100000"}},
+	}
+	cpu0, t0 := cg.usage(), time.Now()
+	res := tp.runHelloGroups(a, groups)
+	used, wall := cg.usage()-cpu0, time.Since(t0)
+	cores := used.Seconds() / wall.Seconds()
+	t.Logf("egressfw used %v of CPU in %v: %.3f cores", used.Round(time.Millisecond), wall.Round(time.Millisecond), cores)
+	if cores > 0.25 {
+		t.Errorf("egressfw used %.2f cores while 150 connections dripped their request head; want under 0.25", cores)
+	}
+	const ok = "200 hello from public (host www.example.com)"
+	for k, g := range groups {
+		r := res[k]
+		t.Logf("%s: %d-byte head in %d writes: %v after %dms", g.name, r.HelloBytes, r.Writes, r.Outcomes, r.MS)
+		if r.Outcomes[ok] != g.n {
+			t.Errorf("%s: outcomes %v; want all %d %q", g.name, r.Outcomes, g.n, ok)
+		}
+	}
+	if got, want := tp.pub.conns("")-pub0, groups[0].n+groups[1].n; got != want {
+		t.Errorf("the public site saw %d connections; want %d", got, want)
+	}
+}
+
 // dripWindow is about how long the connections take to drip a 1.5 KiB
 // ClientHello a millisecond per write when egressfw reads it all (2.6-3.7s
 // measured with the parser that started over on every read).
@@ -88,6 +127,7 @@ type helloGroup struct {
 	name  string
 	n     int
 	sni   string
+	head  bool // testsrv head (HTTP, port 80) instead of testsrv hello (TLS, port 443)
 	flags []string
 }
 
@@ -106,8 +146,11 @@ func (tp *topo) runHelloGroups(w who, groups []helloGroup) []helloRes {
 	res := make([]helloRes, len(groups))
 	var wg sync.WaitGroup
 	for k, g := range groups {
-		argv := append([]string{testsrvBin, "hello", "-addr", ipPublic + ":443", "-name", g.sni,
-			"-cacert", tp.file("ca.pem"), "-n", strconv.Itoa(g.n), "-pause", "1ms", "-timeout", "60s"}, g.flags...)
+		argv := []string{testsrvBin, "hello", "-addr", ipPublic + ":443", "-cacert", tp.file("ca.pem")}
+		if g.head {
+			argv = []string{testsrvBin, "head", "-addr", ipPublic + ":80"}
+		}
+		argv = append(append(argv, "-name", g.sni, "-n", strconv.Itoa(g.n), "-pause", "1ms", "-timeout", "60s"), g.flags...)
 		cmd, closeFD := tp.command(w, argv...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr

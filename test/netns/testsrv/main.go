@@ -10,6 +10,7 @@
 //	testsrv idle -addr A -n N    N connections that never send a byte
 //	testsrv userns ... -- CMD    CMD as a uid of a user namespace (see cmdUserns)
 //	testsrv hello -addr A ...    N TLS connections dripping their ClientHello
+//	testsrv head -addr A ...     N HTTP connections dripping their request head
 //	testsrv hold -addr A -send S connect now, send S when stdin says so
 //
 // Every client prints exactly one JSON object on stdout and exits 0, so the
@@ -24,7 +25,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: testsrv serve|get|raw|bulk|idle|userns|hello|hold ...")
+		fmt.Fprintln(os.Stderr, "usage: testsrv serve|get|raw|bulk|idle|userns|hello|head|hold ...")
 		os.Exit(2)
 	}
 	cmds := map[string]func([]string) error{
@@ -34,6 +35,7 @@ func main() {
 		"bulk":  cmdBulk,
 		"idle":  cmdIdle,
 		"hello": cmdHello,
+		"head":  cmdHead,
 		"hold":  cmdHold,
 	}
 	cmds["userns"] = cmdUserns
