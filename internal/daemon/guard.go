@@ -9,6 +9,7 @@ import (
 	"github.com/egressfw/egressfw/internal/cgroup"
 	"github.com/egressfw/egressfw/internal/config"
 	"github.com/egressfw/egressfw/internal/nft"
+	"github.com/egressfw/egressfw/internal/subid"
 )
 
 // Guard makes the guard cgroups and tenants of cfg fail closed before
@@ -55,8 +56,9 @@ func Guard(cfg *config.Config, log *slog.Logger) (string, error) {
 }
 
 // guardGeneration is rulesGeneration, except that sub-uids that cannot be read
-// or would give a uid two tenants are left out with a warning: the guard
-// must install what it can (egressfw itself refuses to start on them).
+// or would give a uid two tenants are left out with a warning (the tenants'
+// own uid_ranges stay): the guard must install what it can (egressfw itself
+// refuses to start on them).
 func guardGeneration(cfg *config.Config, log *slog.Logger) (*generation, error) {
 	ranges, warnings, err := loadUIDRanges(cfg)
 	for _, w := range warnings {
@@ -64,7 +66,9 @@ func guardGeneration(cfg *config.Config, log *slog.Logger) (*generation, error) 
 	}
 	if err != nil {
 		log.Warn("sub-uids left out of the guard", "err", err)
-		ranges = nil
+		if ranges, _, err = tenantUIDRanges(cfg, &subid.DB{}); err != nil {
+			return nil, err
+		}
 	}
 	return freshGeneration(cfg, ranges)
 }

@@ -162,3 +162,21 @@ type rulesFunc func(ctx context.Context, gen *generation, ready func() error) er
 func (f rulesFunc) apply(ctx context.Context, gen *generation, ready func() error) error {
 	return f(ctx, gen, ready)
 }
+
+// TestGuardKeepsUIDRanges: when the sub-uid file cannot be used (here: it
+// gives one uid's sub-uids to two tenants), the boot guard leaves the
+// sub-uids out but keeps every tenant's own uid_ranges, which need no file.
+func TestGuardKeepsUIDRanges(t *testing.T) {
+	cfg := uidConfig(t, "alice:100000:65536\nbob:100000:65536\n",
+		tenantTOML("a", "uids = [1000]\nuid_ranges = [\"500000-500009\"]")+tenantTOML("b", "uids = [1001]"))
+	if _, _, err := loadUIDRanges(cfg); err == nil {
+		t.Fatal("the sub-uid file loads; the test needs one egressfw refuses")
+	}
+	gen, err := guardGeneration(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (uidRanges{"a": {{First: 500000, Last: 500009}}}); !reflect.DeepEqual(gen.uids, want) {
+		t.Errorf("guard uid ranges %v, want %v", gen.uids, want)
+	}
+}
