@@ -29,37 +29,50 @@ func Guard(cfg *config.Config, log *slog.Logger) (string, error) {
 		return "", fmt.Errorf("guard: open netlink: %w", err)
 	}
 	defer mgr.Close()
-	table := cfg.Firewall.Table
-	if ok, err := mgr.Installed(table); err != nil {
+	created, err := guardInstall(mgr, cfg, nil, log)
+	if err != nil {
 		return "", fmt.Errorf("guard: %w", err)
-	} else if ok {
-		return fmt.Sprintf("table inet %s is installed already; left as it is", table), nil
+	}
+	if !created {
+		return fmt.Sprintf("table inet %s is installed already; left as it is", cfg.Firewall.Table), nil
+	}
+	return fmt.Sprintf("installed table inet %s: %d tenant(s) and guard cgroups %v fail closed until egressfw runs",
+		cfg.Firewall.Table, len(cfg.Tenants), cfg.Firewall.GuardCgroups), nil
+}
+
+// guardInstall creates the guard cgroups of cfg and installs its ruleset,
+// the tenants on the given slots where they still fit (see
+// slotTable.recover; the others numbered as a fresh egressfw would), unless
+// table inet <table> exists: nft.Manager.Create adds it only if the kernel
+// has no table of that name when it runs the batch, so it never replaces
+// the table of an egressfw that runs or is starting. created is false when
+// the table exists.
+func guardInstall(mgr *nft.Manager, cfg *config.Config, slots map[string]uint32, log *slog.Logger) (created bool, err error) {
+	if ok, err := mgr.Installed(cfg.Firewall.Table); err != nil || ok {
+		return false, err
 	}
 	root, err := cgroup.FindMount()
 	if err != nil {
-		return "", fmt.Errorf("guard: %w", err)
+		return false, err
 	}
 	for _, g := range cfg.Firewall.GuardCgroups {
 		if err := os.MkdirAll(filepath.Join(root, cgroup.Clean(g)), 0o755); err != nil {
-			return "", fmt.Errorf("guard: create guard cgroup %s: %w", g, err)
+			return false, fmt.Errorf("create guard cgroup %s: %w", g, err)
 		}
 	}
-	gen, err := guardGeneration(cfg, log)
+	gen, err := guardGeneration(cfg, slots, log)
 	if err != nil {
-		return "", fmt.Errorf("guard: %w", err)
+		return false, err
 	}
-	if err := mgr.Apply(nftSpec(gen), currentCgroupIDs(cfg, root)); err != nil {
-		return "", fmt.Errorf("guard: %w", err)
-	}
-	return fmt.Sprintf("installed table inet %s: %d tenant(s) and guard cgroups %v fail closed until egressfw runs",
-		table, len(cfg.Tenants), cfg.Firewall.GuardCgroups), nil
+	return mgr.Create(nftSpec(gen), currentCgroupIDs(cfg, root))
 }
 
-// guardGeneration is rulesGeneration, except that sub-uids that cannot be read
-// or would give a uid two tenants are left out with a warning (the tenants'
-// own uid_ranges stay): the guard must install what it can (egressfw itself
-// refuses to start on them).
-func guardGeneration(cfg *config.Config, log *slog.Logger) (*generation, error) {
+// guardGeneration is what egressfw would install for cfg, with the tenants
+// on the given slots where they fit, except that sub-uids that cannot be
+// read or would give a uid two tenants are left out with a warning (the
+// tenants' own uid_ranges stay): the guard must install what it can
+// (egressfw itself refuses to start on them).
+func guardGeneration(cfg *config.Config, slots map[string]uint32, log *slog.Logger) (*generation, error) {
 	ranges, warnings, err := loadUIDRanges(cfg)
 	for _, w := range warnings {
 		log.Warn(w)
@@ -70,7 +83,13 @@ func guardGeneration(cfg *config.Config, log *slog.Logger) (*generation, error) 
 			return nil, err
 		}
 	}
-	return freshGeneration(cfg, ranges)
+	st := newSlotTable(slotCapacity(cfg))
+	st.recover(cfg, slots)
+	planned, err := st.plan(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &generation{cfg: cfg, slots: planned, uids: ranges}, nil
 }
 
 // currentCgroupIDs resolves the tenant and guard cgroups of cfg that exist

@@ -172,7 +172,7 @@ func TestGuardKeepsUIDRanges(t *testing.T) {
 	if _, _, err := loadUIDRanges(cfg); err == nil {
 		t.Fatal("the sub-uid file loads; the test needs one egressfw refuses")
 	}
-	gen, err := guardGeneration(cfg, slog.New(slog.DiscardHandler))
+	gen, err := guardGeneration(cfg, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
