@@ -40,6 +40,7 @@ install -D -m 0755 "$bin" "$root/usr/sbin/egressfw"
 install -D -m 0644 "$top/packaging/systemd/egressfw.service" "$root/lib/systemd/system/egressfw.service"
 install -D -m 0644 "$top/packaging/systemd/egressfw.slice" "$root/lib/systemd/system/egressfw.slice"
 install -D -m 0644 "$top/packaging/systemd/egressfw-guard.service" "$root/lib/systemd/system/egressfw-guard.service"
+install -D -m 0644 "$top/packaging/systemd/egressfw-guard-watch.service" "$root/lib/systemd/system/egressfw-guard-watch.service"
 # 0640: the allow_internal names are the operator's map of the network.
 # postinst gives it the group egressfw-config (dpkg-statoverride), which the
 # service joins (SupplementaryGroups=); other local users cannot read it.

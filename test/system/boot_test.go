@@ -46,14 +46,17 @@ systemctl enable systest-probe-tenant systest-probe-host
 // does not start, but the boot guard has installed its table before the
 // tenant slice started: the tenant service started at boot runs with no
 // egress, while a service outside the slice reaches the internal server.
-// Fixing the config and starting egressfw brings the tenant back without
-// restarting it, and an upgrade restarts egressfw but no tenant.
+// A ruleset flush (systemctl reload nftables) then, and again once egressfw
+// is stopped, leaves the tenant without egress: the guard watch puts the
+// table back. Fixing the config and starting egressfw brings the tenant
+// back without restarting it, and an upgrade restarts egressfw but no
+// tenant.
 func TestBootFailsClosed(t *testing.T) {
 	deb, helper, tarball := systemArtifacts(t)
 	c := bootContainer(t, tarball)
 	t.Cleanup(func() {
 		if t.Failed() {
-			out, _ := c.run(20*time.Second, "journalctl", "--no-pager", "-b", "-n", "60", "-u", "egressfw", "-u", "egressfw-guard")
+			out, _ := c.run(20*time.Second, "journalctl", "--no-pager", "-b", "-n", "60", "-u", "egressfw", "-u", "egressfw-guard", "-u", "egressfw-guard-watch")
 			t.Logf("journal:\n%s", out)
 		}
 	})
@@ -94,19 +97,20 @@ systemctl is-active systest-probe-tenant`)
 		t.Errorf("the guard's map does not hold the id egressfw.slice has now:\n%s", out)
 	}
 
+	// A ruleset flush (what systemctl reload nftables does) while egressfw
+	// is failed: the guard watch puts the guard's table back.
+	flushHolds(t, c, "egressfw failed at boot")
+
 	probePID := c.sh(t, "systemctl show -p MainPID --value systest-probe-tenant")
 	c.sh(t, "cp /root/good.toml /etc/egressfw/egressfw.toml && systemctl reset-failed egressfw && systemctl start egressfw")
-	expectState(t, c, "active")
-	since = c.sh(t, "date +%s")
-	time.Sleep(3 * time.Second)
-	tenant = probeResults(t, c, "tenant", since)
-	t.Logf("egressfw started: tenant %v", tenant)
-	if got := tenant["http://192.0.2.10/"]; len(got) == 0 || got[len(got)-1] != "200" {
-		t.Errorf("egressfw started: the tenant fetched the public server with %v, want 200", got)
-	}
-	if got := tenant["http://10.1.2.3/"]; len(got) == 0 || got[len(got)-1] != "403" {
-		t.Errorf("egressfw started: the tenant fetched the internal server with %v, want egressfw's 403", got)
-	}
+	expectServed(t, c, "egressfw started")
+
+	// The same once egressfw is stopped (which keeps its rules); egressfw
+	// then starts over the guard's table and takes over.
+	c.sh(t, "systemctl stop egressfw")
+	flushHolds(t, c, "egressfw stopped")
+	c.sh(t, "systemctl start egressfw")
+	expectServed(t, c, "egressfw started over the guard watch's table")
 
 	// Stopping or restarting the guard would stop or restart every tenant.
 	if out, err := c.run(30*time.Second, "systemctl", "restart", "egressfw-guard"); err == nil {
@@ -120,6 +124,56 @@ systemctl is-active systest-probe-tenant`)
 	}
 	if got := c.sh(t, "systemctl show -p MainPID --value systest-probe-tenant"); got != probePID {
 		t.Errorf("the boot fix or an upgrade restarted the tenant: MainPID %s -> %s", strings.TrimSpace(probePID), strings.TrimSpace(got))
+	}
+}
+
+// flushHolds flushes the ruleset while egressfw is not active and checks
+// that the guard watch puts its table back within 2 s, after which the
+// tenant's probe gets no response at all for 3 s, while the service outside
+// the slice still fetches the internal server.
+func flushHolds(t *testing.T, c *container, when string) {
+	t.Helper()
+	c.sh(t, "systemctl is-active egressfw-guard-watch && ! systemctl is-active egressfw")
+	ms := strings.TrimSpace(c.sh(t, `t0=$(date +%s%N); nft flush ruleset
+for i in $(seq 400); do nft list table inet egressfw >/dev/null 2>&1 && break; sleep 0.005; done
+nft list table inet egressfw >/dev/null 2>&1 || { echo missing; exit 0; }
+echo $(( ($(date +%s%N) - t0) / 1000000 ))`))
+	if ms == "missing" {
+		t.Errorf("%s: egressfw's table is not back 2s after nft flush ruleset", when)
+	} else {
+		t.Logf("%s: the guard watch put the table back %s ms after nft flush ruleset", when, ms)
+	}
+	since := c.sh(t, "sleep 1.1; date +%s") // a whole second after the table was back
+	time.Sleep(3 * time.Second)
+	tenant, host := probeResults(t, c, "tenant", since), probeResults(t, c, "host", since)
+	t.Logf("%s, after a flush: tenant %v, outside the slice %v", when, tenant, host)
+	for _, u := range []string{"http://192.0.2.10/", "http://10.1.2.3/"} {
+		if len(tenant[u]) == 0 || strings.Trim(strings.Join(tenant[u], ""), "0") != "" {
+			t.Errorf("%s, after nft flush ruleset: the tenant fetched %s with statuses %v, want no response at all", when, u, tenant[u])
+		}
+		if len(host[u]) == 0 || host[u][len(host[u])-1] != "200" {
+			t.Errorf("%s, after nft flush ruleset: the service outside the slice fetched %s with statuses %v, want 200", when, u, host[u])
+		}
+	}
+	if !strings.Contains(c.sh(t, "journalctl -b -u egressfw-guard-watch -o cat"), "installed the guard's") {
+		t.Errorf("%s: the guard watch did not log its install", when)
+	}
+}
+
+// expectServed checks that egressfw is active and serves the tenant's
+// probe: the public server, and egressfw's 403 for the internal one.
+func expectServed(t *testing.T, c *container, when string) {
+	t.Helper()
+	expectState(t, c, "active")
+	since := c.sh(t, "date +%s")
+	time.Sleep(3 * time.Second)
+	tenant := probeResults(t, c, "tenant", since)
+	t.Logf("%s: tenant %v", when, tenant)
+	if got := tenant["http://192.0.2.10/"]; len(got) == 0 || got[len(got)-1] != "200" {
+		t.Errorf("%s: the tenant fetched the public server with %v, want 200", when, got)
+	}
+	if got := tenant["http://10.1.2.3/"]; len(got) == 0 || got[len(got)-1] != "403" {
+		t.Errorf("%s: the tenant fetched the internal server with %v, want egressfw's 403", when, got)
 	}
 }
 

@@ -184,7 +184,7 @@ func TestPackageUnderSystemd(t *testing.T) {
 [ -z "$(ip route show table 1515)" ]
 [ ! -e /etc/egressfw ] && [ ! -e /var/lib/egressfw ] && [ ! -e /var/lib/private/egressfw ]
 [ ! -e /lib/systemd/system/egressfw.service ] && [ ! -e /lib/systemd/system/egressfw.slice ]
-[ ! -e /lib/systemd/system/egressfw-guard.service ]
+[ ! -e /lib/systemd/system/egressfw-guard.service ] && [ ! -e /lib/systemd/system/egressfw-guard-watch.service ]
 [ ! -e /etc/systemd/system/multi-user.target.wants/egressfw.service ]
 ! getent group egressfw-config
 ! dpkg-statoverride --list /etc/egressfw/egressfw.toml
