@@ -165,6 +165,23 @@ func TestPackageUnderSystemd(t *testing.T) {
 		expectUID(t, c, "http://10.1.2.3/", false)
 	})
 
+	t.Run("status", func(t *testing.T) {
+		out := c.sh(t, "egressfw status")
+		for _, want := range []string{"healthy", "last reload", "webhooks", "batch", "10.1.2.3", "internal_address"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("egressfw status as root lacks %q:\n%s", want, out)
+			}
+		}
+		// The service's runtime directory and socket are its own and root's.
+		if got := c.sh(t, "stat -c '%a %F' /run/egressfw /run/egressfw/status.sock"); got != "700 directory\n600 socket\n" {
+			t.Errorf("runtime directory and socket: %q, want 700 and 600", got)
+		}
+		out, err := c.run(30*time.Second, "setpriv", "--reuid=4242", "--regid=4242", "--clear-groups", "egressfw", "status")
+		if err == nil || !strings.Contains(out, "permission denied") || strings.Contains(out, "webhooks") {
+			t.Errorf("egressfw status as uid 4242: %v\n%s\nwant a permission error and no report", err, out)
+		}
+	})
+
 	t.Run("stop keeps rules", func(t *testing.T) {
 		c.sh(t, "systemctl stop egressfw")
 		expectState(t, c, "inactive")
