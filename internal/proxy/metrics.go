@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"github.com/egressfw/egressfw/internal/config"
 	"github.com/egressfw/egressfw/internal/resolver"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -58,4 +59,21 @@ func newMetrics(reg prometheus.Registerer, cache *resolver.CacheStats) *metrics 
 			ConstLabels: prometheus.Labels{"result": result}}, func() float64 { return float64(n()) }))
 	}
 	return m
+}
+
+// rejectLimits are the values of the rejected series' limit label (see admit
+// and peek).
+var rejectLimits = []string{"tenant", "global", "tenant_peek", "peek"}
+
+// initTenants starts each tenant's series of known labels at 0, so the
+// first refusal or pacing is an increase (a series that appears at 1 is
+// not).
+func (m *metrics) initTenants(cfg *config.Config) {
+	for _, t := range cfg.Tenants {
+		m.active.WithLabelValues(t.Name)
+		m.paced.WithLabelValues(t.Name)
+		for _, l := range rejectLimits {
+			m.rejected.WithLabelValues(t.Name, l)
+		}
+	}
 }

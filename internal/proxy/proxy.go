@@ -161,6 +161,7 @@ func (s *Proxy) Install(snap *Snapshot) {
 	s.configureLimits(snap)
 	s.configureTrackers(snap)
 	s.metrics.tenantCount.Set(float64(len(cfg.Tenants)))
+	s.metrics.initTenants(cfg)
 	s.state.Store(snap)
 	// An address update that raced with the build reaches the new snapshot.
 	if ha := s.hostAddrs.Load(); ha != nil {
