@@ -109,6 +109,9 @@ func TestPackageUnderSystemd(t *testing.T) {
 		if out := c.sh(t, "curl -sS -m 5 http://127.0.0.1:9464/metrics"); !strings.Contains(out, "egressfw_") {
 			t.Errorf("metrics endpoint has no egressfw_ series:\n%.500s", out)
 		}
+		if out := c.sh(t, "head -c 1 /usr/share/egressfw/grafana/egressfw.json"); out != "{" {
+			t.Errorf("the Grafana dashboard is not installed: %q", out)
+		}
 		expectConfigPrivate(t, c)
 	})
 
