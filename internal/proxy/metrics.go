@@ -29,7 +29,7 @@ var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25
 func newMetrics(reg prometheus.Registerer, cache *resolver.CacheStats) *metrics {
 	m := &metrics{}
 	m.conns = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "egressfw_connections_total",
-		Help: "Tenant connections by final decision (allow, deny, report) and reason."}, []string{"tenant", "decision", "reason"})
+		Help: "Tenant connections by final decision (allow, deny, would_deny: report mode let it through, error: upstream failed) and reason."}, []string{"tenant", "decision", "reason"})
 	m.forwarded = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "egressfw_forwarded_connections_total",
 		Help: "Intercepted connections of containers, pods and VMs, by tenant, ingress interface and decision."},
 		[]string{"tenant", "iif", "decision"})
