@@ -7,9 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 	"unicode"
 )
 
@@ -31,19 +29,7 @@ func TestDashboardMetrics(t *testing.T) {
 	check(t, "a: bi-tool", tp.curl(w.a, args(resolve("bi-tool.example.com", "80", ipBITool), "http://bi-tool.example.com/")...), deniedInt)
 	check(t, "vm: public", tp.curl(w.vm, "http://"+ipPublic+"/"), okPublic)
 	check(t, "vm: bi-tool", tp.curl(w.vm, "http://"+ipBITool+"/"), deniedInt)
-	i := d.since()
-	load := nsCmd(tp.host, "nft", "-f", "-")
-	load.Stdin = strings.NewReader(debianNftablesConf)
-	if out, err := load.CombinedOutput(); err != nil {
-		t.Fatalf("nft -f: %v: %s", err, out)
-	}
-	if _, ok := waitRestored(t, d, i); !ok {
-		t.Fatalf("no restore logged:\n%s", d.logText())
-	}
-	d.signal(syscall.SIGHUP)
-	if _, ok := d.waitLogFrom(i, func(l logLine) bool { return l.str("msg") == "config reloaded" }, 5*time.Second); !ok {
-		t.Fatalf("no reload logged:\n%s", d.logText())
-	}
+	restoreThenReload(t, tp, d)
 
 	page := tp.curl(nonTenant(), "http://127.0.0.1:9464/metrics")
 	if page.status != 200 {

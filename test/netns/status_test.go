@@ -74,19 +74,7 @@ func TestStatus(t *testing.T) {
 	}
 
 	// Another program's nft -f, and a reload.
-	i := d.since()
-	load := nsCmd(tp.host, "nft", "-f", "-")
-	load.Stdin = strings.NewReader(debianNftablesConf)
-	if out, err := load.CombinedOutput(); err != nil {
-		t.Fatalf("nft -f: %v: %s", err, out)
-	}
-	if _, ok := waitRestored(t, d, i); !ok {
-		t.Fatalf("no restore logged:\n%s", d.logText())
-	}
-	d.signal(syscall.SIGHUP)
-	if _, ok := d.waitLogFrom(i, func(l logLine) bool { return l.str("msg") == "config reloaded" }, 5*time.Second); !ok {
-		t.Fatalf("no reload logged:\n%s", d.logText())
-	}
+	restoreThenReload(t, tp, d)
 	r = statusJSON(t, d)
 	if rs := r.Ruleset; rs.Restores != 1 || rs.LastRestore == nil || !regexp.MustCompile(`^nft\[\d+\]$`).MatchString(rs.LastRestore.By) ||
 		!strings.Contains(rs.LastRestore.What, "delete table (egressfw)") || rs.Problem != "" {
@@ -127,4 +115,24 @@ func statusJSON(t *testing.T, d *daemon) status.Report {
 		t.Fatalf("egressfw status --json: %v\n%s", err, out)
 	}
 	return r
+}
+
+// restoreThenReload loads Debian's nftables.conf over egressfw's table, as
+// another program would, waits for the restore, then reloads egressfw
+// (SIGHUP) and waits for it.
+func restoreThenReload(t *testing.T, tp *topo, d *daemon) {
+	t.Helper()
+	i := d.since()
+	load := nsCmd(tp.host, "nft", "-f", "-")
+	load.Stdin = strings.NewReader(debianNftablesConf)
+	if out, err := load.CombinedOutput(); err != nil {
+		t.Fatalf("nft -f: %v: %s", err, out)
+	}
+	if _, ok := waitRestored(t, d, i); !ok {
+		t.Fatalf("no restore logged:\n%s", d.logText())
+	}
+	d.signal(syscall.SIGHUP)
+	if _, ok := d.waitLogFrom(i, func(l logLine) bool { return l.str("msg") == "config reloaded" }, 5*time.Second); !ok {
+		t.Fatalf("no reload logged:\n%s", d.logText())
+	}
 }
