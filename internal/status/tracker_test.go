@@ -90,9 +90,10 @@ func names(ns []Name) string {
 
 // TestTopBounded: however many names a tenant is denied, a generation holds
 // TopCapacity of them. A name denied more often than 1/TopCapacity of all
-// denials (Space-Saving's guarantee) keeps its place and its exact count
-// while a scan of one-off names churns the least counted places, whose
-// counts then say how much of them may be overcount.
+// denials stays listed (Space-Saving's guarantee); this one, listed from
+// the start, keeps its exact count, while a scan of one-off names churns
+// the least counted places, whose counts then say how much of them may be
+// overcount.
 func TestTopBounded(t *testing.T) {
 	var tr Tracker
 	for i := range 10000 {
