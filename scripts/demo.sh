@@ -79,6 +79,7 @@ cat > "$DIR/egressfw.toml" <<TOML
 servers = ["10.20.0.53:53"]   # the host's resolver is the internal, split-horizon DNS
 [metrics]
 listen = ""
+status_socket = "$DIR/status.sock"   # what egressfw status reads
 [policy]
 public_cidrs = ["198.51.100.0/24"]   # a documentation range playing the Internet
 [[tenant]]
@@ -153,4 +154,7 @@ bi=$(grep -c '"ev":"http".*"local":"10.20.0.10:' "$DIR/$INT.events" || true)
 md=$(grep -c '"ev":"http".*"local":"169.254.169.254:' "$DIR/$INT.events" || true)
 echo
 echo "== the internal servers' own request counts: BI tool $bi (the non-tenant's request only), metadata $md"
+echo
+echo "== egressfw status (the running daemon, over its root-only socket)"
+"$BIN" status --config "$DIR/egressfw.toml" || true
 echo "== done; removing namespaces, cgroup and files"

@@ -37,6 +37,7 @@ func commands() map[string]command {
 		"rules":        {"print the nftables ruleset and routing egressfw would install", cmdRules},
 		"cleanup":      {"remove egressfw's nftables table, ip rules and routes", cmdCleanup},
 		"suggest":      {"turn the connection log into allow_domains/allow_internal per tenant", cmdSuggest},
+		"status":       {"show the running egressfw: tenants, last minute, denied names, ruleset, reload", cmdStatus},
 		"guard":        {"at boot: make tenants fail closed until egressfw runs", cmdGuard},
 		"version":      {"print the version", cmdVersion},
 	}

@@ -72,10 +72,18 @@ type DNS struct {
 	MaxAddrs    int      `toml:"max_addresses"` // kept per name; the rest of an answer is dropped
 }
 
-// Metrics configures the Prometheus endpoint.
+// Metrics configures the Prometheus endpoint and the socket egressfw
+// status reads.
 type Metrics struct {
 	Listen string `toml:"listen"` // "" disables
+	// StatusSocket is the unix socket `egressfw status` asks (root only;
+	// "" disables). The default is in the service's RuntimeDirectory.
+	StatusSocket string `toml:"status_socket"`
 }
+
+// maxSocketPath is the longest unix socket path (sun_path holds 108 bytes
+// with the terminating NUL).
+const maxSocketPath = 107
 
 // Policy holds the overrides of the built-in address classification.
 type Policy struct {
@@ -222,7 +230,7 @@ func Default() Config {
 			NegativeTTL: D(5 * time.Second), CacheSize: 10000,
 			CacheBytes: 8 << 20, MaxAddrs: 32,
 		},
-		Metrics: Metrics{Listen: "127.0.0.1:9464"},
+		Metrics: Metrics{Listen: "127.0.0.1:9464", StatusSocket: "/run/egressfw/status.sock"},
 		Policy:  Policy{InternalCIDRs: []netip.Prefix{}, PublicCIDRs: []netip.Prefix{}, NAT64Prefixes: []netip.Prefix{}},
 		Firewall: Firewall{
 			Table: "egressfw", MarkMask: 0x3000, InterceptMark: 0x2000, BypassMark: 0x1000,

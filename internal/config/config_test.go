@@ -89,6 +89,8 @@ func TestParseErrors(t *testing.T) {
 		{"nat64 6to4", "[policy]\nnat64_prefixes = [\"2002:a00:1::/96\"]\n" + base, []string{"policy.nat64_prefixes[0]", "inside 2002::/16"}},
 		{"cidr both lists", "[policy]\npublic_cidrs = [\"192.0.2.0/24\"]\ninternal_cidrs = [\"192.0.2.0/24\"]\n" + base, []string{"also in policy.internal_cidrs"}},
 		{"metrics", "[metrics]\nlisten = \"localhost\"\n" + base, []string{"metrics.listen"}},
+		{"status socket relative", "[metrics]\nstatus_socket = \"run/status.sock\"\n" + base, []string{`metrics.status_socket: "run/status.sock" must be a clean absolute path`}},
+		{"status socket too long", "[metrics]\nstatus_socket = \"/" + strings.Repeat("d", 107) + "\"\n" + base, []string{"metrics.status_socket: 108 bytes long; a unix socket path has at most 107"}},
 		{"no intercept ports", "[listener]\nintercept_ports = []\n" + base, []string{"at least one port"}},
 		{"intercept dup", "[listener]\nintercept_ports = [80, 80]\n" + base, []string{"port 80 is listed twice"}},
 		{"intercept is listener", "[listener]\nintercept_ports = [15001]\n" + base, []string{"listener's own ports"}},

@@ -135,6 +135,12 @@ func (c *Config) validateDNS(v *validator) {
 			v.add("metrics.listen", "%q is not \"ip:port\" or \"\" to disable", c.Metrics.Listen)
 		}
 	}
+	if p := c.Metrics.StatusSocket; p != "" {
+		checkFilePath(v, "metrics.status_socket", p)
+		if len(p) > maxSocketPath {
+			v.add("metrics.status_socket", "%d bytes long; a unix socket path has at most %d", len(p), maxSocketPath)
+		}
+	}
 }
 
 func (c *Config) validatePolicy(v *validator) {

@@ -53,6 +53,8 @@ type Daemon struct {
 	reloads atomic.Int64
 	// subUIDsLost: the sub-uid files are no longer watched (unhealthy).
 	subUIDsLost atomic.Bool
+	// st is what egressfw status reports besides the data path's counts.
+	st statusState
 }
 
 // generation is what one ruleset is built from: the config, each tenant's
@@ -78,7 +80,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	d := &Daemon{opts: opts, log: opts.Log, metrics: newMetrics(opts.Version)}
+	d := &Daemon{opts: opts, log: opts.Log, metrics: newMetrics(opts.Version), st: statusState{started: time.Now()}}
 	d.slots = newSlotTable(slotCapacity(cfg))
 	d.proxy = proxy.New(proxy.Options{Log: d.log, Metrics: d.metrics.reg, Mark: cfg.Firewall.BypassMark,
 		Dialer: &tproxy.Dialer{Mark: cfg.Firewall.BypassMark, Timeout: cfg.Listener.ConnectTimeout.Duration}})
@@ -109,6 +111,13 @@ func Run(ctx context.Context, opts Options) error {
 		if err := d.metrics.serve(ctx, cfg.Metrics.Listen, d.log); err != nil {
 			return fmt.Errorf("metrics listener %s: %w", cfg.Metrics.Listen, err)
 		}
+	}
+	if cfg.Metrics.StatusSocket != "" {
+		stop, err := d.serveStatus(cfg.Metrics.StatusSocket)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	d.opts.Notifier.Ready(d.status())
 	d.log.Info("egressfw started", "version", opts.Version, "config", opts.ConfigPath,
@@ -197,9 +206,11 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
 		if lerr != nil {
 			return lerr
 		}
+		d.st.lastApply.Store(event(err))
 		return err
 	}
 	t3 := time.Now()
+	d.st.lastApply.Store(event(nil))
 	d.slots.commit(slots)
 	d.proxy.Install(snap)
 	d.gen.Store(gen)
@@ -222,6 +233,7 @@ func (d *Daemon) reload(ctx context.Context) {
 	if err == nil {
 		err = d.apply(ctx, cfg)
 	}
+	d.st.lastReload.Store(event(err))
 	if err != nil {
 		d.metrics.reloads.WithLabelValues("error").Inc()
 		d.log.Error("reload failed; keeping the running config", "reload", n, "err", err)

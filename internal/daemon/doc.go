@@ -3,7 +3,8 @@
 // the tenants' sub-uids (subuid.go), installs and guards the kernel
 // ruleset and follows the tenants' cgroups (firewall.go: internal/nft,
 // internal/cgroup), follows the host's own addresses (hostaddrs.go), and
-// serves the metrics endpoint and the watchdog's health. The data path
+// serves the metrics endpoint, the watchdog's health and the socket
+// `egressfw status` reads (status.go, internal/status). The data path
 // itself, every tenant connection, is internal/proxy's.
 //
 // A config is applied in one order, at start and on every reload (apply):

@@ -12,6 +12,7 @@ import (
 	"github.com/egressfw/egressfw/internal/cgroup"
 	"github.com/egressfw/egressfw/internal/config"
 	"github.com/egressfw/egressfw/internal/nft"
+	"github.com/egressfw/egressfw/internal/status"
 )
 
 // firewall owns the kernel side: the nftables table and policy routing
@@ -31,6 +32,10 @@ type firewall struct {
 	// unrestored is the error of the last attempt to restore the ruleset
 	// after a foreign change, nil once one succeeds (see guardRuleset).
 	unrestored atomic.Pointer[error]
+	// restores and restoreFailures count the attempts that succeeded and
+	// failed; lastRestore is the last attempt (for egressfw status).
+	restores, restoreFailures atomic.Uint64
+	lastRestore               atomic.Pointer[status.Event]
 }
 
 func newFirewall(log *slog.Logger, m *metrics) (*firewall, error) {
@@ -207,6 +212,7 @@ func (f *firewall) follow(w *cgroup.Watcher) {
 func (f *firewall) guardRuleset(ctx context.Context, changed func(error)) error {
 	return f.mgr.Watch(ctx, func(r nft.Restore) {
 		args := []any{"changes", r.What, "by", r.By, "attempt", r.Attempt, "throttled", r.Throttled, "restores", r.Count}
+		f.noteRestore(r)
 		if r.Err != nil {
 			f.metrics.restored.WithLabelValues("error").Inc()
 			f.unrestored.Store(&r.Err)
@@ -223,6 +229,18 @@ func (f *firewall) guardRuleset(ctx context.Context, changed func(error)) error 
 			changed(nil)
 		}
 	})
+}
+
+// noteRestore counts a restore attempt for egressfw status.
+func (f *firewall) noteRestore(r nft.Restore) {
+	e := event(r.Err)
+	e.By, e.What = r.By, r.What
+	f.lastRestore.Store(e)
+	if r.Err != nil {
+		f.restoreFailures.Add(1)
+	} else {
+		f.restores.Add(1)
+	}
 }
 
 // health is nil while the cgroup watcher runs and the ruleset is in place.

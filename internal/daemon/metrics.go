@@ -39,6 +39,14 @@ func newMetrics(version string) *metrics {
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "egressfw_build_info",
 		Help: "Build information; the value is always 1."}, []string{"version", "goversion"})
 	info.WithLabelValues(version, runtime.Version()).Set(1)
+	// Every series of a known label starts at 0, so the first restore
+	// or failed reload is an increase (a series that appears at 1 is not).
+	for vec, values := range map[*prometheus.CounterVec][]string{m.ruleApply: {"ok", "error"}, m.reloads: {"ok", "error"},
+		m.cgroupSync: {"added", "removed", "error"}, m.restored: {"ok", "error"}} {
+		for _, v := range values {
+			vec.WithLabelValues(v)
+		}
+	}
 	m.reg.MustRegister(m.ruleApply, m.reloads, m.cgroupSync, m.restored, info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -21,3 +21,16 @@ func TestMetricsRegistry(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsStartAtZero: the daemon's counters of known results are
+// exported at 0 from the start, so the first restore or failed reload is an
+// increase.
+func TestMetricsStartAtZero(t *testing.T) {
+	m := newMetrics("test")
+	for name, want := range map[string]int{"egressfw_ruleset_restored_total": 2, "egressfw_reloads_total": 2,
+		"egressfw_rule_applications_total": 2, "egressfw_cgroup_updates_total": 3} {
+		if n, err := testutil.GatherAndCount(m.reg, name); err != nil || n != want {
+			t.Errorf("%s: %d series (%v), want %d at 0", name, n, err, want)
+		}
+	}
+}

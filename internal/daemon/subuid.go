@@ -157,7 +157,9 @@ func (d *Daemon) refreshUIDs(ctx context.Context) {
 	}
 	next := *cur
 	next.uids = ranges
-	if err := d.rules.apply(ctx, &next, func() error { return nil }); err != nil {
+	err = d.rules.apply(ctx, &next, func() error { return nil })
+	d.st.lastApply.Store(event(err))
+	if err != nil {
 		d.log.Error("sub-uid change not applied; keeping the uid ranges in force", "err", err)
 		return
 	}

@@ -135,6 +135,9 @@ func TestRefreshUIDs(t *testing.T) {
 	if len(applied) != 1 || !reflect.DeepEqual(rangesOf(applied[0], "b"), []nft.UIDRange{{First: 200000, Last: 265535}}) {
 		t.Fatalf("bob's new sub-uids: applied %+v, want one apply giving b 200000-265535", applied)
 	}
+	if a := d.st.lastApply.Load(); a == nil || a.Error != "" {
+		t.Errorf("egressfw status's last apply after the sub-uid change: %+v", a)
+	}
 
 	write("alice:100000:65536\nbob:150000:65536\n") // bob's range over alice's
 	d.refreshUIDs(context.Background())

@@ -12,6 +12,7 @@ import (
 	"github.com/egressfw/egressfw/internal/dnstest"
 	"github.com/egressfw/egressfw/internal/policy"
 	"github.com/egressfw/egressfw/internal/sni"
+	"github.com/egressfw/egressfw/internal/status"
 )
 
 // benchDecider is the policy and the harness's tenant web, whose resolver
@@ -27,7 +28,7 @@ func benchDecider(b *testing.B) (*policy.Policy, *policy.CompiledTenant) {
 		b.Fatal(err)
 	}
 	cfg.DNS.MinTTL, cfg.DNS.MaxTTL = config.D(time.Hour), config.D(time.Hour)
-	pol, tenants, _, err := newPolicy(cfg, 0)
+	pol, tenants, _, err := newPolicy(cfg, 0, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -63,7 +64,7 @@ func BenchmarkDecide(b *testing.B) {
 }
 
 // BenchmarkLogLine is the connection record of an allowed connection turned
-// into its metrics and JSON log line.
+// into its metrics, its count in the tenant's status and its JSON log line.
 func BenchmarkLogLine(b *testing.B) {
 	pol, t := benchDecider(b)
 	ctx := context.Background()
@@ -71,9 +72,11 @@ func BenchmarkLogLine(b *testing.B) {
 	orig := netip.MustParseAddrPort("198.51.100.10:443")
 	s := New(Options{Log: slog.New(slog.NewJSONHandler(discard{}, nil))})
 	v := judge(ctx, pol, t, r, orig)
+	tracker := &status.Tracker{}
 	b.ReportAllocs()
 	for b.Loop() {
-		rec := connRecord{start: time.Now(), tenant: "web", mode: "enforce", src: netip.MustParseAddrPort("127.0.0.1:40000"), orig: orig}
+		rec := connRecord{start: time.Now(), tenant: "web", mode: "enforce", src: netip.MustParseAddrPort("127.0.0.1:40000"), orig: orig,
+			tracker: tracker}
 		rec.setRequest(r)
 		rec.verdict = v
 		rec.dialed, rec.up, rec.down = orig, 517, 4096

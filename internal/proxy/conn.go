@@ -38,7 +38,7 @@ func (s *Proxy) handle(c *net.TCPConn, slot uint32, port uint16) {
 		s.finish(&rec)
 		return
 	}
-	rec.tenant, rec.mode = t.name, t.compiled.Mode().String()
+	rec.tenant, rec.mode, rec.tracker = t.name, t.compiled.Mode().String(), t.tracker
 	if !s.original(c, t, port, &rec) {
 		return
 	}
@@ -53,6 +53,7 @@ func (s *Proxy) handle(c *net.TCPConn, slot uint32, port uint16) {
 		s.connPool.leave(t.share)
 		return
 	}
+	s.note(&rec) // decided now; finish is when the relay ends
 	// The relay may last hours. It runs on a fresh goroutine, whose stack
 	// starts small, so that this one's stack, grown by parsing, resolving
 	// and dialing, is freed instead of being held by an idle connection.

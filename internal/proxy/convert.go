@@ -21,9 +21,10 @@ func policyTenant(t config.Tenant) policy.Tenant {
 	return pt
 }
 
-// newPolicy builds the resolver (mark as in newResolver), the classifier
-// and a policy that resolves with that resolver, and compiles every tenant.
-func newPolicy(cfg *config.Config, mark uint32) (*policy.Policy, map[string]*policy.CompiledTenant, *resolver.Resolver, error) {
+// newPolicy builds the resolver (mark and stats as in newResolver), the
+// classifier and a policy that resolves with that resolver, and compiles
+// every tenant.
+func newPolicy(cfg *config.Config, mark uint32, stats *resolver.CacheStats) (*policy.Policy, map[string]*policy.CompiledTenant, *resolver.Resolver, error) {
 	cl, err := policy.NewClassifier(cfg.Policy.InternalCIDRs, cfg.Policy.PublicCIDRs)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("build address classifier: %w", err)
@@ -39,7 +40,7 @@ func newPolicy(cfg *config.Config, mark uint32) (*policy.Policy, map[string]*pol
 		}
 		tenants[t.Name] = ct
 	}
-	res, err := newResolver(cfg, mark)
+	res, err := newResolver(cfg, mark, stats)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -47,8 +48,9 @@ func newPolicy(cfg *config.Config, mark uint32) (*policy.Policy, map[string]*pol
 }
 
 // newResolver builds egressfw's resolver; mark (if non-zero) is set on its
-// sockets so egressfw's own DNS queries bypass tenant interception.
-func newResolver(cfg *config.Config, mark uint32) (*resolver.Resolver, error) {
+// sockets so egressfw's own DNS queries bypass tenant interception; stats
+// (if not nil) counts its cache hits and misses.
+func newResolver(cfg *config.Config, mark uint32, stats *resolver.CacheStats) (*resolver.Resolver, error) {
 	rc := resolver.DefaultConfig()
 	rc.Servers = cfg.DNS.Servers
 	rc.Timeout = cfg.DNS.Timeout.Duration
@@ -58,6 +60,7 @@ func newResolver(cfg *config.Config, mark uint32) (*resolver.Resolver, error) {
 	rc.CacheSize = cfg.DNS.CacheSize
 	rc.CacheBytes = cfg.DNS.CacheBytes
 	rc.MaxAddrs = cfg.DNS.MaxAddrs
+	rc.Stats = stats
 	if mark != 0 {
 		rc.Control = tproxy.MarkControl(mark)
 	}

@@ -42,7 +42,7 @@ func Explain(ctx context.Context, cfg *config.Config, tenant, target, dst string
 		return ex, fmt.Errorf("%w: target %q: %v", ErrUsage, target, err)
 	}
 	ex.Port = port
-	pol, tenants, res, err := newPolicy(cfg, 0)
+	pol, tenants, res, err := newPolicy(cfg, 0, nil)
 	if err != nil {
 		return ex, err
 	}

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"github.com/egressfw/egressfw/internal/config"
+	"github.com/egressfw/egressfw/internal/resolver"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -22,11 +24,12 @@ type metrics struct {
 
 var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
 
-// newMetrics creates the data path's series and registers them with reg.
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics creates the data path's series and registers them with reg;
+// the resolver cache's are read from cache.
+func newMetrics(reg prometheus.Registerer, cache *resolver.CacheStats) *metrics {
 	m := &metrics{}
 	m.conns = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "egressfw_connections_total",
-		Help: "Tenant connections by final decision (allow, deny, report) and reason."}, []string{"tenant", "decision", "reason"})
+		Help: "Tenant connections by final decision (allow, deny, would_deny: report mode let it through, error: upstream failed) and reason."}, []string{"tenant", "decision", "reason"})
 	m.forwarded = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "egressfw_forwarded_connections_total",
 		Help: "Intercepted connections of containers, pods and VMs, by tenant, ingress interface and decision."},
 		[]string{"tenant", "iif", "decision"})
@@ -50,5 +53,27 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Help: "Tenants in the running config."})
 	reg.MustRegister(m.conns, m.forwarded, m.active, m.bytes, m.rejected, m.paced, m.dnsDur, m.connectDur,
 		m.peekDur, m.suppressed, m.tenantCount)
+	for result, n := range map[string]func() uint64{"hit": cache.Hits.Load, "miss": cache.Misses.Load} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "egressfw_dns_cache_lookups_total",
+			Help:        "Lookups of egressfw's resolver, by whether the cache answered (hit) or not (miss).",
+			ConstLabels: prometheus.Labels{"result": result}}, func() float64 { return float64(n()) }))
+	}
 	return m
+}
+
+// rejectLimits are the values of the rejected series' limit label (see admit
+// and peek).
+var rejectLimits = []string{"tenant", "global", "tenant_peek", "peek"}
+
+// initTenants starts each tenant's series of known labels at 0, so the
+// first refusal or pacing is an increase (a series that appears at 1 is
+// not).
+func (m *metrics) initTenants(cfg *config.Config) {
+	for _, t := range cfg.Tenants {
+		m.active.WithLabelValues(t.Name)
+		m.paced.WithLabelValues(t.Name)
+		for _, l := range rejectLimits {
+			m.rejected.WithLabelValues(t.Name, l)
+		}
+	}
 }

@@ -40,3 +40,23 @@ func TestMetricsCountDecisions(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsStartAtZero: a tenant's refusal and pacing series, and its open
+// connections, are exported at 0 once it is installed, so a dashboard's
+// increase() sees the first one.
+func TestMetricsStartAtZero(t *testing.T) {
+	h := newHarness(t, "")
+	for _, name := range []string{"egressfw_connections_rejected_total", "egressfw_connections_paced_total", "egressfw_connections_active"} {
+		// 3 tenants; rejected has 4 limits each.
+		want := 3
+		if name == "egressfw_connections_rejected_total" {
+			want = 3 * len(rejectLimits)
+		}
+		if n, err := testutil.GatherAndCount(h.reg, name); err != nil || n != want {
+			t.Errorf("%s: %d series (%v), want %d", name, n, err, want)
+		}
+	}
+	if v := testutil.ToFloat64(h.srv.metrics.rejected.WithLabelValues("web", "tenant_peek")); v != 0 {
+		t.Errorf("rejected{web, tenant_peek} = %v, want 0", v)
+	}
+}

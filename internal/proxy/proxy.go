@@ -11,7 +11,9 @@ import (
 
 	"github.com/egressfw/egressfw/internal/config"
 	"github.com/egressfw/egressfw/internal/policy"
+	"github.com/egressfw/egressfw/internal/resolver"
 	"github.com/egressfw/egressfw/internal/sni"
+	"github.com/egressfw/egressfw/internal/status"
 	"github.com/egressfw/egressfw/internal/tproxy"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -37,6 +39,9 @@ type tenantState struct {
 	share     *share // of the proxied connections (Proxy.connPool)
 	peekShare *share // of the connections still being peeked (Proxy.peekPool)
 	pacer     *pacer // max_new_per_second; outlives snapshots like the shares
+	// tracker counts the tenant's recent connections for egressfw status;
+	// it outlives snapshots too.
+	tracker *status.Tracker
 	// forwarded tenants (interfaces or source_cidrs) also arrive by nat
 	// REDIRECT on the primary address of their ingress interface, so their
 	// listener is bound to the wildcard address (see listenAddrs).
@@ -100,6 +105,11 @@ type Proxy struct {
 	listeners map[uint32]*portListener
 	conns     sync.WaitGroup
 	accepting atomic.Int32 // accept loops running
+
+	// trackers are the tenants' egressfw status, by name (under mu);
+	// dnsStats counts the cache use of every snapshot's resolver.
+	trackers map[string]*status.Tracker
+	dnsStats resolver.CacheStats
 }
 
 // New returns a Proxy with no snapshot and no listeners.
@@ -110,17 +120,19 @@ func New(o Options) *Proxy {
 	if o.Metrics == nil {
 		o.Metrics = prometheus.NewRegistry()
 	}
-	return &Proxy{
-		log: o.Log, metrics: newMetrics(o.Metrics), dialer: o.Dialer, kernel: o.Kernel, mark: o.Mark,
+	s := &Proxy{
+		log: o.Log, dialer: o.Dialer, kernel: o.Kernel, mark: o.Mark,
 		connPool: newPool(), peekPool: newPool(), denials: newDenialLimiter(10, 10*time.Second),
 		listeners: map[uint32]*portListener{}, pacers: map[string]*pacer{},
 	}
+	s.metrics = newMetrics(o.Metrics, &s.dnsStats)
+	return s
 }
 
 // Build compiles cfg with the given slots. It has no side effects, so a
 // reload that fails here leaves everything as it was.
 func (s *Proxy) Build(cfg *config.Config, slots map[string]config.Slot) (*Snapshot, error) {
-	pol, compiled, _, err := newPolicy(cfg, s.mark)
+	pol, compiled, _, err := newPolicy(cfg, s.mark, &s.dnsStats)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +159,9 @@ func (s *Proxy) Install(snap *Snapshot) {
 	cfg := snap.cfg
 	s.denials.setLimits(cfg.Log.DenialBurst, cfg.Log.DenialWindow.Duration)
 	s.configureLimits(snap)
+	s.configureTrackers(snap)
 	s.metrics.tenantCount.Set(float64(len(cfg.Tenants)))
+	s.metrics.initTenants(cfg)
 	s.state.Store(snap)
 	// An address update that raced with the build reaches the new snapshot.
 	if ha := s.hostAddrs.Load(); ha != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/egressfw/egressfw/internal/policy"
 	"github.com/egressfw/egressfw/internal/sni"
+	"github.com/egressfw/egressfw/internal/status"
 )
 
 // connRecord collects what is known about one connection for its log line
@@ -36,6 +37,11 @@ type connRecord struct {
 	up, down            int64
 	err                 error
 	peekDur, connectDur time.Duration
+
+	// tracker is the tenant's egressfw status; noted: this connection is
+	// counted in it (see note).
+	tracker *status.Tracker
+	noted   bool
 }
 
 func (r *connRecord) setRequest(res sni.Result) {
@@ -45,6 +51,7 @@ func (r *connRecord) setRequest(res sni.Result) {
 // finish counts and logs the connection. Identical denials beyond the burst
 // are counted but folded; the next one logged carries the folded count.
 func (s *Proxy) finish(r *connRecord) {
+	s.note(r)
 	v := &r.verdict
 	decision, reason, ans := v.Outcome(), v.Code.String(), &v.Answer
 	s.metrics.conns.WithLabelValues(r.tenant, decision, reason).Inc()

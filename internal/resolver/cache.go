@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -122,4 +123,23 @@ func (c *cache) size() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.bytes
+}
+
+// CacheStats counts a resolver's lookups (Lookup, and Query for the types
+// Lookup does not answer): Hits were answered from the cache, Misses were
+// not (they were asked upstream, or waited for the same question already
+// asked). A lookup abandoned before it got an answer counts in neither.
+type CacheStats struct {
+	Hits, Misses atomic.Uint64
+}
+
+// count adds one lookup; s may be nil.
+func (s *CacheStats) count(hit bool) {
+	switch {
+	case s == nil:
+	case hit:
+		s.Hits.Add(1)
+	default:
+		s.Misses.Add(1)
+	}
 }

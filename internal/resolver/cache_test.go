@@ -224,3 +224,72 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestCacheStats: Config.Stats counts a lookup answered from the cache as a
+// hit (positive and negative answers, Lookup and Query) and every other
+// as a miss; a stats value shared by two resolvers adds both up.
+func TestCacheStats(t *testing.T) {
+	type step struct {
+		name  string
+		qtype uint16 // 0: Lookup
+	}
+	tests := []struct {
+		name   string
+		reply  func(t *testing.T) replyFunc
+		mod    func(*Config)
+		steps  []step
+		hits   uint64
+		misses uint64
+	}{
+		{name: "a positive answer, then from the cache", reply: func(t *testing.T) replyFunc {
+			return zone(t, dns.RcodeSuccess, "a.example. 300 IN A 192.0.2.1")
+		}, steps: []step{{"a.example", 0}, {"a.example", 0}, {"a.example", 0}}, hits: 2, misses: 1},
+		{name: "NXDOMAIN, then from the negative cache", reply: func(t *testing.T) replyFunc { return zone(t, dns.RcodeNameError) },
+			steps: []step{{"nx.example", 0}, {"nx.example", 0}}, hits: 1, misses: 1},
+		{name: "Query of another type", reply: func(t *testing.T) replyFunc {
+			return zone(t, dns.RcodeSuccess, "a.example. 300 IN TXT \"x\"")
+		}, steps: []step{{"a.example", dns.TypeTXT}, {"a.example", dns.TypeTXT}}, hits: 1, misses: 1},
+		{name: "Query of A is Lookup's, counted once", reply: func(t *testing.T) replyFunc {
+			return zone(t, dns.RcodeSuccess, "a.example. 300 IN A 192.0.2.1")
+		}, steps: []step{{"a.example", dns.TypeA}, {"a.example", 0}}, hits: 1, misses: 1},
+		{name: "no cache: every lookup misses", reply: func(t *testing.T) replyFunc {
+			return zone(t, dns.RcodeSuccess, "a.example. 300 IN A 192.0.2.1")
+		}, mod: func(c *Config) { c.CacheSize = 0 }, steps: []step{{"a.example", 0}, {"a.example", 0}}, misses: 2},
+		{name: "an invalid name is no lookup", reply: func(t *testing.T) replyFunc { return zone(t, dns.RcodeNameError) },
+			steps: []step{{"bad..example", 0}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startServer(t, "127.0.0.1", tc.reply(t))
+			stats := &CacheStats{}
+			r, _ := newTestResolver(t, []string{srv.addr}, func(c *Config) {
+				c.Stats = stats
+				if tc.mod != nil {
+					tc.mod(c)
+				}
+			})
+			for _, s := range tc.steps {
+				if s.qtype == 0 {
+					_, _ = r.Lookup(context.Background(), s.name)
+				} else {
+					_, _ = r.Query(context.Background(), s.name, s.qtype)
+				}
+			}
+			if h, m := stats.Hits.Load(), stats.Misses.Load(); h != tc.hits || m != tc.misses {
+				t.Errorf("hits %d, misses %d; want %d, %d", h, m, tc.hits, tc.misses)
+			}
+		})
+	}
+	t.Run("shared by a resolver that replaces another", func(t *testing.T) {
+		srv := startServer(t, "127.0.0.1", zone(t, dns.RcodeSuccess, "a.example. 300 IN A 192.0.2.1"))
+		stats := &CacheStats{}
+		for range 2 {
+			r, _ := newTestResolver(t, []string{srv.addr}, func(c *Config) { c.Stats = stats })
+			_, _ = r.Lookup(context.Background(), "a.example")
+			_, _ = r.Lookup(context.Background(), "a.example")
+		}
+		if h, m := stats.Hits.Load(), stats.Misses.Load(); h != 2 || m != 2 {
+			t.Errorf("hits %d, misses %d; want 2, 2 (each resolver has its own cache)", h, m)
+		}
+	})
+}

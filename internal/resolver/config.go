@@ -76,6 +76,9 @@ type Config struct {
 	// Now is the clock used for cache expiry; nil means time.Now. Network
 	// timeouts always use the real clock.
 	Now func() time.Time
+	// Stats, when set, counts the lookups answered from the cache and the
+	// others; resolvers that replace one another (on reload) can share it.
+	Stats *CacheStats
 }
 
 // DefaultConfig returns a Config with every default filled in and no

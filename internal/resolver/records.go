@@ -133,6 +133,7 @@ func (r *Resolver) Query(ctx context.Context, name string, qtype uint16) (Answer
 	ckey := key + "/" + strconv.Itoa(int(qtype)) // '/' is in no canonical name
 	if r.cache != nil {
 		if a, ok := r.cache.get(ckey, r.now()); ok {
+			r.stats.count(true)
 			return r.answerOf(key, qtype, a, true, start)
 		}
 	}
@@ -143,6 +144,7 @@ func (r *Resolver) Query(ctx context.Context, name string, qtype uint16) (Answer
 	select {
 	case res := <-ch:
 		f := res.Val.(flight)
+		r.stats.count(f.cached)
 		return r.answerOf(key, qtype, f.a, f.cached, start)
 	case <-ctx.Done():
 		return Answer{}, fmt.Errorf("query %s %s: %w", key, dns.Type(qtype), context.Cause(ctx))

@@ -64,6 +64,7 @@ type Resolver struct {
 	cache    *cache // nil when disabled
 	group    singleflight.Group
 	now      func() time.Time
+	stats    *CacheStats // nil: not counted
 }
 
 // New validates cfg and builds a Resolver. With no Servers it reads the
@@ -89,7 +90,7 @@ func New(cfg Config) (*Resolver, error) {
 		// context deadline short; the context decides.
 		udp: &dns.Client{Net: "udp", Dialer: dialer, Timeout: cfg.Timeout, UDPSize: ednsSize},
 		tcp: &dns.Client{Net: "tcp", Dialer: dialer, Timeout: cfg.Timeout},
-		now: cfg.Now,
+		now: cfg.Now, stats: cfg.Stats,
 	}
 	if r.now == nil {
 		r.now = time.Now
@@ -147,6 +148,7 @@ func (r *Resolver) Lookup(ctx context.Context, name string) (Result, error) {
 	}
 	if r.cache != nil {
 		if a, ok := r.cache.get(key, r.now()); ok {
+			r.stats.count(true)
 			return r.result(key, a, true, start)
 		}
 	}
@@ -157,6 +159,7 @@ func (r *Resolver) Lookup(ctx context.Context, name string) (Result, error) {
 	select {
 	case res := <-ch:
 		f := res.Val.(flight)
+		r.stats.count(f.cached)
 		return r.result(key, f.a, f.cached, start)
 	case <-ctx.Done():
 		return Result{}, fmt.Errorf("resolve %s: %w", key, context.Cause(ctx))

@@ -49,6 +49,7 @@ install -d "$root/usr/share/man/man8" "$root/usr/share/man/man5" "$root/usr/shar
 gzip -9n -c "$top/packaging/man/egressfw.8" >"$root/usr/share/man/man8/egressfw.8.gz"
 gzip -9n -c "$top/packaging/man/egressfw.toml.5" >"$root/usr/share/man/man5/egressfw.toml.5.gz"
 "$here/copyright.sh" "$bin" >"$root/usr/share/doc/egressfw/copyright"
+install -D -m 0644 "$top/packaging/grafana/egressfw.json" "$root/usr/share/egressfw/grafana/egressfw.json"
 install -D -m 0644 "$here/lintian-overrides" "$root/usr/share/lintian/overrides/egressfw"
 
 commit=$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)

@@ -58,6 +58,7 @@ negative_ttl = "0s"
 
 [metrics]
 listen = "127.0.0.1:9464"
+status_socket = %q
 
 [policy]
 public_cidrs = ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"]
@@ -71,7 +72,7 @@ guard_cgroups = %s
 %s
 
 %s`, or(o.interceptPorts, "[80, 443, 8080]"), or(o.peekTimeout, "3s"), or(o.shutdownGrace, "5s"),
-		denyDetailLine(o.denyDetail), ipDNS, or(o.minTTL, "1s"), tp.guards(o), o.firewall, or(o.tenants, tp.defaultTenants()))
+		denyDetailLine(o.denyDetail), ipDNS, or(o.minTTL, "1s"), tp.file("status.sock"), tp.guards(o), o.firewall, or(o.tenants, tp.defaultTenants()))
 }
 
 func denyDetailLine(v string) string {

@@ -109,6 +109,9 @@ func TestPackageUnderSystemd(t *testing.T) {
 		if out := c.sh(t, "curl -sS -m 5 http://127.0.0.1:9464/metrics"); !strings.Contains(out, "egressfw_") {
 			t.Errorf("metrics endpoint has no egressfw_ series:\n%.500s", out)
 		}
+		if out := c.sh(t, "head -c 1 /usr/share/egressfw/grafana/egressfw.json"); out != "{" {
+			t.Errorf("the Grafana dashboard is not installed: %q", out)
+		}
 		expectConfigPrivate(t, c)
 	})
 
@@ -163,6 +166,23 @@ func TestPackageUnderSystemd(t *testing.T) {
 		// The uid tenant added by the reload.
 		expectUID(t, c, "http://192.0.2.10/", true)
 		expectUID(t, c, "http://10.1.2.3/", false)
+	})
+
+	t.Run("status", func(t *testing.T) {
+		out := c.sh(t, "egressfw status")
+		for _, want := range []string{"healthy", "last reload", "webhooks", "batch", "10.1.2.3", "internal_address"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("egressfw status as root lacks %q:\n%s", want, out)
+			}
+		}
+		// The service's runtime directory and socket are its own and root's.
+		if got := c.sh(t, "stat -c '%a %F' /run/egressfw /run/egressfw/status.sock"); got != "700 directory\n600 socket\n" {
+			t.Errorf("runtime directory and socket: %q, want 700 and 600", got)
+		}
+		out, err := c.run(30*time.Second, "setpriv", "--reuid=4242", "--regid=4242", "--clear-groups", "egressfw", "status")
+		if err == nil || !strings.Contains(out, "permission denied") || strings.Contains(out, "webhooks") {
+			t.Errorf("egressfw status as uid 4242: %v\n%s\nwant a permission error and no report", err, out)
+		}
 	})
 
 	t.Run("stop keeps rules", func(t *testing.T) {
