@@ -18,11 +18,12 @@ import (
 const trustedLabel = "egressfw.tenant=trusted"
 
 // labelTenants is the config's tenants and [docker] section for engine
-// socket sock: "containers" (interfaces, may not reach svc), "trusted"
-// (label egressfw.tenant=trusted, may reach svc) and "team" (label
-// team=a, for a container two tenants match).
-func labelTenants(sock string) string {
-	return containersTenant() + `
+// socket sock: the interface tenant ifaces (containersTenant for Docker's
+// bridges; it may not reach svc), "trusted" (label
+// egressfw.tenant=trusted, may reach svc) and "team" (label team=a, for a
+// container two tenants match).
+func labelTenants(sock, ifaces string) string {
+	return ifaces + `
 [[tenant]]
 name = "trusted"
 docker_labels = { "egressfw.tenant" = "trusted" }
@@ -67,7 +68,7 @@ func newLabelWorld(t *testing.T, before func(w *labelWorld)) *labelWorld {
 	if before != nil {
 		before(w)
 	}
-	cfg := tp.config(cfgOpts{interceptPorts: "[80, 443]", tenants: labelTenants(w.relay.path)})
+	cfg := tp.config(cfgOpts{interceptPorts: "[80, 443]", tenants: labelTenants(w.relay.path, containersTenant())})
 	w.d = &daemon{t: t, tp: tp, cfgPath: tp.writeConfig("egressfw.toml", cfg), env: w.env}
 	w.d.start()
 	t.Cleanup(w.d.stop)
