@@ -170,8 +170,10 @@ func checkLabelledSlots(cfg *config.Config, slots map[string]config.Slot) error 
 }
 
 // followDocker starts following the engine of cfg and waits up to
-// firstLiveWait for its first live snapshot, so that the first apply binds
-// the running containers. publish and onLive: see containerState.
+// firstLiveWait for its first live snapshot with every listed container
+// read, so that the first apply binds the running containers (a restart
+// that bound only some would take the others' tenant away until they are
+// read). publish and onLive: see containerState.
 func (f *firewall) followDocker(ctx context.Context, cfg config.Docker, publish func(map[netip.Addr]proxy.Container), onLive func(bool)) error {
 	ports, err := docker.NewHostPorts(-1)
 	if err != nil {
@@ -192,7 +194,7 @@ func (f *firewall) followDocker(ctx context.Context, cfg config.Docker, publish 
 		defer ports.Close()
 		_ = fl.Run(ctx, func(s docker.Snapshot) {
 			f.containersChanged(s)
-			if s.Live {
+			if s.Live && s.Pending == 0 {
 				once.Do(func() { close(first) })
 			}
 		})

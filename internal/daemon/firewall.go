@@ -139,6 +139,7 @@ func (f *firewall) apply(ctx context.Context, gen *generation, ready func() erro
 	f.metrics.ruleApply.WithLabelValues("ok").Inc()
 	if spec.Containers {
 		f.bound(b, gen)
+		f.log.Debug("docker: containers bound with the rules", "ports", len(b.cs), "labelled", b.labelled)
 	}
 	if w != f.watcher {
 		if f.cancel != nil {
