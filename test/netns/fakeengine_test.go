@@ -1,0 +1,139 @@
+package netns
+
+import (
+	"encoding/json"
+	"maps"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"testing"
+)
+
+// fakeEngine serves the part of the Docker Engine API egressfw reads
+// (version, list, inspect, events) for containers the test made by hand:
+// thousands of them cost a network namespace and a veth pair each, where a
+// real dockerd would start a process per container. Events are sent when
+// the test says.
+type fakeEngine struct {
+	mu         sync.Mutex
+	containers map[string]fakeContainer
+	streams    map[chan []byte]bool
+}
+
+// fakeContainer is one running container as the engine describes it.
+type fakeContainer struct {
+	ID, Name string
+	Labels   map[string]string
+	Sandbox  string // a path that opens its network namespace
+	IP, MAC  string // of its one endpoint, on network "bench"
+}
+
+// startFakeEngine serves on a unix socket at path until the test ends.
+func startFakeEngine(tb testing.TB, path string) *fakeEngine {
+	e := &fakeEngine{containers: map[string]fakeContainer{}, streams: map[chan []byte]bool{}}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /version", func(w http.ResponseWriter, _ *http.Request) {
+		json.NewEncoder(w).Encode(map[string]any{"Version": "fake", "ApiVersion": "1.41"})
+	})
+	mux.HandleFunc("GET /containers/json", func(w http.ResponseWriter, _ *http.Request) {
+		e.mu.Lock()
+		var out []map[string]string
+		for _, id := range slices.Sorted(maps.Keys(e.containers)) {
+			out = append(out, map[string]string{"Id": id})
+		}
+		e.mu.Unlock()
+		json.NewEncoder(w).Encode(out)
+	})
+	mux.HandleFunc("GET /containers/{id}/json", func(w http.ResponseWriter, r *http.Request) {
+		e.mu.Lock()
+		c, ok := e.containers[r.PathValue("id")]
+		e.mu.Unlock()
+		if !ok {
+			http.Error(w, `{"message":"no such container"}`, http.StatusNotFound)
+			return
+		}
+		json.NewEncoder(w).Encode(inspectOf(c))
+	})
+	mux.HandleFunc("GET /events", e.serveEvents)
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	tb.Cleanup(func() { srv.Close() })
+	return e
+}
+
+// inspectOf is c as GET /containers/{id}/json gives it.
+func inspectOf(c fakeContainer) map[string]any {
+	return map[string]any{
+		"Id": c.ID, "Name": "/" + c.Name, "Config": map[string]any{"Labels": c.Labels},
+		"State": map[string]any{"Running": true, "Pid": 0},
+		"NetworkSettings": map[string]any{"SandboxKey": c.Sandbox, "Networks": map[string]any{
+			"bench": map[string]string{"NetworkID": "bench", "IPAddress": c.IP, "MacAddress": c.MAC}}},
+	}
+}
+
+func (e *fakeEngine) serveEvents(w http.ResponseWriter, r *http.Request) {
+	ch := make(chan []byte, 64)
+	e.mu.Lock()
+	e.streams[ch] = true
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.streams, ch)
+		e.mu.Unlock()
+	}()
+	w.WriteHeader(http.StatusOK)
+	w.(http.Flusher).Flush()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case ev := <-ch:
+			w.Write(append(ev, '\n'))
+			w.(http.Flusher).Flush()
+		}
+	}
+}
+
+// set makes cs the running containers, without events (the list and
+// a reconcile show them).
+func (e *fakeEngine) set(cs []fakeContainer) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	clear(e.containers)
+	for _, c := range cs {
+		e.containers[c.ID] = c
+	}
+}
+
+// start adds c and sends its start event; remove deletes container id and
+// sends its destroy event.
+func (e *fakeEngine) start(c fakeContainer) {
+	e.mu.Lock()
+	e.containers[c.ID] = c
+	e.mu.Unlock()
+	e.emit("start", c.ID)
+}
+
+func (e *fakeEngine) remove(id string) {
+	e.mu.Lock()
+	delete(e.containers, id)
+	e.mu.Unlock()
+	e.emit("destroy", id)
+}
+
+func (e *fakeEngine) emit(action, id string) {
+	ev, _ := json.Marshal(map[string]any{"Type": "container", "Action": action, "Actor": map[string]any{"ID": id}})
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for ch := range e.streams {
+		select {
+		case ch <- ev:
+		default:
+		}
+	}
+}
