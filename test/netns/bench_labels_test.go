@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/dockertest"
 	"github.com/egressfw/egressfw/internal/netnstest"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -33,8 +35,8 @@ type benchWorld struct {
 	dir, host string
 	hostH     *netlink.Handle
 	bridge    int
-	engine    *fakeEngine
-	ctrs      []fakeContainer
+	engine    *dockertest.FakeEngine
+	ctrs      []dockertest.FakeContainer
 	ns0       netns.NsHandle // container 0's namespace
 }
 
@@ -98,7 +100,14 @@ func newBenchWorld(b *testing.B, n int) *benchWorld {
 		b.Fatal(err)
 	}
 	w.bridge = br.Attrs().Index
-	w.engine = startFakeEngine(b, filepath.Join(w.dir, "engine.sock"))
+	w.engine = dockertest.NewFakeEngine()
+	ln, err := net.Listen("unix", filepath.Join(w.dir, "engine.sock"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	api := &http.Server{Handler: w.engine.Handler()}
+	go api.Serve(ln)
+	b.Cleanup(func() { api.Close() })
 	for i := range n {
 		w.ctrs = append(w.ctrs, w.container(i))
 	}
@@ -106,7 +115,7 @@ func newBenchWorld(b *testing.B, n int) *benchWorld {
 }
 
 // container makes container i: a namespace, a veth pair on the bridge.
-func (w *benchWorld) container(i int) fakeContainer {
+func (w *benchWorld) container(i int) dockertest.FakeContainer {
 	b := w.b
 	runtime.LockOSThread()
 	orig, err := netns.Get()
@@ -157,7 +166,7 @@ func (w *benchWorld) container(i int) fakeContainer {
 			}
 		}
 	}
-	return fakeContainer{ID: fmt.Sprintf("%064x", i+1), Name: fmt.Sprintf("c%d", i), Labels: map[string]string{"egressfw.tenant": "trusted"},
+	return dockertest.FakeContainer{ID: fmt.Sprintf("%064x", i+1), Name: fmt.Sprintf("c%d", i), Labels: map[string]string{"egressfw.tenant": "trusted"},
 		Sandbox: fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(ns)), IP: ip, MAC: mac.String()}
 }
 
@@ -328,7 +337,7 @@ func BenchmarkDockerLabels(b *testing.B) {
 // round runs egressfw once with n containers and returns its figures.
 func (w *benchWorld) round(n int) map[string]float64 {
 	b := w.b
-	w.engine.set(w.ctrs[:n])
+	w.engine.Set(w.ctrs[:n])
 	t0 := time.Now()
 	d := w.startEgressfw()
 	applied := d.wait(b, 0, "config applied", 30*time.Second, func(l logLine) bool { return l.str("msg") == "config applied" })
@@ -341,10 +350,10 @@ func (w *benchWorld) round(n int) map[string]float64 {
 
 	last := w.ctrs[n-1]
 	i := d.since()
-	w.engine.remove(last.ID)
+	w.engine.Remove(last.ID)
 	gone := d.bound(b, i, n-1)
 	i = d.since()
-	w.engine.start(last)
+	w.engine.Start(last)
 	back := d.bound(b, i, n)
 	out["event_ms"] = (ms(gone, "took_us") + ms(back, "took_us")) / 2
 

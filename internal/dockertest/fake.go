@@ -1,48 +1,47 @@
-package netns
+package dockertest
 
 import (
 	"encoding/json"
 	"maps"
-	"net"
 	"net/http"
 	"slices"
 	"sync"
-	"testing"
 )
 
-// fakeEngine serves the part of the Docker Engine API egressfw reads
-// (version, list, inspect, events) for containers the test made by hand:
-// thousands of them cost a network namespace and a veth pair each, where a
-// real dockerd would start a process per container. Events are sent when
-// the test says.
-type fakeEngine struct {
+// FakeEngine serves the part of the Docker Engine API egressfw reads
+// (version, list, inspect, events) for containers a test made by hand:
+// thousands of them cost a network namespace and a veth pair each where
+// a real dockerd starts processes, and a system test has no dockerd.
+// Events are sent when the test says.
+type FakeEngine struct {
 	mu         sync.Mutex
-	containers map[string]fakeContainer
+	containers map[string]FakeContainer
 	streams    map[chan []byte]bool
 }
 
-// fakeContainer is one running container as the engine describes it.
-type fakeContainer struct {
+// FakeContainer is one running container as the engine describes it.
+type FakeContainer struct {
 	ID, Name string
 	Labels   map[string]string
 	Sandbox  string // a path that opens its network namespace
+	Pid      int    // its first process, for a caller that cannot open Sandbox
 	IP, MAC  string // of its one endpoint, on network "bench"
 }
 
-// startFakeEngine serves on a unix socket at path until the test ends.
-func startFakeEngine(tb testing.TB, path string) *fakeEngine {
-	e := &fakeEngine{containers: map[string]fakeContainer{}, streams: map[chan []byte]bool{}}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		tb.Fatal(err)
-	}
+// NewFakeEngine returns an engine without containers.
+func NewFakeEngine() *FakeEngine {
+	return &FakeEngine{containers: map[string]FakeContainer{}, streams: map[chan []byte]bool{}}
+}
+
+// Handler serves the engine's API.
+func (e *FakeEngine) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /version", func(w http.ResponseWriter, _ *http.Request) {
 		json.NewEncoder(w).Encode(map[string]any{"Version": "fake", "ApiVersion": "1.41"})
 	})
 	mux.HandleFunc("GET /containers/json", func(w http.ResponseWriter, _ *http.Request) {
 		e.mu.Lock()
-		var out []map[string]string
+		out := []map[string]string{}
 		for _, id := range slices.Sorted(maps.Keys(e.containers)) {
 			out = append(out, map[string]string{"Id": id})
 		}
@@ -60,23 +59,20 @@ func startFakeEngine(tb testing.TB, path string) *fakeEngine {
 		json.NewEncoder(w).Encode(inspectOf(c))
 	})
 	mux.HandleFunc("GET /events", e.serveEvents)
-	srv := &http.Server{Handler: mux}
-	go srv.Serve(ln)
-	tb.Cleanup(func() { srv.Close() })
-	return e
+	return mux
 }
 
 // inspectOf is c as GET /containers/{id}/json gives it.
-func inspectOf(c fakeContainer) map[string]any {
+func inspectOf(c FakeContainer) map[string]any {
 	return map[string]any{
 		"Id": c.ID, "Name": "/" + c.Name, "Config": map[string]any{"Labels": c.Labels},
-		"State": map[string]any{"Running": true, "Pid": 0},
+		"State": map[string]any{"Running": true, "Pid": c.Pid},
 		"NetworkSettings": map[string]any{"SandboxKey": c.Sandbox, "Networks": map[string]any{
 			"bench": map[string]string{"NetworkID": "bench", "IPAddress": c.IP, "MacAddress": c.MAC}}},
 	}
 }
 
-func (e *fakeEngine) serveEvents(w http.ResponseWriter, r *http.Request) {
+func (e *FakeEngine) serveEvents(w http.ResponseWriter, r *http.Request) {
 	ch := make(chan []byte, 64)
 	e.mu.Lock()
 	e.streams[ch] = true
@@ -99,9 +95,9 @@ func (e *fakeEngine) serveEvents(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// set makes cs the running containers, without events (the list and
-// a reconcile show them).
-func (e *fakeEngine) set(cs []fakeContainer) {
+// Set makes cs the running containers, without events (a listing shows
+// them).
+func (e *FakeEngine) Set(cs []FakeContainer) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	clear(e.containers)
@@ -110,23 +106,23 @@ func (e *fakeEngine) set(cs []fakeContainer) {
 	}
 }
 
-// start adds c and sends its start event; remove deletes container id and
-// sends its destroy event.
-func (e *fakeEngine) start(c fakeContainer) {
+// Start adds c and sends its start event.
+func (e *FakeEngine) Start(c FakeContainer) {
 	e.mu.Lock()
 	e.containers[c.ID] = c
 	e.mu.Unlock()
 	e.emit("start", c.ID)
 }
 
-func (e *fakeEngine) remove(id string) {
+// Remove deletes container id and sends its destroy event.
+func (e *FakeEngine) Remove(id string) {
 	e.mu.Lock()
 	delete(e.containers, id)
 	e.mu.Unlock()
 	e.emit("destroy", id)
 }
 
-func (e *fakeEngine) emit(action, id string) {
+func (e *FakeEngine) emit(action, id string) {
 	ev, _ := json.Marshal(map[string]any{"Type": "container", "Action": action, "Actor": map[string]any{"ID": id}})
 	e.mu.Lock()
 	defer e.mu.Unlock()
