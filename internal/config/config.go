@@ -21,6 +21,7 @@ type Config struct {
 	Metrics  Metrics  `toml:"metrics"`
 	Policy   Policy   `toml:"policy"`
 	Firewall Firewall `toml:"firewall"`
+	Docker   Docker   `toml:"docker"`
 	Limits   Limits   `toml:"limits"`
 	Log      Log      `toml:"log"`
 	Tenants  []Tenant `toml:"tenant"`
@@ -120,6 +121,12 @@ type Firewall struct {
 	// user database elsewhere; both need a restart to change.
 	SubUIDFile string `toml:"subuid_file"`
 	PasswdFile string `toml:"passwd_file"`
+	// ContainerMarkMask carries a labelled container's tenant slot in the
+	// packet mark, from the bridge table to the inet table's rules, and
+	// ContainerCtMask records it in the conntrack mark of the flows the
+	// container opens (docker.go). Used only with docker.socket.
+	ContainerMarkMask uint32 `toml:"container_mark_mask"`
+	ContainerCtMask   uint32 `toml:"container_ct_mask"`
 }
 
 // Limits caps concurrency so one tenant cannot starve the others.
@@ -173,6 +180,11 @@ type Tenant struct {
 	// MaxNewPerSecond paces the tenant's new connections; 0 means
 	// limits.max_new_per_second.
 	MaxNewPerSecond int `toml:"max_new_per_second"`
+
+	// DockerLabels make the tenant a container tenant: a container whose
+	// labels include every one of these (key and value) is the tenant's,
+	// wherever it is attached (docker.go).
+	DockerLabels map[string]string `toml:"docker_labels"`
 }
 
 // AllowInternal names an internal service a tenant may reach through the
@@ -237,7 +249,9 @@ func Default() Config {
 			CtMarkMask: 0x0fff, RouteTable: 1515, RulePriority: 1515, KeepRulesOnStop: true,
 			GuardCgroups: []string{"egressfw.slice"},
 			SubUIDFile:   "/etc/subuid", PasswdFile: "/etc/passwd",
+			ContainerMarkMask: 0xff, ContainerCtMask: 0xff0000,
 		},
+		Docker: Docker{Reconcile: D(30 * time.Second)},
 		Limits: Limits{MaxConnections: 8192, MaxConnectionsPerTenant: 4096, MaxPeeking: 1024, MaxPeekingPerTenant: 512},
 		Log:    Log{Level: "info", DenialBurst: 10, DenialWindow: D(10 * time.Second)},
 	}

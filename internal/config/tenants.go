@@ -34,8 +34,8 @@ func (c *Config) validateTenants(v *validator) {
 			}
 			names[t.Name] = i
 		}
-		if len(t.Cgroups) == 0 && len(t.UIDs) == 0 && len(t.UIDRanges) == 0 && len(t.Interfaces) == 0 && len(t.SourceCIDRs) == 0 {
-			v.add(key, "matches nothing: set cgroups, uids, uid_ranges, interfaces and/or source_cidrs")
+		if len(t.Cgroups) == 0 && len(t.UIDs) == 0 && len(t.UIDRanges) == 0 && len(t.Interfaces) == 0 && len(t.SourceCIDRs) == 0 && t.DockerLabels == nil {
+			v.add(key, "matches nothing: set cgroups, uids, uid_ranges, interfaces, source_cidrs and/or docker_labels")
 		}
 		fwd.check(v, key, t)
 		for _, cg := range t.Cgroups {

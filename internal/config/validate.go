@@ -30,6 +30,7 @@ func (c *Config) Validate() error {
 	c.validateFirewall(v)
 	c.validateLimits(v)
 	c.validateTenants(v)
+	c.validateDocker(v)
 	return errors.Join(v.errs...)
 }
 

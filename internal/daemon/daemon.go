@@ -104,6 +104,11 @@ func Run(ctx context.Context, opts Options) error {
 	if err := d.recoverSlots(cfg); err != nil {
 		return err
 	}
+	if cfg.Docker.Socket != "" {
+		if err := d.fw.followDocker(ctx, cfg.Docker, d.proxy.SetContainers, d.dockerLive); err != nil {
+			return err
+		}
+	}
 	if err := d.apply(ctx, cfg); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
@@ -176,11 +181,14 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	if err := checkLabelledSlots(cfg, slots); err != nil {
+		return err
+	}
 	ranges, warnings, err := loadUIDRanges(cfg)
 	if err != nil {
 		return err
 	}
-	for _, w := range warnings {
+	for _, w := range append(warnings, cfg.Warnings()...) {
 		d.log.Warn(w)
 	}
 	t0 := time.Now()
@@ -253,6 +261,9 @@ func firewallUnchanged(old, cfg *config.Config) error {
 	if !reflect.DeepEqual(a, b) {
 		return errors.New("[firewall] settings changed: restart egressfw to apply them")
 	}
+	if old.Docker != cfg.Docker {
+		return errors.New("[docker] settings changed: restart egressfw to apply them")
+	}
 	return nil
 }
 
@@ -312,7 +323,24 @@ func (d *Daemon) status() string {
 	if gen := d.gen.Load(); gen != nil {
 		n = len(gen.slots)
 	}
-	return fmt.Sprintf("serving %d tenant(s) on ports %s", n, d.portRange())
+	return fmt.Sprintf("serving %d tenant(s) on ports %s", n, d.portRange()) + d.dockerStatus()
+}
+
+// dockerStatus is the part of the status about the Docker Engine API: said
+// only while it cannot be read.
+func (d *Daemon) dockerStatus() string {
+	if gen := d.gen.Load(); gen == nil || gen.cfg.Docker.Socket == "" || d.fw.dockerLive() {
+		return ""
+	}
+	return "; Docker API unreachable: new containers get their interface tenant only"
+}
+
+// dockerLive shows the engine found or lost in the service status, unless
+// the status says the ruleset is not restored.
+func (d *Daemon) dockerLive(bool) {
+	if d.fw.health() == nil && d.gen.Load() != nil {
+		d.opts.Notifier.Status(d.status())
+	}
 }
 
 func (d *Daemon) portRange() string {

@@ -36,6 +36,7 @@ type firewall struct {
 	// failed; lastRestore is the last attempt (for egressfw status).
 	restores, restoreFailures atomic.Uint64
 	lastRestore               atomic.Pointer[status.Event]
+	ctr        containerState // Docker-label tenants (containers.go)
 }
 
 func newFirewall(log *slog.Logger, m *metrics) (*firewall, error) {
@@ -54,7 +55,8 @@ func baseSpec(cfg *config.Config) nft.Spec {
 	return nft.Spec{Table: fw.Table, InterceptPorts: cfg.Listener.InterceptPorts,
 		MarkMask: fw.MarkMask, InterceptMark: fw.InterceptMark, BypassMark: fw.BypassMark,
 		CtMarkMask: fw.CtMarkMask, RouteTable: int(fw.RouteTable), RulePriority: int(fw.RulePriority),
-		Guards: cleanCgroups(fw.GuardCgroups)}
+		Guards: cleanCgroups(fw.GuardCgroups), Containers: cfg.Docker.Socket != "",
+		ContainerMarkMask: fw.ContainerMarkMask, ContainerCtMask: fw.ContainerCtMask}
 }
 
 // cleanCgroups is paths in the form package cgroup keys them on (and
@@ -74,7 +76,7 @@ func nftSpec(gen *generation) nft.Spec {
 	for _, t := range cfg.Tenants {
 		s := gen.slots[t.Name]
 		nt := nft.Tenant{Name: t.Name, Slot: s.ID, ListenerPort: s.Port, Report: t.Mode == config.ModeReport,
-			Cgroups: cleanCgroups(t.Cgroups), UIDs: t.UIDs, UIDRanges: gen.uids[t.Name], Interfaces: t.Interfaces, Sources: t.SourceCIDRs}
+			Cgroups: cleanCgroups(t.Cgroups), UIDs: t.UIDs, UIDRanges: gen.uids[t.Name], Interfaces: t.Interfaces, Sources: t.SourceCIDRs, Labelled: t.Labelled()}
 		for _, d := range t.AllowDirect {
 			nt.AllowDirect = append(nt.AllowDirect, nft.Direct{Prefix: d.CIDR, Ports: d.Ports, Proto: d.Protocol})
 		}
@@ -121,7 +123,15 @@ func (f *firewall) apply(ctx context.Context, gen *generation, ready func() erro
 		notReady = err != nil
 		return err
 	}
-	if err := f.mgr.ApplyWhen(spec, ids, checked); err != nil {
+	var b binding
+	var err error
+	if spec.Containers {
+		b = f.bindLocked(gen)
+		err = f.mgr.ApplyContainers(spec, ids, b.cs, checked)
+	} else {
+		err = f.mgr.ApplyWhen(spec, ids, checked)
+	}
+	if err != nil {
 		if w != f.watcher && cancel != nil {
 			cancel()
 		}
@@ -132,6 +142,10 @@ func (f *firewall) apply(ctx context.Context, gen *generation, ready func() erro
 		return fmt.Errorf("apply nftables rules: %w", err)
 	}
 	f.metrics.ruleApply.WithLabelValues("ok").Inc()
+	if spec.Containers {
+		f.bound(b, gen)
+		f.log.Debug("docker: containers bound with the rules", "ports", len(b.cs), "labelled", b.labelled)
+	}
 	if w != f.watcher {
 		if f.cancel != nil {
 			f.cancel()

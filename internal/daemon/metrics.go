@@ -23,6 +23,9 @@ type metrics struct {
 	reloads    *prometheus.CounterVec // result
 	cgroupSync *prometheus.CounterVec // event
 	restored   *prometheus.CounterVec // result
+	// Docker-label tenants, registered only with docker.socket (followDocker)
+	dockerUp      prometheus.Gauge
+	containerSync *prometheus.CounterVec // result
 }
 
 func newMetrics(version string) *metrics {
@@ -36,6 +39,10 @@ func newMetrics(version string) *metrics {
 	m.restored = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "egressfw_ruleset_restored_total",
 		Help: "Restores of the nftables table or policy routing after a change egressfw did not make (result error: the kernel refused; retried)."},
 		[]string{"result"})
+	m.dockerUp = prometheus.NewGauge(prometheus.GaugeOpts{Name: "egressfw_docker_api_up",
+		Help: "1 while the Docker Engine API is followed; 0 while it cannot be read (new containers get their interface tenant only)."})
+	m.containerSync = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "egressfw_container_updates_total",
+		Help: "Updates of the containers bound to their bridge ports, one per change the Docker Engine API reports."}, []string{"result"})
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "egressfw_build_info",
 		Help: "Build information; the value is always 1."}, []string{"version", "goversion"})
 	info.WithLabelValues(version, runtime.Version()).Set(1)
@@ -51,6 +58,9 @@ func newMetrics(version string) *metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
+
+// followDocker registers the Docker-label tenants' series.
+func (m *metrics) followDocker() { m.reg.MustRegister(m.dockerUp, m.containerSync) }
 
 // serveMetrics serves /metrics on addr until ctx ends. The socket is opened
 // before it returns, so a bad address is an error at start, not in the log.

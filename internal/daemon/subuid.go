@@ -119,10 +119,10 @@ func overlap(claims []uidClaim) error {
 // CheckHost checks cfg against the host's sub-uid and passwd files, as run
 // would: an error where they would make a uid belong to two tenants, and
 // warnings that do not stop egressfw (skipped lines, sub-uids a tenant
-// leaves uncovered).
+// leaves uncovered, and the config's own: config.Warnings).
 func CheckHost(cfg *config.Config) (warnings []string, err error) {
 	_, warnings, err = loadUIDRanges(cfg)
-	return warnings, err
+	return append(warnings, cfg.Warnings()...), err
 }
 
 // followSubUIDs watches the sub-uid and passwd files of cfg; each change

@@ -364,7 +364,7 @@ func (l *loop) maybeEmit() {
 	if !l.changed || len(l.inflight) > 0 && time.Since(l.since) < emitWait {
 		return
 	}
-	s := Snapshot{Containers: map[string]Container{}, Live: l.live, Engine: l.engine}
+	s := Snapshot{Containers: map[string]Container{}, Live: l.live, Pending: len(l.inflight), Engine: l.engine}
 	for id, e := range l.known {
 		if e.c != nil {
 			s.Containers[id] = e.c.clone()

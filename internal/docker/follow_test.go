@@ -252,3 +252,23 @@ func TestStaleResultDropped(t *testing.T) {
 		t.Fatalf("a read older than the list brought the container back: %+v", got)
 	}
 }
+
+// TestFollowPending: a snapshot taken while a listed container is still
+// being read (its inspect is slow, and the follower does not hold a change
+// back longer than emitWait) counts it in Pending; the one after the read
+// has Pending 0 and the container.
+func TestFollowPending(t *testing.T) {
+	e := newFakeEngine(t)
+	e.set(web())
+	e.set(relay())
+	e.slow[relay().ID] = 3 * emitWait
+	ch := follow(t, e, newPorts(), time.Hour)
+	s := waitSnap(t, ch, "web while relay is read", func(s Snapshot) bool { return s.Live && len(s.Containers) == 1 })
+	if s.Pending != 1 {
+		t.Errorf("Pending = %d with relay's read in flight, want 1", s.Pending)
+	}
+	s = waitSnap(t, ch, "relay read", has(relay().ID))
+	if s.Pending != 0 {
+		t.Errorf("Pending = %d with every read done, want 0", s.Pending)
+	}
+}

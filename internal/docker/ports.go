@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -34,9 +35,20 @@ type Ports interface {
 // in a subnet holding the endpoint's address. Nothing inside the
 // container is read: a container can rename, re-address or re-MAC its own
 // interfaces, not the host's view of them.
+//
+// Listing the host's links costs O(links), so the list is kept between
+// reads: a port found in it is checked against the kernel before it is
+// used (it exists, is a veth, its peer is in the container's namespace,
+// its master is a bridge), and the list is read again when it yields no
+// port for an endpoint. A kept list can therefore only cost a second
+// read, never a wrong port; reading 1,000 containers lists the links a
+// few times instead of 1,000.
 type HostPorts struct {
 	h  *netlink.Handle
 	ns netns.NsHandle // where the bridges are; netns.None(): the caller's
+
+	mu    sync.Mutex
+	links []netlink.Link // the last list, nil before the first
 }
 
 // NewHostPorts returns the Ports of the network namespace open at nsFd, or
@@ -98,15 +110,49 @@ func (p *HostPorts) Find(sandboxKey string, pid int, eps []Endpoint) error {
 	if err != nil {
 		return err
 	}
-	links, err := p.h.LinkList()
-	if err != nil {
-		return fmt.Errorf("list links: %w", err)
-	}
-	if id < 0 { // ids are given on demand, and listing a veth gives its peer's: ask again
+	fresh := false
+	if id < 0 { // ids are given on demand, and listing a veth gives its peer's: list, ask again
+		if _, err := p.list(true); err != nil {
+			return err
+		}
+		fresh = true
 		if id, err = p.nsid(sandboxKey, pid); err != nil || id < 0 {
 			return fmt.Errorf("network namespace has no id in the host's (%v)", err)
 		}
 	}
+	links, err := p.list(false)
+	if err != nil {
+		return err
+	}
+	if p.match(links, id, eps) || fresh {
+		return nil
+	}
+	if links, err = p.list(true); err != nil { // a port the kept list lacks: a new veth
+		return err
+	}
+	p.match(links, id, eps)
+	return nil
+}
+
+// list returns the host's links: the kept list, or (fresh, or none kept)
+// a new one.
+func (p *HostPorts) list(fresh bool) ([]netlink.Link, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.links == nil || fresh {
+		links, err := p.h.LinkList()
+		if err != nil {
+			return nil, fmt.Errorf("list links: %w", err)
+		}
+		p.links = links
+	}
+	return p.links, nil
+}
+
+// match sets Port and Bridge of each endpoint from links, each port
+// checked against the kernel (see verified), and reports whether every
+// endpoint got one.
+func (p *HostPorts) match(links []netlink.Link, id int, eps []Endpoint) bool {
 	byIndex := map[int]netlink.Link{}
 	for _, l := range links {
 		byIndex[l.Attrs().Index] = l
@@ -119,6 +165,7 @@ func (p *HostPorts) Find(sandboxKey string, pid int, eps []Endpoint) error {
 			ports = append(ports, l)
 		}
 	}
+	all := true
 	for i := range eps {
 		eps[i].Port, eps[i].Bridge = 0, 0
 		var match []netlink.Link
@@ -130,11 +177,24 @@ func (p *HostPorts) Find(sandboxKey string, pid int, eps []Endpoint) error {
 		if len(match) == 0 && len(ports) == 1 && len(eps) == 1 {
 			match = ports // one network, one port: a bridge without a gateway address
 		}
-		if len(match) == 1 {
+		if len(match) == 1 && p.verified(match[0].Attrs().Index, match[0].Attrs().MasterIndex, id) {
 			eps[i].Port, eps[i].Bridge = match[0].Attrs().Index, match[0].Attrs().MasterIndex
+		} else {
+			all = false
 		}
 	}
-	return nil
+	return all
+}
+
+// verified reports whether link port is, now, a veth whose peer is in
+// namespace id and whose master is bridge, a bridge.
+func (p *HostPorts) verified(port, bridge, id int) bool {
+	l, err := p.h.LinkByIndex(port)
+	if err != nil || l.Type() != "veth" || l.Attrs().NetNsID != id || l.Attrs().MasterIndex != bridge {
+		return false
+	}
+	br, err := p.h.LinkByIndex(bridge)
+	return err == nil && br.Type() == "bridge"
 }
 
 // bridgeHolds reports whether a subnet of an address of the bridge holds

@@ -71,6 +71,10 @@ type Snapshot struct {
 	// containers are the last known ones, without the endpoints whose
 	// bridge port has since been deleted.
 	Live bool
+	// Pending counts the containers being read when the snapshot was
+	// taken (listed or named by an event, their description not in yet):
+	// 0 once a listing has been read through.
+	Pending int
 	// Engine names the engine, e.g. "Docker Engine 20.10.24 (API 1.41)".
 	Engine string
 }

@@ -1,6 +1,7 @@
-// Package dockertest runs a real Docker daemon (Debian's docker.io) in a
-// network namespace a test made, with vfs storage and an image FROM
-// scratch holding a static busybox (nothing can be pulled in the tests).
+// Package dockertest runs a real Docker daemon (Debian's docker.io), or
+// Podman's Docker-compatible API service (podman.go), in a network
+// namespace a test made, with vfs storage and an image FROM scratch
+// holding a static busybox (nothing can be pulled in the tests).
 // It is test support and is never linked into the egressfw binary.
 package dockertest
 
@@ -138,26 +139,32 @@ func (d *Dockerd) Docker(args ...string) string {
 // BuildImage builds Image.
 func (d *Dockerd) BuildImage() {
 	d.t.Helper()
-	ctx := filepath.Join(d.Dir, "image")
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	data, err := os.ReadFile(bb)
-	if err == nil {
-		err = os.MkdirAll(ctx, 0o755)
-	}
-	if err == nil {
-		err = os.WriteFile(filepath.Join(ctx, "busybox"), data, 0o755)
-	}
-	if err == nil {
-		df := "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\n"
-		err = os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(df), 0o644)
-	}
+	ctx, err := imageContext(filepath.Join(d.Dir, "image"))
 	if err != nil {
 		d.t.Fatal(err)
 	}
 	d.Docker("build", "-q", "-t", Image, ctx)
+}
+
+// imageContext writes Image's build context (a Dockerfile and the static
+// busybox) to dir and returns dir.
+func imageContext(dir string) (string, error) {
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		return "", err
+	}
+	data, err := os.ReadFile(bb)
+	if err == nil {
+		err = os.MkdirAll(dir, 0o755)
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "busybox"), data, 0o755)
+	}
+	if err == nil {
+		df := "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\n"
+		err = os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644)
+	}
+	return dir, err
 }
 
 // removeCgroups removes the (empty, once the containers are gone) cgroup

@@ -100,6 +100,7 @@ func (s *Proxy) original(c *net.TCPConn, t *tenantState, port uint16, rec *connR
 	}
 	local := addrPortOf(c.LocalAddr())
 	rec.forwarded = true
+	rec.container, _ = s.containerOf(rec.src.Addr())
 	rec.iif = s.ifaceOfAddr(local.Addr())
 	if rec.iif == "" {
 		rec.iif = "?" // an address that appeared since the last update

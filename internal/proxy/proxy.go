@@ -42,7 +42,7 @@ type tenantState struct {
 	// tracker counts the tenant's recent connections for egressfw status;
 	// it outlives snapshots too.
 	tracker *status.Tracker
-	// forwarded tenants (interfaces or source_cidrs) also arrive by nat
+	// forwarded tenants (interfaces, source_cidrs or docker_labels) also arrive by nat
 	// REDIRECT on the primary address of their ingress interface, so their
 	// listener is bound to the wildcard address (see listenAddrs).
 	forwarded bool
@@ -99,6 +99,7 @@ type Proxy struct {
 	denials            *denialLimiter
 	hostAddrs          atomic.Pointer[[]netip.Prefix] // the host's own addresses and local routes, always internal
 	addrIfaces         atomic.Pointer[map[netip.Addr]string]
+	containers         atomic.Pointer[map[netip.Addr]Container] // identified containers by address (SetContainers)
 
 	mu        sync.Mutex
 	pacers    map[string]*pacer // by tenant name
@@ -146,7 +147,7 @@ func (s *Proxy) Build(cfg *config.Config, slots map[string]config.Slot) (*Snapsh
 	for _, t := range cfg.Tenants {
 		slot := slots[t.Name]
 		snap.tenants[slot.ID] = &tenantState{name: t.Name, slot: slot, compiled: compiled[t.Name],
-			forwarded: len(t.Interfaces) > 0 || len(t.SourceCIDRs) > 0}
+			forwarded: len(t.Interfaces) > 0 || len(t.SourceCIDRs) > 0 || t.Labelled()}
 	}
 	return snap, nil
 }
@@ -178,6 +179,29 @@ func (s *Proxy) SetHostAddrs(ranges []netip.Prefix, ifaces map[netip.Addr]string
 	if snap := s.state.Load(); snap != nil {
 		snap.policy.Classifier().SetHostRanges(ranges)
 	}
+}
+
+// Container names the container an address is bound to, for the log line.
+type Container struct {
+	Name string
+	ID   string // short (12 characters), as docker ps shows it
+}
+
+// SetContainers replaces the identified containers' addresses. The caller
+// gives only addresses the kernel binds to the container's bridge port (no
+// other container can send from them), so the name in a log line is the
+// container that opened the connection.
+func (s *Proxy) SetContainers(byAddr map[netip.Addr]Container) {
+	s.containers.Store(&byAddr)
+}
+
+// containerOf returns the container bound to address a, if any.
+func (s *Proxy) containerOf(a netip.Addr) (Container, bool) {
+	if m := s.containers.Load(); m != nil {
+		c, ok := (*m)[a.Unmap()]
+		return c, ok
+	}
+	return Container{}, false
 }
 
 // ifaceOfAddr names the interface holding a host address ("" if unknown).

@@ -25,6 +25,7 @@ type connRecord struct {
 	// forwarded: REDIRECTed from a container, pod or VM arriving on iif.
 	forwarded bool
 	iif       string
+	container Container // the identified container the connection came from, if any
 	proto     string
 	name      string
 	alpn      []string
@@ -83,6 +84,9 @@ func (s *Proxy) finish(r *connRecord) {
 	}
 	if r.forwarded {
 		attrs = append(attrs, slog.String("iif", r.iif))
+	}
+	if r.container.ID != "" {
+		attrs = append(attrs, slog.String("container", r.container.Name), slog.String("container_id", r.container.ID))
 	}
 	if len(r.alpn) > 0 {
 		attrs = append(attrs, slog.Any("alpn", r.alpn))
