@@ -36,7 +36,7 @@ type firewall struct {
 	// failed; lastRestore is the last attempt (for egressfw status).
 	restores, restoreFailures atomic.Uint64
 	lastRestore               atomic.Pointer[status.Event]
-	ctr        containerState // Docker-label tenants (containers.go)
+	ctr                       containerState // Docker-label tenants (containers.go)
 }
 
 func newFirewall(log *slog.Logger, m *metrics) (*firewall, error) {
