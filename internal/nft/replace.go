@@ -17,7 +17,26 @@ type installed struct {
 }
 
 // readInstalled lists the chains and named sets of table <family> <table>.
+// Another program may delete the table between the listings (a reload of
+// nftables.service during an Apply): the kernel then answers ENOENT (which
+// google/nftables does not always wrap), and the table is read again, to
+// be found absent.
 func readInstalled(c *nftables.Conn, family nftables.TableFamily, table string) (*installed, error) {
+	for try := 0; ; try++ {
+		in, err := readInstalledOnce(c, family, table)
+		if err == nil || try == 2 || !gone(c, family, table) {
+			return in, err
+		}
+	}
+}
+
+// gone reports whether table <family> <table> is known not to exist now.
+func gone(c *nftables.Conn, family nftables.TableFamily, table string) bool {
+	tables, err := c.ListTablesOfFamily(family)
+	return err == nil && !slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == table })
+}
+
+func readInstalledOnce(c *nftables.Conn, family nftables.TableFamily, table string) (*installed, error) {
 	in := &installed{chains: map[string]*nftables.Chain{}, sets: map[string]*nftables.Set{}}
 	fam := familyName(family)
 	tables, err := c.ListTablesOfFamily(family)
