@@ -121,10 +121,17 @@ type Listener struct {
 // redirected to the address of the interface they arrived on) and serves
 // them until Close. It needs CAP_NET_ADMIN.
 func (s *Server) Listen(ctx context.Context, slot uint32, addr netip.AddrPort) (*Listener, error) {
-	udp, tcp, err := listenSockets(ctx, addr)
+	udp, tcp, err := ListenSockets(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
+	return s.Serve(slot, addr, udp, tcp)
+}
+
+// Serve serves the tenant slot's DNS on sockets the caller opened on addr
+// (ListenSockets in production; tests may hand it plain sockets) until
+// Close, which closes them. On error it closes them itself.
+func (s *Server) Serve(slot uint32, addr netip.AddrPort, udp *net.UDPConn, tcp *net.TCPListener) (*Listener, error) {
 	lctx, cancel := context.WithCancel(context.Background())
 	l := &Listener{s: s, slot: slot, addr: addr, wild: addr.Addr().IsUnspecified(), udp: udp, tcp: tcp,
 		inflight: make(chan struct{}, s.cfg.MaxInflight), conns: make(chan struct{}, s.cfg.MaxTCPConns),
