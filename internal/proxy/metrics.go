@@ -18,6 +18,7 @@ type metrics struct {
 	peekDur     *prometheus.HistogramVec // protocol
 	suppressed  prometheus.Counter
 	tenantCount prometheus.Gauge
+	dns         dnsMetrics
 }
 
 var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
@@ -50,5 +51,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Help: "Tenants in the running config."})
 	reg.MustRegister(m.conns, m.forwarded, m.active, m.bytes, m.rejected, m.paced, m.dnsDur, m.connectDur,
 		m.peekDur, m.suppressed, m.tenantCount)
+	m.dns = newDNSMetrics(reg)
 	return m
 }
