@@ -26,8 +26,8 @@ const (
 type Config struct {
 	// Decider answers the queries; required.
 	Decider Decider
-	// Observe, if set, is called after every message (on the goroutine
-	// that answered it): for logs and metrics.
+	// Observe, if set, is called after every message, once its reply is
+	// sent (on the goroutine that answered it): for logs and metrics.
 	Observe func(*Event)
 	// QueryTimeout bounds one Decide call.
 	QueryTimeout time.Duration
@@ -232,7 +232,9 @@ func (l *Listener) dropped(reason string) {
 func (l *Listener) answerUDP(b *udpBuf, n int, src, local netip.AddrPort) {
 	q := &Query{Slot: l.slot, Src: src, Local: local,
 		origDst: func() netip.AddrPort { return l.s.origDst(unix.IPPROTO_UDP, local, src) }}
-	out := l.s.h.handle(l.ctx, b.msg[:n], b.out[:0], q)
+	var ev Event
+	out := l.s.h.answer(l.ctx, b.msg[:n], b.out[:0], q, &ev)
+	defer l.s.h.report(&ev) // after the reply is sent
 	if len(out) == 0 {
 		return
 	}
@@ -307,13 +309,17 @@ func (l *Listener) serveConn(c *net.TCPConn) {
 			return
 		}
 		q := &Query{Slot: l.slot, TCP: true, Src: src, Local: local, origDst: origDst}
-		out = l.s.h.handle(l.ctx, in[:n], out[:2], q)
+		var ev Event
+		out = l.s.h.answer(l.ctx, in[:n], out[:2], q, &ev)
 		if len(out) == 2 {
+			l.s.h.report(&ev)
 			continue // not a query: nothing to answer
 		}
 		binary.BigEndian.PutUint16(out, uint16(len(out)-2))
 		_ = c.SetWriteDeadline(time.Now().Add(idle))
-		if _, err := c.Write(out); err != nil {
+		_, err := c.Write(out)
+		l.s.h.report(&ev) // after the reply is sent
+		if err != nil {
 			return
 		}
 	}
