@@ -87,7 +87,7 @@ var topoSeq atomic.Int32
 // topo is one test's world: three namespaces, their servers, the test CA
 // and the tenant cgroups. It is torn down by t.Cleanup.
 type topo struct {
-	t                    *testing.T
+	t                    testing.TB
 	id                   string // prefix-pid-seq, unique per test
 	host, public, intern string // namespace names
 	dir                  string // world-readable temp dir: PKI, specs, configs
@@ -97,7 +97,7 @@ type topo struct {
 }
 
 // newTopo builds the topology and starts its servers.
-func newTopo(t *testing.T) *topo {
+func newTopo(t testing.TB) *topo {
 	t.Helper()
 	needRoot(t)
 	n := topoSeq.Add(1)

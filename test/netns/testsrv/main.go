@@ -11,6 +11,7 @@
 //	testsrv userns ... -- CMD    CMD as a uid of a user namespace (see cmdUserns)
 //	testsrv hello -addr A ...    N TLS connections dripping their ClientHello
 //	testsrv hold -addr A -send S connect now, send S when stdin says so
+//	testsrv dnsload -server A    N DNS queries from C workers: throughput, latency
 //
 // Every client prints exactly one JSON object on stdout and exits 0, so the
 // caller reads success and failure the same way; servers run until killed.
@@ -24,17 +25,18 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: testsrv serve|get|raw|bulk|idle|userns|hello|hold ...")
+		fmt.Fprintln(os.Stderr, "usage: testsrv serve|get|raw|bulk|idle|userns|hello|hold|dnsload ...")
 		os.Exit(2)
 	}
 	cmds := map[string]func([]string) error{
-		"serve": cmdServe,
-		"get":   cmdGet,
-		"raw":   cmdRaw,
-		"bulk":  cmdBulk,
-		"idle":  cmdIdle,
-		"hello": cmdHello,
-		"hold":  cmdHold,
+		"serve":   cmdServe,
+		"get":     cmdGet,
+		"raw":     cmdRaw,
+		"bulk":    cmdBulk,
+		"idle":    cmdIdle,
+		"hello":   cmdHello,
+		"hold":    cmdHold,
+		"dnsload": cmdDNSLoad,
 	}
 	cmds["userns"] = cmdUserns
 	f, ok := cmds[os.Args[1]]
