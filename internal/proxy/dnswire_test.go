@@ -103,3 +103,32 @@ func TestDNSListener(t *testing.T) {
 		}
 	}
 }
+
+// TestDNSRefusalsRateLimited: a tenant repeating a refused query logs
+// through the connection denials' limiter: the first burst of lines, the
+// rest counted as suppressed (and every refusal still in the metrics), so
+// a tenant asking the same refused name in a loop cannot flood the log.
+func TestDNSRefusalsRateLimited(t *testing.T) {
+	h := dnsHarness(t)
+	h.srv.denials.setLimits(2, time.Hour)
+	ap := fmt.Sprintf("127.0.0.1:%d", h.srv.state.Load().tenants[slotWeb].slot.DNSPort)
+	const n = 6
+	for range n {
+		if r := h.ask(ap, "udp", "bi-tool.example.com", dns.TypeA); r.Rcode != dns.RcodeNameError {
+			t.Fatalf("bi-tool A: %v", r)
+		}
+	}
+	refused := h.srv.metrics.dns.refused.WithLabelValues("web", "deny", "internal_address")
+	for deadline := time.Now().Add(3 * time.Second); testutil.ToFloat64(refused) < n && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond) // the observer runs after each reply is sent
+	}
+	if got := testutil.ToFloat64(refused); got != n {
+		t.Errorf("refusals counted: %v, want %d", got, n)
+	}
+	if lines := h.dnsLines(); len(lines) != 2 {
+		t.Errorf("%d dns log lines, want the burst of 2: %v", len(lines), lines)
+	}
+	if got := testutil.ToFloat64(h.srv.metrics.suppressed); got != n-2 {
+		t.Errorf("suppressed: %v, want %d", got, n-2)
+	}
+}
