@@ -10,7 +10,7 @@ import (
 )
 
 // ctReply is a datagram as the kernel answers IPCTNL_MSG_CT_GET number
-// seq: one message (NLM_F_MULTI, no NLMSG_DONE after it) whose entry's
+// seq: one IPCTNL_MSG_CT_NEW message (NLM_F_MULTI, no NLMSG_DONE after it) whose entry's
 // original tuple goes to dst, and before it a stale reply to seq-1.
 func ctReply(t testing.TB, seq uint32, dst netip.AddrPort) []byte {
 	ae := netlink.NewAttributeEncoder()
@@ -37,7 +37,7 @@ func ctReply(t testing.TB, seq uint32, dst netip.AddrPort) []byte {
 	var out []byte
 	for _, s := range []uint32{seq - 1, seq} {
 		b, err := (&netlink.Message{Header: netlink.Header{Length: uint32(unix.NLMSG_HDRLEN + 4 + len(attrs)),
-			Type: netlink.HeaderType(unix.NFNL_SUBSYS_CTNETLINK<<8 | 0), Flags: netlink.Multi, Sequence: s},
+			Type: netlink.HeaderType(unix.NFNL_SUBSYS_CTNETLINK << 8), Flags: netlink.Multi, Sequence: s},
 			Data: append([]byte{unix.AF_INET, unix.NFNETLINK_V0, 0, 0}, attrs...)}).MarshalBinary()
 		if err != nil {
 			t.Fatal(err)
