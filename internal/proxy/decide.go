@@ -42,12 +42,7 @@ func judge(ctx context.Context, pol *policy.Policy, t *policy.CompiledTenant, r 
 // the DNS code it is.
 func lookupWith(res *resolver.Resolver) policy.Lookup {
 	return func(ctx context.Context, name string) (policy.Answer, error) {
-		r, err := res.Lookup(ctx, name)
-		a := policy.Answer{Addrs: r.Addrs, Aliases: r.Aliases, Dropped: r.Dropped, Server: r.Server, Duration: r.Duration}
-		if err != nil {
-			return a, &policy.LookupError{Code: dnsCode(err), Err: err}
-		}
-		return a, nil
+		return policyAnswer(res.Lookup(ctx, name))
 	}
 }
 

@@ -20,6 +20,7 @@ type metrics struct {
 	peekDur     *prometheus.HistogramVec // protocol
 	suppressed  prometheus.Counter
 	tenantCount prometheus.Gauge
+	dns         dnsMetrics
 }
 
 var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
@@ -58,6 +59,7 @@ func newMetrics(reg prometheus.Registerer, cache *resolver.CacheStats) *metrics 
 			Help:        "Lookups of egressfw's resolver, by whether the cache answered (hit) or not (miss).",
 			ConstLabels: prometheus.Labels{"result": result}}, func() float64 { return float64(n()) }))
 	}
+	m.dns = newDNSMetrics(reg)
 	return m
 }
 

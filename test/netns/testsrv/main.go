@@ -12,6 +12,7 @@
 //	testsrv hello -addr A ...    N TLS connections dripping their ClientHello
 //	testsrv head -addr A ...     N HTTP connections dripping their request head
 //	testsrv hold -addr A -send S connect now, send S when stdin says so
+//	testsrv dnsload -server A    N DNS queries from C workers: throughput, latency
 //
 // Every client prints exactly one JSON object on stdout and exits 0, so the
 // caller reads success and failure the same way; servers run until killed.
@@ -25,18 +26,19 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: testsrv serve|get|raw|bulk|idle|userns|hello|head|hold ...")
+		fmt.Fprintln(os.Stderr, "usage: testsrv serve|get|raw|bulk|idle|userns|hello|head|hold|dnsload ...")
 		os.Exit(2)
 	}
 	cmds := map[string]func([]string) error{
-		"serve": cmdServe,
-		"get":   cmdGet,
-		"raw":   cmdRaw,
-		"bulk":  cmdBulk,
-		"idle":  cmdIdle,
-		"hello": cmdHello,
-		"head":  cmdHead,
-		"hold":  cmdHold,
+		"serve":   cmdServe,
+		"get":     cmdGet,
+		"raw":     cmdRaw,
+		"bulk":    cmdBulk,
+		"idle":    cmdIdle,
+		"hello":   cmdHello,
+		"head":    cmdHead,
+		"hold":    cmdHold,
+		"dnsload": cmdDNSLoad,
 	}
 	cmds["userns"] = cmdUserns
 	f, ok := cmds[os.Args[1]]

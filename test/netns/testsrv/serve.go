@@ -33,11 +33,13 @@ type Spec struct {
 }
 
 // Record holds the addresses of a name, or (CNAME, its first entry) the
-// name it is an alias of.
+// name it is an alias of, and its HTTPS records (RDATA in zone-file
+// syntax: `1 . alpn="h3,h2" ech="..."`).
 type Record struct {
 	A     []string `json:"a"`
 	AAAA  []string `json:"aaaa"`
 	CNAME []string `json:"cname"`
+	HTTPS []string `json:"https"`
 }
 
 var emitMu sync.Mutex
