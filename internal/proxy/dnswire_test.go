@@ -119,8 +119,13 @@ func TestDNSRefusalsRateLimited(t *testing.T) {
 		}
 	}
 	refused := h.srv.metrics.dns.refused.WithLabelValues("web", "deny", "internal_address")
-	for deadline := time.Now().Add(3 * time.Second); testutil.ToFloat64(refused) < n && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond) // the observer runs after each reply is sent
+	// The observer runs after each reply is sent, so one query's line may
+	// still be being written when a later query is counted: wait for all.
+	settled := func() bool {
+		return testutil.ToFloat64(refused) >= n && testutil.ToFloat64(h.srv.metrics.suppressed) >= n-2 && len(h.dnsLines()) >= 2
+	}
+	for deadline := time.Now().Add(3 * time.Second); !settled() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
 	}
 	if got := testutil.ToFloat64(refused); got != n {
 		t.Errorf("refusals counted: %v, want %d", got, n)
