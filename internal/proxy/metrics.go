@@ -16,6 +16,7 @@ type metrics struct {
 	dnsDur      *prometheus.HistogramVec // result
 	connectDur  *prometheus.HistogramVec // result
 	peekDur     *prometheus.HistogramVec // protocol
+	requests    *prometheus.CounterVec   // tenant, decision: later requests of HTTP connections
 	suppressed  prometheus.Counter
 	tenantCount prometheus.Gauge
 }
@@ -44,11 +45,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Help: "Time to connect upstream.", Buckets: latencyBuckets}, []string{"result"})
 	m.peekDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "egressfw_peek_duration_seconds",
 		Help: "Time for a client to send its ClientHello or request head.", Buckets: latencyBuckets}, []string{"protocol"})
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "egressfw_http_requests_total",
+		Help: "Requests after the first on plain-HTTP connections, each judged, by decision (allow, would_deny, deny)."},
+		[]string{"tenant", "decision"})
 	m.suppressed = prometheus.NewCounter(prometheus.CounterOpts{Name: "egressfw_log_denials_suppressed_total",
 		Help: "Denial log lines folded into a summary by the rate limiter."})
 	m.tenantCount = prometheus.NewGauge(prometheus.GaugeOpts{Name: "egressfw_tenants",
 		Help: "Tenants in the running config."})
 	reg.MustRegister(m.conns, m.forwarded, m.active, m.bytes, m.rejected, m.paced, m.dnsDur, m.connectDur,
-		m.peekDur, m.suppressed, m.tenantCount)
+		m.peekDur, m.requests, m.suppressed, m.tenantCount)
 	return m
 }
