@@ -139,7 +139,7 @@ func parseChunkSize(line []byte) (int64, error) {
 	var size int64
 	n := 0
 	for ; n < len(line) && hexVal(line[n]) >= 0; n++ {
-		if n == 16 || size > maxChunkSize>>4 {
+		if n == 16 || size >= maxChunkSize>>4 {
 			return 0, malformed("chunk size %q is too large", truncate(line))
 		}
 		size = size<<4 | int64(hexVal(line[n]))
