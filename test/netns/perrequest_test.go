@@ -80,6 +80,22 @@ func TestPerRequest(t *testing.T) {
 		}
 	})
 
+	t.Run("curl: Expect 100-continue upload, then a second URL on the connection", func(t *testing.T) {
+		m := mark(tp.pub, ipPublic)
+		r := tp.run(a, 15*time.Second, "curl", "-sS", "-v", "-m", "5", "--resolve", "www.example.com:80:"+ipPublic,
+			"-H", "Expect: 100-continue", "--data-binary", strings.Repeat("x", 5000), "http://www.example.com/count",
+			"--next", "--resolve", "www.example.com:80:"+ipPublic, "http://www.example.com/")
+		if !strings.Contains(r.out, "got 5000 bytes") || !strings.Contains(r.out, "hello from public") {
+			t.Fatalf("curl: %q %q", r.out, r.errOut)
+		}
+		if !strings.Contains(r.errOut, "< HTTP/1.1 100 Continue") || !strings.Contains(r.errOut, "Re-using existing connection") {
+			t.Errorf("curl did not get the server's 100 Continue on one reused connection: %s", r.errOut)
+		}
+		if hosts, conns := hostsSeen(tp.pub, ipPublic, m); len(hosts) != 2 || len(conns) != 1 {
+			t.Errorf("the site served %v on %d connections, want 2 requests on 1", hosts, len(conns))
+		}
+	})
+
 	t.Run("Python http.client keep-alive, a deny-listed name third", func(t *testing.T) {
 		if err := lookPython(); err != nil {
 			t.Skip(err)
@@ -184,6 +200,19 @@ func TestPerRequest(t *testing.T) {
 			`GET {P}/ HTTP/1.1\r\nHost: svc.example.com\r\n\r\nPOST {P}/x HTTP/1.1\r\nHost: svc.example.com\r\nContent-Length: 0\r\n` +
 				`Content-Length: 44\r\n\r\nGET {P}/y HTTP/1.1\r\nHost: admin.example.com\r\n\r\n`,
 			tp.internal, "malformed"},
+		{"Transfer-Encoding not chunked last", a, svc,
+			`GET {P}/ HTTP/1.1\r\nHost: svc.example.com\r\n\r\nPOST {P}/x HTTP/1.1\r\nHost: svc.example.com\r\n` +
+				`Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\nGET {P}/y HTTP/1.1\r\nHost: admin.example.com\r\n\r\n`,
+			tp.internal, "malformed"},
+		{"obs-fold", a, svc,
+			`GET {P}/ HTTP/1.1\r\nHost: svc.example.com\r\n\r\nGET {P}/x HTTP/1.1\r\nHost: svc.example.com\r\nX-A: a\r\n b\r\n\r\n`,
+			tp.internal, "malformed"},
+		{"a bare CR", a, svc,
+			`GET {P}/ HTTP/1.1\r\nHost: svc.example.com\r\n\r\nGET {P}/x HTTP/1.1\r\nHost: svc.example.com\r\nX-A: a\rX-B: b\r\n\r\n`,
+			tp.internal, "malformed"},
+		{"a NUL in a header", a, svc,
+			`GET {P}/ HTTP/1.1\r\nHost: svc.example.com\r\n\r\nGET {P}/x HTTP/1.1\r\nHost: svc.example.com\r\nX-A: a\x00b\r\n\r\n`,
+			tp.internal, "malformed"},
 		{"Upgrade: h2c", a, svc,
 			`GET {P}/ HTTP/1.1\r\nHost: svc.example.com\r\n\r\nGET {P}/x HTTP/1.1\r\nHost: svc.example.com\r\nConnection: Upgrade, HTTP2-Settings\r\n` +
 				`Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n`,
@@ -208,10 +237,16 @@ func TestPerRequest(t *testing.T) {
 			if evs := c.srv.filter(mine); len(evs) != 1 || evs[0].URI != p+"/" {
 				t.Errorf("the server's access log for this connection: %+v, want the first request only", evs)
 			}
-			if _, ok := d.waitLogFrom(i, func(l logLine) bool {
+			isRefusal := func(l logLine) bool {
 				return l.str("msg") == "request" && l.str("reason") == c.reason && l.str("decision") == "deny"
-			}, 3*time.Second); !ok {
+			}
+			if _, ok := d.waitLogFrom(i, isRefusal, 3*time.Second); !ok {
 				t.Errorf("no request line with reason %s", c.reason)
+			}
+			// One line per refused request: this connection had one.
+			time.Sleep(100 * time.Millisecond)
+			if n := len(d.linesFrom(i, func(l logLine) bool { return l.str("msg") == "request" })); n != 1 {
+				t.Errorf("%d request lines for one refused request, want 1", n)
 			}
 		})
 	}
