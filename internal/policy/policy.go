@@ -76,17 +76,19 @@ func (p *Policy) Decide(ctx context.Context, t *CompiledTenant, req Request) Dec
 		return noTenant()
 	}
 	d := Decision{Name: req.Name}
-	var v verdict
+	t.finish(&d, p.verdict(ctx, t, &req, &d.Answer), req.OrigDst)
+	return d
+}
+
+// verdict is Decide's verdict before the tenant's mode, filling ans.
+func (p *Policy) verdict(ctx context.Context, t *CompiledTenant, req *Request, ans *Answer) verdict {
 	switch {
 	case req.Name != "":
-		v = p.decideName(ctx, t, &req, &d.Answer, p.lookup)
+		return p.decideName(ctx, t, req, ans, p.lookup)
 	case req.Literal.IsValid():
-		v = p.decideLiteral(t, req)
-	default:
-		v = verdict{code: CodeNoName, detail: "the request carries neither a host name nor an IP literal"}
+		return p.decideLiteral(t, *req)
 	}
-	t.finish(&d, v, req.OrigDst)
-	return d
+	return verdict{code: CodeNoName, detail: "the request carries neither a host name nor an IP literal"}
 }
 
 // decideName judges a name: its rules, then its lookup with lookup (nil:

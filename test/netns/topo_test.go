@@ -55,6 +55,10 @@ var zone = map[string]map[string][]string{
 	"cdn.example.com":  {"a": {ipPublic}},
 	"solo.example.org": {"a": {ipPublic}},
 	"new.example.net":  {"a": {ipPublic}},
+	// TestPerRequest: a public name of its own, and a second name on the
+	// internal service's ingress.
+	"site1.example.test": {"a": {ipPublic}},
+	"admin.example.com":  {"a": {ipSvc}},
 }
 
 // echConfig is an ECHConfigList (RFC 9460 ech=), as a CDN publishes it.

@@ -283,11 +283,15 @@ func (l *Logs) Bytes() []byte {
 }
 
 // Lines returns the decoded "connection" log lines.
-func (l *Logs) Lines() []map[string]any {
+func (l *Logs) Lines() []map[string]any { return l.LinesOf("connection") }
+
+// LinesOf returns the decoded log lines whose msg is msg ("request": the
+// lines of refused later requests of HTTP connections).
+func (l *Logs) LinesOf(msg string) []map[string]any {
 	var out []map[string]any
 	for _, line := range bytes.Split(l.Bytes(), []byte("\n")) {
 		var m map[string]any
-		if json.Unmarshal(line, &m) == nil && m["msg"] == "connection" {
+		if json.Unmarshal(line, &m) == nil && m["msg"] == msg {
 			out = append(out, m)
 		}
 	}
@@ -298,9 +302,15 @@ func (l *Logs) Lines() []map[string]any {
 // returns it; it fails t if none comes.
 func (l *Logs) Wait(t testing.TB, what string, match func(map[string]any) bool) map[string]any {
 	t.Helper()
+	return l.WaitOf(t, "connection", what, match)
+}
+
+// WaitOf is Wait for the lines whose msg is msg.
+func (l *Logs) WaitOf(t testing.TB, msg, what string, match func(map[string]any) bool) map[string]any {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		for _, m := range l.Lines() {
+		for _, m := range l.LinesOf(msg) {
 			if match(m) {
 				return m
 			}
