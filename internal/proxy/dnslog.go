@@ -38,13 +38,15 @@ func newDNSMetrics(reg prometheus.Registerer) dnsMetrics {
 // observeDNS counts and logs one message a DNS listener answered (or did
 // not): every query in egressfw_dns_queries_total, a refusal (or what
 // report mode would refuse) also in egressfw_dns_refusals_total and in one
-// log line, which the denials' limiter folds like a connection's.
+// log line, which the denials' limiter folds like a connection's. The line
+// of a forwarded tenant's query names the container bound to its source,
+// as a connection's does.
 func (s *Proxy) observeDNS(ev *dnsfront.Event) {
-	tenant, mode := "-", ""
+	tenant, mode, forwarded := "-", "", false
 	if ev.Query != nil {
 		if st := s.state.Load(); st != nil {
 			if t := st.tenants[ev.Query.Slot]; t != nil {
-				tenant, mode = t.name, t.compiled.Mode().String()
+				tenant, mode, forwarded = t.name, t.compiled.Mode().String(), t.forwarded
 			}
 		}
 	}
@@ -87,6 +89,9 @@ func (s *Proxy) observeDNS(ev *dnsfront.Event) {
 		slog.String("detail", d.Detail),
 		slog.String("rcode", rcodeLabel(ev.Rcode)),
 		slog.Int64("total_us", ev.Duration.Microseconds()),
+	}
+	if c, ok := s.containerOf(q.Src.Addr()); ok && forwarded {
+		attrs = append(attrs, slog.String("container", c.Name), slog.String("container_id", c.ID))
 	}
 	if suppressed > 0 {
 		attrs = append(attrs, slog.Int("suppressed_before", suppressed))
