@@ -7,7 +7,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 BIN      := bin/egressfw
 # Debian packages the tests and the demo use; installed only when missing.
-DEPS     := nftables iproute2 curl openssl ca-certificates python3 procps psmisc chromium docker.io busybox-static
+DEPS     := nftables iproute2 curl openssl ca-certificates python3 procps psmisc chromium docker.io busybox-static podman bind9-dnsutils
 
 .PHONY: all build deps lint test test-unit test-race fuzz-seeds demo clean bench
 
