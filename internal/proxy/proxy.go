@@ -15,6 +15,7 @@ import (
 	"github.com/egressfw/egressfw/internal/resolver"
 	"github.com/egressfw/egressfw/internal/sni"
 	"github.com/egressfw/egressfw/internal/status"
+	"github.com/egressfw/egressfw/internal/tenantdns"
 	"github.com/egressfw/egressfw/internal/tproxy"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -50,7 +51,7 @@ type tenantState struct {
 	forwarded bool
 	// dns is how egressfw answers the tenant's DNS, on slot.DNSPort; nil
 	// when the tenant resolves names itself (dns = "direct").
-	dns *tenantDNS
+	dns *tenantdns.Tenant
 }
 
 // dnsPort is the port of the tenant's DNS listener, 0 for none.
@@ -172,7 +173,7 @@ func (s *Proxy) Build(cfg *config.Config, slots map[string]config.Slot) (*Snapsh
 	for _, t := range cfg.Tenants {
 		slot := slots[t.Name]
 		snap.tenants[slot.ID] = &tenantState{name: t.Name, slot: slot, compiled: compiled[t.Name],
-			forwarded: len(t.Interfaces) > 0 || len(t.SourceCIDRs) > 0 || t.Labelled(), dns: newTenantDNS(t)}
+			forwarded: len(t.Interfaces) > 0 || len(t.SourceCIDRs) > 0 || t.Labelled(), dns: tenantdns.New(t)}
 	}
 	return snap, nil
 }
