@@ -45,7 +45,7 @@ func (j *fakeJudge) Unreadable(err error, inBody bool) []byte {
 }
 
 // tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (dialed, accepted *net.TCPConn) {
+func tcpPair(t testing.TB) (dialed, accepted *net.TCPConn) {
 	t.Helper()
 	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
