@@ -6,7 +6,7 @@ import (
 )
 
 // A tenant's DNS. egressfw answers its tenants' DNS queries from its own
-// resolver (internal/dnsfront, internal/proxy); a lookup is judged by the
+// resolver (internal/dnsfront, internal/tenantdns); a lookup is judged by the
 // rules a connection to the name would be, so that a tenant is told only
 // addresses it could connect to: a name the tenant may not reach, or whose
 // addresses are internal, is answered as if it did not exist.

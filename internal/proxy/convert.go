@@ -6,6 +6,7 @@ import (
 	"github.com/egressfw/egressfw/internal/config"
 	"github.com/egressfw/egressfw/internal/policy"
 	"github.com/egressfw/egressfw/internal/resolver"
+	"github.com/egressfw/egressfw/internal/tenantdns"
 	"github.com/egressfw/egressfw/internal/tproxy"
 )
 
@@ -44,7 +45,7 @@ func newPolicy(cfg *config.Config, mark uint32, stats *resolver.CacheStats) (*po
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return policy.New(cl, lookupWith(res)), tenants, res, nil
+	return policy.New(cl, tenantdns.LookupOf(res)), tenants, res, nil
 }
 
 // newResolver builds egressfw's resolver; mark (if non-zero) is set on its

@@ -2,12 +2,10 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 
 	"github.com/egressfw/egressfw/internal/policy"
-	"github.com/egressfw/egressfw/internal/resolver"
 	"github.com/egressfw/egressfw/internal/sni"
 )
 
@@ -51,24 +49,4 @@ func requestOf(r sni.Result, orig netip.AddrPort) policy.Request {
 		req.Literal = orig.Addr()
 	}
 	return req
-}
-
-// lookupWith is res as the policy's Lookup: the answer, and for a failure
-// the DNS code it is.
-func lookupWith(res *resolver.Resolver) policy.Lookup {
-	return func(ctx context.Context, name string) (policy.Answer, error) {
-		return policyAnswer(res.Lookup(ctx, name))
-	}
-}
-
-func dnsCode(err error) policy.Code {
-	switch {
-	case errors.Is(err, resolver.ErrNXDomain):
-		return policy.CodeDNSNXDomain
-	case errors.Is(err, resolver.ErrNoAddresses):
-		return policy.CodeDNSNoAddresses
-	case errors.Is(err, resolver.ErrTimeout):
-		return policy.CodeDNSTimeout
-	}
-	return policy.CodeDNSFailure
 }

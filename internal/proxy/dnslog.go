@@ -2,12 +2,42 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	"github.com/egressfw/egressfw/internal/dnsfront"
+	"github.com/egressfw/egressfw/internal/policy"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 )
+
+// Tenants' DNS: a tenant whose DNS egressfw answers has a DNS listener per
+// slot (dnsfront, opened with its TCP listener, see listen.go); the
+// listener's slot is the tenant, whose answers package tenantdns decides.
+// This file is the glue: the Decider, the series and the log line.
+
+// dnsDecider decides the queries of the Proxy's DNS listeners
+// (dnsfront.Decider): the listener's slot is the tenant, judged by the
+// snapshot installed when the query arrived.
+type dnsDecider struct{ s *Proxy }
+
+// Decide implements dnsfront.Decider.
+func (d dnsDecider) Decide(ctx context.Context, q *dnsfront.Query) dnsfront.Decision {
+	st := d.s.state.Load()
+	var t *tenantState
+	if st != nil {
+		t = st.tenants[q.Slot]
+	}
+	if t == nil || t.dns == nil {
+		return dnsfront.Decision{Verdict: dnsfront.Refused, Reason: policy.CodeNoTenant.String(), Log: true,
+			Detail: fmt.Sprintf("no tenant whose DNS egressfw answers holds slot %d (before the first config is installed, or after a reload)", q.Slot)}
+	}
+	a := t.dns.Answer(ctx, st.policy, st.resolver, t.compiled, q.Name, q.Type, st.denyFull)
+	if a.Cached {
+		d.s.metrics.dns.cacheHits.WithLabelValues(t.name).Inc()
+	}
+	return a.Front
+}
 
 // dnsMetrics are the series of tenants' DNS queries.
 type dnsMetrics struct {

@@ -110,7 +110,7 @@ func TestDNSListener(t *testing.T) {
 // a tenant asking the same refused name in a loop cannot flood the log.
 func TestDNSRefusalsRateLimited(t *testing.T) {
 	h := dnsHarness(t)
-	h.srv.denials.setLimits(2, time.Hour)
+	h.srv.denials.SetLimits(2, time.Hour)
 	ap := fmt.Sprintf("127.0.0.1:%d", h.srv.state.Load().tenants[slotWeb].slot.DNSPort)
 	const n = 6
 	for range n {

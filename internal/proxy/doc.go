@@ -2,16 +2,17 @@
 //
 // Layout: proxy.go the Proxy and the Snapshot a reload builds and installs; listen.go one
 // listener per tenant slot and its accept loops; conn.go one connection; decide.go the verdict
-// (judge: the request's own checks, then policy.Decide); record.go its log line; deny.go what a
-// refused client gets; limits.go, pace.go, ratelimit.go the caps, the pacing and the folding of
-// repeated denials; metrics.go the data path's series; explain.go the dry run, the same verdict;
-// dns.go the tenants' DNS (answerQuery: the query type, policy.DecideLookup, the answer built
-// from the lookup judged), dnslog.go its log line and series.
+// (judge: the request's own checks, then policy.Decide); h1judge.go the judge of a plain-HTTP
+// connection's later requests, which package h1relay asks; record.go the log line; deny.go
+// what a refused client gets; limits.go, pace.go the caps and the pacing (package logfold folds
+// repeated denials); metrics.go the series; explain.go the dry run, the same verdict; dnslog.go
+// the tenants' DNS glue (the answer is package tenantdns's, the sockets package dnsfront's).
 //
 // One connection: acceptLoop (after pace) -> handle (the listener's slot is the tenant) ->
 // original (TPROXY: the local address; REDIRECT: conntrack's NAT record) -> admit (the caps) ->
 // peek (sni.Peek, the peek caps) -> judge (name rules, one lookup, every address, the mode) ->
-// connect (tproxy.Dialer, validated addresses only) -> tproxy.Splice -> finish (one log line).
+// connect (tproxy.Dialer, validated addresses only) -> tproxy.Splice, or for plain HTTP
+// h1relay.Conn.Run (each later request judged by h1conn.Request) -> finish (one log line).
 //
 // The daemon (internal/daemon) owns the lifecycle: for each config it Builds a Snapshot with
 // the tenants' slots, has the proxy Listen on the slots' ports, applies the rules that send

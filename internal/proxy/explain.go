@@ -16,6 +16,7 @@ import (
 	"github.com/egressfw/egressfw/internal/policy"
 	"github.com/egressfw/egressfw/internal/resolver"
 	"github.com/egressfw/egressfw/internal/sni"
+	"github.com/egressfw/egressfw/internal/tenantdns"
 	"github.com/miekg/dns"
 )
 
@@ -156,7 +157,7 @@ func ExplainLookup(ctx context.Context, cfg *config.Config, tenant, name string,
 	if i < 0 {
 		return ex, fmt.Errorf("%w: no tenant %q in the config", ErrUsage, tenant)
 	}
-	td := newTenantDNS(cfg.Tenants[i])
+	td := tenantdns.New(cfg.Tenants[i])
 	if td == nil {
 		return ex, fmt.Errorf("%w: tenant %q resolves names itself (dns = %q): its port 53 is allow_direct's", ErrUsage, tenant, config.DNSDirect)
 	}
@@ -164,12 +165,12 @@ func ExplainLookup(ctx context.Context, cfg *config.Config, tenant, name string,
 	if err != nil {
 		return ex, err
 	}
-	a := answerQuery(ctx, pol, res, tenants[tenant], td, n, qtype, cfg.Listener.DenyDetail == config.DenyDetailFull)
-	ex.Decision, ex.Tell, ex.Logged = a.verdict, a.front.Tell, a.front.Log
+	a := td.Answer(ctx, pol, res, tenants[tenant], n, qtype, cfg.Listener.DenyDetail == config.DenyDetailFull)
+	ex.Decision, ex.Tell, ex.Logged = a.Verdict, a.Front.Tell, a.Front.Log
 	ex.Rcode = map[dnsfront.Verdict]string{dnsfront.Answer: "NOERROR", dnsfront.NXDomain: "NXDOMAIN",
-		dnsfront.Refused: "REFUSED", dnsfront.ServFail: "SERVFAIL"}[a.front.Verdict]
-	if a.front.Verdict == dnsfront.Answer {
-		ex.Records, ex.Stripped = a.front.Strip.Apply(a.front.Records)
+		dnsfront.Refused: "REFUSED", dnsfront.ServFail: "SERVFAIL"}[a.Front.Verdict]
+	if a.Front.Verdict == dnsfront.Answer {
+		ex.Records, ex.Stripped = a.Front.Strip.Apply(a.Front.Records)
 	}
 	return ex, nil
 }

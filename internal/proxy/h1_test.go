@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/h1relay"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -310,7 +311,7 @@ func TestPipelineBeyondTheCap(t *testing.T) {
 	c := h.connect("web", "198.51.100.50:80", false)
 	var all strings.Builder
 	var methods []string
-	for i := range 3 * maxInFlight {
+	for i := range 3 * h1relay.MaxInFlight {
 		all.WriteString(reqGET("site1.example.test", fmt.Sprintf("/%d", i)))
 		methods = append(methods, "GET")
 	}

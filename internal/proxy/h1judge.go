@@ -2,53 +2,89 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"net"
 
+	"github.com/egressfw/egressfw/internal/h1relay"
 	"github.com/egressfw/egressfw/internal/httphead"
 	"github.com/egressfw/egressfw/internal/policy"
 	"github.com/egressfw/egressfw/internal/sni"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// judgeHead judges the request head Next found, before any byte of it is
-// forwarded, and returns its flags and whether it may go. The first head
-// was judged before the dial (open). A later one gets the first one's
-// decision (judgeNext): the same policy, resolver and cache, the name
-// normalised the same way, and the connection's address must be one that
-// decision validated. A refused one is answered (in its turn) and logged.
-func (h *h1conn) judgeHead() (flags uint8, ok bool) {
-	head, f := h.req.Head(), h.req.Framing()
-	if head.Method == "HEAD" {
-		flags |= flagHEAD
-	}
-	if f.Upgrade == httphead.UpgradeWebSocket {
-		flags |= flagUpgrade
-	}
-	if h.first {
-		h.first = false
-		if f.Upgrade == httphead.UpgradeH2C { // report mode let it through
-			flags |= flagUpgrade
-		}
-		return flags, true
-	}
-	buf := h.rbuf.bytes()[h.fwd:]
-	if raw, ok := h.req.HostValue(buf); ok && f.Upgrade != httphead.UpgradeH2C && h.memo.hasRaw(raw) {
+// h1conn is a plain-HTTP connection's relay (h1relay.Conn) with the judge
+// of its later requests (h1relay.Judge): each gets the first one's
+// decision (judgeNext), is logged when it is not simply allowed, and a
+// refused one is answered with the 403 of a refused first request.
+type h1conn struct {
+	relay   h1relay.Conn
+	s       *Proxy
+	st      *Snapshot
+	t       *tenantState
+	rec     *connRecord
+	memo    hostMemo
+	allowed prometheus.Counter // later requests allowed (egressfw_http_requests_total)
+}
+
+// newH1 prepares the relay of an HTTP connection whose first bytes Peek
+// read (prefix) and checks the first request's framing, before it is
+// judged: a head two parsers could read differently is refused as
+// malformed like one Peek could not read.
+func newH1(s *Proxy, st *Snapshot, t *tenantState, rec *connRecord, c *net.TCPConn, prefix []byte) (*h1conn, httphead.Framing, error) {
+	h := &h1conn{s: s, st: st, t: t, rec: rec}
+	f, err := h.relay.Init(c, prefix, h1relay.Config{MaxHead: st.cfg.Listener.MaxHTTPHeader,
+		HeadTimeout: st.peekOpts.Timeout, Idle: st.cfg.Listener.IdleTimeout.Duration}, h)
+	return h, f, err
+}
+
+// run relays until both directions are done (h1relay.Conn.Run). The
+// upstream is connected and the first request allowed.
+func (h *h1conn) run(up *net.TCPConn) (sent, received int64, err error) {
+	h.memo.first(h)
+	sent, received, err = h.relay.Run(up)
+	h.rec.requests = h.relay.Requests()
+	return sent, received, err
+}
+
+// Request judges a later request head (h1relay.Judge). A head whose Host
+// bytes are an earlier allowed request's is allowed at once; otherwise
+// judgeNext decides. A refused one is logged and gets its 403.
+func (h *h1conn) Request(req *httphead.Requests, buf []byte) []byte {
+	f := req.Framing()
+	if raw, ok := req.HostValue(buf); ok && f.Upgrade != httphead.UpgradeH2C && h.memo.hasRaw(raw) {
 		h.counted(policy.Decision{Allow: true, WouldAllow: true})
-		return flags, true
+		return nil
 	}
-	d, name := h.judgeNext(buf, f)
+	d, name := h.judgeNext(req, buf, f)
 	switch {
 	case d.Allow && d.WouldAllow:
 		h.counted(d)
 	case d.Allow: // report mode: logged, let through
 		h.s.logRequest(h, &d, name)
-		if f.Upgrade == httphead.UpgradeH2C {
-			flags |= flagUpgrade
-		}
 	default:
-		h.refuse(d, name)
-		return 0, false
+		return h.refusal(d, name)
 	}
-	return flags, true
+	return nil
+}
+
+// Unreadable refuses a request the relay could not read (h1relay.Judge):
+// a head is answered like a refused first request; one cut inside its
+// body is only logged (the relay resets the connection).
+func (h *h1conn) Unreadable(err error, inBody bool) []byte {
+	code := policy.CodeMalformed
+	switch {
+	case errors.Is(err, httphead.ErrTooLarge):
+		code = policy.CodeHeadTooLarge
+	case errors.Is(err, h1relay.ErrHeadTimeout):
+		code = policy.CodePeekTimeout
+	}
+	d := policy.Deny(h.t.compiled, h.rec.orig, code, err.Error())
+	if inBody {
+		h.s.logRequest(h, &d, "")
+		return nil
+	}
+	return h.refusal(d, "")
 }
 
 // judgeNext is the decision on a later request: what the first request's
@@ -56,8 +92,8 @@ func (h *h1conn) judgeHead() (flags uint8, ok bool) {
 // one it may go to (policy.DecideOn). A name an earlier request on the
 // connection was allowed is not judged again: its addresses were validated
 // and the connection goes to one of them.
-func (h *h1conn) judgeNext(buf []byte, f httphead.Framing) (policy.Decision, string) {
-	head, err := h.req.Resolve(buf)
+func (h *h1conn) judgeNext(req *httphead.Requests, buf []byte, f httphead.Framing) (policy.Decision, string) {
+	head, err := req.Resolve(buf)
 	if err != nil {
 		return policy.Deny(h.t.compiled, h.rec.orig, policy.CodeMalformed, err.Error()), ""
 	}
@@ -71,15 +107,15 @@ func (h *h1conn) judgeNext(buf []byte, f httphead.Framing) (policy.Decision, str
 	if d, refused := uncheckable(h.t.compiled, r, h.rec.orig); refused {
 		return d, name
 	}
-	raw, _ := h.req.HostValue(buf)
+	raw, _ := req.HostValue(buf)
 	if head.Name != "" && h.memo.hasName(head.Name) {
 		h.memo.setRaw(raw)
 		return policy.Decision{Allow: true, WouldAllow: true, Name: head.Name}, name
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.st.cfg.DNS.Timeout.Duration)
-	req := requestOf(r, h.rec.orig)
-	req.OrigDst = h.rec.dialed
-	d := h.st.policy.DecideOn(ctx, h.t.compiled, req)
+	pr := requestOf(r, h.rec.orig)
+	pr.OrigDst = h.rec.dialed
+	d := h.st.policy.DecideOn(ctx, h.t.compiled, pr)
 	cancel()
 	if d.Allow && d.WouldAllow {
 		h.memo.add(head.Name, raw)
@@ -87,15 +123,11 @@ func (h *h1conn) judgeNext(buf []byte, f httphead.Framing) (policy.Decision, str
 	return d, name
 }
 
-// refuse answers a refused request with the 403 a refused first request
-// gets, in its turn after the responses to the requests before it, logs
-// it, and ends the connection: nothing more is read from the client.
-func (h *h1conn) refuse(d policy.Decision, name string) {
+// refusal logs a refused later request and returns the 403 a refused
+// first request gets, which the relay sends in its turn.
+func (h *h1conn) refusal(d policy.Decision, name string) []byte {
 	h.s.logRequest(h, &d, name)
-	h.mu.Lock()
-	h.answer = []byte(forbidden(denyBody(h.st.denyFull, d.TenantMessage())))
-	h.mu.Unlock()
-	h.push(flagRefusal)
+	return []byte(forbidden(denyBody(h.st.denyFull, d.TenantMessage())))
 }
 
 // counted counts an allowed later request (not logged one by one).
@@ -122,7 +154,7 @@ func (m *hostMemo) first(h *h1conn) {
 	if !h.rec.verdict.WouldAllow {
 		return
 	}
-	raw, _ := h.req.HostValue(h.rbuf.bytes())
+	raw, _ := h.relay.HostValue()
 	m.add(h.rec.verdict.Name, raw)
 }
 
@@ -177,7 +209,7 @@ func (s *Proxy) logRequest(h *h1conn, d *policy.Decision, name string) {
 		slog.String("mode", r.mode),
 		slog.String("reason", reason),
 		slog.String("detail", d.Detail),
-		slog.Int("request", r.requests+1),
+		slog.Int("request", h.relay.Requests()+1),
 		slog.String("dialed", r.dialed.String()),
 	}
 	attrs = appendAnswer(attrs, &d.Answer)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/egressfw/egressfw/internal/config"
 	"github.com/egressfw/egressfw/internal/dnsfront"
+	"github.com/egressfw/egressfw/internal/tenantdns"
 )
 
 // portListener is one tenant's pair of listening sockets, and its DNS
@@ -180,7 +181,7 @@ func (s *Proxy) listenDNS(ctx context.Context, pl *portListener, slot uint32, ap
 func (pl *portListener) tenant(name string, slot uint32) *tenantState {
 	t := &tenantState{name: name, slot: config.Slot{ID: slot, Port: pl.port, DNSPort: pl.dnsPort}, forwarded: pl.wild}
 	if pl.dnsPort != 0 {
-		t.dns = &tenantDNS{}
+		t.dns = &tenantdns.Tenant{}
 	}
 	return t
 }

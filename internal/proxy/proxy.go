@@ -11,10 +11,12 @@ import (
 
 	"github.com/egressfw/egressfw/internal/config"
 	"github.com/egressfw/egressfw/internal/dnsfront"
+	"github.com/egressfw/egressfw/internal/logfold"
 	"github.com/egressfw/egressfw/internal/policy"
 	"github.com/egressfw/egressfw/internal/resolver"
 	"github.com/egressfw/egressfw/internal/sni"
 	"github.com/egressfw/egressfw/internal/status"
+	"github.com/egressfw/egressfw/internal/tenantdns"
 	"github.com/egressfw/egressfw/internal/tproxy"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -50,7 +52,7 @@ type tenantState struct {
 	forwarded bool
 	// dns is how egressfw answers the tenant's DNS, on slot.DNSPort; nil
 	// when the tenant resolves names itself (dns = "direct").
-	dns *tenantDNS
+	dns *tenantdns.Tenant
 }
 
 // dnsPort is the port of the tenant's DNS listener, 0 for none.
@@ -115,7 +117,7 @@ type Proxy struct {
 	mark    uint32
 
 	connPool, peekPool *pool
-	denials            *denialLimiter
+	denials            *logfold.Limiter
 	// dnsServer answers the tenants' DNS listeners; opened on first need
 	// (its conntrack socket needs CAP_NET_ADMIN to be of use).
 	dnsServer  func() (*dnsfront.Server, error)
@@ -145,7 +147,7 @@ func New(o Options) *Proxy {
 	}
 	s := &Proxy{
 		log: o.Log, dialer: o.Dialer, kernel: o.Kernel, mark: o.Mark,
-		connPool: newPool(), peekPool: newPool(), denials: newDenialLimiter(10, 10*time.Second),
+		connPool: newPool(), peekPool: newPool(), denials: logfold.New(10, 10*time.Second),
 		listeners: map[uint32]*portListener{}, pacers: map[string]*pacer{},
 	}
 	s.metrics = newMetrics(o.Metrics, &s.dnsStats)
@@ -172,7 +174,7 @@ func (s *Proxy) Build(cfg *config.Config, slots map[string]config.Slot) (*Snapsh
 	for _, t := range cfg.Tenants {
 		slot := slots[t.Name]
 		snap.tenants[slot.ID] = &tenantState{name: t.Name, slot: slot, compiled: compiled[t.Name],
-			forwarded: len(t.Interfaces) > 0 || len(t.SourceCIDRs) > 0 || t.Labelled(), dns: newTenantDNS(t)}
+			forwarded: len(t.Interfaces) > 0 || len(t.SourceCIDRs) > 0 || t.Labelled(), dns: tenantdns.New(t)}
 	}
 	return snap, nil
 }
@@ -183,7 +185,7 @@ func (s *Proxy) Build(cfg *config.Config, slots map[string]config.Slot) (*Snapsh
 // Install resets what they accept (see handle).
 func (s *Proxy) Install(snap *Snapshot) {
 	cfg := snap.cfg
-	s.denials.setLimits(cfg.Log.DenialBurst, cfg.Log.DenialWindow.Duration)
+	s.denials.SetLimits(cfg.Log.DenialBurst, cfg.Log.DenialWindow.Duration)
 	s.configureLimits(snap)
 	s.configureTrackers(snap)
 	s.metrics.tenantCount.Set(float64(len(cfg.Tenants)))

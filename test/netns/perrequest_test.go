@@ -52,8 +52,10 @@ func TestPerRequest(t *testing.T) {
 	a, b := tp.inCgroup("a"), tp.asUID()
 	pub, svc := ipPublic+":80", ipSvc+":80"
 	// hostsSeen lists the Host of each request a server served since mark,
-	// and the connections (client ports) they came on.
+	// and the connections (client ports) they came on, once its events
+	// have settled (a late one was blamed on the next case).
 	hostsSeen := func(s *server, ip string, mark int) (hosts []string, conns map[string]bool) {
+		s.settle()
 		conns = map[string]bool{}
 		evs := s.filter(func(e srvEvent) bool { return e.Ev == "http" && e.localIP() == ip })
 		for _, e := range evs[min(mark, len(evs)):] {

@@ -143,6 +143,21 @@ func (s *server) queries(name string) int {
 	return s.count(func(e srvEvent) bool { return e.Ev == "dns" && e.Name == name })
 }
 
+// settle waits until no event has arrived for 150 ms (at most 3 s): the
+// server's events come over a pipe and may arrive after the reply a
+// client already read.
+func (s *server) settle() {
+	last := s.count(func(srvEvent) bool { return true })
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(150 * time.Millisecond)
+		n := s.count(func(srvEvent) bool { return true })
+		if n == last {
+			return
+		}
+		last = n
+	}
+}
+
 // waitFor waits until f matches an event, up to d.
 func (s *server) waitFor(f func(srvEvent) bool, d time.Duration) bool {
 	deadline := time.Now().Add(d)

@@ -1,4 +1,4 @@
-package proxy
+package h1relay
 
 import (
 	"errors"
@@ -16,60 +16,60 @@ import (
 // HEAD) and splicing each body by its length. Interim responses (1xx)
 // precede the final one; a 101 to an upgrade request turns the rest of the
 // connection into a plain splice, and to any other request ends it. When
-// the oldest request in flight is a refusal, its 403 goes out and the
+// the oldest request in flight is a refusal, its answer goes out and the
 // connection ends.
-func (h *h1conn) pumpResponses() (sent int64, err error) {
-	defer h.responsesDone()
+func (r *Conn) pumpResponses() (sent int64, err error) {
+	defer r.responsesDone()
 	final := false // the response under way is a final one (not 1xx)
 	for {
-		flags, _ := h.front()
-		if h.resp.AtBoundary() && flags&flagRefusal != 0 {
-			if err := h.flushDown(&sent); err != nil {
+		flags, _ := r.front()
+		if r.resp.AtBoundary() && flags&flagRefusal != 0 {
+			if err := r.flushDown(&sent); err != nil {
 				return sent, err
 			}
-			return sent + h.answerRefusal(), nil
+			return sent + r.answerRefusal(), nil
 		}
-		step, err := h.resp.Next(h.wbuf.bytes()[h.wfwd:], flags&flagHEAD != 0)
+		step, err := r.resp.Next(r.wbuf.bytes()[r.wfwd:], flags&flagHEAD != 0)
 		if err != nil {
 			return sent, fmt.Errorf("response framing: %w", err)
 		}
 		switch step.Kind {
 		case httphead.StepMore:
-			if err := h.flushDown(&sent); err != nil {
+			if err := r.flushDown(&sent); err != nil {
 				return sent, err
 			}
-			if done, err := h.readUpstream(); done || err != nil {
+			if done, err := r.readUpstream(); done || err != nil {
 				return sent, err
 			}
 			continue
 		case httphead.StepHead:
-			status := h.resp.Status()
-			h.wfwd += int(step.N)
-			h.resp.Advance(step.N)
+			status := r.resp.Status()
+			r.wfwd += int(step.N)
+			r.resp.Advance(step.N)
 			if status == 101 {
-				return h.switched(&sent, flags)
+				return r.switched(&sent, flags)
 			}
 			final = status >= 200
 		case httphead.StepFraming:
-			h.wfwd += int(step.N)
-			h.resp.Advance(step.N)
+			r.wfwd += int(step.N)
+			r.resp.Advance(step.N)
 		case httphead.StepData:
-			if done, err := h.bodyDown(&sent, step.N); done || err != nil {
+			if done, err := r.bodyDown(&sent, step.N); done || err != nil {
 				return sent, err
 			}
 		case httphead.StepRest:
-			if err := h.flushDown(&sent); err != nil {
+			if err := r.flushDown(&sent); err != nil {
 				return sent, err
 			}
-			n, err := spliceRest(&h.wbuf, h.c, h.toCl)
+			n, err := spliceRest(&r.wbuf, r.c, r.toCl)
 			return sent + n, err
 		}
-		if final && h.resp.AtBoundary() {
+		if final && r.resp.AtBoundary() {
 			final = false
 			if flags&flagUpgrade != 0 {
-				h.decideUpgrade(false)
+				r.decideUpgrade(false)
 			}
-			h.pop()
+			r.pop()
 		}
 	}
 }
@@ -78,52 +78,52 @@ func (h *h1conn) pumpResponses() (sent int64, err error) {
 // flight, the rest of the connection is spliced as it is both ways; to any
 // other request (an Upgrade egressfw does not follow, or none), the
 // connection ends.
-func (h *h1conn) switched(sent *int64, flags uint8) (int64, error) {
-	if err := h.flushDown(sent); err != nil {
+func (r *Conn) switched(sent *int64, flags uint8) (int64, error) {
+	if err := r.flushDown(sent); err != nil {
 		return *sent, err
 	}
 	if flags&flagUpgrade == 0 {
 		return *sent, errors.New("101 Switching Protocols to a request that did not ask for an upgrade egressfw follows")
 	}
-	h.decideUpgrade(true)
-	n, err := spliceRest(&h.wbuf, h.c, h.toCl)
+	r.decideUpgrade(true)
+	n, err := spliceRest(&r.wbuf, r.c, r.toCl)
 	return *sent + n, err
 }
 
 // bodyDown forwards up to n payload bytes: those already read, else n
 // spliced from the upstream. done: the upstream ended inside the body (the
 // client's side is half-closed as the upstream's is).
-func (h *h1conn) bodyDown(sent *int64, n int64) (done bool, err error) {
-	if held := len(h.wbuf.bytes()) - h.wfwd; held > 0 {
+func (r *Conn) bodyDown(sent *int64, n int64) (done bool, err error) {
+	if held := len(r.wbuf.bytes()) - r.wfwd; held > 0 {
 		k := min(n, int64(held))
-		h.wfwd += int(k)
-		h.resp.Advance(k)
+		r.wfwd += int(k)
+		r.resp.Advance(k)
 		return false, nil
 	}
-	if err := h.flushDown(sent); err != nil {
+	if err := r.flushDown(sent); err != nil {
 		return true, err
 	}
-	m, err := h.toCl.N(n)
+	m, err := r.toCl.N(n)
 	*sent += m
 	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return true, h.c.CloseWrite()
+		return true, r.c.CloseWrite()
 	}
 	if err != nil {
 		return true, fmt.Errorf("response body: %w", err)
 	}
-	h.resp.Advance(n)
+	r.resp.Advance(n)
 	return false, nil
 }
 
 // flushDown writes the response bytes read so far to the client.
-func (h *h1conn) flushDown(sent *int64) error {
-	if h.wfwd == 0 {
+func (r *Conn) flushDown(sent *int64) error {
+	if r.wfwd == 0 {
 		return nil
 	}
-	n, err := h.c.Write(h.wbuf.bytes()[:h.wfwd])
+	n, err := r.c.Write(r.wbuf.bytes()[:r.wfwd])
 	*sent += int64(n)
-	h.wbuf.consume(h.wfwd)
-	h.wfwd = 0
+	r.wbuf.consume(r.wfwd)
+	r.wfwd = 0
 	if err != nil {
 		return fmt.Errorf("write client: %w", err)
 	}
@@ -133,39 +133,39 @@ func (h *h1conn) flushDown(sent *int64) error {
 // readUpstream reads what the upstream sent next. At its EOF (or when the
 // request side, refusing with nothing in flight, stopped the reading) the
 // pump answers a pending refusal or half-closes the client.
-func (h *h1conn) readUpstream() (done bool, err error) {
-	if h.wbuf.full() {
-		return true, fmt.Errorf("response framing: %d bytes without a decision", len(h.wbuf.bytes()))
+func (r *Conn) readUpstream() (done bool, err error) {
+	if r.wbuf.full() {
+		return true, fmt.Errorf("response framing: %d bytes without a decision", len(r.wbuf.bytes()))
 	}
-	n, err := h.toCl.Read(&h.wbuf)
-	h.wbuf.w += n
+	n, err := r.toCl.Read(&r.wbuf)
+	r.wbuf.w += n
 	switch {
 	case err == nil:
 		return false, nil
 	case !errors.Is(err, io.EOF):
 		return true, fmt.Errorf("read upstream: %w", err)
 	}
-	if flags, ok := h.front(); ok && flags&flagRefusal != 0 && h.resp.AtBoundary() {
-		h.answerRefusal()
+	if flags, ok := r.front(); ok && flags&flagRefusal != 0 && r.resp.AtBoundary() {
+		r.answerRefusal()
 		return true, nil
 	}
-	return true, h.c.CloseWrite()
+	return true, r.c.CloseWrite()
 }
 
-// answerRefusal sends the refused request's 403 and ends the client's
+// answerRefusal sends the refused request's answer and ends the client's
 // side: half-closed, then drained a little so that the close does not
-// reset the answer in flight (as closeGracefully does).
-func (h *h1conn) answerRefusal() int64 {
-	h.mu.Lock()
-	answer := h.answer
-	h.mu.Unlock()
-	_ = h.c.SetWriteDeadline(time.Now().Add(time.Second))
-	n, _ := h.c.Write(answer)
-	_ = h.c.CloseWrite()
-	_ = h.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+// reset the answer in flight.
+func (r *Conn) answerRefusal() int64 {
+	r.mu.Lock()
+	answer := r.answer
+	r.mu.Unlock()
+	_ = r.c.SetWriteDeadline(time.Now().Add(time.Second))
+	n, _ := r.c.Write(answer)
+	_ = r.c.CloseWrite()
+	_ = r.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 	var buf [512]byte
 	for i := 0; i < 64; i++ {
-		if _, err := h.c.Read(buf[:]); err != nil {
+		if _, err := r.c.Read(buf[:]); err != nil {
 			break
 		}
 	}
@@ -174,7 +174,7 @@ func (h *h1conn) answerRefusal() int64 {
 
 // spliceRest sends what buf holds to dst, then splices the rest of the
 // source (s) to it until EOF, and half-closes dst.
-func spliceRest(buf *h1buf, dst *net.TCPConn, s *tproxy.Splicer) (int64, error) {
+func spliceRest(buf *buffer, dst *net.TCPConn, s *tproxy.Splicer) (int64, error) {
 	var sent int64
 	if held := buf.bytes(); len(held) > 0 {
 		n, err := dst.Write(held)

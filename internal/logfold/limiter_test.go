@@ -1,4 +1,4 @@
-package proxy
+package logfold
 
 import (
 	"testing"
@@ -7,7 +7,7 @@ import (
 
 func TestDenialLimiterFoldsWithoutLosingCounts(t *testing.T) {
 	now := time.Unix(1000, 0)
-	l := newDenialLimiter(2, 10*time.Second)
+	l := New(2, 10*time.Second)
 	l.now = func() time.Time { return now }
 	type step struct {
 		name           string
@@ -37,7 +37,7 @@ func TestDenialLimiterFoldsWithoutLosingCounts(t *testing.T) {
 
 func TestDenialLimiterBoundsKeys(t *testing.T) {
 	now := time.Unix(1000, 0)
-	l := newDenialLimiter(1, time.Second)
+	l := New(1, time.Second)
 	l.now = func() time.Time { return now }
 	for i := range 10000 {
 		if i%1000 == 0 {
@@ -51,7 +51,7 @@ func TestDenialLimiterBoundsKeys(t *testing.T) {
 }
 
 func TestDenialLimiterOverflowSharesOneWindow(t *testing.T) {
-	l := newDenialLimiter(2, time.Hour) // no window closes during the test
+	l := New(2, time.Hour) // no window closes during the test
 	logged := 0
 	for i := range maxDenialKeysPerTenant + 500 {
 		if ok, _ := l.Allow("web", time.Duration(i).String()); ok {
@@ -72,7 +72,7 @@ func TestDenialLimiterOverflowSharesOneWindow(t *testing.T) {
 // denials (names it chooses) folds only its own lines; another tenant's
 // denials are each logged as if the flood were not there.
 func TestDenialLimiterTenantsAreIndependent(t *testing.T) {
-	l := newDenialLimiter(2, time.Hour) // no window closes during the test
+	l := New(2, time.Hour) // no window closes during the test
 	for i := range 4 * maxDenialKeysPerTenant {
 		l.Allow("flood", "denied_domain\x00"+time.Duration(i).String()+".example")
 	}
@@ -93,7 +93,7 @@ func TestDenialLimiterTenantsAreIndependent(t *testing.T) {
 // most maxDenialKeys keys, and a tenant arriving after them still logs
 // (a burst per window, in its own overflow window).
 func TestDenialLimiterBoundsTotal(t *testing.T) {
-	l := newDenialLimiter(3, time.Hour)
+	l := New(3, time.Hour)
 	tenants := 2 * maxDenialKeys / maxDenialKeysPerTenant
 	for n := range tenants {
 		for i := range maxDenialKeysPerTenant + 10 {

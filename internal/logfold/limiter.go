@@ -1,11 +1,11 @@
-package proxy
+package logfold
 
 import (
 	"sync"
 	"time"
 )
 
-// denialLimiter lets through the first burst of identical denials per
+// Limiter lets through the first burst of identical denials per
 // window and counts the rest, so a tenant hammering a blocked address cannot
 // flood the journal, yet no denial goes uncounted: when a key's window
 // closes with suppressed lines, the next Allow reports how many.
@@ -16,7 +16,7 @@ import (
 // one overflow window of its own. All tenants together hold at most
 // maxDenialKeys keys; past that, a tenant's new keys go to its own overflow
 // window too, so it still logs a burst per window.
-type denialLimiter struct {
+type Limiter struct {
 	burst  int
 	window time.Duration
 	now    func() time.Time
@@ -46,12 +46,14 @@ const (
 	maxDenialKeys          = 16384
 )
 
-func newDenialLimiter(burst int, window time.Duration) *denialLimiter {
-	return &denialLimiter{burst: burst, window: window, now: time.Now, tenants: map[string]*tenantDenials{}}
+// New returns a Limiter that logs burst identical denials per window.
+func New(burst int, window time.Duration) *Limiter {
+	return &Limiter{burst: burst, window: window, now: time.Now, tenants: map[string]*tenantDenials{}}
 }
 
-// setLimits changes the burst and window on reload; open windows keep counting.
-func (l *denialLimiter) setLimits(burst int, window time.Duration) {
+// SetLimits changes the burst and window on reload; open windows keep
+// counting.
+func (l *Limiter) SetLimits(burst int, window time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.burst, l.window = burst, window
@@ -60,7 +62,7 @@ func (l *denialLimiter) setLimits(burst int, window time.Duration) {
 // Allow reports whether tenant's denial with this key should be logged.
 // When it is, suppressed is the number of identical denials not logged
 // since the last logged one (to be reported on this line).
-func (l *denialLimiter) Allow(tenant, key string) (ok bool, suppressed int) {
+func (l *Limiter) Allow(tenant, key string) (ok bool, suppressed int) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -102,14 +104,14 @@ func (l *denialLimiter) Allow(tenant, key string) (ok bool, suppressed int) {
 }
 
 // full reports whether td may not take another key.
-func (l *denialLimiter) full(td *tenantDenials) bool {
+func (l *Limiter) full(td *tenantDenials) bool {
 	return len(td.keys) >= maxDenialKeysPerTenant || l.total >= maxDenialKeys
 }
 
 // sweep forgets closed windows, and tenants left with none, bounding
 // memory. Suppressed counts of a forgotten key are not lost from metrics:
 // the caller counts every suppression as it happens.
-func (l *denialLimiter) sweep(now time.Time) {
+func (l *Limiter) sweep(now time.Time) {
 	l.lastSweep = now
 	for name, td := range l.tenants {
 		for k, w := range td.keys {
