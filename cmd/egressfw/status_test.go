@@ -98,14 +98,16 @@ func TestStatusCommand(t *testing.T) {
 		{"an unknown tenant", []string{"--socket", sock, "--tenant", "nope"}, exitFail, []string{`no tenant "nope" is running`}, nil},
 		{"nobody answers", []string{"--socket", filepath.Join(dir, "gone.sock")}, exitFail, []string{"gone.sock", "is egressfw running?"}, nil},
 		{"socket disabled", []string{"--config", writeConfig(t, "[metrics]\nstatus_socket = \"\"\n")}, exitFail, []string{`metrics.status_socket = ""`}, nil},
-		{"a config that does not load: the default socket", []string{"--config", writeConfig(t, "[metrics\n")}, exitFail,
+		// The exit code is the host's: an egressfw running here answers on
+		// the default socket.
+		{"a config that does not load: the default socket", []string{"--config", writeConfig(t, "[metrics\n")}, anyExit,
 			[]string{"asking the default socket /run/egressfw/status.sock"}, nil},
 		{"arguments", []string{"--socket", sock, "extra"}, exitUsage, nil, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, errOut := run(append([]string{"status"}, tc.args...)...)
-			if code != tc.code {
+			if code != tc.code && tc.code != anyExit {
 				t.Errorf("exit %d, want %d\n%s%s", code, tc.code, out, errOut)
 			}
 			for _, w := range tc.want {
@@ -121,3 +123,6 @@ func TestStatusCommand(t *testing.T) {
 		})
 	}
 }
+
+// anyExit marks a case whose exit code is not asserted.
+const anyExit = -1
