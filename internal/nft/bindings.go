@@ -135,15 +135,15 @@ func (m *Manager) SetContainers(cs []Container) error {
 	del, add := bridgeDiff(m.spec, old, want)
 	for _, name := range bridgeSetNames {
 		set := &nftables.Set{Table: table, Name: name, IsMap: name == mapID4 || name == mapID6}
-		if err := eachChunk(del[name], func(c []nftables.SetElement) error { return m.b.q.SetDeleteElements(set, c) }); err != nil {
+		if err := eachChunk(del[name], func(c []nftables.SetElement) error { return m.b.Queue().SetDeleteElements(set, c) }); err != nil {
 			return fmt.Errorf("set containers: %w", err)
 		}
-		if err := eachChunk(add[name], func(c []nftables.SetElement) error { return m.b.q.SetAddElements(set, c) }); err != nil {
+		if err := eachChunk(add[name], func(c []nftables.SetElement) error { return m.b.Queue().SetAddElements(set, c) }); err != nil {
 			return fmt.Errorf("set containers: %w", err)
 		}
 	}
 	m.containers = want
-	if err := m.b.commit(); err != nil {
+	if err := m.b.Commit(); err != nil {
 		m.texts = nil // changed behind our back: rewrite it all
 		if err2 := m.applyLocked(m.spec, m.ids, nil); err2 != nil {
 			return fmt.Errorf("set containers: %w (re-apply: %w)", err, err2)
@@ -216,11 +216,11 @@ func (m *Manager) queueBridge(br *ruleset, table string, scratch bool) error {
 	}
 	if br == nil {
 		if in.exists {
-			m.b.q.DelTable(&nftables.Table{Name: table, Family: nftables.TableFamilyBridge})
+			m.b.Queue().DelTable(&nftables.Table{Name: table, Family: nftables.TableFamilyBridge})
 		}
 		return nil
 	}
-	return br.program(m.b.q, table, in, nil)
+	return br.program(m.b.Queue(), table, in, nil)
 }
 
 // ApplyContainers is ApplyWhen that also makes the bridge table bind

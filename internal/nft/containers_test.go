@@ -30,7 +30,7 @@ func elementsOf(t *testing.T, ns *testNetns, set string) string {
 // generation is the ruleset generation: one per committed transaction.
 func generation(t *testing.T, m *Manager) uint32 {
 	t.Helper()
-	g, err := m.b.generation()
+	g, err := m.b.Generation()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,8 +31,8 @@ func (m *Manager) Create(spec Spec, ids CgroupIDs) (bool, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.b.q.CreateTable(&nftables.Table{Name: spec.Table, Family: nftables.TableFamilyINet})
-	if err := buildRuleset(&spec, ids).program(m.b.q, spec.Table, &installed{}, nil); err != nil {
+	m.b.Queue().CreateTable(&nftables.Table{Name: spec.Table, Family: nftables.TableFamilyINet})
+	if err := buildRuleset(&spec, ids).program(m.b.Queue(), spec.Table, &installed{}, nil); err != nil {
 		return false, fmt.Errorf("create table inet %s: %w", spec.Table, err)
 	}
 	if spec.Containers {
@@ -40,7 +40,7 @@ func (m *Manager) Create(spec Spec, ids CgroupIDs) (bool, error) {
 			return false, fmt.Errorf("create table inet %s: %w", spec.Table, err)
 		}
 	}
-	if err := m.b.commit(); err != nil {
+	if err := m.b.Commit(); err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			return false, nil
 		}

@@ -15,7 +15,7 @@ import "github.com/google/nftables"
 //     has been committed since this Manager's last one.
 //
 // The last condition is what makes the memory safe to trust: the kernel's
-// ruleset generation (batcher.unchanged) moves with every committed
+// ruleset generation (batch.Batcher.Unchanged) moves with every committed
 // transaction of any owner, so a rule edited or deleted by hand, a chain
 // flushed, a table restored with nft -f, or any other software's change
 // makes the next Apply rewrite every chain, restoring what egressfw wants.

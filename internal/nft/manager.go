@@ -7,11 +7,11 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/egressfw/egressfw/internal/nft/batch"
 	"github.com/google/nftables"
 	mdnetlink "github.com/mdlayher/netlink"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 )
 
 // Manager installs, updates and removes egressfw's table and policy
@@ -19,7 +19,7 @@ import (
 type Manager struct {
 	mu      sync.Mutex
 	conn    *nftables.Conn // reads the installed table
-	b       *batcher       // queues and commits changes (see batch.go)
+	b       *batch.Batcher // queues and commits changes (package batch)
 	nl      *netlink.Handle
 	spec    *Spec     // last applied, nil before the first Apply
 	ids     CgroupIDs // cgroup ids in the maps, keyed by cleaned path
@@ -62,7 +62,7 @@ func New(opts ...Option) (*Manager, error) {
 	for _, f := range opts {
 		f(&o)
 	}
-	connOpts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(bigBuffers)}
+	connOpts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(batch.BigBuffers)}
 	var nl *netlink.Handle
 	var err error
 	if o.netnsFd >= 0 {
@@ -80,7 +80,7 @@ func New(opts ...Option) (*Manager, error) {
 		return nil, fmt.Errorf("open nftables netlink: %w", err)
 	}
 	m := &Manager{conn: conn, nl: nl}
-	if m.b, err = newBatcher(o.netnsFd); err == nil {
+	if m.b, err = batch.New(o.netnsFd); err == nil {
 		m.mon, m.rtmon, err = dialMonitors(o.netnsFd)
 	}
 	if err != nil {
@@ -89,36 +89,6 @@ func New(opts ...Option) (*Manager, error) {
 		return nil, err
 	}
 	return m, nil
-}
-
-// batchBuffer is the socket buffer size for the nftables socket. A table
-// for 1000 tenants is one batch of a few MB, and google/nftables asks for an
-// ack per message; the default buffers (net.core.[rw]mem_default) fail with
-// EMSGSIZE / ENOBUFS. The *FORCE options raise the limit for this socket
-// only (needs CAP_NET_ADMIN, which programming nftables needs anyway) and
-// change no sysctl; memory is only used while a batch is in flight.
-const batchBuffer = 64 << 20
-
-func bigBuffers(c *mdnetlink.Conn) error {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return fmt.Errorf("netlink socket buffers: %w", err)
-	}
-	var serr error
-	err = raw.Control(func(fd uintptr) {
-		for _, opt := range []int{unix.SO_SNDBUFFORCE, unix.SO_RCVBUFFORCE} {
-			if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt, batchBuffer); e != nil {
-				serr = e
-			}
-		}
-	})
-	if err == nil {
-		err = serr
-	}
-	if err != nil {
-		return fmt.Errorf("netlink socket buffers: %w", err)
-	}
-	return nil
 }
 
 // Close releases the netlink sockets. It does not touch the installed
@@ -202,7 +172,7 @@ func (m *Manager) applyLocked(spec *Spec, ids CgroupIDs, ready func() error) err
 func (m *Manager) replace(rs, br *ruleset, table string, ready func() error) error {
 	last, vouched := m.texts, m.vouched
 	m.texts, m.vouched = nil, false // unknown until the batch is committed
-	if !vouched && !m.b.unchanged() {
+	if !vouched && !m.b.Unchanged() {
 		// Another transaction since ours (a restore with nft -f, a
 		// flushed chain, any other owner's change): rewrite every chain.
 		last = nil
@@ -213,12 +183,12 @@ func (m *Manager) replace(rs, br *ruleset, table string, ready func() error) err
 	}
 	want := rs.texts()
 	keep := rs.unchanged(in, last, want)
-	made, err := rs.precreate(m.b.q, table, in)
+	made, err := rs.precreate(m.b.Queue(), table, in)
 	if err != nil {
 		return err
 	}
 	if len(made) > 0 {
-		if err := m.b.commit(); err != nil {
+		if err := m.b.Commit(); err != nil {
 			// Another program may have deleted the table since it was
 			// read (systemctl reload nftables during a reload): then build
 			// it from nothing instead of failing the Apply.
@@ -234,13 +204,13 @@ func (m *Manager) replace(rs, br *ruleset, table string, ready func() error) err
 		}
 	}
 	maps.Copy(keep, made)
-	if err := rs.program(m.b.q, table, in, keep); err != nil {
+	if err := rs.program(m.b.Queue(), table, in, keep); err != nil {
 		return err
 	}
 	if err := m.queueBridge(br, table, false); err != nil {
 		return err
 	}
-	err = m.b.commitFresh()
+	err = m.b.CommitFresh()
 	if err == nil {
 		m.texts = want
 		return nil
@@ -254,14 +224,14 @@ func (m *Manager) replace(rs, br *ruleset, table string, ready func() error) err
 	// may be reset or pass unmarked (see the package doc, Atomicity). The
 	// next Apply rewrites every chain again (m.texts stays nil).
 	m.deleteTable(table)
-	err2 := rs.program(m.b.q, table, &installed{}, nil)
+	err2 := rs.program(m.b.Queue(), table, &installed{}, nil)
 	if err2 == nil {
 		err2 = m.queueBridge(br, table, true)
 	}
 	if err2 != nil {
 		return fmt.Errorf("replace table inet %s: %w (rebuild: %w)", table, err, err2)
 	}
-	if err2 := m.b.commit(); err2 != nil {
+	if err2 := m.b.Commit(); err2 != nil {
 		return fmt.Errorf("replace table inet %s: %w (rebuild: %w)", table, err, err2)
 	}
 	return nil
@@ -306,14 +276,14 @@ func (m *Manager) SetCgroupIDs(ids CgroupIDs) error {
 	for _, l := range m.spec.levels() {
 		set := &nftables.Set{Table: table, Name: cgroupMapName(l), IsMap: true}
 		del, add := diffElems(oldElems[l], newElems[l])
-		if err := eachChunk(del, func(c []nftables.SetElement) error { return m.b.q.SetDeleteElements(set, c) }); err != nil {
+		if err := eachChunk(del, func(c []nftables.SetElement) error { return m.b.Queue().SetDeleteElements(set, c) }); err != nil {
 			return fmt.Errorf("set cgroup ids: %w", err)
 		}
-		if err := eachChunk(add, func(c []nftables.SetElement) error { return m.b.q.SetAddElements(set, c) }); err != nil {
+		if err := eachChunk(add, func(c []nftables.SetElement) error { return m.b.Queue().SetAddElements(set, c) }); err != nil {
 			return fmt.Errorf("set cgroup ids: %w", err)
 		}
 	}
-	if err := m.b.commit(); err != nil {
+	if err := m.b.Commit(); err != nil {
 		m.texts = nil // the table was changed behind our back: rewrite it all
 		if err2 := m.applyLocked(m.spec, want, nil); err2 != nil {
 			return fmt.Errorf("set cgroup ids: %w (re-apply: %w)", err, err2)
@@ -395,7 +365,7 @@ func (m *Manager) Cleanup(spec Spec) error {
 	}
 	for _, t := range tables {
 		m.deleteTable(t)
-		if err := m.b.commit(); err != nil {
+		if err := m.b.Commit(); err != nil {
 			errs = append(errs, fmt.Errorf("cleanup: delete table inet %s: %w", t, err))
 		}
 	}
@@ -421,7 +391,7 @@ func (m *Manager) Cleanup(spec Spec) error {
 func (m *Manager) deleteTable(name string) {
 	for _, f := range []nftables.TableFamily{nftables.TableFamilyINet, nftables.TableFamilyBridge} {
 		t := &nftables.Table{Name: name, Family: f}
-		m.b.q.AddTable(t)
-		m.b.q.DelTable(t)
+		m.b.Queue().AddTable(t)
+		m.b.Queue().DelTable(t)
 	}
 }

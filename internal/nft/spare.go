@@ -101,19 +101,19 @@ func (m *Manager) restoreFromSpare() (done bool, err error) {
 		for _, e := range elems[l] {
 			es = append(es, e.elem)
 		}
-		if err := eachChunk(es, func(c []nftables.SetElement) error { return m.b.q.SetAddElements(set, c) }); err != nil {
+		if err := eachChunk(es, func(c []nftables.SetElement) error { return m.b.Queue().SetAddElements(set, c) }); err != nil {
 			return true, fmt.Errorf("restore: %w", err)
 		}
 	}
 	if m.spec.Containers { // the bridge table, rebuilt in the same transaction
 		bt := &nftables.Table{Name: m.spec.Table, Family: nftables.TableFamilyBridge}
-		m.b.q.AddTable(bt)
-		m.b.q.DelTable(bt)
+		m.b.Queue().AddTable(bt)
+		m.b.Queue().DelTable(bt)
 		if err := m.queueBridge(buildBridge(m.spec, m.containers), m.spec.Table, true); err != nil {
 			return true, fmt.Errorf("restore: %w", err)
 		}
 	}
-	extra, err := m.b.encode()
+	extra, err := m.b.Encode()
 	if err != nil {
 		return true, fmt.Errorf("restore: %w", err)
 	}
@@ -125,7 +125,7 @@ func (m *Manager) restoreFromSpare() (done bool, err error) {
 	}
 	msgs = append(msgs, sb.msgs[n-1])
 	m.texts = nil
-	if err := m.b.commitMessages(msgs); err != nil {
+	if err := m.b.CommitMessages(msgs); err != nil {
 		return true, fmt.Errorf("restore table inet %s: %w", m.spec.Table, err)
 	}
 	m.texts = sb.texts

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/nft/batch"
 	mdnetlink "github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -139,14 +140,14 @@ func (m *Manager) Watch(ctx context.Context, report func(Restore)) error {
 		}
 	}
 	m.watching = true
-	if !m.b.unchanged() {
+	if !m.b.Unchanged() {
 		m.texts = nil // changed before the watch could see it
 	}
 	if m.spec != nil {
 		m.prepareSpare(m.spec)
 	}
 	w := &watcher{m: m, report: report, kick: make(chan struct{}, 1)}
-	m.b.mon, m.b.missed = m.mon, func() { w.note(func(c *changes) { c.overflow = true }) }
+	m.b.SetMonitor(m.mon, func() { w.note(func(c *changes) { c.overflow = true }) })
 	context.AfterFunc(ctx, func() {
 		now := time.Now()
 		_ = m.mon.SetReadDeadline(now)
@@ -175,7 +176,7 @@ func dialMonitors(netnsFd int) (mon, rtmon *mdnetlink.Conn, err error) {
 	// A table of 1,000 tenants is ~20,000 notifications: room for them
 	// (the memory is only used while they wait to be read).
 	for _, c := range []*mdnetlink.Conn{mon, rtmon} {
-		if err = bigBuffers(c); err != nil {
+		if err = batch.BigBuffers(c); err != nil {
 			mon.Close()
 			rtmon.Close()
 			return nil, nil, err
@@ -194,7 +195,7 @@ func (m *Manager) closeSockets() {
 		}
 	}
 	if m.b != nil {
-		_ = m.b.close()
+		_ = m.b.Close()
 	}
 }
 
@@ -250,7 +251,7 @@ func (w *watcher) nftMessages() func([]mdnetlink.Message) {
 	touched := false
 	var chains map[string]bool
 	return func(msgs []mdnetlink.Message) {
-		own := w.m.b.port.Load()
+		own := w.m.b.Port()
 		wt := w.m.watched.Load()
 		for _, msg := range msgs {
 			if msg.Header.PID == own && own != 0 {
@@ -423,7 +424,7 @@ func (w *watcher) restore(c *changes) (r Restore, acted bool) {
 	if len(missing) > 0 {
 		what = append(what, "removed routing: "+strings.Join(missing, ", "))
 	}
-	rewrite := c.table || c.overflow && !m.b.unchanged()
+	rewrite := c.table || c.overflow && !m.b.Unchanged()
 	if c.overflow && rewrite {
 		what = append(what, "change notifications missed (lost, or sent while egressfw committed), another transaction since egressfw's last")
 	}
