@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/nft/events"
 	"github.com/google/nftables"
 	mdnetlink "github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -95,15 +96,15 @@ func (m *Manager) WatchTable(ctx context.Context, table string, changed func()) 
 // transaction still open at the end of msgs did.
 func tableTouched(msgs []mdnetlink.Message, table string, touched bool, changed func()) bool {
 	for _, msg := range msgs {
-		ev, ok := parseNftEvent(uint16(msg.Header.Type), msg.Data)
+		ev, ok := events.ParseNft(uint16(msg.Header.Type), msg.Data)
 		switch {
 		case !ok:
-		case ev.gen:
+		case ev.Gen:
 			if touched {
 				changed()
 			}
 			touched = false
-		case ev.inet && ev.table == table:
+		case ev.Inet && ev.Table == table:
 			touched = true
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/egressfw/egressfw/internal/nft/batch"
+	"github.com/egressfw/egressfw/internal/nft/events"
 	mdnetlink "github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -88,7 +89,7 @@ type watched struct {
 // changes accumulates what the readers saw until the restorer takes it.
 type changes struct {
 	since    time.Time // when the first of them was read
-	log      changeLog
+	log      events.Log
 	table    bool            // egressfw's table was changed
 	chains   map[string]bool // the chains of it whose rules or definition were changed
 	routing  bool            // a rule or route of egressfw's route table was removed
@@ -99,7 +100,7 @@ func (c *changes) merge(o *changes) {
 	if c.since.IsZero() || !o.since.IsZero() && o.since.Before(c.since) {
 		c.since = o.since
 	}
-	c.log.merge(&o.log)
+	c.log.Merge(&o.log)
 	c.table, c.routing, c.overflow = c.table || o.table, c.routing || o.routing, c.overflow || o.overflow
 	c.touch(o.chains)
 }
@@ -247,7 +248,7 @@ func (w *watcher) read(ctx context.Context, sock *mdnetlink.Conn, handle func([]
 // the changes each foreign transaction made to the watched table and notes
 // them when the transaction completes.
 func (w *watcher) nftMessages() func([]mdnetlink.Message) {
-	var txn changeLog
+	var txn events.Log
 	touched := false
 	var chains map[string]bool
 	return func(msgs []mdnetlink.Message) {
@@ -257,25 +258,25 @@ func (w *watcher) nftMessages() func([]mdnetlink.Message) {
 			if msg.Header.PID == own && own != 0 {
 				continue
 			}
-			ev, ok := parseNftEvent(uint16(msg.Header.Type), msg.Data)
+			ev, ok := events.ParseNft(uint16(msg.Header.Type), msg.Data)
 			switch {
 			case !ok:
-			case ev.gen && touched:
-				txn.addProc(ev.proc, ev.pid)
+			case ev.Gen && touched:
+				txn.AddProc(ev.Proc, ev.PID)
 				done, changed := txn, chains
-				w.note(func(c *changes) { c.table = true; c.log.merge(&done); c.touch(changed) })
-				txn, touched, chains = changeLog{}, false, nil
-			case !ev.gen && wt != nil && (ev.inet || ev.bridge && wt.bridge) && ev.table == wt.table:
-				if ev.bridge { // named apart from the inet table's objects (rewritten whole anyway)
-					ev.name = "bridge " + cmp.Or(ev.name, ev.table)
+				w.note(func(c *changes) { c.table = true; c.log.Merge(&done); c.touch(changed) })
+				txn, touched, chains = events.Log{}, false, nil
+			case !ev.Gen && wt != nil && (ev.Inet || ev.Bridge && wt.bridge) && ev.Table == wt.table:
+				if ev.Bridge { // named apart from the inet table's objects (rewritten whole anyway)
+					ev.Name = "bridge " + cmp.Or(ev.Name, ev.Table)
 				}
-				txn.add(ev)
+				txn.Add(ev)
 				touched = true
-				if strings.HasSuffix(ev.change, " rule") || strings.HasSuffix(ev.change, " chain") {
+				if strings.HasSuffix(ev.Change, " rule") || strings.HasSuffix(ev.Change, " chain") {
 					if chains == nil {
 						chains = map[string]bool{}
 					}
-					chains[ev.name] = true
+					chains[ev.Name] = true
 				}
 			}
 		}
@@ -290,8 +291,8 @@ func (w *watcher) routeMessages(msgs []mdnetlink.Message) {
 		return
 	}
 	for _, msg := range msgs {
-		ev, ok := parseRouteEvent(uint16(msg.Header.Type), msg.Data)
-		if ok && ev.table == wt.routeTable {
+		ev, ok := events.ParseRoute(uint16(msg.Header.Type), msg.Data)
+		if ok && ev.Table == wt.routeTable {
 			w.note(func(c *changes) { c.routing = true })
 		}
 	}
@@ -416,10 +417,10 @@ func (w *watcher) restore(c *changes) (r Restore, acted bool) {
 		return r, false
 	}
 	var what []string
-	if !c.log.empty() {
+	if !c.log.Empty() {
 		what = append(what, c.log.String())
 	}
-	r.By = strings.Join(c.log.procs, ", ")
+	r.By = strings.Join(c.log.Procs(), ", ")
 	missing, err := routingMissing(m.nl, *m.routing)
 	if len(missing) > 0 {
 		what = append(what, "removed routing: "+strings.Join(missing, ", "))
