@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
 	"github.com/google/nftables/expr"
 )
 
@@ -35,7 +37,7 @@ import (
 
 // admittedRules are the first rules of a forwarded tenant's chain: replies,
 // then the flows the chain admitted before.
-func admittedRules(t *Tenant, mask uint32) []*ruleDef {
+func admittedRules(t *nftspec.Tenant, mask uint32) []*ruleDef {
 	reply := (&ruleDef{comment: t.Name}).add("ct direction reply", ctDirReply()...).add("accept", accept)
 	marked := &ruleDef{}
 	marked.add(fmt.Sprintf("ct mark & 0x%08x == 0x%08x", mask, t.Slot), maskedCmp(ctMark(), mask, t.Slot, expr.CmpOpEq)...)
@@ -44,7 +46,7 @@ func admittedRules(t *Tenant, mask uint32) []*ruleDef {
 
 // admit makes every rule of c that accepts a packet, except those in
 // exempt, store the tenant's slot in the ct mark first.
-func admit(c *chainDef, t *Tenant, mask uint32, exempt ...*ruleDef) *chainDef {
+func admit(c *chainDef, t *nftspec.Tenant, mask uint32, exempt ...*ruleDef) *chainDef {
 	for _, r := range c.rules {
 		n, w := len(r.exprs), len(r.words)
 		if n == 0 || w == 0 || r.words[w-1] != "accept" || slices.Contains(exempt, r) {

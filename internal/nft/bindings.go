@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -17,10 +19,10 @@ import (
 // bridgeDiff returns the element changes from containers old to now (both
 // normalised): only the ports whose container or claims changed are looked
 // at, so an event costs little with many containers bound.
-func bridgeDiff(spec *Spec, old, now []Container) (del, add map[string][]nftables.SetElement) {
-	claimsOld, claimsNow, labelled := claimsOf(old), claimsOf(now), spec.labelledSlots()
-	byPort := func(cs []Container) map[int]*Container {
-		out := make(map[int]*Container, len(cs))
+func bridgeDiff(spec *nftspec.Spec, old, now []nftspec.Container) (del, add map[string][]nftables.SetElement) {
+	claimsOld, claimsNow, labelled := claimsOf(old), claimsOf(now), spec.LabelledSlots()
+	byPort := func(cs []nftspec.Container) map[int]*nftspec.Container {
+		out := make(map[int]*nftspec.Container, len(cs))
 		for i := range cs {
 			out[cs[i].Port] = &cs[i]
 		}
@@ -71,8 +73,8 @@ func bridgeDiff(spec *Spec, old, now []Container) (del, add map[string][]nftable
 
 // sameBinding reports whether o and n bind the same MAC, addresses and
 // label to their port.
-func sameBinding(o, n *Container, labelled map[uint32]bool) bool {
-	label := func(c *Container) uint32 {
+func sameBinding(o, n *nftspec.Container, labelled map[uint32]bool) bool {
+	label := func(c *nftspec.Container) uint32 {
 		if labelled[c.Slot] {
 			return c.Slot
 		}
@@ -83,7 +85,7 @@ func sameBinding(o, n *Container, labelled map[uint32]bool) bool {
 
 // claimsChanged reports whether an address of c became, or stopped being,
 // claimed by more than one port.
-func claimsChanged(c *Container, before, after map[netip.Addr]int) bool {
+func claimsChanged(c *nftspec.Container, before, after map[netip.Addr]int) bool {
 	return slices.ContainsFunc(c.Addrs, func(a netip.Addr) bool { return (before[a] > 1) != (after[a] > 1) })
 }
 
@@ -120,8 +122,8 @@ func elemChanges(before, after []nftables.SetElement) (del, add []nftables.SetEl
 // (hygiene: a packet of another identity on such a flow is dropped anyway;
 // see forgetFlows). If the batch fails (the table was changed behind
 // egressfw's back) both tables are re-applied.
-func (m *Manager) SetContainers(cs []Container) error {
-	want, err := normalContainers(cs)
+func (m *Manager) SetContainers(cs []nftspec.Container) error {
+	want, err := nftspec.NormalContainers(cs)
 	if err != nil {
 		return fmt.Errorf("set containers: %w", err)
 	}
@@ -156,7 +158,7 @@ func (m *Manager) SetContainers(cs []Container) error {
 }
 
 // Containers returns the containers the bridge table binds.
-func (m *Manager) Containers() []Container {
+func (m *Manager) Containers() []nftspec.Container {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return slices.Clone(m.containers)
@@ -170,7 +172,7 @@ func (m *Manager) Containers() []Container {
 // new holder off the old flows. Each family's table is read once, which
 // costs milliseconds whatever the number of addresses (the kernel walks its
 // whole conntrack hash). Failures are ignored: this is hygiene.
-func (m *Manager) forgetFlows(old, now []Container) {
+func (m *Manager) forgetFlows(old, now []nftspec.Container) {
 	held := map[netip.Addr]bool{}
 	for _, c := range now {
 		for _, a := range c.Addrs {
@@ -229,8 +231,8 @@ func (m *Manager) queueBridge(br *ruleset, table string, scratch bool) error {
 // which the bindings of the previous run are gone and the new ones not
 // there yet (a labelled container's packets would not match its flows'
 // identity meanwhile, and be dropped).
-func (m *Manager) ApplyContainers(spec Spec, ids CgroupIDs, cs []Container, ready func() error) error {
-	want, err := normalContainers(cs)
+func (m *Manager) ApplyContainers(spec nftspec.Spec, ids nftspec.CgroupIDs, cs []nftspec.Container, ready func() error) error {
+	want, err := nftspec.NormalContainers(cs)
 	if err != nil {
 		return fmt.Errorf("apply ruleset: %w", err)
 	}

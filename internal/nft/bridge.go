@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
@@ -62,7 +64,7 @@ const (
 var bridgeSetNames = []string{setPorts, setPort4, setPort6, setPortMAC, setOwned4, setOwned6, mapID4, mapID6}
 
 // buildBridge returns the bridge table of spec binding containers cs.
-func buildBridge(spec *Spec, cs []Container) *ruleset {
+func buildBridge(spec *nftspec.Spec, cs []nftspec.Container) *ruleset {
 	table := &nftables.Table{Name: spec.Table, Family: nftables.TableFamilyBridge}
 	rs := &ruleset{family: nftables.TableFamilyBridge}
 	ifIdx, ip4, ip6 := nftables.TypeIFIndex, nftables.TypeIPAddr, nftables.TypeIP6Addr
@@ -100,7 +102,7 @@ func buildBridge(spec *Spec, cs []Container) *ruleset {
 	for _, t := range sortedTenants(spec) {
 		if t.Labelled {
 			c := &chainDef{chain: &nftables.Chain{Table: table, Name: labelChainName(t.Slot)}}
-			v := spec.identity(t.Slot)
+			v := spec.Identity(t.Slot)
 			c.rules = append(c.rules, (&ruleDef{}).add(markSetText("meta", spec.ContainerMarkMask, v),
 				setBits(false, spec.ContainerMarkMask, v)...))
 			rs.chains = append(rs.chains, c)

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -49,10 +51,10 @@ func TestSetContainers(t *testing.T) {
 	before := handlesOf(t, ns, "bridge")
 	steps := []struct {
 		name  string
-		cs    []Container
+		cs    []nftspec.Container
 		check map[string]string // set: elements
 	}{
-		{"two containers", []Container{a.identity(2), b.identity(0)}, map[string]string{
+		{"two containers", []nftspec.Container{a.identity(2), b.identity(0)}, map[string]string{
 			setPorts:   `"pa", "pb"`,
 			setPort4:   `"pa" . 172.18.0.10, "pb" . 172.18.0.20`,
 			setPortMAC: `"pa" . 02:00:00:00:00:0a, "pb" . 02:00:00:00:00:14`,
@@ -60,17 +62,17 @@ func TestSetContainers(t *testing.T) {
 			mapID4:     `"pa" . 172.18.0.10 : goto label_2`,
 			mapID6:     `"pa" . fd00:18::a : goto label_2`,
 		}},
-		{"relabelled", []Container{a.identity(0), b.identity(2)}, map[string]string{
+		{"relabelled", []nftspec.Container{a.identity(0), b.identity(2)}, map[string]string{
 			mapID4: `"pb" . 172.18.0.20 : goto label_2`,
 		}},
-		{"an address claimed twice", []Container{a.identity(0), b.identity(2),
+		{"an address claimed twice", []nftspec.Container{a.identity(0), b.identity(2),
 			{Port: 999, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 99}, Addrs: []netip.Addr{b.ip4}}}, map[string]string{
 			setPort4:  `"pa" . 172.18.0.10`,
 			setOwned4: `172.18.0.10, 172.18.0.20`,
 			mapID4:    ``,
 			mapID6:    `"pb" . fd00:18::14 : goto label_2`,
 		}},
-		{"one left", []Container{b.identity(2)}, map[string]string{
+		{"one left", []nftspec.Container{b.identity(2)}, map[string]string{
 			setPorts: `"pb"`, setOwned4: `172.18.0.20`, setPort6: `"pb" . fd00:18::14`,
 		}},
 	}
@@ -132,20 +134,20 @@ func TestSetContainers(t *testing.T) {
 func TestSetContainersRejects(t *testing.T) {
 	tp := newCtrTopo(t, false)
 	a := tp.container(t, "pa", 10)
-	if err := tp.m.SetContainers([]Container{a.identity(2)}); err != nil {
+	if err := tp.m.SetContainers([]nftspec.Container{a.identity(2)}); err != nil {
 		t.Fatal(err)
 	}
 	mac := a.mac
 	for _, tc := range []struct {
 		name string
-		c    []Container
+		c    []nftspec.Container
 		want string
 	}{
-		{"no port", []Container{{Port: 0, MAC: mac}}, "want an ifindex"},
-		{"port twice", []Container{{Port: 5, MAC: mac}, {Port: 5, MAC: mac}}, "given twice"},
-		{"short MAC", []Container{{Port: 5, MAC: mac[:4]}}, "not an Ethernet address"},
-		{"link-local address", []Container{{Port: 5, MAC: mac, Addrs: []netip.Addr{netip.MustParseAddr("fe80::1")}}}, "unicast"},
-		{"mapped address", []Container{{Port: 5, MAC: mac, Addrs: []netip.Addr{netip.MustParseAddr("::ffff:10.0.0.1")}}}, "unicast"},
+		{"no port", []nftspec.Container{{Port: 0, MAC: mac}}, "want an ifindex"},
+		{"port twice", []nftspec.Container{{Port: 5, MAC: mac}, {Port: 5, MAC: mac}}, "given twice"},
+		{"short MAC", []nftspec.Container{{Port: 5, MAC: mac[:4]}}, "not an Ethernet address"},
+		{"link-local address", []nftspec.Container{{Port: 5, MAC: mac, Addrs: []netip.Addr{netip.MustParseAddr("fe80::1")}}}, "unicast"},
+		{"mapped address", []nftspec.Container{{Port: 5, MAC: mac, Addrs: []netip.Addr{netip.MustParseAddr("::ffff:10.0.0.1")}}}, "unicast"},
 	} {
 		if err := tp.m.SetContainers(tc.c); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: SetContainers = %v, want an error containing %q", tc.name, err, tc.want)
@@ -162,7 +164,7 @@ func TestSetContainersRejects(t *testing.T) {
 func TestContainerFlowsForgotten(t *testing.T) {
 	tp := newCtrTopo(t, true)
 	a, b := tp.container(t, "pa", 10), tp.container(t, "pb", 20)
-	if err := tp.m.SetContainers([]Container{a.identity(0), b.identity(0)}); err != nil {
+	if err := tp.m.SetContainers([]nftspec.Container{a.identity(0), b.identity(0)}); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []*ctr{a, b} {
@@ -174,7 +176,7 @@ func TestContainerFlowsForgotten(t *testing.T) {
 	if n := flowsFrom(t, tp.host, a.ip4); n == 0 {
 		t.Fatal("no conntrack entry for A's datagram")
 	}
-	if err := tp.m.SetContainers([]Container{b.identity(0)}); err != nil {
+	if err := tp.m.SetContainers([]nftspec.Container{b.identity(0)}); err != nil {
 		t.Fatal(err)
 	}
 	if n := flowsFrom(t, tp.host, a.ip4); n != 0 {
@@ -232,13 +234,13 @@ func equalMaps(a, b map[string]string) bool {
 func TestApplyContainers(t *testing.T) {
 	tp := newCtrTopo(t, true)
 	a, b := tp.container(t, "pa", 10), tp.container(t, "pb", 20)
-	if err := tp.m.SetContainers([]Container{a.identity(2), b.identity(0)}); err != nil {
+	if err := tp.m.SetContainers([]nftspec.Container{a.identity(2), b.identity(0)}); err != nil {
 		t.Fatal(err)
 	}
 	before := handlesOf(t, tp.host, "bridge")
 	m := tp.host.manager(t) // the restarted egressfw
 	g := generation(t, m)
-	if err := m.ApplyContainers(tp.spec, nil, []Container{a.identity(2)}, nil); err != nil {
+	if err := m.ApplyContainers(tp.spec, nil, []nftspec.Container{a.identity(2)}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if now := generation(t, m); now != g+1 {

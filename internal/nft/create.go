@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
 	"github.com/egressfw/egressfw/internal/nft/events"
 	"github.com/google/nftables"
 	mdnetlink "github.com/mdlayher/netlink"
@@ -26,7 +28,7 @@ import (
 // that name by the time the kernel runs it, the kernel refuses all of it
 // and Create reports false with no error. It changes nothing else of the
 // Manager: no Watch restores what it created.
-func (m *Manager) Create(spec Spec, ids CgroupIDs) (bool, error) {
+func (m *Manager) Create(spec nftspec.Spec, ids nftspec.CgroupIDs) (bool, error) {
 	if err := spec.Validate(); err != nil {
 		return false, fmt.Errorf("create table: %w", err)
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
@@ -49,64 +51,22 @@ const (
 	setDNSPorts    = "dns_ports"
 	mapDNSRedirect = "dns_redirect"
 	chainNATOutput = "nat_output"
-	dnsPort        = 53
-)
-
-// DNSMode says where a tenant's DNS goes.
-type DNSMode uint8
-
-// DNS modes. The zero value keeps port 53 ordinary egress, so a Spec that
-// says nothing about DNS installs the rules it always did; the daemon
-// sets DNSIntercept for `dns = "egressfw"`, the config's default.
-const (
-	// DNSDirect: port 53 is egress like any other, allowed by AllowDirect.
-	DNSDirect DNSMode = iota
-	// DNSIntercept: every packet to port 53 goes to the DNS listener.
-	DNSIntercept
 )
 
 // dnsTenants returns the tenants whose DNS is intercepted, by slot.
-func dnsTenants(tenants []Tenant) []Tenant {
-	var out []Tenant
+func dnsTenants(tenants []nftspec.Tenant) []nftspec.Tenant {
+	var out []nftspec.Tenant
 	for _, t := range tenants {
-		if t.DNS == DNSIntercept {
+		if t.DNS == nftspec.DNSIntercept {
 			out = append(out, t)
 		}
 	}
 	return out
 }
 
-// validateDNS checks the DNS ports: each intercepting tenant has one, not
-// 53, not an intercept port, and no port is another tenant's listener or
-// DNS port; and no TCP intercept port is 53.
-func (s *Spec) validateDNS() error {
-	ports := map[uint16]string{}
-	for _, t := range s.Tenants {
-		ports[t.ListenerPort] = t.Name
-	}
-	for _, t := range s.Tenants {
-		if t.DNS == DNSDirect {
-			continue
-		}
-		switch {
-		case t.DNSPort == 0 || t.DNSPort == dnsPort || slices.Contains(s.InterceptPorts, t.DNSPort):
-			return fmt.Errorf("tenant %q: DNS port %d is 0, 53 or an intercept port", t.Name, t.DNSPort)
-		case slices.Contains(s.InterceptPorts, dnsPort):
-			return fmt.Errorf("tenant %q: DNS is intercepted, so port 53 cannot be a TCP intercept port", t.Name)
-		case t.DNS > DNSIntercept:
-			return fmt.Errorf("tenant %q: unknown DNS mode %d", t.Name, t.DNS)
-		}
-		if other, ok := ports[t.DNSPort]; ok {
-			return fmt.Errorf("tenant %q: DNS port %d is already the listener or DNS port of %q", t.Name, t.DNSPort, other)
-		}
-		ports[t.DNSPort] = t.Name
-	}
-	return nil
-}
-
 // dnsSets are the DNS ports (input checks) and the slot to port map (the
 // local tenants' redirect).
-func dnsSets(table *nftables.Table, tenants []Tenant) []*setDef {
+func dnsSets(table *nftables.Table, tenants []nftspec.Tenant) []*setDef {
 	var ports, redirect []element
 	for _, t := range tenants {
 		ports = append(ports, element{uint64(t.DNSPort), nftables.SetElement{Key: be16(t.DNSPort)}, fmt.Sprint(t.DNSPort)})
@@ -123,7 +83,7 @@ func dnsSets(table *nftables.Table, tenants []Tenant) []*setDef {
 // dnsMatch starts a rule matching proto ("tcp" or "udp") to port 53.
 func dnsMatch(r *ruleDef, proto string) *ruleDef {
 	return r.add(proto+" dport 53", append(l4proto(protoNum(proto)), thDport(),
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(dnsPort)})...)
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(nftspec.StandardDNSPort)})...)
 }
 
 // refuseDNS ends r with the refusal of a DNS query over proto: a TCP
@@ -144,7 +104,7 @@ func protoNum(proto string) byte {
 
 // tenantDNSRules mark a local tenant's DNS with its slot and accept it;
 // nat_output redirects it.
-func tenantDNSRules(spec *Spec, t *Tenant) []*ruleDef {
+func tenantDNSRules(spec *nftspec.Spec, t *nftspec.Tenant) []*ruleDef {
 	var out []*ruleDef
 	for _, proto := range []string{"udp", "tcp"} {
 		r := dnsMatch(&ruleDef{}, proto)
@@ -156,7 +116,7 @@ func tenantDNSRules(spec *Spec, t *Tenant) []*ruleDef {
 
 // natOutputChain redirects local tenants' DNS, marked by their chains, to
 // their DNS port on loopback.
-func natOutputChain(spec *Spec, table *nftables.Table) *chainDef {
+func natOutputChain(spec *nftspec.Spec, table *nftables.Table) *chainDef {
 	c := baseChain(table, chainNATOutput, nftables.ChainTypeNAT, nftables.ChainHookOutput,
 		natPriority, "type nat hook output priority -110;")
 	for _, proto := range []string{"udp", "tcp"} {
@@ -190,7 +150,7 @@ func inputDNSRules() []*ruleDef {
 
 // natDNSRules redirect a forwarded tenant's DNS (match starts each rule)
 // to its DNS port if a transparent socket listens there, else reject it.
-func natDNSRules(t *Tenant, match func() *ruleDef) []*ruleDef {
+func natDNSRules(t *nftspec.Tenant, match func() *ruleDef) []*ruleDef {
 	var out []*ruleDef
 	for _, proto := range []string{"udp", "tcp"} {
 		r := dnsMatch(match(), proto)
@@ -204,7 +164,7 @@ func natDNSRules(t *Tenant, match func() *ruleDef) []*ruleDef {
 
 // addDNS extends rs (built by buildRuleset) with the DNS rules of the
 // intercepting tenants; a spec without any gets nothing.
-func addDNS(rs *ruleset, spec *Spec, table *nftables.Table, tenants []Tenant) {
+func addDNS(rs *ruleset, spec *nftspec.Spec, table *nftables.Table, tenants []nftspec.Tenant) {
 	dns := dnsTenants(tenants)
 	if len(dns) == 0 {
 		return
@@ -220,7 +180,7 @@ func addDNS(rs *ruleset, spec *Spec, table *nftables.Table, tenants []Tenant) {
 			c.rules[1] = runningRule(spec, true) // not port 53
 		}
 		if slot, ok := tenantSlot(c.chain.Name); ok {
-			if t := slices.IndexFunc(dns, func(t Tenant) bool { return t.Slot == slot }); t >= 0 {
+			if t := slices.IndexFunc(dns, func(t nftspec.Tenant) bool { return t.Slot == slot }); t >= 0 {
 				// After the replies and TCP intercept rules, before allow_direct.
 				c.rules = slices.Insert(c.rules, 2, tenantDNSRules(spec, &dns[t])...)
 			}

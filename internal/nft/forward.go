@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
@@ -60,22 +62,6 @@ func inputChainName(slot uint32) string   { return fmt.Sprintf("input_%d", slot)
 // the first nat chain that binds a new flow decides its NAT.
 var natPriority = nftables.ChainPriorityRef(*nftables.ChainPriorityNATDest - 10)
 
-// validateForwarded checks a tenant's interfaces and source ranges.
-func validateForwarded(t *Tenant) error {
-	for _, n := range t.Interfaces {
-		base, _ := strings.CutSuffix(n, "*")
-		if base == "" || len(base) > 15 || base == "lo" || !safeName(base) || strings.Contains(base, "/") {
-			return fmt.Errorf("interface %q: want 1-15 of letters, digits or -_.@, optionally followed by '*', not lo", n)
-		}
-	}
-	for _, p := range t.Sources {
-		if !p.IsValid() || p.Addr().Is4In6() || p.Addr().Zone() != "" {
-			return fmt.Errorf("source prefix %v is invalid, zoned or IPv4-mapped", p)
-		}
-	}
-	return nil
-}
-
 // iifname matches an interface name or, with a trailing '*', a prefix, as
 // nft does: a prefix compares only its own bytes.
 func iifname(out bool, pattern string) []expr.Any {
@@ -107,7 +93,7 @@ func saddrText(p netip.Prefix) string {
 // classify adds, for each forwarded tenant, a rule per interface and, for
 // tenants without interfaces, per source range, that ends with verdict v
 // of the tenant's chain named by name.
-func classify(c *chainDef, tenants []Tenant, kind expr.VerdictKind, name func(uint32) string) {
+func classify(c *chainDef, tenants []nftspec.Tenant, kind expr.VerdictKind, name func(uint32) string) {
 	word := map[expr.VerdictKind]string{expr.VerdictJump: "jump", expr.VerdictGoto: "goto"}[kind]
 	for _, t := range tenants {
 		v := &expr.Verdict{Kind: kind, Chain: name(t.Slot)}
@@ -126,9 +112,9 @@ func classify(c *chainDef, tenants []Tenant, kind expr.VerdictKind, name func(ui
 // ingressRules are the rules put first in the prerouting chain: the spoof
 // check of interface tenants, then the reverse-path check of every tenant
 // source range.
-func ingressRules(tenants []Tenant) []*ruleDef {
+func ingressRules(tenants []nftspec.Tenant) []*ruleDef {
 	pre := &chainDef{}
-	var withSources []Tenant
+	var withSources []nftspec.Tenant
 	for _, t := range tenants {
 		if len(t.Interfaces) > 0 && len(t.Sources) > 0 {
 			withSources = append(withSources, t)
@@ -157,7 +143,7 @@ func ingressRules(tenants []Tenant) []*ruleDef {
 // send nothing else (no TCP, UDP or ICMP echo to the host, the listener or
 // other guests), so a bridge that also carries IPv6 the ranges do not name
 // is no way around them.
-func ingressChain(table *nftables.Table, t *Tenant) *chainDef {
+func ingressChain(table *nftables.Table, t *nftspec.Tenant) *chainDef {
 	c := &chainDef{chain: &nftables.Chain{Table: table, Name: ingressChainName(t.Slot)}}
 	ret := func() *expr.Verdict { return &expr.Verdict{Kind: expr.VerdictReturn} }
 	for _, p := range t.Sources {
@@ -218,7 +204,7 @@ func dhcp4Rule(r *ruleDef) *ruleDef {
 // redirected packet would carry the listener's address and port, which
 // the client does not know, and under br_netfilter the kernel sends it
 // straight to the bridge port, past the NAT that could fix it.
-func natChain(table *nftables.Table, tenants []Tenant) *chainDef {
+func natChain(table *nftables.Table, tenants []nftspec.Tenant) *chainDef {
 	c := baseChain(table, chainNATPrerouting, nftables.ChainTypeNAT, nftables.ChainHookPrerouting,
 		natPriority, "type nat hook prerouting priority dstnat - 10;")
 	for _, t := range tenants {
@@ -226,7 +212,7 @@ func natChain(table *nftables.Table, tenants []Tenant) *chainDef {
 			for _, r := range stays(&t, match, false) {
 				c.rules = append(c.rules, r.add("accept", accept))
 			}
-			if t.DNS == DNSIntercept {
+			if t.DNS == nftspec.DNSIntercept {
 				c.rules = append(c.rules, natDNSRules(&t, match)...)
 			}
 			icpt := func() *ruleDef {
@@ -246,7 +232,7 @@ func natChain(table *nftables.Table, tenants []Tenant) *chainDef {
 // classifiers returns, for each way a packet is the tenant's (an interface,
 // or without interfaces a source range), a function starting a rule that
 // matches it.
-func classifiers(t *Tenant) []func() *ruleDef {
+func classifiers(t *nftspec.Tenant) []func() *ruleDef {
 	var out []func() *ruleDef
 	for _, n := range t.Interfaces {
 		out = append(out, func() *ruleDef { return (&ruleDef{}).add(ifnameText(false, n), iifname(false, n)...) })
@@ -261,7 +247,7 @@ func classifiers(t *Tenant) []func() *ruleDef {
 }
 
 // forwardChain sends forwarded tenant packets to the tenant's chain.
-func forwardChain(table *nftables.Table, tenants []Tenant) *chainDef {
+func forwardChain(table *nftables.Table, tenants []nftspec.Tenant) *chainDef {
 	c := baseChain(table, chainForward, nftables.ChainTypeFilter, nftables.ChainHookForward,
 		nftables.ChainPriorityFilter, "type filter hook forward priority filter;")
 	classify(c, tenants, expr.VerdictGoto, forwardChainName)
@@ -276,7 +262,7 @@ func forwardChain(table *nftables.Table, tenants []Tenant) *chainDef {
 // output interface, as they cannot reach beyond the link: a router lowers
 // the hop limit of 255 that a receiver requires, and MLD's hop limit of 1
 // is never forwarded.
-func tenantForwardChain(table *nftables.Table, t *Tenant, ctMask uint32) *chainDef {
+func tenantForwardChain(table *nftables.Table, t *nftspec.Tenant, ctMask uint32) *chainDef {
 	c := &chainDef{chain: &nftables.Chain{Table: table, Name: forwardChainName(t.Slot)}}
 	first := admittedRules(t, ctMask)
 	c.rules = append(c.rules, first...)
@@ -301,7 +287,7 @@ func tenantForwardChain(table *nftables.Table, t *Tenant, ctMask uint32) *chainD
 // addresses: internal like any other, apart from replies, flows it
 // admitted, neighbour discovery, DHCP and allow_direct. Redirected
 // intercepts were accepted by the input chain before.
-func tenantInputChain(table *nftables.Table, t *Tenant, ctMask uint32) *chainDef {
+func tenantInputChain(table *nftables.Table, t *nftspec.Tenant, ctMask uint32) *chainDef {
 	c := &chainDef{chain: &nftables.Chain{Table: table, Name: inputChainName(t.Slot)}}
 	first := admittedRules(t, ctMask)
 	c.rules = append(c.rules, first...)
@@ -314,7 +300,7 @@ func tenantInputChain(table *nftables.Table, t *Tenant, ctMask uint32) *chainDef
 }
 
 // finishTenant appends allow_direct and the final verdict.
-func finishTenant(c *chainDef, t *Tenant) *chainDef {
+func finishTenant(c *chainDef, t *nftspec.Tenant) *chainDef {
 	for _, d := range t.AllowDirect {
 		c.rules = append(c.rules, directRules(d)...)
 	}
@@ -328,10 +314,10 @@ func finishTenant(c *chainDef, t *Tenant) *chainDef {
 
 // addForwarded extends rs (built by buildRuleset) with the forwarded
 // tenants' rules and chains.
-func addForwarded(rs *ruleset, table *nftables.Table, tenants []Tenant, ctMask uint32) {
-	var fwd []Tenant
+func addForwarded(rs *ruleset, table *nftables.Table, tenants []nftspec.Tenant, ctMask uint32) {
+	var fwd []nftspec.Tenant
 	for _, t := range tenants {
-		if t.forwarded() {
+		if t.Forwarded() {
 			fwd = append(fwd, t)
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
 )
 
 var (
@@ -69,8 +71,8 @@ func matching(t *testing.T, hs map[string][]string, patterns []string) []string 
 // keepStep is one Apply of TestKeptChains and what it must leave.
 type keepStep struct {
 	name string
-	spec Spec
-	ids  CgroupIDs
+	spec nftspec.Spec
+	ids  nftspec.CgroupIDs
 	// before runs first (a hand edit, say) and may return a new Manager.
 	before func(t *testing.T, ns *testNetns, m *Manager) *Manager
 	// kept chains have the same rule handles after the Apply as before it,
@@ -88,7 +90,7 @@ func TestKeptChains(t *testing.T) {
 	few, fewIDs := benchSpec(20)
 	changed := changeTenant(many, 500)
 	deeper, deeperIDs := benchSpec(20) // one more tenant, alone at cgroup level 3
-	deeper.Tenants = append(deeper.Tenants, Tenant{Name: "deep", Slot: 21, ListenerPort: 20021,
+	deeper.Tenants = append(deeper.Tenants, nftspec.Tenant{Name: "deep", Slot: 21, ListenerPort: 20021,
 		Cgroups: []string{"a.slice/b.slice/deep.service"}, UIDs: []uint32{100021}})
 	deeperIDs["a.slice/b.slice/deep.service"] = 1<<40 + 21
 	base := []string{chainOutput, chainPrerouting, chainInput, chainEscape}
@@ -203,9 +205,9 @@ func TestKeptChains(t *testing.T) {
 
 // changeTenant returns spec with another allow_direct for the tenant in
 // slot (benchSpec's slots are 1..n), which then has an anonymous port set.
-func changeTenant(spec Spec, slot int) Spec {
+func changeTenant(spec nftspec.Spec, slot int) nftspec.Spec {
 	spec.Tenants = slices.Clone(spec.Tenants)
-	spec.Tenants[slot-1].AllowDirect = []Direct{{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Ports: []uint16{443, 80}, Proto: "tcp"}}
+	spec.Tenants[slot-1].AllowDirect = []nftspec.Direct{{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Ports: []uint16{443, 80}, Proto: "tcp"}}
 	return spec
 }
 

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
@@ -56,39 +58,40 @@ const (
 	identityPriority = -175
 )
 
-// hasLabelled reports whether any tenant is labelled.
-func (s *Spec) hasLabelled() bool { return len(s.labelledSlots()) > 0 }
-
 // containerMark loads the identity from the packet mark.
-func containerMark(s *Spec, reg uint32) []expr.Any {
+func containerMark(s *nftspec.Spec, reg uint32) []expr.Any {
 	return []expr.Any{&expr.Meta{Key: expr.MetaKeyMARK, Register: reg},
 		&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4, Mask: ne32(s.ContainerMarkMask), Xor: ne32(0)}}
 }
 
-func containerMarkText(s *Spec) string { return fmt.Sprintf("meta mark & 0x%08x", s.ContainerMarkMask) }
+func containerMarkText(s *nftspec.Spec) string {
+	return fmt.Sprintf("meta mark & 0x%08x", s.ContainerMarkMask)
+}
 
 // flowIdentity loads the identity the flow was opened with from the ct
 // mark: what every hook after the identity chain classifies by.
-func flowIdentity(s *Spec, reg uint32) []expr.Any {
+func flowIdentity(s *nftspec.Spec, reg uint32) []expr.Any {
 	return []expr.Any{&expr.Ct{Key: expr.CtKeyMARK, Register: reg},
 		&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4, Mask: ne32(s.ContainerCtMask), Xor: ne32(0)}}
 }
 
-func flowIdentityText(s *Spec) string { return fmt.Sprintf("ct mark & 0x%08x", s.ContainerCtMask) }
+func flowIdentityText(s *nftspec.Spec) string {
+	return fmt.Sprintf("ct mark & 0x%08x", s.ContainerCtMask)
+}
 
 // labelledSets returns the inet table's maps of labelled tenants.
-func labelledSets(spec *Spec, table *nftables.Table, tenants []Tenant) []*setDef {
+func labelledSets(spec *nftspec.Spec, table *nftables.Table, tenants []nftspec.Tenant) []*setDef {
 	var newFlow, same, ports, dns, fwd, in []element
 	same = append(same, element{0, nftables.SetElement{Key: make([]byte, 8)}, "0x00000000 . 0x00000000"})
 	for _, t := range tenants {
 		if !t.Labelled {
 			continue
 		}
-		id, cid := spec.identity(t.Slot), spec.ctIdentity(t.Slot)
+		id, cid := spec.Identity(t.Slot), spec.CtIdentity(t.Slot)
 		k := uint64(id)
 		same = append(same, element{k, nftables.SetElement{Key: append(ne32(id), ne32(cid)...)}, fmt.Sprintf("0x%08x . 0x%08x", id, cid)})
 		ports = append(ports, element{uint64(cid), nftables.SetElement{Key: ne32(cid), Val: be16(t.ListenerPort)}, fmt.Sprintf("0x%08x : %d", cid, t.ListenerPort)})
-		if t.DNS == DNSIntercept {
+		if t.DNS == nftspec.DNSIntercept {
 			dns = append(dns, element{uint64(cid), nftables.SetElement{Key: ne32(cid), Val: be16(t.DNSPort)}, fmt.Sprintf("0x%08x : %d", cid, t.DNSPort)})
 		}
 		for _, v := range []struct {
@@ -119,7 +122,7 @@ func labelledSets(spec *Spec, table *nftables.Table, tenants []Tenant) []*setDef
 }
 
 // identityChain records and checks each bridged flow's identity.
-func identityChain(spec *Spec, table *nftables.Table) *chainDef {
+func identityChain(spec *nftspec.Spec, table *nftables.Table) *chainDef {
 	c := baseChain(table, chainIdentity, nftables.ChainTypeFilter, nftables.ChainHookPrerouting,
 		nftables.ChainPriorityRef(identityPriority), fmt.Sprintf("type filter hook prerouting priority %d;", identityPriority))
 	bridged := func() *ruleDef {
@@ -145,9 +148,9 @@ func identityChainName(slot uint32) string { return fmt.Sprintf("identity_%d", s
 
 // tenantIdentityChain records a labelled tenant's identity in a new flow's
 // ct mark, keeping the other bits.
-func tenantIdentityChain(spec *Spec, table *nftables.Table, t *Tenant) *chainDef {
+func tenantIdentityChain(spec *nftspec.Spec, table *nftables.Table, t *nftspec.Tenant) *chainDef {
 	c := &chainDef{chain: &nftables.Chain{Table: table, Name: identityChainName(t.Slot)}}
-	v := spec.ctIdentity(t.Slot)
+	v := spec.CtIdentity(t.Slot)
 	c.rules = append(c.rules, (&ruleDef{}).add(markSetText("ct", spec.ContainerCtMask, v), setBits(true, spec.ContainerCtMask, v)...))
 	return c
 }
@@ -157,7 +160,7 @@ func tenantIdentityChain(spec *Spec, table *nftables.Table, t *Tenant) *chainDef
 const metaKeyIIFKind expr.MetaKey = 0x1a
 
 // labelledNAT returns the rules put first in nat_prerouting.
-func labelledNAT(spec *Spec) []*ruleDef {
+func labelledNAT(spec *nftspec.Spec) []*ruleDef {
 	labelled := func() *ruleDef {
 		return (&ruleDef{}).add(fmt.Sprintf("%s == @%s", flowIdentityText(spec), mapContainerPort),
 			append(flowIdentity(spec, reg1), lookup(mapContainerPort, 0))...)
@@ -183,7 +186,7 @@ func labelledNAT(spec *Spec) []*ruleDef {
 // labelledDNS redirect the DNS of a labelled tenant whose DNS is
 // intercepted (dns.go) to its DNS port (map container_dns), with the same
 // transparent-socket check, else reject it.
-func labelledDNS(spec *Spec) []*ruleDef {
+func labelledDNS(spec *nftspec.Spec) []*ruleDef {
 	port := fmt.Sprintf(":%s map @%s", flowIdentityText(spec), mapContainerDNS)
 	var out []*ruleDef
 	for _, proto := range []string{"udp", "tcp"} {
@@ -201,7 +204,7 @@ func labelledDNS(spec *Spec) []*ruleDef {
 
 // labelledVmap is the rule that sends a labelled container's packet to its
 // tenant's chain through map name.
-func labelledVmap(spec *Spec, name string) *ruleDef {
+func labelledVmap(spec *nftspec.Spec, name string) *ruleDef {
 	return (&ruleDef{}).add(fmt.Sprintf("%s vmap @%s", flowIdentityText(spec), name), append(flowIdentity(spec, reg1), vmap(name, 0))...)
 }
 
@@ -209,7 +212,7 @@ func labelledVmap(spec *Spec, name string) *ruleDef {
 // traffic between the containers of one bridge: it leaves by the bridge it
 // came in by (fib finds the route out of the input interface). Neighbour
 // discovery and MLD between them pass unmarked, as for interface tenants.
-func labelledStays(t *Tenant) (marked, unmarked []*ruleDef) {
+func labelledStays(t *nftspec.Tenant) (marked, unmarked []*ruleDef) {
 	stay := (&ruleDef{}).add("fib daddr . iif oif exists",
 		&expr.Fib{FlagDADDR: true, FlagIIF: true, ResultOIF: true, FlagPRESENT: true, Register: reg1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: ne32(1)}).add("accept", accept)
@@ -221,8 +224,8 @@ func labelledStays(t *Tenant) (marked, unmarked []*ruleDef) {
 
 // addLabelled extends rs (after addForwarded) with the labelled tenants'
 // maps and rules.
-func addLabelled(rs *ruleset, spec *Spec, table *nftables.Table, tenants []Tenant) {
-	if !spec.hasLabelled() {
+func addLabelled(rs *ruleset, spec *nftspec.Spec, table *nftables.Table, tenants []nftspec.Tenant) {
+	if !spec.HasLabelled() {
 		return
 	}
 	rs.sets = append(rs.sets, labelledSets(spec, table, tenants)...)

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
 	"github.com/egressfw/egressfw/internal/nft/batch"
 	"github.com/google/nftables"
 	mdnetlink "github.com/mdlayher/netlink"
@@ -21,9 +23,9 @@ type Manager struct {
 	conn    *nftables.Conn // reads the installed table
 	b       *batch.Batcher // queues and commits changes (package batch)
 	nl      *netlink.Handle
-	spec    *Spec     // last applied, nil before the first Apply
-	ids     CgroupIDs // cgroup ids in the maps, keyed by cleaned path
-	routing *routing  // policy routing installed by this Manager
+	spec    *nftspec.Spec     // last applied, nil before the first Apply
+	ids     nftspec.CgroupIDs // cgroup ids in the maps, keyed by cleaned path
+	routing *routing          // policy routing installed by this Manager
 	// texts holds the rules this Manager last programmed into each regular
 	// chain of the table, nil when unknown (see keep.go). vouched: a
 	// restore removed from texts every chain another program changed, as
@@ -42,7 +44,7 @@ type Manager struct {
 
 	// containers are the identities the bridge table binds (containers.go);
 	// keepFlows (tests only) skips the conntrack hygiene of SetContainers.
-	containers []Container
+	containers []nftspec.Container
 	keepFlows  bool
 }
 
@@ -113,7 +115,9 @@ func (m *Manager) Close() error {
 // so a rule edited by hand in such a chain stays until its tenant changes
 // or a new Manager applies (see keep.go). The policy routing is made to
 // match spec before the table is replaced.
-func (m *Manager) Apply(spec Spec, ids CgroupIDs) error { return m.ApplyWhen(spec, ids, nil) }
+func (m *Manager) Apply(spec nftspec.Spec, ids nftspec.CgroupIDs) error {
+	return m.ApplyWhen(spec, ids, nil)
+}
 
 // ApplyWhen is Apply that calls ready, if not nil, once the chains of new
 // tenants are in place and before any rule or map element points to them,
@@ -121,7 +125,7 @@ func (m *Manager) Apply(spec Spec, ids CgroupIDs) error { return m.ApplyWhen(spe
 // rules send traffic to (listening sockets) while the rules are being
 // prepared, without any packet reaching the new rules before that. An error
 // from ready is returned as is and leaves the previous ruleset in force.
-func (m *Manager) ApplyWhen(spec Spec, ids CgroupIDs, ready func() error) error {
+func (m *Manager) ApplyWhen(spec nftspec.Spec, ids nftspec.CgroupIDs, ready func() error) error {
 	if err := spec.Validate(); err != nil {
 		return fmt.Errorf("apply ruleset: %w", err)
 	}
@@ -130,7 +134,7 @@ func (m *Manager) ApplyWhen(spec Spec, ids CgroupIDs, ready func() error) error 
 	return m.applyLocked(&spec, ids, ready)
 }
 
-func (m *Manager) applyLocked(spec *Spec, ids CgroupIDs, ready func() error) error {
+func (m *Manager) applyLocked(spec *nftspec.Spec, ids nftspec.CgroupIDs, ready func() error) error {
 	r := routingOf(spec)
 	if m.routing != nil && *m.routing != r {
 		if err := removeRouting(m.nl, *m.routing); err != nil {
@@ -247,9 +251,9 @@ func (e *notReady) Unwrap() error   { return e.err }
 func (e *notReady) Is(t error) bool { return t == errNotReady }
 
 // knownIDs keeps the ids of configured paths only, keyed by cleaned path.
-func knownIDs(spec *Spec, ids CgroupIDs) CgroupIDs {
-	out := CgroupIDs{}
-	for _, c := range spec.cgroupPaths() {
+func knownIDs(spec *nftspec.Spec, ids nftspec.CgroupIDs) nftspec.CgroupIDs {
+	out := nftspec.CgroupIDs{}
+	for _, c := range spec.CgroupPaths() {
 		if id, ok := ids[c]; ok {
 			out[c] = id
 		}
@@ -261,7 +265,7 @@ func knownIDs(spec *Spec, ids CgroupIDs) CgroupIDs {
 // ids (a complete snapshot: paths missing from it are dropped). Only map
 // elements change, in one batch; if that batch fails (the table was changed
 // behind our back) the whole table is re-applied.
-func (m *Manager) SetCgroupIDs(ids CgroupIDs) error {
+func (m *Manager) SetCgroupIDs(ids nftspec.CgroupIDs) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.spec == nil {
@@ -273,7 +277,7 @@ func (m *Manager) SetCgroupIDs(ids CgroupIDs) error {
 	}
 	table := &nftables.Table{Name: m.spec.Table, Family: nftables.TableFamilyINet}
 	oldElems, newElems := cgroupElems(m.spec, m.ids), cgroupElems(m.spec, want)
-	for _, l := range m.spec.levels() {
+	for _, l := range m.spec.Levels() {
 		set := &nftables.Set{Table: table, Name: cgroupMapName(l), IsMap: true}
 		del, add := diffElems(oldElems[l], newElems[l])
 		if err := eachChunk(del, func(c []nftables.SetElement) error { return m.b.Queue().SetDeleteElements(set, c) }); err != nil {
@@ -354,7 +358,7 @@ func diffElems(old, new []element) (del, add []nftables.SetElement) {
 // rules and the routes in the route table (and whatever this Manager
 // installed under other parameters). It succeeds when nothing is installed.
 // A normal stop does not call it: the rules stay so traffic fails closed.
-func (m *Manager) Cleanup(spec Spec) error {
+func (m *Manager) Cleanup(spec nftspec.Spec) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.texts = nil

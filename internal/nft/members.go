@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
 	"github.com/google/nftables/expr"
 )
 
@@ -26,7 +28,7 @@ import (
 // inside the ranges (a LAN host in 172.16.0.0/12), and the host's own
 // addresses (fib finds no output interface for them) are not between
 // members. The forward hook checks the real output interface again.
-func stays(t *Tenant, start func() *ruleDef, out bool) []*ruleDef {
+func stays(t *nftspec.Tenant, start func() *ruleDef, out bool) []*ruleDef {
 	begin := func() *ruleDef {
 		if start == nil {
 			return &ruleDef{}

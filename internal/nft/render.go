@@ -3,6 +3,8 @@ package nft
 import (
 	"fmt"
 	"strings"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
 )
 
 // Render prints the ruleset Apply(spec, ids) would install, in the syntax
@@ -15,7 +17,7 @@ import (
 // statements show their port map, which nft 1.0.6 omits when listing.
 // After an Apply that updated an existing table, sets and chains it added
 // are listed after the older ones (see the package doc, Atomicity).
-func Render(spec Spec, ids CgroupIDs) (string, error) {
+func Render(spec nftspec.Spec, ids nftspec.CgroupIDs) (string, error) {
 	if err := spec.Validate(); err != nil {
 		return "", fmt.Errorf("render ruleset: %w", err)
 	}

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
 )
 
 // blocks splits a table listing into its normalised set, map and chain
@@ -59,8 +61,8 @@ func TestReplaceInPlace(t *testing.T) {
 	}
 	steps := []struct {
 		name string
-		spec Spec
-		ids  CgroupIDs
+		spec nftspec.Spec
+		ids  nftspec.CgroupIDs
 	}{
 		{"initial", a, aIDs},
 		{"same again", a, aIDs},

@@ -6,6 +6,8 @@ import (
 	"net"
 	"slices"
 
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -18,7 +20,7 @@ type routing struct {
 	Table, Priority int
 }
 
-func routingOf(s *Spec) routing {
+func routingOf(s *nftspec.Spec) routing {
 	return routing{Mark: s.InterceptMark, Mask: s.MarkMask, Table: s.RouteTable, Priority: s.RulePriority}
 }
 

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
@@ -118,15 +120,15 @@ func jump(slot uint32) *expr.Verdict {
 }
 
 // sortedTenants returns the tenants ordered by slot, for stable output.
-func sortedTenants(spec *Spec) []Tenant {
+func sortedTenants(spec *nftspec.Spec) []nftspec.Tenant {
 	ts := slices.Clone(spec.Tenants)
-	slices.SortFunc(ts, func(a, b Tenant) int { return cmp.Compare(a.Slot, b.Slot) })
+	slices.SortFunc(ts, func(a, b nftspec.Tenant) int { return cmp.Compare(a.Slot, b.Slot) })
 	return ts
 }
 
 // cgroupElems returns, per level in use, the verdict-map entries for the
 // cgroups that currently exist.
-func cgroupElems(spec *Spec, ids CgroupIDs) map[int][]element {
+func cgroupElems(spec *nftspec.Spec, ids nftspec.CgroupIDs) map[int][]element {
 	out := map[int][]element{}
 	seen := map[uint64]bool{}
 	for _, t := range sortedTenants(spec) {
@@ -136,7 +138,7 @@ func cgroupElems(spec *Spec, ids CgroupIDs) map[int][]element {
 				continue
 			}
 			seen[id] = true
-			l := cgroupLevel(c)
+			l := nftspec.CgroupLevel(c)
 			e := nftables.SetElement{Key: binaryutil.NativeEndian.PutUint64(id), VerdictData: jump(t.Slot), Comment: c}
 			out[l] = append(out[l], element{id, e, fmt.Sprintf("%d comment \"%s\" : jump %s", id, c, tenantChainName(t.Slot))})
 		}
@@ -150,7 +152,7 @@ func cgroupElems(spec *Spec, ids CgroupIDs) map[int][]element {
 			continue
 		}
 		seen[id] = true
-		l := cgroupLevel(g)
+		l := nftspec.CgroupLevel(g)
 		e := nftables.SetElement{Key: binaryutil.NativeEndian.PutUint64(id),
 			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: chainDeny}, Comment: g}
 		out[l] = append(out[l], element{id, e, fmt.Sprintf("%d comment \"%s\" : goto %s", id, g, chainDeny)})
@@ -160,7 +162,7 @@ func cgroupElems(spec *Spec, ids CgroupIDs) map[int][]element {
 
 // buildRuleset turns a validated spec and the current cgroup ids into the
 // table's contents.
-func buildRuleset(spec *Spec, ids CgroupIDs) *ruleset {
+func buildRuleset(spec *nftspec.Spec, ids nftspec.CgroupIDs) *ruleset {
 	table := &nftables.Table{Name: spec.Table, Family: nftables.TableFamilyINet}
 	rs := &ruleset{}
 	tenants := sortedTenants(spec)
@@ -181,11 +183,11 @@ func buildRuleset(spec *Spec, ids CgroupIDs) *ruleset {
 		newSet(&nftables.Set{Table: table, Name: mapTProxy, IsMap: true, KeyType: nftables.TypeMark, KeyByteOrder: binaryutil.NativeEndian,
 			DataType: nftables.TypeInetService}, tproxy))
 	cg := cgroupElems(spec, ids)
-	for _, l := range spec.levels() {
+	for _, l := range spec.Levels() {
 		rs.sets = append(rs.sets, newSet(&nftables.Set{Table: table, Name: cgroupMapName(l), IsMap: true,
 			KeyType: nftables.TypeCGroupV2, KeyByteOrder: binaryutil.NativeEndian, DataType: nftables.TypeVerdict}, cg[l]))
 	}
-	if spec.hasUIDs() {
+	if spec.HasUIDs() {
 		rs.sets = append(rs.sets, uidMap(table, uidElems(tenants)))
 	}
 
@@ -212,7 +214,7 @@ func baseChain(table *nftables.Table, name string, typ nftables.ChainType, hook 
 // outputChain classifies locally generated packets: bypass, intercepted
 // flows already running, replies, then tenant lookup (cgroups deepest level
 // first, then uid) which jumps to the tenant's chain.
-func outputChain(spec *Spec, table *nftables.Table) *chainDef {
+func outputChain(spec *nftspec.Spec, table *nftables.Table) *chainDef {
 	c := baseChain(table, chainOutput, nftables.ChainTypeRoute, nftables.ChainHookOutput,
 		nftables.ChainPriorityMangle, "type route hook output priority mangle;")
 	bypass := &ruleDef{}
@@ -228,13 +230,13 @@ func outputChain(spec *Spec, table *nftables.Table) *chainDef {
 	// first; everything else falls through to the policy (accept).
 	c.rules = append(c.rules, bypass, running)
 
-	for _, l := range spec.levels() {
+	for _, l := range spec.Levels() {
 		r := &ruleDef{}
 		r.add(fmt.Sprintf("socket cgroupv2 level %d", l), &expr.Socket{Key: expr.SocketKeyCgroupv2, Level: uint32(l), Register: reg1})
 		r.add("vmap @"+cgroupMapName(l), vmap(cgroupMapName(l), 0))
 		c.rules = append(c.rules, r)
 	}
-	if spec.hasUIDs() {
+	if spec.HasUIDs() {
 		r := &ruleDef{}
 		r.add("meta skuid vmap @"+mapUIDs, uidLookup()...)
 		c.rules = append(c.rules, r)
@@ -248,11 +250,11 @@ func outputChain(spec *Spec, table *nftables.Table) *chainDef {
 // tool's ct mark (e.g. wg-quick's) never pulls its flows into the
 // listener. With tenant DNS intercepted, not port 53: those flows carry a
 // tenant's slot too, but are redirected to its DNS listener (dns.go).
-func runningRule(spec *Spec, dns bool) *ruleDef {
+func runningRule(spec *nftspec.Spec, dns bool) *ruleDef {
 	running := &ruleDef{}
 	if dns {
 		running.add("tcp dport != 53", append(l4proto(unix.IPPROTO_TCP), thDport(),
-			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: be16(dnsPort)})...)
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: be16(nftspec.StandardDNSPort)})...)
 	} else {
 		running.add("meta l4proto tcp", l4proto(unix.IPPROTO_TCP)...)
 	}
@@ -271,7 +273,7 @@ func markSetText(what string, mask, val uint32) string {
 // preroutingChain hands intercepted packets, looped back through lo by the
 // policy route, to the tenant's transparent listener. The port comes from
 // the tenant slot in the conntrack mark.
-func preroutingChain(spec *Spec, table *nftables.Table) *chainDef {
+func preroutingChain(spec *nftspec.Spec, table *nftables.Table) *chainDef {
 	c := baseChain(table, chainPrerouting, nftables.ChainTypeFilter, nftables.ChainHookPrerouting,
 		nftables.ChainPriorityMangle, "type filter hook prerouting priority mangle;")
 	for _, v6 := range []bool{false, true} {
@@ -343,7 +345,7 @@ func inputChain(table *nftables.Table) *chainDef {
 // directly. Only postrouting sees the device a packet really leaves by (the
 // output hook keeps the device of the first route), and the kernel allows
 // no reject there, so such packets are dropped: the tenant fails closed.
-func escapeChain(spec *Spec, table *nftables.Table) *chainDef {
+func escapeChain(spec *nftspec.Spec, table *nftables.Table) *chainDef {
 	c := baseChain(table, chainEscape, nftables.ChainTypeFilter, nftables.ChainHookPostrouting,
 		nftables.ChainPriorityFilter, "type filter hook postrouting priority filter;")
 	r := &ruleDef{}
@@ -365,7 +367,7 @@ func ifname(n string) []byte {
 
 // tenantChain is entered for a tenant's packets that are neither replies
 // nor part of an intercepted flow: intercept, allow direct, or deny.
-func tenantChain(spec *Spec, table *nftables.Table, t *Tenant) *chainDef {
+func tenantChain(spec *nftspec.Spec, table *nftables.Table, t *nftspec.Tenant) *chainDef {
 	c := &chainDef{chain: &nftables.Chain{Table: table, Name: tenantChainName(t.Slot)}}
 	// Replies of TCP connections the tenant serves. TCP window tracking
 	// makes another socket's packets on the same tuple invalid, so this
@@ -395,7 +397,7 @@ func denyChain(table *nftables.Table) *chainDef {
 
 // directRules allows one allow_direct entry: one rule per protocol when
 // ports are given (so "tcp dport" reads naturally), otherwise one rule.
-func directRules(d Direct) []*ruleDef {
+func directRules(d nftspec.Direct) []*ruleDef {
 	protos := []string{d.Proto}
 	if d.Proto == "" && len(d.Ports) > 0 {
 		protos = []string{"tcp", "udp"}

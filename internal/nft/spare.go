@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
 	"github.com/google/nftables"
 	mdnetlink "github.com/mdlayher/netlink"
 )
@@ -28,14 +30,14 @@ import (
 
 // spareBatch builds the table of one Apply from nothing.
 type spareBatch struct {
-	spec  *Spec               // the applied spec it was made for (identity)
+	spec  *nftspec.Spec       // the applied spec it was made for (identity)
 	msgs  []mdnetlink.Message // batch begin ... batch end
 	texts chainTexts          // what its regular chains print as (see keep.go)
 }
 
 // prepareSpare encodes the spare batch for spec in the background and
 // keeps it if spec is still the applied one. Called with m.mu held.
-func (m *Manager) prepareSpare(spec *Spec) {
+func (m *Manager) prepareSpare(spec *nftspec.Spec) {
 	if !m.watching || m.spare != nil && m.spare.spec == spec {
 		return
 	}
@@ -53,7 +55,7 @@ func (m *Manager) prepareSpare(spec *Spec) {
 	}()
 }
 
-func encodeSpare(spec *Spec) (*spareBatch, error) {
+func encodeSpare(spec *nftspec.Spec) (*spareBatch, error) {
 	var msgs []mdnetlink.Message
 	q, err := nftables.New(nftables.WithTestDial(func(req []mdnetlink.Message) ([]mdnetlink.Message, error) {
 		msgs = append(msgs, req...)
@@ -95,7 +97,7 @@ func (m *Manager) restoreFromSpare() (done bool, err error) {
 	}
 	table := &nftables.Table{Name: m.spec.Table, Family: nftables.TableFamilyINet}
 	elems := cgroupElems(m.spec, m.ids)
-	for _, l := range m.spec.levels() {
+	for _, l := range m.spec.Levels() {
 		set := &nftables.Set{Table: table, Name: cgroupMapName(l), IsMap: true}
 		es := make([]nftables.SetElement, 0, len(elems[l]))
 		for _, e := range elems[l] {

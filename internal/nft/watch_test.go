@@ -11,13 +11,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
 	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
 )
 
 // watching applies spec in a fresh namespace and starts Watch; restores
 // arrive on the returned channel.
-func watching(t testing.TB, spec Spec, ids CgroupIDs) (*testNetns, *Manager, <-chan Restore) {
+func watching(t testing.TB, spec nftspec.Spec, ids nftspec.CgroupIDs) (*testNetns, *Manager, <-chan Restore) {
 	t.Helper()
 	ns := newNetns(t, false)
 	m, got := watchIn(t, ns, spec, ids)
@@ -25,7 +27,7 @@ func watching(t testing.TB, spec Spec, ids CgroupIDs) (*testNetns, *Manager, <-c
 }
 
 // watchIn is watching in the namespace ns.
-func watchIn(t testing.TB, ns *testNetns, spec Spec, ids CgroupIDs) (*Manager, <-chan Restore) {
+func watchIn(t testing.TB, ns *testNetns, spec nftspec.Spec, ids nftspec.CgroupIDs) (*Manager, <-chan Restore) {
 	t.Helper()
 	m := ns.manager(t)
 	if err := m.Apply(spec, ids); err != nil {
@@ -138,7 +140,7 @@ func TestWatchIgnoresOwnAndOthers(t *testing.T) {
 		do   func() error
 	}{
 		{"re-apply another spec", func() error { return m.Apply(other, sampleIDs) }},
-		{"set cgroup ids", func() error { return m.SetCgroupIDs(CgroupIDs{"batch.slice": 1<<40 + 99}) }},
+		{"set cgroup ids", func() error { return m.SetCgroupIDs(nftspec.CgroupIDs{"batch.slice": 1<<40 + 99}) }},
 		{"another owner's table", func() error { ns.nftScript(t, foreignRuleset); return nil }},
 		{"another owner's table deleted", func() error { ns.nft(t, "delete", "table", "inet", "other"); return nil }},
 		{"cleanup", func() error { return m.Cleanup(other) }},
@@ -365,7 +367,7 @@ func TestSpareRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitSpare(t, m)
-	if err := m.SetCgroupIDs(CgroupIDs{"batch.slice": 1<<40 + 99, "egressfw.slice/egressfw-webhooks.slice": 1<<40 + 7}); err != nil {
+	if err := m.SetCgroupIDs(nftspec.CgroupIDs{"batch.slice": 1<<40 + 99, "egressfw.slice/egressfw-webhooks.slice": 1<<40 + 7}); err != nil {
 		t.Fatal(err)
 	}
 	want := blocks(ns.nft(t, "list", "table", "inet", "egressfw"))

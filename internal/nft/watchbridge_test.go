@@ -8,13 +8,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
 )
 
 // TestWatchRestoresBridge: the bridge table and its bindings come back
 // after the changes other programs make to it, alone or with the inet
 // table; egressfw's own SetContainers triggers no restore.
 func TestWatchRestoresBridge(t *testing.T) {
-	cs := []Container{
+	cs := []nftspec.Container{
 		{Port: 1000, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 10}, Addrs: []netip.Addr{netip.MustParseAddr("172.18.0.10"), netip.MustParseAddr("fd00:18::a")}, Slot: 2},
 		{Port: 1001, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 20}, Addrs: []netip.Addr{netip.MustParseAddr("172.18.0.20")}},
 	}
