@@ -13,6 +13,7 @@ import (
 	"github.com/egressfw/egressfw/internal/config"
 	"github.com/egressfw/egressfw/internal/nft"
 	"github.com/egressfw/egressfw/internal/nft/nftspec"
+	"github.com/egressfw/egressfw/internal/nft/rules"
 	"github.com/egressfw/egressfw/internal/status"
 )
 
@@ -294,7 +295,7 @@ func Rules(cfg *config.Config) (string, error) {
 	if root, err := cgroup.FindMount(); err == nil {
 		ids = currentCgroupIDs(cfg, root)
 	}
-	return nft.Render(nftSpec(gen), ids)
+	return rules.Render(nftSpec(gen), ids)
 }
 
 // rulesGeneration is what a fresh daemon installs: slots in config order,

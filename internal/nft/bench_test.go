@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/nft/rules"
+
 	"github.com/egressfw/egressfw/internal/nft/nftspec"
 
 	"github.com/google/nftables"
@@ -148,7 +150,7 @@ func BenchmarkRestore(b *testing.B) {
 					if change == "delete-table" {
 						other.DelTable(table)
 					} else {
-						other.FlushChain(&nftables.Chain{Table: table, Name: tenantChainName(uint32(n))})
+						other.FlushChain(&nftables.Chain{Table: table, Name: rules.TenantChainName(uint32(n))})
 					}
 					start := time.Now()
 					if err := other.Flush(); err != nil {

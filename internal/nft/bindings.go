@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/egressfw/egressfw/internal/nft/rules"
+
 	"github.com/egressfw/egressfw/internal/nft/nftspec"
 
 	"github.com/google/nftables"
@@ -13,14 +15,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Binding updates: SetContainers and what it needs (containers.go says
+// Binding updates: SetContainers and what it needs (rules/containers.go says
 // what a binding is).
 
 // bridgeDiff returns the element changes from containers old to now (both
 // normalised): only the ports whose container or claims changed are looked
 // at, so an event costs little with many containers bound.
 func bridgeDiff(spec *nftspec.Spec, old, now []nftspec.Container) (del, add map[string][]nftables.SetElement) {
-	claimsOld, claimsNow, labelled := claimsOf(old), claimsOf(now), spec.LabelledSlots()
+	claimsOld, claimsNow, labelled := rules.ClaimsOf(old), rules.ClaimsOf(now), spec.LabelledSlots()
 	byPort := func(cs []nftspec.Container) map[int]*nftspec.Container {
 		out := make(map[int]*nftspec.Container, len(cs))
 		for i := range cs {
@@ -37,12 +39,12 @@ func bridgeDiff(spec *nftspec.Spec, old, now []nftspec.Container) (del, add map[
 		}
 		before, after := map[string][]nftables.SetElement{}, map[string][]nftables.SetElement{}
 		if o != nil {
-			bindingElems(before, o, claimsOld, labelled)
+			rules.BindingElems(before, o, claimsOld, labelled)
 		}
 		if n != nil {
-			bindingElems(after, n, claimsNow, labelled)
+			rules.BindingElems(after, n, claimsNow, labelled)
 		}
-		for _, set := range bridgeSetNames {
+		for _, set := range rules.BridgeSetNames {
 			d, a := elemChanges(before[set], after[set])
 			del[set], add[set] = append(del[set], d...), append(add[set], a...)
 		}
@@ -60,7 +62,7 @@ func bridgeDiff(spec *nftspec.Spec, old, now []nftspec.Container) (del, add map[
 			if (claimsOld[a] > 0) == (claimsNow[a] > 0) {
 				continue
 			}
-			set, e := ownedElem(a)
+			set, e := rules.OwnedElem(a)
 			if claimsNow[a] > 0 {
 				add[set] = append(add[set], e)
 			} else {
@@ -135,8 +137,8 @@ func (m *Manager) SetContainers(cs []nftspec.Container) error {
 	old := m.containers
 	table := &nftables.Table{Name: m.spec.Table, Family: nftables.TableFamilyBridge}
 	del, add := bridgeDiff(m.spec, old, want)
-	for _, name := range bridgeSetNames {
-		set := &nftables.Set{Table: table, Name: name, IsMap: name == mapID4 || name == mapID6}
+	for _, name := range rules.BridgeSetNames {
+		set := &nftables.Set{Table: table, Name: name, IsMap: name == rules.MapID4 || name == rules.MapID6}
 		if err := eachChunk(del[name], func(c []nftables.SetElement) error { return m.b.Queue().SetDeleteElements(set, c) }); err != nil {
 			return fmt.Errorf("set containers: %w", err)
 		}
@@ -208,7 +210,7 @@ func (m *Manager) forgetFlows(old, now []nftspec.Container) {
 // its deletion; otherwise it is updated in place (rules flushed and
 // re-added, sets flushed and refilled, the table and its base chain kept),
 // so a packet meets the old or the new bindings, never none.
-func (m *Manager) queueBridge(br *ruleset, table string, scratch bool) error {
+func (m *Manager) queueBridge(br *rules.Ruleset, table string, scratch bool) error {
 	in := &installed{}
 	if !scratch {
 		var err error
@@ -222,7 +224,7 @@ func (m *Manager) queueBridge(br *ruleset, table string, scratch bool) error {
 		}
 		return nil
 	}
-	return br.program(m.b.Queue(), table, in, nil)
+	return program(br, m.b.Queue(), table, in, nil)
 }
 
 // ApplyContainers is ApplyWhen that also makes the bridge table bind

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/nft/rules"
+
 	"github.com/egressfw/egressfw/internal/nft/nftspec"
 
 	"github.com/egressfw/egressfw/internal/nft/events"
@@ -35,11 +37,11 @@ func (m *Manager) Create(spec nftspec.Spec, ids nftspec.CgroupIDs) (bool, error)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.b.Queue().CreateTable(&nftables.Table{Name: spec.Table, Family: nftables.TableFamilyINet})
-	if err := buildRuleset(&spec, ids).program(m.b.Queue(), spec.Table, &installed{}, nil); err != nil {
+	if err := program(rules.Build(&spec, ids), m.b.Queue(), spec.Table, &installed{}, nil); err != nil {
 		return false, fmt.Errorf("create table inet %s: %w", spec.Table, err)
 	}
 	if spec.Containers {
-		if err := m.queueBridge(buildBridge(&spec, m.containers), spec.Table, true); err != nil {
+		if err := m.queueBridge(rules.BuildBridge(&spec, m.containers), spec.Table, true); err != nil {
 			return false, fmt.Errorf("create table inet %s: %w", spec.Table, err)
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/nft/rules"
+
 	"github.com/egressfw/egressfw/internal/nft/nftspec"
 )
 
@@ -32,7 +34,7 @@ func TestGuardKeepsUnknownCgroupsBlocked(t *testing.T) {
 	if err := ns.manager(t).Apply(spec, ids); err != nil {
 		t.Fatal(err)
 	}
-	if got := ns.nft(t, "list", "map", "inet", spec.Table, cgroupMapName(nftspec.CgroupLevel(root+"/g"))); !strings.Contains(got, "goto deny") {
+	if got := ns.nft(t, "list", "map", "inet", spec.Table, rules.CgroupMapName(nftspec.CgroupLevel(root+"/g"))); !strings.Contains(got, "goto deny") {
 		t.Fatalf("guard element missing from the map:\n%s", got)
 	}
 	listeners := transparentListen(t, ns, 15001)

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/egressfw/egressfw/internal/nft/rules"
+
 	"github.com/egressfw/egressfw/internal/nft/nftspec"
 
 	"github.com/egressfw/egressfw/internal/nft/batch"
@@ -42,8 +44,9 @@ type Manager struct {
 	closed     atomic.Bool
 	spare      *spareBatch // builds the applied table from nothing (spare.go)
 
-	// containers are the identities the bridge table binds (containers.go);
-	// keepFlows (tests only) skips the conntrack hygiene of SetContainers.
+	// containers are the identities the bridge table binds (package
+	// rules, containers.go); keepFlows (tests only) skips the conntrack
+	// hygiene of SetContainers.
 	containers []nftspec.Container
 	keepFlows  bool
 }
@@ -149,11 +152,11 @@ func (m *Manager) applyLocked(spec *nftspec.Spec, ids nftspec.CgroupIDs, ready f
 		m.deleteTable(m.spec.Table)
 		m.texts = nil
 	}
-	var br *ruleset // the bridge table, nil for none
+	var br *rules.Ruleset // the bridge table, nil for none
 	if spec.Containers {
-		br = buildBridge(spec, m.containers)
+		br = rules.BuildBridge(spec, m.containers)
 	}
-	if err := m.replace(buildRuleset(spec, ids), br, spec.Table, ready); err != nil {
+	if err := m.replace(rules.Build(spec, ids), br, spec.Table, ready); err != nil {
 		if errors.Is(err, errNotReady) {
 			return errors.Unwrap(err)
 		}
@@ -173,7 +176,7 @@ func (m *Manager) applyLocked(spec *nftspec.Spec, ids nftspec.CgroupIDs, ready f
 // same name into br (none if nil), in one batch, after a batch that adds
 // the chains of new tenants (see precreate). Chains that already hold the
 // rules rs wants are kept as they are (see keep.go).
-func (m *Manager) replace(rs, br *ruleset, table string, ready func() error) error {
+func (m *Manager) replace(rs, br *rules.Ruleset, table string, ready func() error) error {
 	last, vouched := m.texts, m.vouched
 	m.texts, m.vouched = nil, false // unknown until the batch is committed
 	if !vouched && !m.b.Unchanged() {
@@ -185,9 +188,9 @@ func (m *Manager) replace(rs, br *ruleset, table string, ready func() error) err
 	if err != nil {
 		return err
 	}
-	want := rs.texts()
-	keep := rs.unchanged(in, last, want)
-	made, err := rs.precreate(m.b.Queue(), table, in)
+	want := texts(rs)
+	keep := unchanged(rs, in, last, want)
+	made, err := precreate(rs, m.b.Queue(), table, in)
 	if err != nil {
 		return err
 	}
@@ -208,7 +211,7 @@ func (m *Manager) replace(rs, br *ruleset, table string, ready func() error) err
 		}
 	}
 	maps.Copy(keep, made)
-	if err := rs.program(m.b.Queue(), table, in, keep); err != nil {
+	if err := program(rs, m.b.Queue(), table, in, keep); err != nil {
 		return err
 	}
 	if err := m.queueBridge(br, table, false); err != nil {
@@ -228,7 +231,7 @@ func (m *Manager) replace(rs, br *ruleset, table string, ready func() error) err
 	// may be reset or pass unmarked (see the package doc, Atomicity). The
 	// next Apply rewrites every chain again (m.texts stays nil).
 	m.deleteTable(table)
-	err2 := rs.program(m.b.Queue(), table, &installed{}, nil)
+	err2 := program(rs, m.b.Queue(), table, &installed{}, nil)
 	if err2 == nil {
 		err2 = m.queueBridge(br, table, true)
 	}
@@ -276,9 +279,9 @@ func (m *Manager) SetCgroupIDs(ids nftspec.CgroupIDs) error {
 		return nil
 	}
 	table := &nftables.Table{Name: m.spec.Table, Family: nftables.TableFamilyINet}
-	oldElems, newElems := cgroupElems(m.spec, m.ids), cgroupElems(m.spec, want)
+	oldElems, newElems := rules.CgroupElems(m.spec, m.ids), rules.CgroupElems(m.spec, want)
 	for _, l := range m.spec.Levels() {
-		set := &nftables.Set{Table: table, Name: cgroupMapName(l), IsMap: true}
+		set := &nftables.Set{Table: table, Name: rules.CgroupMapName(l), IsMap: true}
 		del, add := diffElems(oldElems[l], newElems[l])
 		if err := eachChunk(del, func(c []nftables.SetElement) error { return m.b.Queue().SetDeleteElements(set, c) }); err != nil {
 			return fmt.Errorf("set cgroup ids: %w", err)
@@ -329,26 +332,26 @@ func eachChunk(elems []nftables.SetElement, f func([]nftables.SetElement) error)
 
 // diffElems returns the elements to delete from and add to old to get new.
 // An element whose key stays but whose verdict changes is replaced.
-func diffElems(old, new []element) (del, add []nftables.SetElement) {
+func diffElems(old, new []rules.Element) (del, add []nftables.SetElement) {
 	have := map[string]string{}
 	for _, e := range old {
-		have[string(e.elem.Key)] = e.text
+		have[string(e.Elem.Key)] = e.Text
 	}
 	want := map[string]bool{}
 	for _, e := range new {
-		k := string(e.elem.Key)
+		k := string(e.Elem.Key)
 		want[k] = true
-		if t, ok := have[k]; ok && t == e.text {
+		if t, ok := have[k]; ok && t == e.Text {
 			continue
 		}
 		if _, ok := have[k]; ok {
-			del = append(del, nftables.SetElement{Key: e.elem.Key})
+			del = append(del, nftables.SetElement{Key: e.Elem.Key})
 		}
-		add = append(add, e.elem)
+		add = append(add, e.Elem)
 	}
 	for _, e := range old {
-		if !want[string(e.elem.Key)] {
-			del = append(del, nftables.SetElement{Key: e.elem.Key})
+		if !want[string(e.Elem.Key)] {
+			del = append(del, nftables.SetElement{Key: e.Elem.Key})
 		}
 	}
 	return del, add

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/egressfw/egressfw/internal/nft/rules"
+
 	"github.com/egressfw/egressfw/internal/nft/nftspec"
 )
 
@@ -148,7 +150,7 @@ func TestRenderMatchesKernel(t *testing.T) {
 			if got != string(want) {
 				t.Errorf("kernel listing differs from %s:\n%s", golden, got)
 			}
-			r, err := Render(tc.spec, tc.ids)
+			r, err := rules.Render(tc.spec, tc.ids)
 			if err != nil {
 				t.Fatal(err)
 			}

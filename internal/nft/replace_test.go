@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/egressfw/egressfw/internal/nft/rules"
+
 	"github.com/egressfw/egressfw/internal/nft/nftspec"
 )
 
@@ -79,7 +81,7 @@ func TestReplaceInPlace(t *testing.T) {
 			t.Fatalf("%s: %v", s.name, err)
 		}
 		got := ns.nft(t, "list", "table", "inet", s.spec.Table)
-		want, err := Render(s.spec, s.ids)
+		want, err := rules.Render(s.spec, s.ids)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -134,7 +136,7 @@ func TestApplyOverOtherVersion(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := ns.nft(t, "list", "table", "inet", "egressfw")
-			want, err := Render(sampleSpec(), sampleIDs)
+			want, err := rules.Render(sampleSpec(), sampleIDs)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/egressfw/egressfw/internal/nft/rules"
+
 	"github.com/egressfw/egressfw/internal/nft/nftspec"
 
 	"github.com/google/nftables"
@@ -64,11 +66,11 @@ func encodeSpare(spec *nftspec.Spec) (*spareBatch, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := buildRuleset(spec, nil)
+	rs := rules.Build(spec, nil)
 	t := &nftables.Table{Name: spec.Table, Family: nftables.TableFamilyINet}
 	q.AddTable(t)
 	q.DelTable(t)
-	if err := rs.program(q, spec.Table, &installed{}, nil); err != nil {
+	if err := program(rs, q, spec.Table, &installed{}, nil); err != nil {
 		return nil, err
 	}
 	if err := q.Flush(); err != nil {
@@ -77,7 +79,7 @@ func encodeSpare(spec *nftspec.Spec) (*spareBatch, error) {
 	if len(msgs) < 3 {
 		return nil, errors.New("spare batch: nothing encoded")
 	}
-	return &spareBatch{spec: spec, msgs: msgs, texts: rs.texts()}, nil
+	return &spareBatch{spec: spec, msgs: msgs, texts: texts(rs)}, nil
 }
 
 // restoreFromSpare rebuilds the applied table with the spare batch if the
@@ -96,12 +98,12 @@ func (m *Manager) restoreFromSpare() (done bool, err error) {
 		return true, fmt.Errorf("restore: %w", err)
 	}
 	table := &nftables.Table{Name: m.spec.Table, Family: nftables.TableFamilyINet}
-	elems := cgroupElems(m.spec, m.ids)
+	elems := rules.CgroupElems(m.spec, m.ids)
 	for _, l := range m.spec.Levels() {
-		set := &nftables.Set{Table: table, Name: cgroupMapName(l), IsMap: true}
+		set := &nftables.Set{Table: table, Name: rules.CgroupMapName(l), IsMap: true}
 		es := make([]nftables.SetElement, 0, len(elems[l]))
 		for _, e := range elems[l] {
-			es = append(es, e.elem)
+			es = append(es, e.Elem)
 		}
 		if err := eachChunk(es, func(c []nftables.SetElement) error { return m.b.Queue().SetAddElements(set, c) }); err != nil {
 			return true, fmt.Errorf("restore: %w", err)
@@ -111,7 +113,7 @@ func (m *Manager) restoreFromSpare() (done bool, err error) {
 		bt := &nftables.Table{Name: m.spec.Table, Family: nftables.TableFamilyBridge}
 		m.b.Queue().AddTable(bt)
 		m.b.Queue().DelTable(bt)
-		if err := m.queueBridge(buildBridge(m.spec, m.containers), m.spec.Table, true); err != nil {
+		if err := m.queueBridge(rules.BuildBridge(m.spec, m.containers), m.spec.Table, true); err != nil {
 			return true, fmt.Errorf("restore: %w", err)
 		}
 	}

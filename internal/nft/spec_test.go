@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/egressfw/egressfw/internal/nft/rules"
+
 	"github.com/egressfw/egressfw/internal/nft/nftspec"
 )
 
@@ -55,7 +57,9 @@ func TestValidate(t *testing.T) {
 		{"same uid twice", func(s *nftspec.Spec) { s.Tenants[1].UIDs = []uint32{4242} }, "uid 4242 already"},
 		{"uid inside another tenant's range", func(s *nftspec.Spec) { s.Tenants[1].UIDs = []uint32{120000} }, `uid 120000 already used by "webhooks" (uids 120000 and 99999-165535)`},
 		{"ranges overlap", func(s *nftspec.Spec) { s.Tenants[1].UIDRanges = []nftspec.UIDRange{{First: 165000, Last: 170000}} }, `tenant "batch": uid 165000 already used by "webhooks"`},
-		{"ranges side by side are valid", func(s *nftspec.Spec) { s.Tenants[1].UIDRanges = []nftspec.UIDRange{{First: 165536, Last: 165536}, {First: 165537, Last: 200000}} }, ""},
+		{"ranges side by side are valid", func(s *nftspec.Spec) {
+			s.Tenants[1].UIDRanges = []nftspec.UIDRange{{First: 165536, Last: 165536}, {First: 165537, Last: 200000}}
+		}, ""},
 		{"range reversed", tenant(func(t *nftspec.Tenant) { t.UIDRanges = []nftspec.UIDRange{{First: 2000, Last: 1000}} }), "uid range 2000-1000"},
 		{"range up to (uid_t)-1", tenant(func(t *nftspec.Tenant) { t.UIDRanges = []nftspec.UIDRange{{First: 1 << 31, Last: 1<<32 - 1}} }), "< 4294967295"},
 		{"cgroup root", tenant(func(t *nftspec.Tenant) { t.Cgroups = []string{"/"} }), "below the cgroup2 root"},
@@ -101,7 +105,7 @@ func TestValidate(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("Validate = %v, want error containing %q", err, tc.wantErr)
 			}
-			if _, rerr := Render(s, nil); rerr == nil {
+			if _, rerr := rules.Render(s, nil); rerr == nil {
 				t.Fatal("Render accepted an invalid spec")
 			}
 		})
@@ -111,7 +115,7 @@ func TestValidate(t *testing.T) {
 func TestRenderRouting(t *testing.T) {
 	s := sampleSpec()
 	s.RouteTable, s.RulePriority = 77, 88
-	out, err := Render(s, nil)
+	out, err := rules.Render(s, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

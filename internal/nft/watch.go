@@ -23,8 +23,8 @@ import (
 // nftables`), `nft delete table`, a flushed chain, a deleted map element;
 // `ip rule flush` or a network manager that removes rules it does not know
 // takes the policy routing. Watch follows the kernel's change
-// notifications (events.go) and, after a change egressfw did not make to
-// its table or to the rules and routes of its route table, puts back what
+// notifications (package events) and, after a change egressfw did not make
+// to its table or to the rules and routes of its route table, puts back what
 // the last Apply installed: the table through the same one-batch
 // replacement as Apply (all chains rewritten, see keep.go), the routing
 // through installRouting.

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/nft/rules"
+
 	"github.com/egressfw/egressfw/internal/nft/nftspec"
 
 	"github.com/google/nftables"
@@ -429,12 +431,12 @@ func TestWatchRestoreKeepsUntouched(t *testing.T) {
 	if !slices.Equal(blocks(have), blocks(want)) {
 		t.Errorf("table after the restore:\n%s\nwant:\n%s", have, want)
 	}
-	for _, name := range matching(t, after, []string{"tenant_1", "tenant_3", "forward_2", "input_3", chainDeny}) {
+	for _, name := range matching(t, after, []string{"tenant_1", "tenant_3", "forward_2", "input_3", rules.ChainDeny}) {
 		if !slices.Equal(after[name], before[name]) {
 			t.Errorf("chain %s untouched by the change was rewritten: handles %v -> %v", name, before[name], after[name])
 		}
 	}
-	for _, name := range matching(t, after, []string{"tenant_2", "forward_3", chainOutput}) {
+	for _, name := range matching(t, after, []string{"tenant_2", "forward_3", rules.ChainOutput}) {
 		if len(after[name]) > 0 && slices.Equal(after[name], before[name]) {
 			t.Errorf("chain %s was not rewritten", name)
 		}
@@ -480,7 +482,7 @@ func TestWatchDuringOwnCommits(t *testing.T) {
 			t.Fatalf("round %d: apply: %v", round, err)
 		}
 		spec, ids = next, nextIDs
-		want, err := Render(spec, ids)
+		want, err := rules.Render(spec, ids)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package nft
+package rules
 
 import (
 	"encoding/binary"
@@ -44,8 +44,8 @@ func portMACKey(port int, mac net.HardwareAddr) []byte {
 	return append(append(portKey(port), mac...), 0, 0)
 }
 
-// claimsOf counts the ports that claim each address.
-func claimsOf(cs []nftspec.Container) map[netip.Addr]int {
+// ClaimsOf counts the ports that claim each address.
+func ClaimsOf(cs []nftspec.Container) map[netip.Addr]int {
 	claims := make(map[netip.Addr]int, 2*len(cs))
 	for _, c := range cs {
 		for _, a := range c.Addrs {
@@ -55,18 +55,18 @@ func claimsOf(cs []nftspec.Container) map[netip.Addr]int {
 	return claims
 }
 
-// bindingElems adds to out the elements of every set but the owned ones that
+// BindingElems adds to out the elements of every set but the owned ones that
 // container c contributes, given the claims on each address.
-func bindingElems(out map[string][]nftables.SetElement, c *nftspec.Container, claims map[netip.Addr]int, labelled map[uint32]bool) {
-	out[setPorts] = append(out[setPorts], nftables.SetElement{Key: portKey(c.Port)})
-	out[setPortMAC] = append(out[setPortMAC], nftables.SetElement{Key: portMACKey(c.Port, c.MAC)})
+func BindingElems(out map[string][]nftables.SetElement, c *nftspec.Container, claims map[netip.Addr]int, labelled map[uint32]bool) {
+	out[SetPorts] = append(out[SetPorts], nftables.SetElement{Key: portKey(c.Port)})
+	out[SetPortMAC] = append(out[SetPortMAC], nftables.SetElement{Key: portMACKey(c.Port, c.MAC)})
 	for _, a := range c.Addrs {
 		if claims[a] > 1 {
 			continue // usable from neither port
 		}
-		fam, id := setPort4, mapID4
+		fam, id := SetPort4, MapID4
 		if a.Is6() {
-			fam, id = setPort6, mapID6
+			fam, id = SetPort6, MapID6
 		}
 		out[fam] = append(out[fam], nftables.SetElement{Key: portAddrKey(c.Port, a)})
 		if labelled[c.Slot] {
@@ -76,31 +76,31 @@ func bindingElems(out map[string][]nftables.SetElement, c *nftspec.Container, cl
 	}
 }
 
-// ownedElem is an address's element of the owned sets.
-func ownedElem(a netip.Addr) (string, nftables.SetElement) {
+// OwnedElem is an address's element of the owned sets.
+func OwnedElem(a netip.Addr) (string, nftables.SetElement) {
 	if a.Is6() {
-		return setOwned6, nftables.SetElement{Key: a.AsSlice()}
+		return SetOwned6, nftables.SetElement{Key: a.AsSlice()}
 	}
-	return setOwned4, nftables.SetElement{Key: a.AsSlice()}
+	return SetOwned4, nftables.SetElement{Key: a.AsSlice()}
 }
 
 // bridgeElems returns the elements of each of the bridge table's sets for
 // containers cs (normalised) under spec. They have no texts: Render prints
 // the table before any container is bound.
-func bridgeElems(spec *nftspec.Spec, cs []nftspec.Container) map[string][]element {
-	claims, labelled := claimsOf(cs), spec.LabelledSlots()
+func bridgeElems(spec *nftspec.Spec, cs []nftspec.Container) map[string][]Element {
+	claims, labelled := ClaimsOf(cs), spec.LabelledSlots()
 	raw := map[string][]nftables.SetElement{}
 	for i := range cs {
-		bindingElems(raw, &cs[i], claims, labelled)
+		BindingElems(raw, &cs[i], claims, labelled)
 	}
 	for a := range claims {
-		set, e := ownedElem(a)
+		set, e := OwnedElem(a)
 		raw[set] = append(raw[set], e)
 	}
-	out := map[string][]element{}
+	out := map[string][]Element{}
 	for set, es := range raw {
 		for _, e := range es {
-			out[set] = append(out[set], element{elem: e})
+			out[set] = append(out[set], Element{Elem: e})
 		}
 	}
 	return out

@@ -1,4 +1,4 @@
-package nft
+package rules
 
 import (
 	"encoding/binary"
@@ -15,14 +15,14 @@ import (
 // (sorted before a start element with the same key: adjacent ranges of two
 // tenants). Keys are big-endian, as the rule converts skuid before the
 // lookup (an interval set compares keys as byte strings).
-func uidElems(tenants []nftspec.Tenant) []element {
-	var out []element
+func uidElems(tenants []nftspec.Tenant) []Element {
+	var out []Element
 	for _, t := range tenants {
 		for _, r := range t.UIDIntervals() {
 			out = append(out,
-				element{uint64(r.First)<<1 | 1, nftables.SetElement{Key: be32(r.First), VerdictData: jump(t.Slot)},
-					fmt.Sprintf("%s : jump %s", r, tenantChainName(t.Slot))},
-				element{uint64(r.Last+1) << 1, nftables.SetElement{Key: be32(r.Last + 1), IntervalEnd: true}, ""})
+				Element{uint64(r.First)<<1 | 1, nftables.SetElement{Key: be32(r.First), VerdictData: jump(t.Slot)},
+					fmt.Sprintf("%s : jump %s", r, TenantChainName(t.Slot))},
+				Element{uint64(r.Last+1) << 1, nftables.SetElement{Key: be32(r.Last + 1), IntervalEnd: true}, ""})
 		}
 	}
 	return out
@@ -30,7 +30,7 @@ func uidElems(tenants []nftspec.Tenant) []element {
 
 // uidMap is the uids interval map, typed like nft's "type uid : verdict;
 // flags interval".
-func uidMap(table *nftables.Table, elems []element) *setDef {
+func uidMap(table *nftables.Table, elems []Element) *SetDef {
 	return newSet(&nftables.Set{Table: table, Name: mapUIDs, IsMap: true, Interval: true,
 		KeyType: nftables.TypeUID, DataType: nftables.TypeVerdict}, elems)
 }
