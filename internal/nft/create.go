@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/nft/route"
+
 	"github.com/egressfw/egressfw/internal/nft/rules"
 
 	"github.com/egressfw/egressfw/internal/nft/nftspec"
@@ -53,7 +55,7 @@ func (m *Manager) Create(spec nftspec.Spec, ids nftspec.CgroupIDs) (bool, error)
 	}
 	// Until the ip rule is there, marked packets are routed like any
 	// other and dropped by the postrouting rule: closed, not open.
-	if err := installRouting(m.nl, routingOf(&spec)); err != nil {
+	if err := route.Install(m.nl, routingOf(&spec)); err != nil {
 		return true, fmt.Errorf("create table inet %s: %w", spec.Table, err)
 	}
 	return true, nil

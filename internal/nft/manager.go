@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/egressfw/egressfw/internal/nft/route"
+
 	"github.com/egressfw/egressfw/internal/nft/rules"
 
 	"github.com/egressfw/egressfw/internal/nft/nftspec"
@@ -27,7 +29,7 @@ type Manager struct {
 	nl      *netlink.Handle
 	spec    *nftspec.Spec     // last applied, nil before the first Apply
 	ids     nftspec.CgroupIDs // cgroup ids in the maps, keyed by cleaned path
-	routing *routing          // policy routing installed by this Manager
+	routing *route.Routing    // policy routing installed by this Manager
 	// texts holds the rules this Manager last programmed into each regular
 	// chain of the table, nil when unknown (see keep.go). vouched: a
 	// restore removed from texts every chain another program changed, as
@@ -96,6 +98,11 @@ func New(opts ...Option) (*Manager, error) {
 	return m, nil
 }
 
+// routingOf is the policy routing spec needs.
+func routingOf(s *nftspec.Spec) route.Routing {
+	return route.Routing{Mark: s.InterceptMark, Mask: s.MarkMask, Table: s.RouteTable, Priority: s.RulePriority}
+}
+
 // Close releases the netlink sockets. It does not touch the installed
 // rules: they stay (fail closed) until Cleanup.
 func (m *Manager) Close() error {
@@ -140,11 +147,11 @@ func (m *Manager) ApplyWhen(spec nftspec.Spec, ids nftspec.CgroupIDs, ready func
 func (m *Manager) applyLocked(spec *nftspec.Spec, ids nftspec.CgroupIDs, ready func() error) error {
 	r := routingOf(spec)
 	if m.routing != nil && *m.routing != r {
-		if err := removeRouting(m.nl, *m.routing); err != nil {
+		if err := route.Remove(m.nl, *m.routing); err != nil {
 			return fmt.Errorf("apply ruleset: %w", err)
 		}
 	}
-	if err := installRouting(m.nl, r); err != nil {
+	if err := route.Install(m.nl, r); err != nil {
 		return fmt.Errorf("apply ruleset: %w", err)
 	}
 	m.routing = &r
@@ -376,12 +383,12 @@ func (m *Manager) Cleanup(spec nftspec.Spec) error {
 			errs = append(errs, fmt.Errorf("cleanup: delete table inet %s: %w", t, err))
 		}
 	}
-	routings := []routing{routingOf(&spec)}
+	routings := []route.Routing{routingOf(&spec)}
 	if m.routing != nil && *m.routing != routings[0] {
 		routings = append(routings, *m.routing)
 	}
 	for _, r := range routings {
-		if err := removeRouting(m.nl, r); err != nil {
+		if err := route.Remove(m.nl, r); err != nil {
 			errs = append(errs, fmt.Errorf("cleanup: %w", err))
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/egressfw/egressfw/internal/nft/route"
+
 	"github.com/egressfw/egressfw/internal/nft/rules"
 
 	"github.com/egressfw/egressfw/internal/nft/nftspec"
@@ -94,7 +96,7 @@ func (m *Manager) restoreFromSpare() (done bool, err error) {
 	if err != nil || slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == m.spec.Table }) {
 		return false, nil
 	}
-	if err := installRouting(m.nl, *m.routing); err != nil {
+	if err := route.Install(m.nl, *m.routing); err != nil {
 		return true, fmt.Errorf("restore: %w", err)
 	}
 	table := &nftables.Table{Name: m.spec.Table, Family: nftables.TableFamilyINet}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/nft/route"
+
 	"github.com/egressfw/egressfw/internal/nft/batch"
 	"github.com/egressfw/egressfw/internal/nft/events"
 	mdnetlink "github.com/mdlayher/netlink"
@@ -27,7 +29,7 @@ import (
 // to its table or to the rules and routes of its route table, puts back what
 // the last Apply installed: the table through the same one-batch
 // replacement as Apply (all chains rewritten, see keep.go), the routing
-// through installRouting.
+// through route.Install.
 //
 // Own changes are told apart exactly: every notification carries the
 // netlink port id of the socket whose transaction made it, and all of
@@ -136,7 +138,7 @@ func (m *Manager) Watch(ctx context.Context, report func(Restore)) error {
 		return fmt.Errorf("watch ruleset: join nftables notifications: %w", err)
 	}
 	for _, g := range []uint32{unix.RTNLGRP_IPV4_RULE, unix.RTNLGRP_IPV6_RULE, unix.RTNLGRP_IPV4_ROUTE, unix.RTNLGRP_IPV6_ROUTE} {
-		if err := m.rtmon.JoinGroup(g); err != nil && !(g >= unix.RTNLGRP_IPV6_ROUTE && skipFamily(err)) {
+		if err := m.rtmon.JoinGroup(g); err != nil && !(g >= unix.RTNLGRP_IPV6_ROUTE && route.SkipFamily(err)) {
 			return fmt.Errorf("watch ruleset: join rtnetlink group %d: %w", g, err)
 		}
 	}
@@ -421,7 +423,7 @@ func (w *watcher) restore(c *changes) (r Restore, acted bool) {
 		what = append(what, c.log.String())
 	}
 	r.By = strings.Join(c.log.Procs(), ", ")
-	missing, err := routingMissing(m.nl, *m.routing)
+	missing, err := route.Missing(m.nl, *m.routing)
 	if len(missing) > 0 {
 		what = append(what, "removed routing: "+strings.Join(missing, ", "))
 	}
@@ -438,7 +440,7 @@ func (w *watcher) restore(c *changes) (r Restore, acted bool) {
 			err = m.applyLocked(m.spec, m.ids, nil)
 		}
 	case len(missing) > 0:
-		err = installRouting(m.nl, *m.routing)
+		err = route.Install(m.nl, *m.routing)
 	default:
 		return r, false
 	}
