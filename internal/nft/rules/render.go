@@ -67,6 +67,8 @@ func (s *SetDef) render() string {
 	return b.String()
 }
 
+// Render prints the chain like nft does; the Manager compares these texts
+// to know which chains an Apply can keep (package nft, keep.go).
 func (c *ChainDef) Render() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\tchain %s {\n", c.Chain.Name)

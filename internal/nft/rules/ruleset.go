@@ -30,30 +30,40 @@ const (
 	ChainEscape     = "postrouting"
 )
 
-func CgroupMapName(level int) string     { return fmt.Sprintf("cgroup_l%d", level) }
+// CgroupMapName is the verdict map of the cgroups at one level.
+func CgroupMapName(level int) string { return fmt.Sprintf("cgroup_l%d", level) }
+
+// TenantChainName is a local tenant's chain, which package nft's
+// InstalledSlots reads back: the slot is in the name, the tenant's name in
+// its rule comment.
 func TenantChainName(slot uint32) string { return fmt.Sprintf("tenant_%d", slot) }
 
 // Ruleset is the whole table as data: the same value is turned into one
-// netlink batch (program) and into nft syntax (Render), so the two agree by
-// construction; a kernel test checks the printing details.
+// netlink batch (package nft's program) and into nft syntax (Render), so
+// the two agree by construction; a kernel test checks the printing
+// details. Only the package's builders make one; package nft reads it.
 type Ruleset struct {
 	Family nftables.TableFamily // 0: inet
 	Sets   []*SetDef
 	Chains []*ChainDef
 }
 
+// SetDef is a named set or map with its elements.
 type SetDef struct {
 	Set   *nftables.Set
 	Elems []nftables.SetElement
 	texts []string // element texts in nft's (numeric) sort order
 }
 
+// ChainDef is a chain with its rules, in order.
 type ChainDef struct {
 	Chain  *nftables.Chain
 	header string // "type ... hook ... priority ...; policy accept;" for base chains
 	Rules  []*RuleDef
 }
 
+// RuleDef is one rule: its expressions, the words nft prints for them and
+// its comment.
 type RuleDef struct {
 	Exprs   []expr.Any
 	words   []string
