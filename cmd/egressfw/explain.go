@@ -9,17 +9,22 @@ import (
 
 	"github.com/egressfw/egressfw/internal/config"
 	"github.com/egressfw/egressfw/internal/proxy"
+	"github.com/miekg/dns"
 )
 
 func cmdExplain(args []string, stdout, stderr io.Writer) int {
-	var path, tenant, dst string
-	fs := newFlags("explain", "--tenant NAME URL|HOST:PORT",
+	var path, tenant, dst, qtype string
+	var lookup bool
+	fs := newFlags("explain", "--tenant NAME URL|HOST:PORT  |  --tenant NAME --dns [--type T] NAME",
 		"Dry-run a destination for a tenant: resolve it with the configured DNS and print the\n"+
 			"decision, its reason, the resolved and the chosen addresses. Nothing is connected.\n"+
+			"With --dns, print what the tenant's own DNS query of NAME would be answered instead.\n"+
 			"Exit 0 allow, 1 deny, 2 usage or config error.", stderr, &path)
 	fs.StringVar(&tenant, "tenant", "", "tenant name (required)")
 	fs.StringVar(&dst, "dst", "", "IP the client connected to (default: the name's first address); "+
 		"set it to see how a SNI or Host that does not match the destination is handled")
+	fs.BoolVar(&lookup, "dns", false, "explain a DNS query of the tenant, answered by egressfw (dns = \"egressfw\")")
+	fs.StringVar(&qtype, "type", "A", "the query type of --dns (A, AAAA, HTTPS, ...)")
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
@@ -34,6 +39,9 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.DNS.Timeout.Duration+5*time.Second)
 	defer cancel()
+	if lookup {
+		return explainLookup(ctx, cfg, tenant, fs.Arg(0), qtype, stdout, stderr)
+	}
 	ex, err := proxy.Explain(ctx, cfg, tenant, fs.Arg(0), dst)
 	if err != nil {
 		fmt.Fprintf(stderr, "egressfw: explain: %v\n", err)
@@ -83,4 +91,47 @@ func joinAddrs[T fmt.Stringer](as []T) string {
 		s[i] = a.String()
 	}
 	return strings.Join(s, ", ")
+}
+
+// explainLookup prints what the tenant's DNS query would be answered;
+// exit 1 when the policy refuses it (or would, in report mode).
+func explainLookup(ctx context.Context, cfg *config.Config, tenant, name, qtype string, stdout, stderr io.Writer) int {
+	t, ok := dns.StringToType[strings.ToUpper(qtype)]
+	if !ok || !config.DataType(t) {
+		fmt.Fprintf(stderr, "egressfw: explain: --type %q is not a DNS data type (A, AAAA, HTTPS, TXT, ...)\n", qtype)
+		return exitUsage
+	}
+	ex, err := proxy.ExplainLookup(ctx, cfg, tenant, name, t)
+	if err != nil {
+		fmt.Fprintf(stderr, "egressfw: explain: %v\n", err)
+		return exitUsage
+	}
+	d := &ex.Decision
+	fmt.Fprintf(stdout, "tenant:      %s\nquery:       %s %s (the tenant's DNS, answered by egressfw)\n", ex.Tenant, ex.Name, dns.Type(ex.Type))
+	fmt.Fprintf(stdout, "answer:      %s", ex.Rcode)
+	if ex.Tell != "" {
+		fmt.Fprintf(stdout, " (told: %s)", ex.Tell)
+	}
+	fmt.Fprintf(stdout, "\nreason:      %s: %s\n", d.Code, d.Detail)
+	if len(d.Answer.Addrs) > 0 {
+		fmt.Fprintf(stdout, "resolved:    %s\n", joinAddrs(d.Answer.Addrs))
+	}
+	if len(d.Answer.Aliases) > 0 {
+		fmt.Fprintf(stdout, "cname:       %s\n", strings.Join(d.Answer.Aliases, " -> "))
+	}
+	for i, rr := range ex.Records {
+		label := "             "
+		if i == 0 {
+			label = "records:     "
+		}
+		fmt.Fprintf(stdout, "%s%s\n", label, strings.ReplaceAll(rr.String(), "\t", " "))
+	}
+	if st := ex.Stripped; st.Any() {
+		fmt.Fprintf(stdout, "stripped:    ech %d, address hints %d, QUIC-only alpn values %d, records %d\n", st.ECH, st.Hints, st.ALPN, st.Records)
+	}
+	if ex.Logged {
+		fmt.Fprintf(stdout, "logged:      yes (%s)\n", map[bool]string{true: "report mode: enforce would refuse it, answered", false: "refused"}[d.Allow])
+		return exitFail
+	}
+	return exitOK
 }

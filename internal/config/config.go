@@ -31,7 +31,10 @@ type Config struct {
 type Listener struct {
 	// Port is the first listener port: a tenant's listener is on the
 	// port of its slot, Port + slot - 1 (see Slot), on 127.0.0.1 and ::1.
-	Port           uint16   `toml:"port"`
+	Port uint16 `toml:"port"`
+	// DNSPort is the first DNS listener port: a tenant whose DNS egressfw
+	// answers (Tenant.DNS) is served on DNSPort + slot - 1, UDP and TCP.
+	DNSPort        uint16   `toml:"dns_port"`
 	InterceptPorts []uint16 `toml:"intercept_ports"`
 	PeekTimeout    Duration `toml:"peek_timeout"`
 	ConnectTimeout Duration `toml:"connect_timeout"`
@@ -185,7 +188,28 @@ type Tenant struct {
 	// labels include every one of these (key and value) is the tenant's,
 	// wherever it is attached (docker.go).
 	DockerLabels map[string]string `toml:"docker_labels"`
+	// DNS says who answers the tenant's DNS, every query to port 53 over
+	// UDP or TCP whatever address it is sent to: DNSEgressfw (from
+	// egressfw's resolver, by the tenant's policy) or DNSDirect (port 53
+	// is egress like any other, which allow_direct governs).
+	DNS string `toml:"dns"`
+	// DNSQueryTypes are the query types egressfw answers for the tenant
+	// (upper case, as miekg/dns names them); any other type is REFUSED.
+	DNSQueryTypes []string `toml:"dns_query_types"`
+	// StripECH removes the ech parameter from HTTPS and SVCB answers, so
+	// clients send a cleartext SNI that policy can read.
+	StripECH bool `toml:"strip_ech"`
 }
+
+// Values of a tenant's dns.
+const (
+	DNSEgressfw = "egressfw"
+	DNSDirect   = "direct"
+)
+
+// DefaultDNSQueryTypes are the query types a tenant may ask by default:
+// what an HTTP(S) client looks up.
+func DefaultDNSQueryTypes() []string { return []string{"A", "AAAA", "CNAME", "HTTPS", "SVCB"} }
 
 // AllowInternal names an internal service a tenant may reach through the
 // listener: by host name (which also goes on the allow list) or by CIDR.
@@ -232,7 +256,7 @@ func D(v time.Duration) Duration { return Duration{v} }
 func Default() Config {
 	return Config{
 		Listener: Listener{
-			Port: 15001, InterceptPorts: []uint16{80, 443},
+			Port: 15001, DNSPort: 20001, InterceptPorts: []uint16{80, 443},
 			PeekTimeout: D(5 * time.Second), ConnectTimeout: D(5 * time.Second), MaxConnectAttempts: 4,
 			IdleTimeout: D(5 * time.Minute), ShutdownGrace: D(10 * time.Second),
 			MaxClientHello: 16 << 10, MaxHTTPHeader: 16 << 10, DenyDetail: DenyDetailMinimal,
@@ -259,7 +283,8 @@ func Default() Config {
 
 // DefaultTenant returns the defaults of a [[tenant]] table.
 func DefaultTenant() Tenant {
-	return Tenant{Mode: ModeEnforce, AllowDomains: []string{"*"}, FollowSubUID: true}
+	return Tenant{Mode: ModeEnforce, AllowDomains: []string{"*"}, FollowSubUID: true,
+		DNS: DNSEgressfw, DNSQueryTypes: DefaultDNSQueryTypes(), StripECH: true}
 }
 
 // Load reads and validates the config file at path.

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"net/netip"
 	"os"
 	"reflect"
 	"strings"
@@ -30,8 +29,12 @@ func TestShippedExampleIsValidAndMatchesDefaults(t *testing.T) {
 	if len(cfg.Tenants) != 1 || cfg.Tenants[0].Name != "webhooks" || cfg.Tenants[0].Mode != ModeEnforce {
 		t.Fatalf("example tenant = %+v", cfg.Tenants)
 	}
-	if d := cfg.Tenants[0].AllowDirect; len(d) != 1 || d[0].CIDR != netip.MustParsePrefix("127.0.0.53/32") {
-		t.Fatalf("example allow_direct = %+v", d)
+	// Its DNS is egressfw's, with the tenant defaults written out: it needs
+	// no allow_direct hole to a resolver.
+	want := DefaultTenant()
+	if tn := cfg.Tenants[0]; len(tn.AllowDirect) != 0 || tn.DNS != want.DNS || tn.StripECH != want.StripECH ||
+		!reflect.DeepEqual(tn.DNSQueryTypes, want.DNSQueryTypes) {
+		t.Fatalf("example tenant = %+v", tn)
 	}
 }
 
@@ -55,8 +58,11 @@ deny_domains = ["Evil.Example.", "*.BÜCHER.example"]
 	if tn.AllowInternal[0].Host != "bi-tool.example.com" {
 		t.Fatalf("allow_internal host = %q", tn.AllowInternal[0].Host)
 	}
-	if cfg.DNS.Timeout.Duration != 2*time.Second || cfg.Listener.Port != 15001 {
+	if cfg.DNS.Timeout.Duration != 2*time.Second || cfg.Listener.Port != 15001 || cfg.Listener.DNSPort != 20001 {
 		t.Fatalf("global defaults lost: %+v", cfg)
+	}
+	if tn.DNS != DNSEgressfw || !tn.StripECH || !reflect.DeepEqual(tn.DNSQueryTypes, []string{"A", "AAAA", "CNAME", "HTTPS", "SVCB"}) {
+		t.Fatalf("tenant DNS defaults not applied: %+v", tn)
 	}
 }
 
@@ -94,6 +100,20 @@ func TestParseErrors(t *testing.T) {
 		{"no intercept ports", "[listener]\nintercept_ports = []\n" + base, []string{"at least one port"}},
 		{"intercept dup", "[listener]\nintercept_ports = [80, 80]\n" + base, []string{"port 80 is listed twice"}},
 		{"intercept is listener", "[listener]\nintercept_ports = [15001]\n" + base, []string{"listener's own ports"}},
+		{"intercept is a DNS port", "[listener]\nintercept_ports = [80, 20001]\n" + base, []string{"port 20001 is one of the listener's own DNS ports"}},
+		{"intercept 53", "[listener]\nintercept_ports = [53, 80]\n" + base, []string{"listener.intercept_ports: port 53 is DNS"}},
+		{"dns port 0", "[listener]\ndns_port = 0\n" + base, []string{"listener.dns_port: must be 1-65535"}},
+		{"dns ports past 65535", "[listener]\ndns_port = 65535\n" + base + "[[tenant]]\nname = \"b\"\nuids = [7]\n",
+			[]string{"listener.dns_port: 2 tenants need DNS ports 65535-65536, past 65535"}},
+		{"dns ports include 53", "[listener]\ndns_port = 52\n" + base + "[[tenant]]\nname = \"b\"\nuids = [7]\n",
+			[]string{"listener.dns_port: the DNS ports of 2 tenants, 52-53, include 53"}},
+		{"dns ports overlap the listener's", "[listener]\nport = 20000\ndns_port = 19999\n" + base + "[[tenant]]\nname = \"b\"\nuids = [7]\n",
+			[]string{"listener.dns_port: the DNS ports of 2 tenants, 19999-20000, overlap the listener ports 20000-20001"}},
+		{"tenant dns", base + "dns = \"resolved\"\n", []string{`tenant "web".dns: "resolved" must be "egressfw"`}},
+		{"query type unknown", base + "dns_query_types = [\"A\", \"AAAAA\"]\n", []string{`tenant "web".dns_query_types[1]: "AAAAA" is not a DNS record type`}},
+		{"query type meta", base + "dns_query_types = [\"ANY\"]\n", []string{`tenant "web".dns_query_types[0]: "ANY" is not a data type`}},
+		{"query type OPT", base + "dns_query_types = [\"opt\"]\n", []string{`tenant "web".dns_query_types[0]: "opt" is not a data type`}},
+		{"query type twice", base + "dns_query_types = [\"TXT\", \"txt\"]\n", []string{`tenant "web".dns_query_types[1]: "txt" is listed twice`}},
 		{"marks outside mask", "[firewall]\nintercept_mark = 0x4000\n" + base, []string{"firewall.intercept_mark", "inside mark_mask"}},
 		{"marks equal", "[firewall]\nbypass_mark = 0x2000\n" + base, []string{"must differ"}},
 		{"ctmark mask not low bits", "[firewall]\nctmark_mask = 0xff00\n" + base, []string{"firewall.ctmark_mask", "contiguous low bits"}},
@@ -246,4 +266,26 @@ func TestForwardedTenants(t *testing.T) {
 // uidTOML is a [[tenant]] table named name with extra lines.
 func uidTOML(name, extra string) string {
 	return "[[tenant]]\nname = \"" + name + "\"\n" + extra + "\n"
+}
+
+// TestTenantDNSKeys: dns_query_types are written in upper case and
+// replace the defaults of that tenant only.
+func TestTenantDNSKeys(t *testing.T) {
+	cfg, err := Parse([]byte(base+`dns = "direct"
+strip_ech = false
+dns_query_types = ["txt"]
+[[tenant]]
+name = "b"
+uids = [7]
+`), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := cfg.Tenants[0], cfg.Tenants[1]
+	if a.DNS != DNSDirect || a.StripECH || !reflect.DeepEqual(a.DNSQueryTypes, []string{"TXT"}) {
+		t.Errorf("tenant web: %+v", a)
+	}
+	if b.DNS != DNSEgressfw || !b.StripECH || !reflect.DeepEqual(b.DNSQueryTypes, DefaultDNSQueryTypes()) {
+		t.Errorf("tenant b lost its defaults: %+v", b)
+	}
 }

@@ -65,6 +65,7 @@ func (c *Config) validateTenants(v *validator) {
 		if t.MaxNewPerSecond < 0 || t.MaxNewPerSecond > MaxNewPerSecond {
 			v.add(key+".max_new_per_second", "%d is out of range [0, %d] (0 means limits.max_new_per_second)", t.MaxNewPerSecond, MaxNewPerSecond)
 		}
+		checkTenantDNS(v, key, t)
 		normalizePatterns(v, key+".allow_domains", t.AllowDomains)
 		normalizePatterns(v, key+".deny_domains", t.DenyDomains)
 		c.validateAllowInternal(v, key, t)

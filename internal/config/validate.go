@@ -51,6 +51,9 @@ func (c *Config) validateListener(v *validator) {
 	if l.Port == 0 {
 		v.add("listener.port", "must be 1-65535")
 	}
+	if l.DNSPort == 0 {
+		v.add("listener.dns_port", "must be 1-65535")
+	}
 	if len(l.InterceptPorts) == 0 {
 		v.add("listener.intercept_ports", "must name at least one port")
 	}
@@ -61,6 +64,8 @@ func (c *Config) validateListener(v *validator) {
 			v.add("listener.intercept_ports", "port 0 is not a port")
 		case seen[p]:
 			v.add("listener.intercept_ports", "port %d is listed twice", p)
+		case p == 53:
+			v.add("listener.intercept_ports", "port 53 is DNS, not HTTP(S): egressfw answers tenants' DNS itself (a tenant's dns)")
 		}
 		seen[p] = true
 	}
@@ -95,14 +100,26 @@ func (c *Config) validateListener(v *validator) {
 func (c *Config) validateSlots(v *validator) {
 	l := &c.Listener
 	n := max(len(c.Tenants), 1)
-	for id := uint32(1); l.Port != 0 && id <= uint32(n); id++ {
+	for id := uint32(1); l.Port != 0 && l.DNSPort != 0 && id <= uint32(n); id++ {
 		_, err := l.SlotOf(id)
+		port, dns := int(l.Port)+int(id)-1, int(l.DNSPort)+int(id)-1
 		switch {
-		case errors.Is(err, ErrPortPastMax):
+		case errors.Is(err, ErrPortPastMax) && port > 65535:
 			v.add("listener.port", "%d tenants need ports %d-%d, past 65535", len(c.Tenants), l.Port, int(l.Port)+n-1)
 			return
+		case errors.Is(err, ErrPortPastMax):
+			v.add("listener.dns_port", "%d tenants need DNS ports %d-%d, past 65535", len(c.Tenants), l.DNSPort, int(l.DNSPort)+n-1)
+			return
+		case errors.Is(err, ErrPortIntercepted) && dns == 53:
+			v.add("listener.dns_port", "the DNS ports of %d tenants, %d-%d, include 53", len(c.Tenants), l.DNSPort, int(l.DNSPort)+n-1)
+		case errors.Is(err, ErrPortIntercepted) && slices.Contains(l.InterceptPorts, uint16(port)):
+			v.add("listener.intercept_ports", "port %d is one of the listener's own ports", port)
 		case errors.Is(err, ErrPortIntercepted):
-			v.add("listener.intercept_ports", "port %d is one of the listener's own ports", int(l.Port)+int(id)-1)
+			v.add("listener.intercept_ports", "port %d is one of the listener's own DNS ports", dns)
+		case errors.Is(err, ErrPortsOverlap):
+			v.add("listener.dns_port", "the DNS ports of %d tenants, %d-%d, overlap the listener ports %d-%d",
+				len(c.Tenants), l.DNSPort, int(l.DNSPort)+n-1, l.Port, int(l.Port)+n-1)
+			return
 		}
 	}
 }

@@ -79,6 +79,9 @@ func nftSpec(gen *generation) nftspec.Spec {
 		s := gen.slots[t.Name]
 		nt := nftspec.Tenant{Name: t.Name, Slot: s.ID, ListenerPort: s.Port, Report: t.Mode == config.ModeReport,
 			Cgroups: cleanCgroups(t.Cgroups), UIDs: t.UIDs, UIDRanges: gen.uids[t.Name], Interfaces: t.Interfaces, Sources: t.SourceCIDRs, Labelled: t.Labelled()}
+		if t.DNS == config.DNSEgressfw {
+			nt.DNS, nt.DNSPort = nftspec.DNSIntercept, s.DNSPort
+		}
 		for _, d := range t.AllowDirect {
 			nt.AllowDirect = append(nt.AllowDirect, nftspec.Direct{Prefix: d.CIDR, Ports: d.Ports, Proto: d.Protocol})
 		}

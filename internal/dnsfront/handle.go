@@ -131,18 +131,30 @@ type handler struct {
 	timeout time.Duration
 }
 
-// handle answers one message from a tenant and appends the reply to out;
-// it returns out unchanged when no reply is due. meta fills in the
-// Query's kernel-given fields.
+// handle answers one message from a tenant, appends the reply to out and
+// reports it; it returns out unchanged when no reply is due. meta fills in
+// the Query's kernel-given fields.
 func (h *handler) handle(ctx context.Context, msg []byte, out []byte, meta *Query) []byte {
+	var ev Event
+	out = h.answer(ctx, msg, out, meta, &ev)
+	h.report(&ev)
+	return out
+}
+
+// report hands ev to the observer. The listeners call it once the reply is
+// sent, so what the observer does (a log line, and the conntrack lookup of
+// the original destination for it) never delays the reply.
+func (h *handler) report(ev *Event) {
+	if h.observe != nil {
+		h.observe(ev)
+	}
+}
+
+// answer is handle without the report: ev is filled in for it.
+func (h *handler) answer(ctx context.Context, msg []byte, out []byte, meta *Query, ev *Event) []byte {
 	start := time.Now()
-	ev := Event{Rcode: -1}
-	defer func() {
-		if h.observe != nil {
-			ev.Duration = time.Since(start)
-			h.observe(&ev)
-		}
-	}()
+	*ev = Event{Rcode: -1}
+	defer func() { ev.Duration = time.Since(start) }()
 	q, ok := parseQuery(msg)
 	if !ok {
 		ev.Reason = "not_a_query"
@@ -175,7 +187,7 @@ func (h *handler) handle(ctx context.Context, msg []byte, out []byte, meta *Quer
 	d := h.decide.Decide(dctx, meta)
 	cancel()
 	ev.Decision = d
-	return h.reply(out, &q, asked, &d, &ev)
+	return h.reply(out, &q, asked, &d, ev)
 }
 
 // reply writes the Decider's decision.

@@ -26,8 +26,8 @@ const (
 type Config struct {
 	// Decider answers the queries; required.
 	Decider Decider
-	// Observe, if set, is called after every message (on the goroutine
-	// that answered it): for logs and metrics.
+	// Observe, if set, is called after every message, once its reply is
+	// sent (on the goroutine that answered it): for logs and metrics.
 	Observe func(*Event)
 	// QueryTimeout bounds one Decide call.
 	QueryTimeout time.Duration
@@ -121,10 +121,17 @@ type Listener struct {
 // redirected to the address of the interface they arrived on) and serves
 // them until Close. It needs CAP_NET_ADMIN.
 func (s *Server) Listen(ctx context.Context, slot uint32, addr netip.AddrPort) (*Listener, error) {
-	udp, tcp, err := listenSockets(ctx, addr)
+	udp, tcp, err := ListenSockets(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
+	return s.Serve(slot, addr, udp, tcp)
+}
+
+// Serve serves the tenant slot's DNS on sockets the caller opened on addr
+// (ListenSockets in production; tests may hand it plain sockets) until
+// Close, which closes them. On error it closes them itself.
+func (s *Server) Serve(slot uint32, addr netip.AddrPort, udp *net.UDPConn, tcp *net.TCPListener) (*Listener, error) {
 	lctx, cancel := context.WithCancel(context.Background())
 	l := &Listener{s: s, slot: slot, addr: addr, wild: addr.Addr().IsUnspecified(), udp: udp, tcp: tcp,
 		inflight: make(chan struct{}, s.cfg.MaxInflight), conns: make(chan struct{}, s.cfg.MaxTCPConns),
@@ -225,7 +232,9 @@ func (l *Listener) dropped(reason string) {
 func (l *Listener) answerUDP(b *udpBuf, n int, src, local netip.AddrPort) {
 	q := &Query{Slot: l.slot, Src: src, Local: local,
 		origDst: func() netip.AddrPort { return l.s.origDst(unix.IPPROTO_UDP, local, src) }}
-	out := l.s.h.handle(l.ctx, b.msg[:n], b.out[:0], q)
+	var ev Event
+	out := l.s.h.answer(l.ctx, b.msg[:n], b.out[:0], q, &ev)
+	defer l.s.h.report(&ev) // after the reply is sent
 	if len(out) == 0 {
 		return
 	}
@@ -300,13 +309,17 @@ func (l *Listener) serveConn(c *net.TCPConn) {
 			return
 		}
 		q := &Query{Slot: l.slot, TCP: true, Src: src, Local: local, origDst: origDst}
-		out = l.s.h.handle(l.ctx, in[:n], out[:2], q)
+		var ev Event
+		out = l.s.h.answer(l.ctx, in[:n], out[:2], q, &ev)
 		if len(out) == 2 {
+			l.s.h.report(&ev)
 			continue // not a query: nothing to answer
 		}
 		binary.BigEndian.PutUint16(out, uint16(len(out)-2))
 		_ = c.SetWriteDeadline(time.Now().Add(idle))
-		if _, err := c.Write(out); err != nil {
+		_, err := c.Write(out)
+		l.s.h.report(&ev) // after the reply is sent
+		if err != nil {
 			return
 		}
 	}

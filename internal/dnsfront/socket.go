@@ -64,8 +64,9 @@ func listenConfig(udp, v6 bool) net.ListenConfig {
 	}}
 }
 
-// listenSockets opens the UDP and TCP sockets of one listener address.
-func listenSockets(ctx context.Context, addr netip.AddrPort) (*net.UDPConn, *net.TCPListener, error) {
+// ListenSockets opens the transparent UDP and TCP sockets of one listener
+// address (see Server.Listen). It needs CAP_NET_ADMIN.
+func ListenSockets(ctx context.Context, addr netip.AddrPort) (*net.UDPConn, *net.TCPListener, error) {
 	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
 	v6 := addr.Addr().Is6()
 	un, tn := "udp4", "tcp4"

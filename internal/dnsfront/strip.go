@@ -29,12 +29,19 @@ type Strip struct {
 // Stripped counts what Strip.apply removed from one answer.
 type Stripped struct {
 	Params  int // SvcParams removed (ech, hints, an emptied alpn)
+	ECH     int // of those, ech
+	Hints   int // of those, ipv4hint and ipv6hint
 	ALPN    int // QUIC-only ALPN values removed
 	Records int // records dropped: a removed key was mandatory, or no ALPN was left
 }
 
 // Any reports whether anything was removed.
 func (s Stripped) Any() bool { return s != Stripped{} }
+
+// Apply edits the HTTPS and SVCB records of rrs in place and returns rrs
+// without the records it dropped, as a reply to a tenant carries them
+// (`egressfw explain` shows them so).
+func (s Strip) Apply(rrs []dns.RR) ([]dns.RR, Stripped) { return s.apply(rrs) }
 
 // apply edits the HTTPS and SVCB records of rrs in place and returns rrs
 // without the records it dropped.
@@ -70,8 +77,10 @@ func (s Strip) svcb(r *dns.SVCB, st *Stripped) bool {
 		switch v := kv.(type) {
 		case *dns.SVCBECHConfig:
 			drop = s.ECH
+			st.ECH += b2i(drop)
 		case *dns.SVCBIPv4Hint, *dns.SVCBIPv6Hint:
 			drop = s.Hints
+			st.Hints += b2i(drop)
 		case *dns.SVCBNoDefaultAlpn:
 			noDefault = true
 		case *dns.SVCBAlpn:
@@ -103,4 +112,11 @@ func (s Strip) svcb(r *dns.SVCB, st *Stripped) bool {
 func quicOnly(id string) bool {
 	return id == "h3" || strings.HasPrefix(id, "h3-") || strings.HasPrefix(id, "hq-") ||
 		id == "doq" || strings.HasPrefix(id, "doq-")
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -19,6 +19,9 @@ type Parser struct {
 	host      span // the Host value, if hasHost
 	hasHost   bool
 	work      int // bytes examined (Examined)
+	// deferTarget: Done once the head is in, without reading its target
+	// and Host (see Requests, which resolves them only when it must).
+	deferTarget bool
 }
 
 // span is where a field lies in the buffer: the parser keeps offsets, not
@@ -76,10 +79,10 @@ func (p *Parser) parse(b []byte) (Status, error) {
 			return Malformed, err
 		}
 		if len(line) == 0 && p.inHeaders {
-			target, host := p.target.of(b), p.host.of(b)
-			p.work += len(target) + len(host)
-			if err := resolveTarget(&p.res, target, host, p.hasHost); err != nil {
-				return Malformed, err
+			if !p.deferTarget {
+				if err := p.resolveTarget(b); err != nil {
+					return Malformed, err
+				}
 			}
 			p.res.Len = p.line
 			return Done, nil

@@ -1,6 +1,8 @@
 package nft
 
 import (
+	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,4 +75,54 @@ func TestLabelledDNS(t *testing.T) {
 		}
 	}
 	nothingOn(t, "the server the containers asked", public)
+}
+
+// TestLabelledDNSDirect: a labelled tenant with its DNS not intercepted
+// (dns = "direct") keeps port 53 allow_direct's, on a bridge whose
+// interface tenant's DNS is intercepted: its query to the resolver
+// allow_direct names reaches that resolver, UDP and TCP, and one to
+// another address is rejected; neither is the interface tenant's, whose
+// DNS listener is asked nothing. An unlabelled neighbour still gets the
+// interface tenant's listener.
+func TestLabelledDNSDirect(t *testing.T) {
+	tp := newCtrTopo(t, true)
+	tp.spec.Tenants[0].DNS, tp.spec.Tenants[0].DNSPort = nftspec.DNSIntercept, 25001
+	tp.spec.Tenants[1].AllowDirect = append(tp.spec.Tenants[1].AllowDirect, nftspec.Direct{Prefix: netip.MustParsePrefix("10.20.0.20/32"), Ports: []uint16{53}})
+	if err := tp.m.Apply(tp.spec, nil); err != nil {
+		t.Fatal(err)
+	}
+	a, b := tp.container(t, "pa", 10), tp.container(t, "pb", 20)
+	if err := tp.m.SetContainers([]nftspec.Container{a.identity(2), b.identity(0)}); err != nil {
+		t.Fatal(err)
+	}
+	iface := dnsServe(t, tp.host, "0.0.0.0:25001", "192.0.2.1", true)
+	resolver := dnsServe(t, tp.out, "10.20.0.20:53", "203.0.113.20", false)
+	other := dnsServe(t, tp.out, "198.51.100.10:53", "203.0.113.10", false)
+	for _, tc := range []struct {
+		who                   *ctr
+		network, server, want string
+		asked                 <-chan asked
+	}{
+		{a, "udp", "10.20.0.20:53", "OK 203.0.113.20", resolver},
+		{a, "tcp", "10.20.0.20:53", "OK 203.0.113.20", resolver},
+		{a, "udp", "198.51.100.10:53", "ERR", nil},
+		{a, "tcp", "198.51.100.10:53", "ERR", nil},
+		{b, "udp", "10.20.0.20:53", "OK 192.0.2.1", iface},
+	} {
+		got := dnsClient(t, tc.who.ns, client{}, tc.network, tc.server)
+		if got != tc.want && !(tc.want == "ERR" && strings.HasPrefix(got, "ERR")) {
+			t.Errorf("%s %s to %s: %s, want %s", tc.who.port, tc.network, tc.server, got, tc.want)
+		}
+		if tc.asked != nil {
+			select {
+			case <-tc.asked:
+			case <-time.After(2 * time.Second):
+				t.Errorf("%s %s to %s: the server was asked nothing", tc.who.port, tc.network, tc.server)
+			}
+		}
+		if tc.who == a {
+			nothingOn(t, "the interface tenant's DNS listener, asked by the labelled container", iface)
+		}
+	}
+	nothingOn(t, "the resolver allow_direct does not name", other)
 }

@@ -267,7 +267,10 @@ func TestWatchAnswersEveryChange(t *testing.T) {
 	dials := make(chan [2]int, 1)
 	go func() { dials <- dialLoop(t, ns, 4242, "192.0.2.1:80", stop) }()
 	deleted := 0
-	var inForeign, slowest time.Duration // time spent in the deleting transactions; the slowest restore after one
+	// inForeign: time spent in the deleting transactions; absent: from the
+	// start of each until the table was seen back; slowest: the slowest
+	// restore after one.
+	var inForeign, absent, slowest time.Duration
 	table := &nftables.Table{Name: "egressfw", Family: nftables.TableFamilyINet}
 	start := time.Now()
 	for time.Since(start) < loop {
@@ -289,6 +292,7 @@ func TestWatchAnswersEveryChange(t *testing.T) {
 			time.Sleep(200 * time.Microsecond)
 		}
 		slowest = max(slowest, time.Since(t1))
+		absent += time.Since(t0)
 		time.Sleep(every)
 	}
 	elapsed := time.Since(start)
@@ -310,9 +314,9 @@ func TestWatchAnswersEveryChange(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond) // the last requests read
 	leaked := int(requests.Load())
-	share := float64(inForeign) / float64(elapsed)
-	t.Logf("%d deletions in %v (%.0f%% of the time in them), each restored within %v; %d restores in %d reports; the tenant dialled %d times, %d connected, %d requests reached the server",
-		deleted, elapsed.Round(time.Millisecond), 100*share, slowest, restored, len(reports), d[0], d[1], leaked)
+	share, gone := float64(inForeign)/float64(elapsed), float64(absent)/float64(elapsed)
+	t.Logf("%d deletions in %v (%.0f%% of the time in them, the table absent %.0f%%), each restored within %v; %d restores in %d reports; the tenant dialled %d times, %d connected, %d requests reached the server",
+		deleted, elapsed.Round(time.Millisecond), 100*share, 100*gone, slowest, restored, len(reports), d[0], d[1], leaked)
 	if restored != deleted {
 		t.Errorf("%d restores reported for %d deletions", restored, deleted)
 	}
@@ -324,9 +328,12 @@ func TestWatchAnswersEveryChange(t *testing.T) {
 			t.Errorf("report %d: %+v; want the first %d alone, then summaries", i, r, reportRate.burst)
 		}
 	}
-	if d[0] < 50 || float64(leaked) > (share+0.1)*float64(d[0]) {
-		t.Errorf("%d of the tenant's %d connections carried their request to the server, want at most %.0f%% (the time in the deleting transactions, plus 10%%)",
-			leaked, d[0], 100*(share+0.1))
+	// Each restore is bounded above (100 ms); on a loaded machine the
+	// restores themselves take a share of the time, so the bound is the
+	// time the table was seen absent, not only the deleting transactions.
+	if d[0] < 50 || float64(leaked) > (gone+0.1)*float64(d[0]) {
+		t.Errorf("%d of the tenant's %d connections carried their request to the server, want at most %.0f%% (the time the table was absent, plus 10%%)",
+			leaked, d[0], 100*(gone+0.1))
 	}
 }
 

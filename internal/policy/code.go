@@ -26,6 +26,10 @@ const (
 	CodeConnectMethod // a CONNECT request: its tunnel cannot be checked
 	CodeH2Preface     // the HTTP/2 prior-knowledge preface names no host
 	CodePortMismatch  // the Host port is not the connection's destination port
+	CodeQueryType     // a DNS query of a type the tenant's dns_query_types does not list
+	// A later request on a connection names a host whose validated
+	// addresses do not include the one the connection is connected to.
+	CodeNotOnConnection
 
 	// The name's lookup failed (see LookupError); report mode lets the
 	// connection through.
@@ -70,6 +74,8 @@ var codeNames = [...]string{
 	CodeConnectMethod:       "connect_method",
 	CodeH2Preface:           "h2_prior_knowledge",
 	CodePortMismatch:        "port_mismatch",
+	CodeQueryType:           "query_type",
+	CodeNotOnConnection:     "not_on_connection",
 	CodeDNSNXDomain:         "dns_nxdomain",
 	CodeDNSNoAddresses:      "dns_no_addresses",
 	CodeDNSTimeout:          "dns_timeout",

@@ -176,6 +176,10 @@ func (d *Decision) TenantMessage() string {
 		return "HTTP/2 without TLS is not allowed"
 	case c == CodePortMismatch:
 		return "the Host port does not match the connection's port"
+	case c == CodeQueryType:
+		return "this query type is not answered for this tenant"
+	case c == CodeNotOnConnection:
+		return dest + " is not at the address this connection goes to"
 	case c == CodeDNSNXDomain:
 		return dest + " does not exist (DNS NXDOMAIN)"
 	case c == CodeDNSNoAddresses:

@@ -76,30 +76,33 @@ func (p *Policy) Decide(ctx context.Context, t *CompiledTenant, req Request) Dec
 		return noTenant()
 	}
 	d := Decision{Name: req.Name}
-	var v verdict
-	switch {
-	case req.Name != "":
-		v = p.decideName(ctx, t, &req, &d.Answer)
-	case req.Literal.IsValid():
-		v = p.decideLiteral(t, req)
-	default:
-		v = verdict{code: CodeNoName, detail: "the request carries neither a host name nor an IP literal"}
-	}
-	t.finish(&d, v, req.OrigDst)
+	t.finish(&d, p.verdict(ctx, t, &req, &d.Answer), req.OrigDst)
 	return d
 }
 
-// decideName judges a name: its rules, then its lookup (filling ans), then
-// the aliases and addresses the lookup found.
-func (p *Policy) decideName(ctx context.Context, t *CompiledTenant, req *Request, ans *Answer) verdict {
+// verdict is Decide's verdict before the tenant's mode, filling ans.
+func (p *Policy) verdict(ctx context.Context, t *CompiledTenant, req *Request, ans *Answer) verdict {
+	switch {
+	case req.Name != "":
+		return p.decideName(ctx, t, req, ans, p.lookup)
+	case req.Literal.IsValid():
+		return p.decideLiteral(t, *req)
+	}
+	return verdict{code: CodeNoName, detail: "the request carries neither a host name nor an IP literal"}
+}
+
+// decideName judges a name: its rules, then its lookup with lookup (nil:
+// req's Resolved and Aliases) filling ans, then the aliases and addresses
+// the lookup found, on req's port (0, a lookup's: any port).
+func (p *Policy) decideName(ctx context.Context, t *CompiledTenant, req *Request, ans *Answer, lookup Lookup) verdict {
 	if v := t.checkName(req.Name); v.code != CodeAllowed {
 		return v // never sent to DNS
 	}
-	if p.lookup == nil {
+	if lookup == nil {
 		ans.Addrs, ans.Aliases = req.Resolved, req.Aliases
 	} else {
 		var err error
-		if *ans, err = p.lookup(ctx, req.Name); err != nil {
+		if *ans, err = lookup(ctx, req.Name); err != nil {
 			code := CodeDNSFailure
 			if le := (*LookupError)(nil); errors.As(err, &le) {
 				code = le.Code
@@ -107,11 +110,8 @@ func (p *Policy) decideName(ctx context.Context, t *CompiledTenant, req *Request
 			return verdict{code: code, detail: fmt.Sprintf("resolve %q: %v", req.Name, err)}
 		}
 	}
-	for _, alias := range ans.Aliases {
-		if pat, ok := t.deny.match(alias); ok {
-			return verdict{code: CodeDeniedDomain, detail: fmt.Sprintf(
-				"name %q is an alias (CNAME) of %q, which is in deny_domains (%q)", req.Name, alias, pat)}
-		}
+	if v := t.checkAliases(req.Name, ans.Aliases); v.code != CodeAllowed {
+		return v
 	}
 	if len(ans.Addrs) == 0 {
 		return verdict{code: CodeNoAddresses, detail: fmt.Sprintf("name %q resolved to no address", req.Name)}
@@ -140,6 +140,18 @@ func (p *Policy) decideName(ctx context.Context, t *CompiledTenant, req *Request
 		v.detail = detailAllowedOrig
 	}
 	return v
+}
+
+// checkAliases applies deny_domains to the names of a CNAME chain from
+// name: a chain through a denied name is denied.
+func (t *CompiledTenant) checkAliases(name string, aliases []string) verdict {
+	for _, alias := range aliases {
+		if pat, ok := t.deny.match(alias); ok {
+			return verdict{code: CodeDeniedDomain, detail: fmt.Sprintf(
+				"name %q is an alias (CNAME) of %q, which is in deny_domains (%q)", name, alias, pat)}
+		}
+	}
+	return verdict{code: CodeAllowed}
 }
 
 // chooseDial picks the original destination if the name resolved to it,

@@ -132,7 +132,8 @@ const (
 )
 
 // covers reports whether an allow_internal rule lets the tenant reach the
-// internal address a (classified as c) for name on port. The host's own
+// internal address a (classified as c) for name on port; port 0 is a
+// lookup's, which any port of a rule covers. The host's own
 // addresses are covered only by a Host rule or a single-address CIDR, so a
 // broad block granted for a private network does not also open the host's
 // own services (hairpin protection).
@@ -161,7 +162,7 @@ func (t *CompiledTenant) covers(name string, a netip.Addr, c *Class, port uint16
 }
 
 func portIn(ports []uint16, port uint16) bool {
-	if len(ports) == 0 {
+	if len(ports) == 0 || port == 0 {
 		return true
 	}
 	for _, p := range ports {

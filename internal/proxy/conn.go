@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/httphead"
 	"github.com/egressfw/egressfw/internal/policy"
 	"github.com/egressfw/egressfw/internal/sni"
 	"github.com/egressfw/egressfw/internal/tproxy"
@@ -47,7 +48,7 @@ func (s *Proxy) handle(c *net.TCPConn, slot uint32, port uint16) {
 	}
 	active := s.metrics.active.WithLabelValues(t.name)
 	active.Inc()
-	up, prefix, ok := s.open(c, st, t, &rec)
+	up, prefix, h1, ok := s.open(c, st, t, &rec)
 	if !ok {
 		active.Dec()
 		s.connPool.leave(t.share)
@@ -62,7 +63,11 @@ func (s *Proxy) handle(c *net.TCPConn, slot uint32, port uint16) {
 		defer s.conns.Done()
 		defer s.connPool.leave(t.share)
 		defer active.Dec()
-		rec.up, rec.down, rec.err = tproxy.Splice(c, up, prefix, st.cfg.Listener.IdleTimeout.Duration)
+		if h1 != nil {
+			rec.up, rec.down, rec.err = h1.run(up)
+		} else {
+			rec.up, rec.down, rec.err = tproxy.Splice(c, up, prefix, st.cfg.Listener.IdleTimeout.Duration)
+		}
 		s.metrics.bytes.WithLabelValues(t.name, "upstream").Add(float64(rec.up))
 		s.metrics.bytes.WithLabelValues(t.name, "downstream").Add(float64(rec.down))
 		s.finish(&rec)
@@ -70,23 +75,41 @@ func (s *Proxy) handle(c *net.TCPConn, slot uint32, port uint16) {
 }
 
 // open peeks at the connection, decides and connects upstream. On failure
-// it has answered the client and logged.
-func (s *Proxy) open(c *net.TCPConn, st *Snapshot, t *tenantState, rec *connRecord) (*net.TCPConn, []byte, bool) {
+// it has answered the client and logged. A plain-HTTP connection comes
+// with its relay (h1), which judges every later request too; its first
+// request's framing is checked before it is judged.
+func (s *Proxy) open(c *net.TCPConn, st *Snapshot, t *tenantState, rec *connRecord) (up *net.TCPConn, prefix []byte, h1 *h1conn, ok bool) {
 	res, prefix, ok := s.peek(c, st, t, rec)
 	if !ok {
-		return nil, nil, false
+		return nil, nil, nil, false
+	}
+	var upgrade httphead.Upgrade
+	if res.Kind == sni.KindHTTP {
+		var f httphead.Framing
+		var err error
+		if h1, f, err = newH1(s, st, t, rec, c, prefix); err != nil {
+			rec.verdict = policy.Deny(t.compiled, rec.orig, policy.CodeMalformed, err.Error())
+			s.deny(c, st.denyFull, res, rec)
+			return nil, nil, nil, false
+		}
+		upgrade = f.Upgrade
 	}
 	// The context bounds resolving and connecting only: it is cancelled
 	// (its timer stopped) before the relay starts.
 	ctx, cancel := context.WithTimeout(context.Background(), st.cfg.DNS.Timeout.Duration+st.cfg.Listener.ConnectTimeout.Duration)
 	defer cancel()
-	rec.verdict = judge(ctx, st.policy, t.compiled, res, rec.orig)
+	if upgrade == httphead.UpgradeH2C {
+		rec.verdict = policy.Deny(t.compiled, rec.orig, policy.CodeH2Preface,
+			"Upgrade: h2c asks for HTTP/2 in the clear, whose requests egressfw does not read")
+	} else {
+		rec.verdict = judge(ctx, st.policy, t.compiled, res, rec.orig)
+	}
 	if !rec.verdict.Allow {
 		s.deny(c, st.denyFull, res, rec)
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
-	up, ok := s.connect(ctx, c, t, res, rec, rec.verdict.Targets(), st.cfg.Listener.MaxConnectAttempts)
-	return up, prefix, ok
+	up, ok = s.connect(ctx, c, t, res, rec, rec.verdict.Targets(), st.cfg.Listener.MaxConnectAttempts)
+	return up, prefix, h1, ok
 }
 
 // original finds the connection's original destination: the local address

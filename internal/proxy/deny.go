@@ -53,11 +53,16 @@ func denyAlert(full, noName bool) byte {
 // denyHTTP answers 403 with body (see denyBody) and closes. Every header is
 // fixed, so only the body can differ between refusals.
 func denyHTTP(c net.Conn, body string) {
-	resp := fmt.Sprintf("HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\n"+
-		"Content-Length: %d\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n%s", len(body), body)
 	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = c.Write([]byte(resp))
+	_, _ = c.Write([]byte(forbidden(body)))
 	closeGracefully(c)
+}
+
+// forbidden is the whole 403 response with body: every refused HTTP
+// request gets it, the first of a connection or a later one.
+func forbidden(body string) string {
+	return fmt.Sprintf("HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\n"+
+		"Content-Length: %d\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n%s", len(body), body)
 }
 
 // denyReset closes with a TCP reset (SO_LINGER 0), for bytes that are neither

@@ -4,7 +4,9 @@
 // listener per tenant slot and its accept loops; conn.go one connection; decide.go the verdict
 // (judge: the request's own checks, then policy.Decide); record.go its log line; deny.go what a
 // refused client gets; limits.go, pace.go, ratelimit.go the caps, the pacing and the folding of
-// repeated denials; metrics.go the data path's series; explain.go the dry run, the same verdict.
+// repeated denials; metrics.go the data path's series; explain.go the dry run, the same verdict;
+// dns.go the tenants' DNS (answerQuery: the query type, policy.DecideLookup, the answer built
+// from the lookup judged), dnslog.go its log line and series.
 //
 // One connection: acceptLoop (after pace) -> handle (the listener's slot is the tenant) ->
 // original (TPROXY: the local address; REDIRECT: conntrack's NAT record) -> admit (the caps) ->
@@ -13,8 +15,10 @@
 //
 // The daemon (internal/daemon) owns the lifecycle: for each config it Builds a Snapshot with
 // the tenants' slots, has the proxy Listen on the slots' ports, applies the rules that send
-// traffic there, then Installs the snapshot and Prunes the listeners no tenant holds. A
-// connection is judged by the snapshot installed when it arrived, never by another tenant's:
-// before a slot's tenant is installed, its connections are reset. Every verdict is a
+// traffic there, then Installs the snapshot and Prunes the listeners no tenant holds. A tenant
+// whose DNS egressfw answers has DNS listeners (package dnsfront) opened and closed with its
+// TCP listener. A connection (or a DNS query) is judged by the snapshot installed when it
+// arrived, never by another tenant's: before a slot's tenant is installed, its connections are
+// reset (its queries refused). Every verdict is a
 // policy.Decision, from the decision to the log line, the metrics and `egressfw explain`.
 package proxy

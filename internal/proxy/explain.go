@@ -6,14 +6,17 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/egressfw/egressfw/internal/config"
+	"github.com/egressfw/egressfw/internal/dnsfront"
 	"github.com/egressfw/egressfw/internal/dnsname"
 	"github.com/egressfw/egressfw/internal/httphead"
 	"github.com/egressfw/egressfw/internal/policy"
 	"github.com/egressfw/egressfw/internal/resolver"
 	"github.com/egressfw/egressfw/internal/sni"
+	"github.com/miekg/dns"
 )
 
 // ErrUsage marks an explain request that is malformed (bad target, unknown
@@ -118,4 +121,55 @@ func parseTarget(t string) (r sni.Result, port uint16, err error) {
 		}
 	}
 	return r, port, nil
+}
+
+// LookupExplanation is the dry run of `egressfw explain --dns`: what a
+// tenant's DNS query would be answered, and why.
+type LookupExplanation struct {
+	Tenant string
+	Name   string // normalised
+	Type   uint16
+	// Rcode is the response code the tenant would get ("NOERROR",
+	// "NXDOMAIN", "REFUSED", "SERVFAIL").
+	Rcode string
+	// Records are the answer section, after stripping.
+	Records  []dns.RR
+	Stripped dnsfront.Stripped
+	// Tell is the Extended DNS Error text (listener.deny_detail = "full").
+	Tell string
+	// Logged says the query would be logged as a refusal (or, in report
+	// mode, as what enforce mode would refuse).
+	Logged   bool
+	Decision policy.Decision
+}
+
+// ExplainLookup answers a tenant's DNS query of qtype about name with the
+// configured DNS, exactly as the tenant's DNS listener would.
+func ExplainLookup(ctx context.Context, cfg *config.Config, tenant, name string, qtype uint16) (LookupExplanation, error) {
+	ex := LookupExplanation{Tenant: tenant, Type: qtype}
+	n, err := dnsname.Normalize(name)
+	if err != nil {
+		return ex, fmt.Errorf("%w: name %q: %v", ErrUsage, name, err)
+	}
+	ex.Name = n
+	i := slices.IndexFunc(cfg.Tenants, func(t config.Tenant) bool { return t.Name == tenant })
+	if i < 0 {
+		return ex, fmt.Errorf("%w: no tenant %q in the config", ErrUsage, tenant)
+	}
+	td := newTenantDNS(cfg.Tenants[i])
+	if td == nil {
+		return ex, fmt.Errorf("%w: tenant %q resolves names itself (dns = %q): its port 53 is allow_direct's", ErrUsage, tenant, config.DNSDirect)
+	}
+	pol, tenants, res, err := newPolicy(cfg, 0, nil)
+	if err != nil {
+		return ex, err
+	}
+	a := answerQuery(ctx, pol, res, tenants[tenant], td, n, qtype, cfg.Listener.DenyDetail == config.DenyDetailFull)
+	ex.Decision, ex.Tell, ex.Logged = a.verdict, a.front.Tell, a.front.Log
+	ex.Rcode = map[dnsfront.Verdict]string{dnsfront.Answer: "NOERROR", dnsfront.NXDomain: "NXDOMAIN",
+		dnsfront.Refused: "REFUSED", dnsfront.ServFail: "SERVFAIL"}[a.front.Verdict]
+	if a.front.Verdict == dnsfront.Answer {
+		ex.Records, ex.Stripped = a.front.Strip.Apply(a.front.Records)
+	}
+	return ex, nil
 }

@@ -12,13 +12,17 @@ import (
 	"time"
 
 	"github.com/egressfw/egressfw/internal/config"
+	"github.com/egressfw/egressfw/internal/dnsfront"
 )
 
-// portListener is one tenant's pair of listening sockets.
+// portListener is one tenant's pair of listening sockets, and its DNS
+// listeners when egressfw answers its DNS.
 type portListener struct {
 	port    uint16
-	wild    bool // bound to the wildcard addresses (a forwarded tenant)
+	wild    bool   // bound to the wildcard addresses (a forwarded tenant)
+	dnsPort uint16 // 0: no DNS listeners
 	socks   []*net.TCPListener
+	dns     []*dnsfront.Listener
 	done    sync.WaitGroup
 	closing chan struct{} // closed with the sockets: ends a pacing wait
 	once    sync.Once
@@ -50,15 +54,16 @@ func (s *Proxy) Listen(ctx context.Context, snap *Snapshot) error {
 	var todo, flipped []*tenantState
 	for slot, t := range snap.tenants {
 		old, ok := s.listeners[slot]
-		if ok && old.port == t.slot.Port && old.wild == t.forwarded {
+		if ok && old.port == t.slot.Port && old.wild == t.forwarded && old.dnsPort == t.dnsPort() {
 			continue
 		}
-		if ok && old.port == t.slot.Port {
-			// Same port, other addresses: the old sockets must go first.
-			// Connections arriving meanwhile find no listener and are reset.
+		if ok && (old.port == t.slot.Port || old.dnsPort != 0 && old.dnsPort == t.dnsPort()) {
+			// Same port, other addresses (or DNS listeners): the old
+			// sockets must go first. Connections and queries arriving
+			// meanwhile find no listener and are reset or refused.
 			old.close()
 			delete(s.listeners, slot)
-			flipped = append(flipped, &tenantState{name: t.name, slot: config.Slot{ID: slot, Port: old.port}, forwarded: old.wild})
+			flipped = append(flipped, old.tenant(t.name, slot))
 		}
 		todo = append(todo, t)
 	}
@@ -125,13 +130,21 @@ func (s *Proxy) openAll(ctx context.Context, todo []*tenantState) ([]*portListen
 	return opened, nil
 }
 
-// openTenant opens one tenant's sockets.
+// openTenant opens one tenant's sockets: the TCP listener's, and the DNS
+// listeners' if egressfw answers its DNS.
 func (s *Proxy) openTenant(ctx context.Context, t *tenantState) (*portListener, error) {
-	pl := &portListener{port: t.slot.Port, wild: t.forwarded, closing: make(chan struct{})}
+	pl := &portListener{port: t.slot.Port, wild: t.forwarded, dnsPort: t.dnsPort(), closing: make(chan struct{})}
 	for _, ip := range listenAddrs(t.forwarded) {
-		ln, err := s.kernel.Listen(ctx, netip.AddrPortFrom(netip.MustParseAddr(ip), t.slot.Port))
+		addr := netip.MustParseAddr(ip)
+		ln, err := s.kernel.Listen(ctx, netip.AddrPortFrom(addr, t.slot.Port))
+		if err == nil && pl.dnsPort != 0 {
+			err = s.listenDNS(ctx, pl, t.slot.ID, netip.AddrPortFrom(addr, pl.dnsPort))
+			if err != nil {
+				ln.Close()
+			}
+		}
 		if err != nil {
-			if netip.MustParseAddr(ip).Is6() && errors.Is(err, syscall.EADDRNOTAVAIL) {
+			if addr.Is6() && errors.Is(err, syscall.EADDRNOTAVAIL) {
 				s.log.Warn("IPv6 loopback unavailable; serving IPv4 only", "tenant", t.name, "port", t.slot.Port)
 				continue
 			}
@@ -141,6 +154,35 @@ func (s *Proxy) openTenant(ctx context.Context, t *tenantState) (*portListener, 
 		pl.socks = append(pl.socks, ln)
 	}
 	return pl, nil
+}
+
+// listenDNS opens a DNS listener of slot on ap and adds it to pl.
+func (s *Proxy) listenDNS(ctx context.Context, pl *portListener, slot uint32, ap netip.AddrPort) error {
+	srv, err := s.dnsServer()
+	if err != nil {
+		return err
+	}
+	udp, tcp, err := s.kernel.ListenDNS(ctx, ap)
+	if err != nil {
+		return err
+	}
+	l, err := srv.Serve(slot, ap, udp, tcp)
+	if err != nil {
+		return fmt.Errorf("serve DNS on %s: %w", ap, err)
+	}
+	pl.dns = append(pl.dns, l)
+	return nil
+}
+
+// tenant is what reopens pl's sockets for tenant name of slot (see
+// reopen): its ports and addresses; any DNS settings stand for its own,
+// since a query is answered by the installed snapshot's.
+func (pl *portListener) tenant(name string, slot uint32) *tenantState {
+	t := &tenantState{name: name, slot: config.Slot{ID: slot, Port: pl.port, DNSPort: pl.dnsPort}, forwarded: pl.wild}
+	if pl.dnsPort != 0 {
+		t.dns = &tenantDNS{}
+	}
+	return t
 }
 
 // Prune closes the listeners of slots the installed snapshot has no tenant
@@ -202,6 +244,9 @@ func (pl *portListener) close() {
 func (pl *portListener) closeSockets() {
 	pl.once.Do(func() { close(pl.closing) })
 	for _, l := range pl.socks {
+		l.Close()
+	}
+	for _, l := range pl.dns {
 		l.Close()
 	}
 }

@@ -122,8 +122,12 @@ func TestFlippedListenerRestored(t *testing.T) {
 	if pl == nil || pl.wild || len(pl.socks) != 2 {
 		t.Fatalf("after the failed reload the tenant's listener is %+v, want its two loopback sockets back", pl)
 	}
-	if n := k.StillOpen(); n != 2 {
-		t.Errorf("%d sockets open after the failed reload, want the 2 restored ones", n)
+	// Its two loopback sockets, and its DNS listeners' (UDP and TCP each).
+	if n := k.StillOpen(); n != 6 {
+		t.Errorf("%d sockets open after the failed reload, want the 6 restored ones", n)
+	}
+	if len(pl.dns) != 2 {
+		t.Errorf("%d DNS listeners restored, want 2", len(pl.dns))
 	}
 	for _, ln := range pl.socks {
 		// Served with the running config: bytes that are neither TLS nor

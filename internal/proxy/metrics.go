@@ -18,8 +18,10 @@ type metrics struct {
 	dnsDur      *prometheus.HistogramVec // result
 	connectDur  *prometheus.HistogramVec // result
 	peekDur     *prometheus.HistogramVec // protocol
+	requests    *prometheus.CounterVec   // tenant, decision: later requests of HTTP connections
 	suppressed  prometheus.Counter
 	tenantCount prometheus.Gauge
+	dns         dnsMetrics
 }
 
 var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
@@ -47,17 +49,21 @@ func newMetrics(reg prometheus.Registerer, cache *resolver.CacheStats) *metrics 
 		Help: "Time to connect upstream.", Buckets: latencyBuckets}, []string{"result"})
 	m.peekDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "egressfw_peek_duration_seconds",
 		Help: "Time for a client to send its ClientHello or request head.", Buckets: latencyBuckets}, []string{"protocol"})
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "egressfw_http_requests_total",
+		Help: "Requests after the first on plain-HTTP connections, each judged, by decision (allow, would_deny, deny)."},
+		[]string{"tenant", "decision"})
 	m.suppressed = prometheus.NewCounter(prometheus.CounterOpts{Name: "egressfw_log_denials_suppressed_total",
 		Help: "Denial log lines folded into a summary by the rate limiter."})
 	m.tenantCount = prometheus.NewGauge(prometheus.GaugeOpts{Name: "egressfw_tenants",
 		Help: "Tenants in the running config."})
 	reg.MustRegister(m.conns, m.forwarded, m.active, m.bytes, m.rejected, m.paced, m.dnsDur, m.connectDur,
-		m.peekDur, m.suppressed, m.tenantCount)
+		m.peekDur, m.requests, m.suppressed, m.tenantCount)
 	for result, n := range map[string]func() uint64{"hit": cache.Hits.Load, "miss": cache.Misses.Load} {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "egressfw_dns_cache_lookups_total",
 			Help:        "Lookups of egressfw's resolver, by whether the cache answered (hit) or not (miss).",
 			ConstLabels: prometheus.Labels{"result": result}}, func() float64 { return float64(n()) }))
 	}
+	m.dns = newDNSMetrics(reg)
 	return m
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/egressfw/egressfw/internal/config"
+	"github.com/egressfw/egressfw/internal/dnsfront"
 	"github.com/egressfw/egressfw/internal/policy"
 	"github.com/egressfw/egressfw/internal/resolver"
 	"github.com/egressfw/egressfw/internal/sni"
@@ -25,6 +26,7 @@ import (
 type Snapshot struct {
 	cfg      *config.Config
 	policy   *policy.Policy
+	resolver *resolver.Resolver      // the policy's, which answers tenants' DNS too
 	tenants  map[uint32]*tenantState // by slot
 	peekOpts sni.PeekOptions
 	denyFull bool // listener.deny_detail = "full": refusals say why
@@ -46,15 +48,29 @@ type tenantState struct {
 	// REDIRECT on the primary address of their ingress interface, so their
 	// listener is bound to the wildcard address (see listenAddrs).
 	forwarded bool
+	// dns is how egressfw answers the tenant's DNS, on slot.DNSPort; nil
+	// when the tenant resolves names itself (dns = "direct").
+	dns *tenantDNS
+}
+
+// dnsPort is the port of the tenant's DNS listener, 0 for none.
+func (t *tenantState) dnsPort() uint16 {
+	if t.dns == nil {
+		return 0
+	}
+	return t.slot.DNSPort
 }
 
 // Kernel is what the data path asks the kernel for: transparent listening
-// sockets, and where an accepted connection was going, for a TPROXYed one
-// (its local address) and for a forwarded tenant's REDIRECTed one (the NAT
-// record). Package tproxy in production; tests listen on plain loopback
-// sockets and say where each connection was going (package proxytest).
+// sockets, for connections and for tenants' DNS (a UDP and a TCP socket on
+// one address), and where an accepted connection was going, for a
+// TPROXYed one (its local address) and for a forwarded tenant's
+// REDIRECTed one (the NAT record). Packages tproxy and dnsfront in
+// production; tests listen on plain loopback sockets and say where each
+// connection was going (package proxytest).
 type Kernel interface {
 	Listen(ctx context.Context, ap netip.AddrPort) (*net.TCPListener, error)
+	ListenDNS(ctx context.Context, ap netip.AddrPort) (*net.UDPConn, *net.TCPListener, error)
 	OriginalDst(c *net.TCPConn) netip.AddrPort
 	OriginalDstNAT(c *net.TCPConn) (netip.AddrPort, error)
 }
@@ -64,6 +80,9 @@ type tproxyKernel struct{}
 
 func (tproxyKernel) Listen(ctx context.Context, ap netip.AddrPort) (*net.TCPListener, error) {
 	return tproxy.Listen(ctx, ap)
+}
+func (tproxyKernel) ListenDNS(ctx context.Context, ap netip.AddrPort) (*net.UDPConn, *net.TCPListener, error) {
+	return dnsfront.ListenSockets(ctx, ap)
 }
 func (tproxyKernel) OriginalDst(c *net.TCPConn) netip.AddrPort { return tproxy.OriginalDst(c) }
 func (tproxyKernel) OriginalDstNAT(c *net.TCPConn) (netip.AddrPort, error) {
@@ -97,9 +116,12 @@ type Proxy struct {
 
 	connPool, peekPool *pool
 	denials            *denialLimiter
-	hostAddrs          atomic.Pointer[[]netip.Prefix] // the host's own addresses and local routes, always internal
-	addrIfaces         atomic.Pointer[map[netip.Addr]string]
-	containers         atomic.Pointer[map[netip.Addr]Container] // identified containers by address (SetContainers)
+	// dnsServer answers the tenants' DNS listeners; opened on first need
+	// (its conntrack socket needs CAP_NET_ADMIN to be of use).
+	dnsServer  func() (*dnsfront.Server, error)
+	hostAddrs  atomic.Pointer[[]netip.Prefix] // the host's own addresses and local routes, always internal
+	addrIfaces atomic.Pointer[map[netip.Addr]string]
+	containers atomic.Pointer[map[netip.Addr]Container] // identified containers by address (SetContainers)
 
 	mu        sync.Mutex
 	pacers    map[string]*pacer // by tenant name
@@ -127,27 +149,30 @@ func New(o Options) *Proxy {
 		listeners: map[uint32]*portListener{}, pacers: map[string]*pacer{},
 	}
 	s.metrics = newMetrics(o.Metrics, &s.dnsStats)
+	s.dnsServer = sync.OnceValues(func() (*dnsfront.Server, error) {
+		return dnsfront.NewServer(dnsfront.Config{Decider: dnsDecider{s}, Observe: s.observeDNS})
+	})
 	return s
 }
 
 // Build compiles cfg with the given slots. It has no side effects, so a
 // reload that fails here leaves everything as it was.
 func (s *Proxy) Build(cfg *config.Config, slots map[string]config.Slot) (*Snapshot, error) {
-	pol, compiled, _, err := newPolicy(cfg, s.mark, &s.dnsStats)
+	pol, compiled, res, err := newPolicy(cfg, s.mark, &s.dnsStats)
 	if err != nil {
 		return nil, err
 	}
 	if ha := s.hostAddrs.Load(); ha != nil {
 		pol.Classifier().SetHostRanges(*ha)
 	}
-	snap := &Snapshot{cfg: cfg, policy: pol, tenants: map[uint32]*tenantState{},
+	snap := &Snapshot{cfg: cfg, policy: pol, resolver: res, tenants: map[uint32]*tenantState{},
 		peekOpts: sni.PeekOptions{Timeout: cfg.Listener.PeekTimeout.Duration,
 			MaxHandshake: cfg.Listener.MaxClientHello, MaxHTTPHead: cfg.Listener.MaxHTTPHeader},
 		denyFull: cfg.Listener.DenyDetail == config.DenyDetailFull}
 	for _, t := range cfg.Tenants {
 		slot := slots[t.Name]
 		snap.tenants[slot.ID] = &tenantState{name: t.Name, slot: slot, compiled: compiled[t.Name],
-			forwarded: len(t.Interfaces) > 0 || len(t.SourceCIDRs) > 0 || t.Labelled()}
+			forwarded: len(t.Interfaces) > 0 || len(t.SourceCIDRs) > 0 || t.Labelled(), dns: newTenantDNS(t)}
 	}
 	return snap, nil
 }

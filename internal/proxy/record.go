@@ -36,6 +36,7 @@ type connRecord struct {
 	dialed  netip.AddrPort
 
 	up, down            int64
+	requests            int // HTTP requests forwarded (the first included)
 	err                 error
 	peekDur, connectDur time.Duration
 
@@ -94,15 +95,7 @@ func (s *Proxy) finish(r *connRecord) {
 	if r.ech {
 		attrs = append(attrs, slog.Bool("ech", true))
 	}
-	if len(ans.Addrs) > 0 {
-		attrs = append(attrs, slog.String("resolved", joinBounded(ans.Addrs, maxLoggedAddrs)), slog.String("dns_server", ans.Server))
-	}
-	if ans.Dropped > 0 {
-		attrs = append(attrs, slog.Int("resolved_dropped", ans.Dropped))
-	}
-	if len(ans.Aliases) > 0 {
-		attrs = append(attrs, slog.String("cname", strings.Join(ans.Aliases, ", ")))
-	}
+	attrs = appendAnswer(attrs, ans)
 	if r.dialed.IsValid() {
 		attrs = append(attrs, slog.String("dialed", r.dialed.String()))
 	}
@@ -112,6 +105,9 @@ func (s *Proxy) finish(r *connRecord) {
 		slog.Int64("bytes_up", r.up), slog.Int64("bytes_down", r.down),
 		slog.Int64("peek_us", r.peekDur.Microseconds()), slog.Int64("dns_us", ans.Duration.Microseconds()),
 		slog.Int64("connect_us", r.connectDur.Microseconds()), slog.Int64("total_us", time.Since(r.start).Microseconds()))
+	if r.proto == "http" && r.requests > 0 {
+		attrs = append(attrs, slog.Int("requests", r.requests))
+	}
 	if r.err != nil {
 		attrs = append(attrs, slog.String("error", r.err.Error()))
 	}
@@ -123,6 +119,20 @@ func (s *Proxy) finish(r *connRecord) {
 		level = slog.LevelWarn
 	}
 	s.log.LogAttrs(context.Background(), level, "connection", attrs...)
+}
+
+// appendAnswer adds what a lookup found to a log line's attributes.
+func appendAnswer(attrs []slog.Attr, ans *policy.Answer) []slog.Attr {
+	if len(ans.Addrs) > 0 {
+		attrs = append(attrs, slog.String("resolved", joinBounded(ans.Addrs, maxLoggedAddrs)), slog.String("dns_server", ans.Server))
+	}
+	if ans.Dropped > 0 {
+		attrs = append(attrs, slog.Int("resolved_dropped", ans.Dropped))
+	}
+	if len(ans.Aliases) > 0 {
+		attrs = append(attrs, slog.String("cname", strings.Join(ans.Aliases, ", ")))
+	}
+	return attrs
 }
 
 // maxLoggedAddrs bounds the resolved list in a connection's log line; the

@@ -154,8 +154,20 @@ func (r *Resolver) Query(ctx context.Context, name string, qtype uint16) (Answer
 // queryAddrs answers A, AAAA and CNAME from Lookup.
 func (r *Resolver) queryAddrs(ctx context.Context, key string, qtype uint16, start time.Time) (Answer, error) {
 	res, err := r.Lookup(ctx, key)
+	a, err := AnswerOf(key, qtype, res, err)
+	a.Duration = time.Since(start)
+	return a, err
+}
+
+// AnswerOf is the Answer to a question of qtype (A, AAAA or CNAME) about
+// name built from the outcome of Lookup(name) alone, as Query builds it:
+// the records of res (Result.Records), NODATA for ErrNoAddresses, the
+// lookup's error for any other failure, and res.Partial when the family
+// asked for is the one that failed. A caller that validated res answers
+// with exactly what it validated.
+func AnswerOf(name string, qtype uint16, res Result, err error) (Answer, error) {
 	if errors.Is(err, ErrNoAddresses) {
-		return Answer{Name: key, Type: qtype, Duration: time.Since(start)}, nil
+		return Answer{Name: name, Type: qtype}, nil
 	}
 	if err != nil {
 		return Answer{}, err
@@ -164,8 +176,8 @@ func (r *Resolver) queryAddrs(ctx context.Context, key string, qtype uint16, sta
 		return Answer{}, res.Partial // the asked family is the one that failed
 	}
 	rrs := res.Records(qtype)
-	return Answer{Name: key, Type: qtype, Records: rrs, Aliases: res.Aliases, TTL: res.TTL, Dropped: res.Dropped,
-		Cached: res.Cached, Server: res.Server, Duration: time.Since(start)}, nil
+	return Answer{Name: res.Name, Type: qtype, Records: rrs, Aliases: res.Aliases, TTL: res.TTL, Dropped: res.Dropped,
+		Cached: res.Cached, Server: res.Server, Duration: res.Duration}, nil
 }
 
 // resolveType queries the servers for qtype records of key and caches the

@@ -3,7 +3,8 @@
 // entries an operator can review and paste into the config.
 //
 // It reads the JSON lines the daemon writes (one per connection, msg
-// "connection"), from a file, standard input or journald (journalctl -o
+// "connection", and one per refused later request of a plain-HTTP
+// connection, msg "request"), from a file, standard input or journald (journalctl -o
 // json, whose MESSAGE field holds the line). Lines it cannot use (not JSON,
 // other messages, connection lines without a tenant or a decision) are
 // skipped and counted; lines of older egressfw versions work as long as they
@@ -183,7 +184,9 @@ func parseDaemonLine(b []byte) (Record, Kind) {
 	if len(b) == 0 || b[0] != '{' || json.Unmarshal(b, &l) != nil {
 		return Record{}, KindGarbage
 	}
-	if l.Msg.ok && l.Msg.v != "connection" {
+	// "request": a later request of a plain-HTTP connection that was
+	// refused (or that report mode let through), which names its own host.
+	if l.Msg.ok && l.Msg.v != "connection" && l.Msg.v != "request" {
 		return Record{}, KindOther
 	}
 	// A line without msg is used when it has what a connection line needs.

@@ -88,6 +88,8 @@ type copier struct {
 	eof     bool  // src reached EOF
 	written int64 // bytes written to dst
 	err     error // failure of the last callback
+	limit   int64 // bytes still to splice from src when bounded (Splicer.N)
+	bounded bool
 
 	// The RawConn callbacks, bound once so that each wait does not
 	// allocate a closure.
@@ -97,23 +99,28 @@ type copier struct {
 // spliceCopy copies src to dst until EOF or error with splice(2), so the
 // payload never enters user space.
 func spliceCopy(dst, src *net.TCPConn) (int64, error) {
-	srcRC, err := src.SyscallConn()
+	s, err := NewSplicer(dst, src)
 	if err != nil {
-		return 0, fmt.Errorf("raw source connection: %w", err)
+		return 0, err
 	}
-	dstRC, err := dst.SyscallConn()
-	if err != nil {
-		return 0, fmt.Errorf("raw destination connection: %w", err)
-	}
-	c := &copier{}
-	c.fill, c.drain = c.fillPipe, c.drainPipe
+	return s.All()
+}
+
+// move splices from src (srcRC) to dst until EOF or an error or, when
+// c.bounded, until c.limit bytes have moved; it returns the bytes written.
+// c.eof tells whether src ended first.
+func (c *copier) move(dstRC, srcRC syscall.RawConn) (int64, error) {
+	c.written, c.eof, c.err = 0, false, nil
 	defer c.release()
-	for {
+	for !c.bounded || c.limit > 0 {
 		if err := srcRC.Read(c.fill); err != nil {
 			return c.written, fmt.Errorf("wait to read: %w", err)
 		}
 		if c.err != nil || c.eof {
 			return c.written, c.err
+		}
+		if c.bounded {
+			c.limit -= int64(c.inPipe)
 		}
 		if err := dstRC.Write(c.drain); err != nil {
 			return c.written, fmt.Errorf("wait to write: %w", err)
@@ -122,6 +129,7 @@ func spliceCopy(dst, src *net.TCPConn) (int64, error) {
 			return c.written, c.err
 		}
 	}
+	return c.written, nil
 }
 
 // release gives the pipe back, if the copier holds one.
@@ -144,8 +152,12 @@ func (c *copier) fillPipe(fd uintptr) bool {
 		}
 		c.p, c.hasPipe = p, true
 	}
+	want := maxSplice
+	if c.bounded {
+		want = int(min(c.limit, maxSplice))
+	}
 	for {
-		n, err := unix.Splice(int(fd), nil, c.p.w, nil, maxSplice, spliceFlags)
+		n, err := unix.Splice(int(fd), nil, c.p.w, nil, want, spliceFlags)
 		switch {
 		case err == syscall.EINTR:
 			continue

@@ -32,10 +32,14 @@ for url in sys.argv[2:]:
 // TestRealClients: real HTTP clients in a tenant cgroup reach the public
 // site and are refused the BI tool, with the refusal each understands.
 // Chromium (when installed) sends a post-quantum (ML-KEM) ClientHello,
-// larger than one segment of a 1500-byte link.
+// larger than one segment of a 1500-byte link. The tenant resolves names
+// itself (dns = "direct", the internal DNS allowed direct), so its Go
+// client asks egressfw's listener for the BI tool and gets the 403; with
+// egressfw's DNS the name does not resolve at all (TestTenantDNS).
 func TestRealClients(t *testing.T) {
 	tp := newTopo(t)
-	d := tp.startEgressfw(tp.config(cfgOpts{interceptPorts: "[80, 443]"}))
+	tenants := tp.tenant("a", "a", 0, `dns = "direct"`) + tp.tenant("b", "", tp.uid, "")
+	d := tp.startEgressfw(tp.config(cfgOpts{interceptPorts: "[80, 443]", tenants: tenants}))
 	a := tp.inCgroup("a")
 	t.Run("curl", func(t *testing.T) {
 		runCases(t, tp, []who{a}, []curlCase{

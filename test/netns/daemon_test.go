@@ -123,7 +123,7 @@ func (l logLine) str(k string) string { s, _ := l[k].(string); return s }
 
 // daemon is a running `egressfw run --config` in the host namespace.
 type daemon struct {
-	t       *testing.T
+	t       testing.TB
 	tp      *topo
 	cfgPath string
 	env     []string // added to the environment, e.g. NOTIFY_SOCKET

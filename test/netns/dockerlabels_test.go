@@ -56,10 +56,11 @@ type labelWorld struct {
 	relay *sockRelay
 	d     *daemon
 	env   []string // added to egressfw's environment
+	more  string   // more [[tenant]] tables for the config
 }
 
 // newLabelWorld starts dockerd and the relay, calls before (containers
-// that run before egressfw; it may set env), then starts egressfw.
+// that run before egressfw; it may set env and more), then starts egressfw.
 func newLabelWorld(t *testing.T, before func(w *labelWorld)) *labelWorld {
 	tp := newTopo(t)
 	w := &labelWorld{tp: tp, dk: tp.startDockerd()}
@@ -68,7 +69,7 @@ func newLabelWorld(t *testing.T, before func(w *labelWorld)) *labelWorld {
 	if before != nil {
 		before(w)
 	}
-	cfg := tp.config(cfgOpts{interceptPorts: "[80, 443]", tenants: labelTenants(w.relay.path, containersTenant())})
+	cfg := tp.config(cfgOpts{interceptPorts: "[80, 443]", tenants: labelTenants(w.relay.path, containersTenant()+w.more)})
 	w.d = &daemon{t: t, tp: tp, cfgPath: tp.writeConfig("egressfw.toml", cfg), env: w.env}
 	w.d.start()
 	t.Cleanup(w.d.stop)
@@ -137,6 +138,31 @@ func (w *labelWorld) svcLogged(t *testing.T, i int, c who, tenant, container str
 	}
 }
 
+// impersonate gives spoofer (a container on docker0 with NET_ADMIN)
+// the address of container victim, and points the host's neighbour entry
+// for it at the spoofer, as ARP spoofing would; it returns the address.
+// The spoofer's own traffic is the interface tenant's. Its neighbour
+// table gets the gateway's MAC (busybox ip cannot set it, the host's ip
+// can, as the container's NET_ADMIN could), so its spoofed packets are
+// sent: an ARP request from the victim's address would be dropped first.
+func (w *labelWorld) impersonate(spoofer who, victim string) string {
+	t, tp := w.tp.t, w.tp
+	t.Helper()
+	addr, mac := w.ip(victim), w.inspect(spoofer.label, "{{range .NetworkSettings.Networks}}{{.MacAddress}}{{end}}")
+	_, gwMAC, _ := strings.Cut(netnstest.Output(t, nsCmd(tp.host, "ip", "-o", "link", "show", "docker0")), "link/ether ")
+	gwMAC, _, _ = strings.Cut(gwMAC, " ")
+	netnstest.Output(t, nsCmd(spoofer.netns, "ip", "neigh", "replace", "172.17.0.1", "lladdr", gwMAC, "dev", "eth0", "nud", "permanent"))
+	w.dk.Docker("exec", spoofer.label, "busybox", "ip", "addr", "add", addr+"/32", "dev", "eth0")
+	netnstest.Output(t, nsCmd(tp.host, "ip", "neigh", "replace", addr, "lladdr", mac, "dev", "docker0", "nud", "permanent"))
+	return addr
+}
+
+// unimpersonate gives the host's neighbour entry for addr back to the
+// kernel.
+func (w *labelWorld) unimpersonate(addr string) {
+	netnstest.Output(w.tp.t, nsCmd(w.tp.host, "ip", "neigh", "del", addr, "dev", "docker0"))
+}
+
 // TestDockerLabels: a labelled container reaches its tenant's internal
 // service while an unlabelled one on the same bridge gets the interface
 // tenant; the log line names the container. A labelled container started
@@ -185,18 +211,8 @@ func TestDockerLabels(t *testing.T) {
 
 	t.Run("spoofed address and neighbour entry", func(t *testing.T) {
 		spoofer := w.run("spoofer", "", "--cap-add", "NET_ADMIN")
-		victim, mac := w.ip("relay"), w.inspect("spoofer", "{{range .NetworkSettings.Networks}}{{.MacAddress}}{{end}}")
-		// The spoofer's own traffic is the interface tenant's. Its
-		// neighbour table gets the gateway's MAC (busybox ip cannot set
-		// it, the host's ip can, as the container's NET_ADMIN could), so
-		// its spoofed packets are sent: an ARP request from the victim's
-		// address would be dropped first.
 		check(t, "spoofer, own address: svc", tp.curl(spoofer, svcByName...), deniedInt)
-		_, gwMAC, _ := strings.Cut(netnstest.Output(t, nsCmd(tp.host, "ip", "-o", "link", "show", "docker0")), "link/ether ")
-		gwMAC, _, _ = strings.Cut(gwMAC, " ")
-		netnstest.Output(t, nsCmd(spoofer.netns, "ip", "neigh", "replace", "172.17.0.1", "lladdr", gwMAC, "dev", "eth0", "nud", "permanent"))
-		dk.Docker("exec", "spoofer", "busybox", "ip", "addr", "add", victim+"/32", "dev", "eth0")
-		netnstest.Output(t, nsCmd(tp.host, "ip", "neigh", "replace", victim, "lladdr", mac, "dev", "docker0", "nud", "permanent"))
+		victim := w.impersonate(spoofer, "relay")
 		svcServed, pubServed, i := tp.internal.requests(ipSvc), tp.pub.requests(""), d.since()
 		for _, c := range []struct {
 			name string
@@ -214,7 +230,7 @@ func TestDockerLabels(t *testing.T) {
 		if ls := d.linesFrom(i, func(l logLine) bool { return strings.HasPrefix(l.str("src"), victim+":") }); len(ls) != 0 {
 			t.Errorf("egressfw saw connections from the spoofed address: %v", ls)
 		}
-		netnstest.Output(t, nsCmd(tp.host, "ip", "neigh", "del", victim, "dev", "docker0"))
+		w.unimpersonate(victim)
 		check(t, "relay, after the spoof: svc", tp.curl(relay, svcByName...), okSvc)
 	})
 

@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 }
 
 // needRoot skips as non-root and fails when the binaries did not build.
-func needRoot(t *testing.T) {
+func needRoot(t testing.TB) {
 	t.Helper()
 	netnstest.NeedRoot(t)
 	if setupErr != nil {

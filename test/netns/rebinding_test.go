@@ -9,22 +9,28 @@ import (
 // internal address with TTL 0, and egressfw caches nothing (min_ttl 0s).
 // Over many requests, whatever address the tenant connects to, egressfw
 // dials only the public one or denies: the internal server sees nothing.
+// Tenant a resolves names itself (dns = "direct"); tenant b asks egressfw,
+// which answers the name only when its lookup is public (else NXDOMAIN),
+// and judges the connection by a lookup of its own.
 func TestDNSRebinding(t *testing.T) {
 	t.Parallel()
 	tp := newTopo(t)
-	d := tp.startEgressfw(tp.config(cfgOpts{interceptPorts: "[80, 443]", minTTL: "0s"}))
+	tenants := tp.tenant("a", "a", 0, `dns = "direct"`) + tp.tenant("b", "", tp.uid, "")
+	d := tp.startEgressfw(tp.config(cfgOpts{interceptPorts: "[80, 443]", minTTL: "0s", tenants: tenants}))
 	const n = 40
 	runs := []struct {
 		name string
+		w    who
 		args []string
 	}{
-		{"tenant connects to the public answer", []string{"-resolve", "rebind.example.com=" + ipPublic}},
-		{"tenant connects to the internal answer", []string{"-resolve", "rebind.example.com=" + ipBITool}},
-		{"tenant resolves itself through the internal DNS", []string{"-dns", ipDNS + ":53"}},
+		{"tenant connects to the public answer", tp.inCgroup("a"), []string{"-resolve", "rebind.example.com=" + ipPublic}},
+		{"tenant connects to the internal answer", tp.inCgroup("a"), []string{"-resolve", "rebind.example.com=" + ipBITool}},
+		{"tenant resolves itself through the internal DNS", tp.inCgroup("a"), []string{"-dns", ipDNS + ":53"}},
+		{"tenant resolves through egressfw", tp.asUID(), []string{"-dns", ipDNS + ":53"}},
 	}
-	var ok, denied int
+	var ok, denied, unresolved int
 	for _, r := range runs {
-		res := tp.get(tp.inCgroup("a"), append(r.args, "-n", "40", "http://rebind.example.com/")...)
+		res := tp.get(r.w, append(r.args, "-n", "40", "http://rebind.example.com/")...)
 		if len(res) != n {
 			t.Fatalf("%s: %d results, want %d", r.name, len(res), n)
 		}
@@ -34,10 +40,15 @@ func TestDNSRebinding(t *testing.T) {
 				ok++
 			case g.Status == 403 && strings.Contains(g.Body, "is an internal address"):
 				denied++
+			case r.w.uid != 0 && g.Status == 0 && strings.Contains(g.Err, "no such host"):
+				unresolved++ // egressfw's DNS refused the internal answer
 			default:
 				t.Errorf("%s: request %d: %+v, want 200 from the public site or 403", r.name, i, g)
 			}
 		}
+	}
+	if unresolved == 0 {
+		t.Errorf("egressfw's DNS never refused the internal answer")
 	}
 	if n := tp.internal.conns(""); n != 0 {
 		t.Errorf("internal servers accepted %d connections, want 0", n)
@@ -52,8 +63,8 @@ func TestDNSRebinding(t *testing.T) {
 	internalAnswers := tp.dns.count(func(e srvEvent) bool {
 		return e.Name == "rebind.example.com." && len(e.Answer) == 1 && e.Answer[0] == ipBITool
 	})
-	if q := tp.dns.queries("rebind.example.com."); q < 3*n || internalAnswers < n {
-		t.Errorf("DNS saw %d queries (%d internal answers) for %d requests: egressfw did not re-resolve each time", q, internalAnswers, 3*n)
+	if q := tp.dns.queries("rebind.example.com."); q < 4*n || internalAnswers < n {
+		t.Errorf("DNS saw %d queries (%d internal answers) for %d requests: egressfw did not re-resolve each time", q, internalAnswers, 4*n)
 	}
 	if t.Failed() {
 		t.Logf("egressfw log:\n%s", d.logText())

@@ -106,6 +106,11 @@ source_cidrs = ["192.168.122.0/24", "fd00:122::/64"]
 		check(t, w.label+" before the kill", tp.curl(w, http4...), okPublic)
 	}
 	ports := tp.listenerPorts()
+	// The server's events arrive over a pipe: count the clients' connections
+	// before taking the baseline, or a late one is blamed on the dead egressfw.
+	for deadline := time.Now().Add(2 * time.Second); tp.pub.conns("") < len(clients) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	pub0 := tp.pub.conns("")
 
 	d.signal(syscall.SIGKILL)

@@ -34,7 +34,7 @@ const (
 
 // zone is the split-horizon DNS the internal namespace serves.
 var zone = map[string]map[string][]string{
-	"www.example.com":      {"a": {ipPublic}, "aaaa": {ip6Public}},
+	"www.example.com":      {"a": {ipPublic}, "aaaa": {ip6Public}, "https": {`1 . alpn="h3,h2" ipv4hint=` + ipBITool + ` ech="` + echConfig + `"`}},
 	"www6.example.com":     {"aaaa": {ip6Public}},
 	"bi-tool.example.com":  {"a": {ipBITool}, "aaaa": {ip6BITool}},
 	"svc.example.com":      {"a": {ipSvc}},
@@ -55,7 +55,14 @@ var zone = map[string]map[string][]string{
 	"cdn.example.com":  {"a": {ipPublic}},
 	"solo.example.org": {"a": {ipPublic}},
 	"new.example.net":  {"a": {ipPublic}},
+	// TestPerRequest: a public name of its own, and a second name on the
+	// internal service's ingress.
+	"site1.example.test": {"a": {ipPublic}},
+	"admin.example.com":  {"a": {ipSvc}},
 }
+
+// echConfig is an ECHConfigList (RFC 9460 ech=), as a CDN publishes it.
+const echConfig = "AEn+DQBFKwAgACABWIHUGj4u+PIggYXcR5JF0gYk3dCRioBW8uJq9H4mKAAIAAEAAQABAANAEnB1YmxpYy50bHMtZWNoLmRldgAA"
 
 // manyAddrs are 200 addresses of 203.0.113.0/24 that the public namespace
 // answers for with a reset (a local route, no listener).
@@ -84,7 +91,7 @@ var topoSeq atomic.Int32
 // topo is one test's world: three namespaces, their servers, the test CA
 // and the tenant cgroups. It is torn down by t.Cleanup.
 type topo struct {
-	t                    *testing.T
+	t                    testing.TB
 	id                   string // prefix-pid-seq, unique per test
 	host, public, intern string // namespace names
 	dir                  string // world-readable temp dir: PKI, specs, configs
@@ -94,7 +101,7 @@ type topo struct {
 }
 
 // newTopo builds the topology and starts its servers.
-func newTopo(t *testing.T) *topo {
+func newTopo(t testing.TB) *topo {
 	t.Helper()
 	needRoot(t)
 	n := topoSeq.Add(1)

@@ -328,7 +328,7 @@ func (r *runner) saveJSON() error {
 }
 
 // selection narrows a run for iterating on one figure: ONLY=idle,https,http,
-// bulk,tenants,profile and PEERS=direct,egressfw,haproxy,nginx (both empty:
+// bulk,httpbulk,tenants,profile and PEERS=direct,egressfw,haproxy,nginx (both empty:
 // everything). A narrowed run's report has gaps; publish only full runs.
 type selection struct{ parts, peers, profiles map[string]bool }
 

@@ -41,6 +41,8 @@ const (
 	mHTTPP99   = "http_p99_ms"
 	mBulk1     = "bulk1_MB_per_s"
 	mBulk8     = "bulk8_MB_per_s"
+	mBulkHTTP1 = "http_bulk1_MB_per_s"
+	mBulkHTTP8 = "http_bulk8_MB_per_s"
 	mIdleRSS   = "idle_rss_KiB_per_conn"
 	mIdleOpen  = "idle_conns_open"
 	mIdleFDs   = "idle_fds_per_conn"
@@ -112,15 +114,19 @@ func (r *runner) measurePeer(p peer) error {
 			r.s.add(p.name(), mHTTPSBusy, 100*float64(m1.busy-m0.busy)/float64(m1.total-m0.total))
 		}
 	}
+	// HTTPS bulk is spliced as it is; plain-HTTP bulk (httpbulk) runs
+	// through the judged relay: every request of the keep-alive connection
+	// is read and judged, each 64 MiB body spliced by its length.
 	for _, b := range []struct {
-		streams int
-		metric  string
-	}{{1, mBulk1}, {8, mBulk8}} {
-		if !r.sel.part("bulk") {
-			break
+		part, port string
+		streams    int
+		metric     string
+	}{{"bulk", "443", 1, mBulk1}, {"bulk", "443", 8, mBulk8}, {"httpbulk", "80", 1, mBulkHTTP1}, {"httpbulk", "80", 8, mBulkHTTP8}} {
+		if !r.sel.part(b.part) {
+			continue
 		}
-		res, err := r.load(p.name(), "bulk", r.t.loadArgs("-mode", "bulk", "-addr", siteIP+":443", "-path", "/big",
-			"-c", strconv.Itoa(b.streams), "-d", r.t.bulk.String())...)
+		res, err := r.load(p.name(), b.part, r.t.loadArgs("-mode", "bulk", "-addr", siteIP+":"+b.port, "-path", "/big",
+			"-tls="+strconv.FormatBool(b.port == "443"), "-c", strconv.Itoa(b.streams), "-d", r.t.bulk.String())...)
 		if err != nil {
 			return err
 		}

@@ -47,6 +47,8 @@ var trafficRows = []row{
 	{"proxy CPU per HTTP connection (µs)", mHTTPCPU, false, "%.0f"},
 	{"HTTPS bulk, 1 stream (MB/s)", mBulk1, true, "%.0f"},
 	{"HTTPS bulk, 8 streams (MB/s)", mBulk8, true, "%.0f"},
+	{"HTTP keep-alive bulk, 1 stream (MB/s)", mBulkHTTP1, true, "%.0f"},
+	{"HTTP keep-alive bulk, 8 streams (MB/s)", mBulkHTTP8, true, "%.0f"},
 	{"idle connections held (of 8,000)", mIdleOpen, false, "%.0f"},
 	{"RSS per idle proxied connection (KiB)", mIdleRSS, false, "%.1f"},
 	{"descriptors per idle proxied connection", mIdleFDs, false, "%.1f"},

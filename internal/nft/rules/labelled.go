@@ -36,7 +36,9 @@ import (
 //     DNS, for a tenant whose DNS is intercepted, goes to its DNS port (map
 //     container_dns) and new TCP to an intercept port to its listener port
 //     (map container_ports), both REDIRECTed with the transparent-socket
-//     check the interface tenants' redirects have, else refused;
+//     check the interface tenants' redirects have, else refused; the
+//     interface tenants' rules that follow never see a labelled flow (a
+//     labelled tenant whose DNS is direct keeps port 53 allow_direct's);
 //   - forward and input, before every interface tenant: a verdict map
 //     from the identity to the tenant's chains (forward_SLOT, input_SLOT),
 //     which are built as for any forwarded tenant (allow_direct, admitted
@@ -180,7 +182,11 @@ func labelledNAT(spec *nftspec.Spec) []*RuleDef {
 	reset := labelled()
 	reset.Exprs = append(reset.Exprs, icpt().Exprs...)
 	reset.words = append(reset.words, icpt().words...)
-	return append(append([]*RuleDef{staysOnBridge}, labelledDNS(spec)...), redirect, reset.add("reject with tcp reset", rejectTCPReset()))
+	// The rest of the chain is the interface tenants': a labelled flow
+	// leaves it here, so the DNS of a labelled tenant whose DNS is direct
+	// is not redirected to the interface tenant's DNS listener.
+	done := labelled().add("accept", accept)
+	return append(append([]*RuleDef{staysOnBridge}, labelledDNS(spec)...), redirect, reset.add("reject with tcp reset", rejectTCPReset()), done)
 }
 
 // labelledDNS redirect the DNS of a labelled tenant whose DNS is

@@ -36,7 +36,9 @@ type Kernel struct {
 
 	mu     sync.Mutex
 	opened []*net.TCPListener
+	udp    []*net.UDPConn                      // DNS listeners' UDP sockets
 	byAddr map[netip.AddrPort]*net.TCPListener // by the address asked for, the last one
+	dns    map[netip.AddrPort]*net.UDPConn     // DNS listeners' UDP sockets, likewise
 }
 
 // SetOrig sets the original destination ("ip:port") of the connections
@@ -63,6 +65,51 @@ func (k *Kernel) Listen(ctx context.Context, ap netip.AddrPort) (*net.TCPListene
 	}
 	k.byAddr[ap] = ln.(*net.TCPListener)
 	return ln.(*net.TCPListener), nil
+}
+
+// ListenDNS opens a plain UDP socket on ap's address and a free port, and
+// a TCP listener on the same port (as a tenant's DNS listener has both).
+func (k *Kernel) ListenDNS(ctx context.Context, ap netip.AddrPort) (*net.UDPConn, *net.TCPListener, error) {
+	if k.Fail != nil {
+		if err := k.Fail(ap); err != nil {
+			return nil, nil, err
+		}
+	}
+	var lc net.ListenConfig
+	var err error
+	for range 20 { // the free UDP port may be taken for TCP: try a few
+		var pc net.PacketConn
+		if pc, err = lc.ListenPacket(ctx, "udp", netip.AddrPortFrom(ap.Addr(), 0).String()); err != nil {
+			return nil, nil, err
+		}
+		var ln net.Listener
+		if ln, err = lc.Listen(ctx, "tcp", pc.LocalAddr().String()); err != nil {
+			pc.Close()
+			continue
+		}
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		k.opened = append(k.opened, ln.(*net.TCPListener))
+		k.udp = append(k.udp, pc.(*net.UDPConn))
+		if k.dns == nil {
+			k.dns = map[netip.AddrPort]*net.UDPConn{}
+		}
+		k.dns[ap] = pc.(*net.UDPConn)
+		return pc.(*net.UDPConn), ln.(*net.TCPListener), nil
+	}
+	return nil, nil, err
+}
+
+// DNSAddr is where the DNS listener last opened for ap ("ip:port", the
+// address the proxy asked for) listens, UDP and TCP, or "" when none was
+// opened.
+func (k *Kernel) DNSAddr(ap string) string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if pc := k.dns[netip.MustParseAddrPort(ap)]; pc != nil {
+		return pc.LocalAddr().String()
+	}
+	return ""
 }
 
 // Addr is where the listener last opened for ap ("ip:port", the address
@@ -99,13 +146,19 @@ func (k *Kernel) OriginalDstNAT(c *net.TCPConn) (netip.AddrPort, error) {
 	return k.OriginalDst(c), nil
 }
 
-// StillOpen counts the sockets Listen opened that are not closed.
+// StillOpen counts the sockets Listen and ListenDNS opened that are not
+// closed.
 func (k *Kernel) StillOpen() int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	n := 0
 	for _, ln := range k.opened {
 		if !isClosed(ln) {
+			n++
+		}
+	}
+	for _, pc := range k.udp {
+		if !errors.Is(pc.SetDeadline(time.Time{}), net.ErrClosed) {
 			n++
 		}
 	}
@@ -230,11 +283,15 @@ func (l *Logs) Bytes() []byte {
 }
 
 // Lines returns the decoded "connection" log lines.
-func (l *Logs) Lines() []map[string]any {
+func (l *Logs) Lines() []map[string]any { return l.LinesOf("connection") }
+
+// LinesOf returns the decoded log lines whose msg is msg ("request": the
+// lines of refused later requests of HTTP connections).
+func (l *Logs) LinesOf(msg string) []map[string]any {
 	var out []map[string]any
 	for _, line := range bytes.Split(l.Bytes(), []byte("\n")) {
 		var m map[string]any
-		if json.Unmarshal(line, &m) == nil && m["msg"] == "connection" {
+		if json.Unmarshal(line, &m) == nil && m["msg"] == msg {
 			out = append(out, m)
 		}
 	}
@@ -245,9 +302,15 @@ func (l *Logs) Lines() []map[string]any {
 // returns it; it fails t if none comes.
 func (l *Logs) Wait(t testing.TB, what string, match func(map[string]any) bool) map[string]any {
 	t.Helper()
+	return l.WaitOf(t, "connection", what, match)
+}
+
+// WaitOf is Wait for the lines whose msg is msg.
+func (l *Logs) WaitOf(t testing.TB, msg, what string, match func(map[string]any) bool) map[string]any {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		for _, m := range l.Lines() {
+		for _, m := range l.LinesOf(msg) {
 			if match(m) {
 				return m
 			}

@@ -101,6 +101,7 @@ func cmdRaw(args []string) error {
 	addr := fs.String("addr", "", "ip:port")
 	send := fs.String("send", "", "bytes to send, as a Go string literal body (\\r\\n escapes)")
 	timeout := fs.Duration("timeout", 5*time.Second, "connect and read")
+	closeWrite := fs.Bool("close-write", false, "half-close after sending")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -122,6 +123,9 @@ func cmdRaw(args []string) error {
 	if _, err := io.WriteString(c, payload); err != nil {
 		res["err"] = "write: " + err.Error()
 		return nil
+	}
+	if *closeWrite {
+		c.(*net.TCPConn).CloseWrite()
 	}
 	reply, err := io.ReadAll(c)
 	res["reply"] = string(reply)
@@ -153,7 +157,8 @@ func cmdBulk(args []string) error {
 	}
 	tc := c.(*net.TCPConn)
 	defer tc.Close()
-	head := fmt.Sprintf("POST /halfclose?first=%s&up=%d&down=%d HTTP/1.1\r\nHost: %s\r\n\r\n", *first, *up, *down, *host)
+	head := fmt.Sprintf("POST /halfclose?first=%s&up=%d&down=%d HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n",
+		*first, *up, *down, *host, *up)
 	type result struct {
 		n   int64
 		ok  bool
@@ -161,7 +166,12 @@ func cmdBulk(args []string) error {
 	}
 	got := make(chan result, 1)
 	go func() {
-		n, ok, err := verify(bufio.NewReaderSize(tc, 256<<10), seedDown, *down)
+		br := bufio.NewReaderSize(tc, 256<<10)
+		if err := skipHead(br); err != nil {
+			got <- result{err: err}
+			return
+		}
+		n, ok, err := verify(br, seedDown, *down)
 		got <- result{n, ok, err}
 	}()
 	var r result
@@ -189,6 +199,19 @@ func cmdBulk(args []string) error {
 		res["err"] = err.Error()
 	}
 	return nil
+}
+
+// skipHead reads a response head through its empty line.
+func skipHead(br *bufio.Reader) error {
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("read response head: %w", err)
+		}
+		if line == "\r\n" {
+			return nil
+		}
+	}
 }
 
 // cmdIdle opens n connections that never send a byte, prints how many

@@ -78,6 +78,13 @@ func (z *zone) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		if !ok {
 			m.Rcode = dns.RcodeNameError
 		}
+		if q.Qtype == dns.TypeHTTPS {
+			for _, rdata := range z.static[name].HTTPS {
+				if rr, err := dns.NewRR(owner + " 0 IN HTTPS " + rdata); err == nil {
+					m.Answer = append(m.Answer, rr)
+				}
+			}
+		}
 		for _, a := range addrs {
 			hdr := dns.RR_Header{Name: owner, Class: dns.ClassINET, Ttl: 0, Rrtype: q.Qtype}
 			ip := net.ParseIP(a)

@@ -5,6 +5,7 @@
 //	testsrv serve -spec FILE     HTTP, HTTPS, raw TCP and DNS servers; one JSON
 //	                             event per request on stdout ("ready" first)
 //	testsrv get URL              an HTTP(S) request with Go net/http
+//	testsrv keepalive -addr A H… Go net/http requests for hosts H on one kept-alive connection
 //	testsrv raw -addr A -send S  raw bytes to a TCP address, the reply back
 //	testsrv bulk ...             a byte-exact transfer with half-close
 //	testsrv idle -addr A -n N    N connections that never send a byte
@@ -12,6 +13,7 @@
 //	testsrv hello -addr A ...    N TLS connections dripping their ClientHello
 //	testsrv head -addr A ...     N HTTP connections dripping their request head
 //	testsrv hold -addr A -send S connect now, send S when stdin says so
+//	testsrv dnsload -server A    N DNS queries from C workers: throughput, latency
 //
 // Every client prints exactly one JSON object on stdout and exits 0, so the
 // caller reads success and failure the same way; servers run until killed.
@@ -25,18 +27,20 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: testsrv serve|get|raw|bulk|idle|userns|hello|head|hold ...")
+		fmt.Fprintln(os.Stderr, "usage: testsrv serve|get|keepalive|raw|bulk|idle|userns|hello|head|hold|dnsload ...")
 		os.Exit(2)
 	}
 	cmds := map[string]func([]string) error{
-		"serve": cmdServe,
-		"get":   cmdGet,
-		"raw":   cmdRaw,
-		"bulk":  cmdBulk,
-		"idle":  cmdIdle,
-		"hello": cmdHello,
-		"head":  cmdHead,
-		"hold":  cmdHold,
+		"serve":     cmdServe,
+		"get":       cmdGet,
+		"keepalive": cmdKeepAlive,
+		"raw":       cmdRaw,
+		"bulk":      cmdBulk,
+		"idle":      cmdIdle,
+		"hello":     cmdHello,
+		"head":      cmdHead,
+		"hold":      cmdHold,
+		"dnsload":   cmdDNSLoad,
 	}
 	cmds["userns"] = cmdUserns
 	f, ok := cmds[os.Args[1]]

@@ -33,11 +33,13 @@ type Spec struct {
 }
 
 // Record holds the addresses of a name, or (CNAME, its first entry) the
-// name it is an alias of.
+// name it is an alias of, and its HTTPS records (RDATA in zone-file
+// syntax: `1 . alpn="h3,h2" ech="..."`).
 type Record struct {
 	A     []string `json:"a"`
 	AAAA  []string `json:"aaaa"`
 	CNAME []string `json:"cname"`
+	HTTPS []string `json:"https"`
 }
 
 var emitMu sync.Mutex
@@ -138,9 +140,33 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		io.Copy(w, patternReader(seedDown, n))
 	case "/drip":
 		drip(w, q)
+	case "/count":
+		n, err := io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "got %d bytes (%v)\n", n, err)
+	case "/ws":
+		websocketEcho(w, r)
 	default:
 		w.Header().Set("Content-Type", "text/plain")
 		fmt.Fprintf(w, "hello from %s (host %s)\n", label, r.Host)
+	}
+}
+
+// websocketEcho answers an Upgrade: websocket request with 101 and echoes
+// every byte after it until the client closes (no framing: the test only
+// needs the upgrade to go through and bytes to flow both ways after it).
+func websocketEcho(w http.ResponseWriter, r *http.Request) {
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		http.Error(w, "websocket upgrade expected", http.StatusBadRequest)
+		return
+	}
+	c, brw, err := w.(http.Hijacker).Hijack()
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	fmt.Fprint(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	if brw.Flush() == nil {
+		_, _ = io.Copy(c, brw)
 	}
 }
 
@@ -186,11 +212,14 @@ func acceptRaw(ln net.Listener) {
 	}
 }
 
-// serveRaw speaks the half-close transfer protocol: an HTTP-looking request
-// head "POST /halfclose?first=client|server&up=N&down=M", then raw bytes.
-// first=client: read the client's N bytes to EOF, then send M bytes and
-// close. first=server: send M bytes and half-close at once while reading
-// the client's bytes to EOF. The event reports what arrived.
+// serveRaw speaks the half-close transfer protocol: a request head "POST
+// /halfclose?first=client|server&up=N&down=M" (with Content-Length: N when
+// N > 0), then N bytes; the answer is a head "HTTP/1.1 200 OK" with
+// Content-Length: M, then M bytes, then the close. It is framed as HTTP so
+// that it passes egressfw, which reads every request on a plain-HTTP port.
+// first=client: read the client's N bytes to EOF, then answer and close.
+// first=server: answer and half-close at once while reading the client's
+// bytes to EOF. The event reports what arrived.
 func serveRaw(c *net.TCPConn) {
 	defer c.Close()
 	ev := map[string]any{"ev": "raw", "local": c.LocalAddr().String(), "remote": c.RemoteAddr().String()}
@@ -226,15 +255,22 @@ func serveRaw(c *net.TCPConn) {
 	var got int64
 	var ok bool
 	var rerr, werr error
+	answer := func() error {
+		if _, err := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", down); err != nil {
+			return err
+		}
+		_, err := io.Copy(c, patternReader(seedDown, down))
+		return err
+	}
 	if q.Get("first") == "server" {
 		done := make(chan struct{})
 		go func() { got, ok, rerr = verify(br, seedUp, up); close(done) }()
-		_, werr = io.Copy(c, patternReader(seedDown, down))
+		werr = answer()
 		c.CloseWrite()
 		<-done
 	} else {
 		got, ok, rerr = verify(br, seedUp, up)
-		_, werr = io.Copy(c, patternReader(seedDown, down))
+		werr = answer()
 	}
 	ev["up_bytes"], ev["up_ok"] = got, ok
 	if err := errors.Join(rerr, werr); err != nil {
