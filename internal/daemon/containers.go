@@ -14,7 +14,7 @@ import (
 
 	"github.com/egressfw/egressfw/internal/config"
 	"github.com/egressfw/egressfw/internal/docker"
-	"github.com/egressfw/egressfw/internal/nft"
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
 	"github.com/egressfw/egressfw/internal/proxy"
 )
 
@@ -58,7 +58,7 @@ type containerState struct {
 
 // binding is what one snapshot binds under one generation.
 type binding struct {
-	cs     []nft.Container
+	cs     []nftspec.Container
 	byAddr map[netip.Addr]proxy.Container // addresses bound to one port only
 	// ambiguous are the containers two or more tenants' docker_labels
 	// match (they get none of them), with those tenants.
@@ -123,7 +123,7 @@ func bindingsOf(snap *docker.Snapshot, gen *generation) binding {
 				continue
 			}
 			byPort[ep.Port] = len(b.cs)
-			b.cs = append(b.cs, nft.Container{Port: ep.Port, MAC: ep.MAC, Addrs: addrs, Slot: slot})
+			b.cs = append(b.cs, nftspec.Container{Port: ep.Port, MAC: ep.MAC, Addrs: addrs, Slot: slot})
 		}
 	}
 	for a, refs := range owners {
@@ -136,7 +136,7 @@ func bindingsOf(snap *docker.Snapshot, gen *generation) binding {
 			b.labelled++
 		}
 	}
-	slices.SortFunc(b.cs, func(x, y nft.Container) int { return cmp.Compare(x.Port, y.Port) })
+	slices.SortFunc(b.cs, func(x, y nftspec.Container) int { return cmp.Compare(x.Port, y.Port) })
 	return b
 }
 

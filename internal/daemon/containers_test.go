@@ -9,7 +9,7 @@ import (
 
 	"github.com/egressfw/egressfw/internal/config"
 	"github.com/egressfw/egressfw/internal/docker"
-	"github.com/egressfw/egressfw/internal/nft"
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
 	"github.com/egressfw/egressfw/internal/proxy"
 )
 
@@ -52,25 +52,25 @@ func TestBindingsOf(t *testing.T) {
 	tests := []struct {
 		name       string
 		containers []docker.Container
-		want       []nft.Container
+		want       []nftspec.Container
 		byAddr     map[netip.Addr]proxy.Container
 		ambiguous  map[string][]string
 	}{
 		{"labelled gets its tenant's slot, both families",
 			[]docker.Container{ctr("aaaaaaaaaaaaaaaa", "relay", trusted, ep(10, mac(2), "172.17.0.2", "fd00:17::2"))},
-			[]nft.Container{{Port: 10, MAC: mac(2), Addrs: []netip.Addr{ip("172.17.0.2"), ip("fd00:17::2")}, Slot: 2}},
+			[]nftspec.Container{{Port: 10, MAC: mac(2), Addrs: []netip.Addr{ip("172.17.0.2"), ip("fd00:17::2")}, Slot: 2}},
 			map[netip.Addr]proxy.Container{ip("172.17.0.2"): {Name: "relay", ID: "aaaaaaaaaaaa"}, ip("fd00:17::2"): {Name: "relay", ID: "aaaaaaaaaaaa"}}, nil},
 		{"unlabelled is bound with slot 0",
 			[]docker.Container{ctr("b", "web", map[string]string{"tier": "other"}, ep(11, mac(3), "172.17.0.3", ""))},
-			[]nft.Container{{Port: 11, MAC: mac(3), Addrs: []netip.Addr{ip("172.17.0.3")}}},
+			[]nftspec.Container{{Port: 11, MAC: mac(3), Addrs: []netip.Addr{ip("172.17.0.3")}}},
 			map[netip.Addr]proxy.Container{ip("172.17.0.3"): {Name: "web", ID: "b"}}, nil},
 		{"two tenants match: neither",
 			[]docker.Container{ctr("c", "greedy", both, ep(12, mac(4), "172.17.0.4", ""))},
-			[]nft.Container{{Port: 12, MAC: mac(4), Addrs: []netip.Addr{ip("172.17.0.4")}}},
+			[]nftspec.Container{{Port: 12, MAC: mac(4), Addrs: []netip.Addr{ip("172.17.0.4")}}},
 			map[netip.Addr]proxy.Container{ip("172.17.0.4"): {Name: "greedy", ID: "c"}}, map[string][]string{"c": {"trusted", "team"}}},
 		{"each network its own port",
 			[]docker.Container{ctr("d", "multi", team, ep(13, mac(5), "172.17.0.5", ""), ep(14, mac(6), "172.30.0.2", ""))},
-			[]nft.Container{{Port: 13, MAC: mac(5), Addrs: []netip.Addr{ip("172.17.0.5")}, Slot: 3}, {Port: 14, MAC: mac(6), Addrs: []netip.Addr{ip("172.30.0.2")}, Slot: 3}},
+			[]nftspec.Container{{Port: 13, MAC: mac(5), Addrs: []netip.Addr{ip("172.17.0.5")}, Slot: 3}, {Port: 14, MAC: mac(6), Addrs: []netip.Addr{ip("172.30.0.2")}, Slot: 3}},
 			map[netip.Addr]proxy.Container{ip("172.17.0.5"): {Name: "multi", ID: "d"}, ip("172.30.0.2"): {Name: "multi", ID: "d"}}, nil},
 		{"no port, no MAC, no address, link-local only: not bound",
 			[]docker.Container{
@@ -81,11 +81,11 @@ func TestBindingsOf(t *testing.T) {
 			}, nil, map[netip.Addr]proxy.Container{}, nil},
 		{"one port shared by two containers: the slot only if both have it",
 			[]docker.Container{ctr("i", "infra", trusted, ep(18, mac(11), "172.17.0.11", "")), ctr("j", "app", nil, ep(18, mac(11), "172.17.0.11", ""))},
-			[]nft.Container{{Port: 18, MAC: mac(11), Addrs: []netip.Addr{ip("172.17.0.11")}}},
+			[]nftspec.Container{{Port: 18, MAC: mac(11), Addrs: []netip.Addr{ip("172.17.0.11")}}},
 			map[netip.Addr]proxy.Container{}, nil},
 		{"one address on two ports: no name for it",
 			[]docker.Container{ctr("k", "old", trusted, ep(19, mac(12), "172.17.0.12", "")), ctr("l", "new", nil, ep(20, mac(13), "172.17.0.12", ""))},
-			[]nft.Container{{Port: 19, MAC: mac(12), Addrs: []netip.Addr{ip("172.17.0.12")}, Slot: 2}, {Port: 20, MAC: mac(13), Addrs: []netip.Addr{ip("172.17.0.12")}}},
+			[]nftspec.Container{{Port: 19, MAC: mac(12), Addrs: []netip.Addr{ip("172.17.0.12")}, Slot: 2}, {Port: 20, MAC: mac(13), Addrs: []netip.Addr{ip("172.17.0.12")}}},
 			map[netip.Addr]proxy.Container{}, nil},
 	}
 	for _, tc := range tests {

@@ -12,6 +12,8 @@ import (
 	"github.com/egressfw/egressfw/internal/cgroup"
 	"github.com/egressfw/egressfw/internal/config"
 	"github.com/egressfw/egressfw/internal/nft"
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+	"github.com/egressfw/egressfw/internal/nft/rules"
 	"github.com/egressfw/egressfw/internal/status"
 )
 
@@ -50,9 +52,9 @@ func newFirewall(log *slog.Logger, m *metrics) (*firewall, error) {
 }
 
 // baseSpec is the kernel plumbing of cfg without tenants (enough to clean up).
-func baseSpec(cfg *config.Config) nft.Spec {
+func baseSpec(cfg *config.Config) nftspec.Spec {
 	fw := cfg.Firewall
-	return nft.Spec{Table: fw.Table, InterceptPorts: cfg.Listener.InterceptPorts,
+	return nftspec.Spec{Table: fw.Table, InterceptPorts: cfg.Listener.InterceptPorts,
 		MarkMask: fw.MarkMask, InterceptMark: fw.InterceptMark, BypassMark: fw.BypassMark,
 		CtMarkMask: fw.CtMarkMask, RouteTable: int(fw.RouteTable), RulePriority: int(fw.RulePriority),
 		Guards: cleanCgroups(fw.GuardCgroups), Containers: cfg.Docker.Socket != "",
@@ -70,18 +72,18 @@ func cleanCgroups(paths []string) []string {
 }
 
 // nftSpec converts a generation.
-func nftSpec(gen *generation) nft.Spec {
+func nftSpec(gen *generation) nftspec.Spec {
 	cfg := gen.cfg
 	spec := baseSpec(cfg)
 	for _, t := range cfg.Tenants {
 		s := gen.slots[t.Name]
-		nt := nft.Tenant{Name: t.Name, Slot: s.ID, ListenerPort: s.Port, Report: t.Mode == config.ModeReport,
+		nt := nftspec.Tenant{Name: t.Name, Slot: s.ID, ListenerPort: s.Port, Report: t.Mode == config.ModeReport,
 			Cgroups: cleanCgroups(t.Cgroups), UIDs: t.UIDs, UIDRanges: gen.uids[t.Name], Interfaces: t.Interfaces, Sources: t.SourceCIDRs, Labelled: t.Labelled()}
 		if t.DNS == config.DNSEgressfw {
-			nt.DNS, nt.DNSPort = nft.DNSIntercept, s.DNSPort
+			nt.DNS, nt.DNSPort = nftspec.DNSIntercept, s.DNSPort
 		}
 		for _, d := range t.AllowDirect {
-			nt.AllowDirect = append(nt.AllowDirect, nft.Direct{Prefix: d.CIDR, Ports: d.Ports, Proto: d.Protocol})
+			nt.AllowDirect = append(nt.AllowDirect, nftspec.Direct{Prefix: d.CIDR, Ports: d.Ports, Proto: d.Protocol})
 		}
 		spec.Tenants = append(spec.Tenants, nt)
 	}
@@ -116,9 +118,9 @@ func (f *firewall) apply(ctx context.Context, gen *generation, ready func() erro
 			return err
 		}
 	}
-	var ids nft.CgroupIDs
+	var ids nftspec.CgroupIDs
 	if w != nil {
-		ids = nft.CgroupIDs(w.IDs())
+		ids = nftspec.CgroupIDs(w.IDs())
 	}
 	notReady := false
 	checked := func() error {
@@ -196,7 +198,7 @@ func (f *firewall) follow(w *cgroup.Watcher) {
 		current := f.watcher == w
 		var err error
 		if current {
-			err = f.mgr.SetCgroupIDs(nft.CgroupIDs(w.IDs()))
+			err = f.mgr.SetCgroupIDs(nftspec.CgroupIDs(w.IDs()))
 		}
 		f.mu.Unlock()
 		if !current {
@@ -292,11 +294,11 @@ func Rules(cfg *config.Config) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	ids := nft.CgroupIDs{}
+	ids := nftspec.CgroupIDs{}
 	if root, err := cgroup.FindMount(); err == nil {
 		ids = currentCgroupIDs(cfg, root)
 	}
-	return nft.Render(nftSpec(gen), ids)
+	return rules.Render(nftSpec(gen), ids)
 }
 
 // rulesGeneration is what a fresh daemon installs: slots in config order,

@@ -9,6 +9,7 @@ import (
 	"github.com/egressfw/egressfw/internal/cgroup"
 	"github.com/egressfw/egressfw/internal/config"
 	"github.com/egressfw/egressfw/internal/nft"
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
 	"github.com/egressfw/egressfw/internal/subid"
 )
 
@@ -94,8 +95,8 @@ func guardGeneration(cfg *config.Config, slots map[string]uint32, log *slog.Logg
 
 // currentCgroupIDs resolves the tenant and guard cgroups of cfg that exist
 // under the cgroup2 mount root to their ids.
-func currentCgroupIDs(cfg *config.Config, root string) nft.CgroupIDs {
-	ids := nft.CgroupIDs{}
+func currentCgroupIDs(cfg *config.Config, root string) nftspec.CgroupIDs {
+	ids := nftspec.CgroupIDs{}
 	for _, p := range cgroupPaths(cfg) {
 		if id, err := cgroup.ID(root + "/" + p); err == nil {
 			ids[p] = id

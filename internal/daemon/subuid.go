@@ -8,19 +8,19 @@ import (
 	"slices"
 
 	"github.com/egressfw/egressfw/internal/config"
-	"github.com/egressfw/egressfw/internal/nft"
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
 	"github.com/egressfw/egressfw/internal/subid"
 )
 
 // uidRanges is what the kernel's uid map holds beyond each tenant's uids:
 // its uid_ranges and the sub-uids it follows, by tenant name.
-type uidRanges map[string][]nft.UIDRange
+type uidRanges map[string][]nftspec.UIDRange
 
 func (a uidRanges) equal(b uidRanges) bool { return maps.EqualFunc(a, b, slices.Equal) }
 
 // uidClaim is a uid range a tenant holds, and where it comes from.
 type uidClaim struct {
-	r      nft.UIDRange
+	r      nftspec.UIDRange
 	tenant string
 	what   string
 }
@@ -50,15 +50,15 @@ func tenantUIDRanges(cfg *config.Config, db *subid.DB) (uidRanges, []string, err
 	out := uidRanges{}
 	var claims []uidClaim
 	for _, t := range cfg.Tenants {
-		var rs []nft.UIDRange
+		var rs []nftspec.UIDRange
 		for _, r := range t.UIDRanges {
-			rs = append(rs, nft.UIDRange{First: r.First, Last: r.Last})
-			claims = append(claims, uidClaim{nft.UIDRange{First: r.First, Last: r.Last}, t.Name, "uid range " + r.String()})
+			rs = append(rs, nftspec.UIDRange{First: r.First, Last: r.Last})
+			claims = append(claims, uidClaim{nftspec.UIDRange{First: r.First, Last: r.Last}, t.Name, "uid range " + r.String()})
 		}
 		for _, u := range t.UIDs {
-			claims = append(claims, uidClaim{nft.UIDRange{First: u, Last: u}, t.Name, fmt.Sprintf("uid %d", u)})
+			claims = append(claims, uidClaim{nftspec.UIDRange{First: u, Last: u}, t.Name, fmt.Sprintf("uid %d", u)})
 			for _, e := range db.Of(u) {
-				r := nft.UIDRange{First: e.Range.First, Last: e.Range.Last}
+				r := nftspec.UIDRange{First: e.Range.First, Last: e.Range.Last}
 				what := fmt.Sprintf("sub-uids %s of uid %d, %s line %d: %s", r, u, file, e.Line, e)
 				switch {
 				case !t.FollowSubUID:
@@ -85,9 +85,9 @@ func tenantUIDRanges(cfg *config.Config, db *subid.DB) (uidRanges, []string, err
 
 // covered reports whether r lies inside the tenant's uids and uid_ranges.
 func covered(t config.Tenant, r subid.Range) bool {
-	nt := nft.Tenant{UIDs: t.UIDs}
+	nt := nftspec.Tenant{UIDs: t.UIDs}
 	for _, u := range t.UIDRanges {
-		nt.UIDRanges = append(nt.UIDRanges, nft.UIDRange{First: u.First, Last: u.Last})
+		nt.UIDRanges = append(nt.UIDRanges, nftspec.UIDRange{First: u.First, Last: u.Last})
 	}
 	for _, have := range nt.UIDIntervals() {
 		if have.First <= r.First && r.Last <= have.Last {

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/egressfw/egressfw/internal/config"
-	"github.com/egressfw/egressfw/internal/nft"
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
 	"github.com/egressfw/egressfw/internal/proxy/proxytest"
 )
 
@@ -111,7 +111,7 @@ func TestRefreshUIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.gen.Store(gen)
-	var applied []nft.Spec
+	var applied []nftspec.Spec
 	d.rules = rulesFunc(func(_ context.Context, gen *generation, ready func() error) error {
 		applied = append(applied, nftSpec(gen))
 		return ready()
@@ -121,7 +121,7 @@ func TestRefreshUIDs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rangesOf := func(spec nft.Spec, name string) []nft.UIDRange {
+	rangesOf := func(spec nftspec.Spec, name string) []nftspec.UIDRange {
 		for _, tn := range spec.Tenants {
 			if tn.Name == name {
 				return tn.UIDRanges
@@ -132,7 +132,7 @@ func TestRefreshUIDs(t *testing.T) {
 
 	write("alice:100000:65536\nbob:200000:65536\n")
 	d.refreshUIDs(context.Background())
-	if len(applied) != 1 || !reflect.DeepEqual(rangesOf(applied[0], "b"), []nft.UIDRange{{First: 200000, Last: 265535}}) {
+	if len(applied) != 1 || !reflect.DeepEqual(rangesOf(applied[0], "b"), []nftspec.UIDRange{{First: 200000, Last: 265535}}) {
 		t.Fatalf("bob's new sub-uids: applied %+v, want one apply giving b 200000-265535", applied)
 	}
 	if a := d.st.lastApply.Load(); a == nil || a.Error != "" {
@@ -144,7 +144,7 @@ func TestRefreshUIDs(t *testing.T) {
 	if len(applied) != 1 {
 		t.Fatalf("an overlapping change was applied: %+v", applied[1:])
 	}
-	if got := d.gen.Load().uids["b"]; !reflect.DeepEqual(got, []nft.UIDRange{{First: 200000, Last: 265535}}) {
+	if got := d.gen.Load().uids["b"]; !reflect.DeepEqual(got, []nftspec.UIDRange{{First: 200000, Last: 265535}}) {
 		t.Fatalf("ranges in force after a refused change = %v, want b's previous 200000-265535", got)
 	}
 	if !strings.Contains(string(logs.Bytes()), `sub-uid change not applied; keeping the uid ranges in force`) {

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/egressfw/egressfw/internal/nft/rules"
 )
 
 // TestApplyWhen: ready runs once the new tenants' chains exist and before
@@ -53,7 +55,7 @@ func TestApplyWhen(t *testing.T) {
 			if tc.readyErr != nil {
 				want, current = one, oneIDs
 			}
-			rendered, err := Render(want, current)
+			rendered, err := rules.Render(want, current)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -6,14 +6,16 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
 )
 
 // fakeContainers are n identities on ports that do not exist (100000 and
 // up), labelled with slot 2, as many Docker containers would be.
-func fakeContainers(n, from int) []Container {
-	out := make([]Container, 0, n)
+func fakeContainers(n, from int) []nftspec.Container {
+	out := make([]nftspec.Container, 0, n)
 	for i := from; i < from+n; i++ {
-		out = append(out, Container{Port: 100000 + i, MAC: net.HardwareAddr{2, 0x10, 0, byte(i >> 16), byte(i >> 8), byte(i)},
+		out = append(out, nftspec.Container{Port: 100000 + i, MAC: net.HardwareAddr{2, 0x10, 0, byte(i >> 16), byte(i >> 8), byte(i)},
 			Addrs: []netip.Addr{netip.AddrFrom4([4]byte{10, 200, byte(i >> 8), byte(i)}),
 				netip.AddrFrom16([16]byte{0xfd, 0, 0x77, 1, 14: byte(i >> 8), 15: byte(i)})}, Slot: 2})
 	}
@@ -69,7 +71,7 @@ func benchEvent(b *testing.B, n int, hygiene bool) {
 	if err := m.Apply(containerSpec(), nil); err != nil {
 		b.Fatal(err)
 	}
-	lists := [2][]Container{fakeContainers(n, 0), append(fakeContainers(n-1, 0), fakeContainers(1, n)...)}
+	lists := [2][]nftspec.Container{fakeContainers(n, 0), append(fakeContainers(n-1, 0), fakeContainers(1, n)...)}
 	if err := m.SetContainers(lists[0]); err != nil {
 		b.Fatal(err)
 	}
@@ -85,7 +87,7 @@ func benchEvent(b *testing.B, n int, hygiene bool) {
 func benchContainerRate(b *testing.B) {
 	tp := newCtrTopo(b, true)
 	tp.spec.Tenants[1].AllowDirect = append(tp.spec.Tenants[1].AllowDirect,
-		Direct{Prefix: netip.MustParsePrefix("198.51.100.10/32"), Ports: []uint16{9}, Proto: "udp"})
+		nftspec.Direct{Prefix: netip.MustParsePrefix("198.51.100.10/32"), Ports: []uint16{9}, Proto: "udp"})
 	if err := tp.m.Apply(tp.spec, nil); err != nil {
 		b.Fatal(err)
 	}

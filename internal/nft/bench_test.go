@@ -7,20 +7,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/nft/rules"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
 	"github.com/google/nftables"
 )
 
 // benchSpec has n tenants, each with a cgroup (and its id), a uid and an
 // allow_direct entry, so every rule shape is present n times.
-func benchSpec(n int) (Spec, CgroupIDs) {
-	s := DefaultSpec()
-	ids := CgroupIDs{}
+func benchSpec(n int) (nftspec.Spec, nftspec.CgroupIDs) {
+	s := nftspec.DefaultSpec()
+	ids := nftspec.CgroupIDs{}
 	for i := 1; i <= n; i++ {
 		cg := fmt.Sprintf("bench.slice/t%d.service", i)
-		s.Tenants = append(s.Tenants, Tenant{
+		s.Tenants = append(s.Tenants, nftspec.Tenant{
 			Name: fmt.Sprintf("t%d", i), Slot: uint32(i), ListenerPort: uint16(20000 + i),
 			Cgroups: []string{cg}, UIDs: []uint32{uint32(100000 + i)},
-			AllowDirect: []Direct{{Prefix: netip.MustParsePrefix("10.0.0.0/8"), Ports: []uint16{53}, Proto: "udp"}},
+			AllowDirect: []nftspec.Direct{{Prefix: netip.MustParsePrefix("10.0.0.0/8"), Ports: []uint16{53}, Proto: "udp"}},
 		})
 		ids[cg] = 1<<40 + uint64(i)
 	}
@@ -39,8 +43,8 @@ func benchSpec(n int) (Spec, CgroupIDs) {
 func BenchmarkApply(b *testing.B) {
 	type step struct {
 		name string
-		spec Spec
-		ids  CgroupIDs
+		spec nftspec.Spec
+		ids  nftspec.CgroupIDs
 	}
 	bench := func(name string, n int) step {
 		s, ids := benchSpec(n)
@@ -50,7 +54,7 @@ func BenchmarkApply(b *testing.B) {
 	changed := many
 	changed.name = "1000-changed"
 	changed.spec.Tenants = slices.Clone(many.spec.Tenants)
-	changed.spec.Tenants[499].AllowDirect = []Direct{{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Proto: "tcp"}}
+	changed.spec.Tenants[499].AllowDirect = []nftspec.Direct{{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Proto: "tcp"}}
 	cases := []struct {
 		name  string
 		steps []step // applied in turn, the first one also before the timer starts
@@ -146,7 +150,7 @@ func BenchmarkRestore(b *testing.B) {
 					if change == "delete-table" {
 						other.DelTable(table)
 					} else {
-						other.FlushChain(&nftables.Chain{Table: table, Name: tenantChainName(uint32(n))})
+						other.FlushChain(&nftables.Chain{Table: table, Name: rules.TenantChainName(uint32(n))})
 					}
 					start := time.Now()
 					if err := other.Flush(); err != nil {

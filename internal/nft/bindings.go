@@ -6,21 +6,25 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/egressfw/egressfw/internal/nft/rules"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
-// Binding updates: SetContainers and what it needs (containers.go says
+// Binding updates: SetContainers and what it needs (rules/containers.go says
 // what a binding is).
 
 // bridgeDiff returns the element changes from containers old to now (both
 // normalised): only the ports whose container or claims changed are looked
 // at, so an event costs little with many containers bound.
-func bridgeDiff(spec *Spec, old, now []Container) (del, add map[string][]nftables.SetElement) {
-	claimsOld, claimsNow, labelled := claimsOf(old), claimsOf(now), spec.labelledSlots()
-	byPort := func(cs []Container) map[int]*Container {
-		out := make(map[int]*Container, len(cs))
+func bridgeDiff(spec *nftspec.Spec, old, now []nftspec.Container) (del, add map[string][]nftables.SetElement) {
+	claimsOld, claimsNow, labelled := rules.ClaimsOf(old), rules.ClaimsOf(now), spec.LabelledSlots()
+	byPort := func(cs []nftspec.Container) map[int]*nftspec.Container {
+		out := make(map[int]*nftspec.Container, len(cs))
 		for i := range cs {
 			out[cs[i].Port] = &cs[i]
 		}
@@ -35,12 +39,12 @@ func bridgeDiff(spec *Spec, old, now []Container) (del, add map[string][]nftable
 		}
 		before, after := map[string][]nftables.SetElement{}, map[string][]nftables.SetElement{}
 		if o != nil {
-			bindingElems(before, o, claimsOld, labelled)
+			rules.BindingElems(before, o, claimsOld, labelled)
 		}
 		if n != nil {
-			bindingElems(after, n, claimsNow, labelled)
+			rules.BindingElems(after, n, claimsNow, labelled)
 		}
-		for _, set := range bridgeSetNames {
+		for _, set := range rules.BridgeSetNames {
 			d, a := elemChanges(before[set], after[set])
 			del[set], add[set] = append(del[set], d...), append(add[set], a...)
 		}
@@ -58,7 +62,7 @@ func bridgeDiff(spec *Spec, old, now []Container) (del, add map[string][]nftable
 			if (claimsOld[a] > 0) == (claimsNow[a] > 0) {
 				continue
 			}
-			set, e := ownedElem(a)
+			set, e := rules.OwnedElem(a)
 			if claimsNow[a] > 0 {
 				add[set] = append(add[set], e)
 			} else {
@@ -71,8 +75,8 @@ func bridgeDiff(spec *Spec, old, now []Container) (del, add map[string][]nftable
 
 // sameBinding reports whether o and n bind the same MAC, addresses and
 // label to their port.
-func sameBinding(o, n *Container, labelled map[uint32]bool) bool {
-	label := func(c *Container) uint32 {
+func sameBinding(o, n *nftspec.Container, labelled map[uint32]bool) bool {
+	label := func(c *nftspec.Container) uint32 {
 		if labelled[c.Slot] {
 			return c.Slot
 		}
@@ -83,7 +87,7 @@ func sameBinding(o, n *Container, labelled map[uint32]bool) bool {
 
 // claimsChanged reports whether an address of c became, or stopped being,
 // claimed by more than one port.
-func claimsChanged(c *Container, before, after map[netip.Addr]int) bool {
+func claimsChanged(c *nftspec.Container, before, after map[netip.Addr]int) bool {
 	return slices.ContainsFunc(c.Addrs, func(a netip.Addr) bool { return (before[a] > 1) != (after[a] > 1) })
 }
 
@@ -120,8 +124,8 @@ func elemChanges(before, after []nftables.SetElement) (del, add []nftables.SetEl
 // (hygiene: a packet of another identity on such a flow is dropped anyway;
 // see forgetFlows). If the batch fails (the table was changed behind
 // egressfw's back) both tables are re-applied.
-func (m *Manager) SetContainers(cs []Container) error {
-	want, err := normalContainers(cs)
+func (m *Manager) SetContainers(cs []nftspec.Container) error {
+	want, err := nftspec.NormalContainers(cs)
 	if err != nil {
 		return fmt.Errorf("set containers: %w", err)
 	}
@@ -133,17 +137,17 @@ func (m *Manager) SetContainers(cs []Container) error {
 	old := m.containers
 	table := &nftables.Table{Name: m.spec.Table, Family: nftables.TableFamilyBridge}
 	del, add := bridgeDiff(m.spec, old, want)
-	for _, name := range bridgeSetNames {
-		set := &nftables.Set{Table: table, Name: name, IsMap: name == mapID4 || name == mapID6}
-		if err := eachChunk(del[name], func(c []nftables.SetElement) error { return m.b.q.SetDeleteElements(set, c) }); err != nil {
+	for _, name := range rules.BridgeSetNames {
+		set := &nftables.Set{Table: table, Name: name, IsMap: name == rules.MapID4 || name == rules.MapID6}
+		if err := eachChunk(del[name], func(c []nftables.SetElement) error { return m.b.Queue().SetDeleteElements(set, c) }); err != nil {
 			return fmt.Errorf("set containers: %w", err)
 		}
-		if err := eachChunk(add[name], func(c []nftables.SetElement) error { return m.b.q.SetAddElements(set, c) }); err != nil {
+		if err := eachChunk(add[name], func(c []nftables.SetElement) error { return m.b.Queue().SetAddElements(set, c) }); err != nil {
 			return fmt.Errorf("set containers: %w", err)
 		}
 	}
 	m.containers = want
-	if err := m.b.commit(); err != nil {
+	if err := m.b.Commit(); err != nil {
 		m.texts = nil // changed behind our back: rewrite it all
 		if err2 := m.applyLocked(m.spec, m.ids, nil); err2 != nil {
 			return fmt.Errorf("set containers: %w (re-apply: %w)", err, err2)
@@ -156,7 +160,7 @@ func (m *Manager) SetContainers(cs []Container) error {
 }
 
 // Containers returns the containers the bridge table binds.
-func (m *Manager) Containers() []Container {
+func (m *Manager) Containers() []nftspec.Container {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return slices.Clone(m.containers)
@@ -170,7 +174,7 @@ func (m *Manager) Containers() []Container {
 // new holder off the old flows. Each family's table is read once, which
 // costs milliseconds whatever the number of addresses (the kernel walks its
 // whole conntrack hash). Failures are ignored: this is hygiene.
-func (m *Manager) forgetFlows(old, now []Container) {
+func (m *Manager) forgetFlows(old, now []nftspec.Container) {
 	held := map[netip.Addr]bool{}
 	for _, c := range now {
 		for _, a := range c.Addrs {
@@ -206,7 +210,7 @@ func (m *Manager) forgetFlows(old, now []Container) {
 // its deletion; otherwise it is updated in place (rules flushed and
 // re-added, sets flushed and refilled, the table and its base chain kept),
 // so a packet meets the old or the new bindings, never none.
-func (m *Manager) queueBridge(br *ruleset, table string, scratch bool) error {
+func (m *Manager) queueBridge(br *rules.Ruleset, table string, scratch bool) error {
 	in := &installed{}
 	if !scratch {
 		var err error
@@ -216,11 +220,11 @@ func (m *Manager) queueBridge(br *ruleset, table string, scratch bool) error {
 	}
 	if br == nil {
 		if in.exists {
-			m.b.q.DelTable(&nftables.Table{Name: table, Family: nftables.TableFamilyBridge})
+			m.b.Queue().DelTable(&nftables.Table{Name: table, Family: nftables.TableFamilyBridge})
 		}
 		return nil
 	}
-	return br.program(m.b.q, table, in, nil)
+	return program(br, m.b.Queue(), table, in, nil)
 }
 
 // ApplyContainers is ApplyWhen that also makes the bridge table bind
@@ -229,8 +233,8 @@ func (m *Manager) queueBridge(br *ruleset, table string, scratch bool) error {
 // which the bindings of the previous run are gone and the new ones not
 // there yet (a labelled container's packets would not match its flows'
 // identity meanwhile, and be dropped).
-func (m *Manager) ApplyContainers(spec Spec, ids CgroupIDs, cs []Container, ready func() error) error {
-	want, err := normalContainers(cs)
+func (m *Manager) ApplyContainers(spec nftspec.Spec, ids nftspec.CgroupIDs, cs []nftspec.Container, ready func() error) error {
+	want, err := nftspec.NormalContainers(cs)
 	if err != nil {
 		return fmt.Errorf("apply ruleset: %w", err)
 	}

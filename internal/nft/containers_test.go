@@ -8,6 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/nft/rules"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -17,7 +21,7 @@ import (
 func elementsOf(t *testing.T, ns *testNetns, set string) string {
 	t.Helper()
 	kind := "set"
-	if set == mapID4 || set == mapID6 {
+	if set == rules.MapID4 || set == rules.MapID6 {
 		kind = "map"
 	}
 	m := regexp.MustCompile(`(?s)elements = \{(.*?)\}`).FindStringSubmatch(ns.nft(t, "list", kind, "bridge", "egressfw", set))
@@ -30,7 +34,7 @@ func elementsOf(t *testing.T, ns *testNetns, set string) string {
 // generation is the ruleset generation: one per committed transaction.
 func generation(t *testing.T, m *Manager) uint32 {
 	t.Helper()
-	g, err := m.b.generation()
+	g, err := m.b.Generation()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,29 +53,29 @@ func TestSetContainers(t *testing.T) {
 	before := handlesOf(t, ns, "bridge")
 	steps := []struct {
 		name  string
-		cs    []Container
+		cs    []nftspec.Container
 		check map[string]string // set: elements
 	}{
-		{"two containers", []Container{a.identity(2), b.identity(0)}, map[string]string{
-			setPorts:   `"pa", "pb"`,
-			setPort4:   `"pa" . 172.18.0.10, "pb" . 172.18.0.20`,
-			setPortMAC: `"pa" . 02:00:00:00:00:0a, "pb" . 02:00:00:00:00:14`,
-			setOwned6:  `fd00:18::a, fd00:18::14`,
-			mapID4:     `"pa" . 172.18.0.10 : goto label_2`,
-			mapID6:     `"pa" . fd00:18::a : goto label_2`,
+		{"two containers", []nftspec.Container{a.identity(2), b.identity(0)}, map[string]string{
+			rules.SetPorts:   `"pa", "pb"`,
+			rules.SetPort4:   `"pa" . 172.18.0.10, "pb" . 172.18.0.20`,
+			rules.SetPortMAC: `"pa" . 02:00:00:00:00:0a, "pb" . 02:00:00:00:00:14`,
+			rules.SetOwned6:  `fd00:18::a, fd00:18::14`,
+			rules.MapID4:     `"pa" . 172.18.0.10 : goto label_2`,
+			rules.MapID6:     `"pa" . fd00:18::a : goto label_2`,
 		}},
-		{"relabelled", []Container{a.identity(0), b.identity(2)}, map[string]string{
-			mapID4: `"pb" . 172.18.0.20 : goto label_2`,
+		{"relabelled", []nftspec.Container{a.identity(0), b.identity(2)}, map[string]string{
+			rules.MapID4: `"pb" . 172.18.0.20 : goto label_2`,
 		}},
-		{"an address claimed twice", []Container{a.identity(0), b.identity(2),
+		{"an address claimed twice", []nftspec.Container{a.identity(0), b.identity(2),
 			{Port: 999, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 99}, Addrs: []netip.Addr{b.ip4}}}, map[string]string{
-			setPort4:  `"pa" . 172.18.0.10`,
-			setOwned4: `172.18.0.10, 172.18.0.20`,
-			mapID4:    ``,
-			mapID6:    `"pb" . fd00:18::14 : goto label_2`,
+			rules.SetPort4:  `"pa" . 172.18.0.10`,
+			rules.SetOwned4: `172.18.0.10, 172.18.0.20`,
+			rules.MapID4:    ``,
+			rules.MapID6:    `"pb" . fd00:18::14 : goto label_2`,
 		}},
-		{"one left", []Container{b.identity(2)}, map[string]string{
-			setPorts: `"pb"`, setOwned4: `172.18.0.20`, setPort6: `"pb" . fd00:18::14`,
+		{"one left", []nftspec.Container{b.identity(2)}, map[string]string{
+			rules.SetPorts: `"pb"`, rules.SetOwned4: `172.18.0.20`, rules.SetPort6: `"pb" . fd00:18::14`,
 		}},
 	}
 	for _, s := range steps {
@@ -95,8 +99,8 @@ func TestSetContainers(t *testing.T) {
 	if err := m.Apply(tp.spec, nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := elementsOf(t, ns, mapID4); got != `"pb" . 172.18.0.20 : goto label_2` {
-		t.Errorf("after a reload: %s = {%s}", mapID4, got)
+	if got := elementsOf(t, ns, rules.MapID4); got != `"pb" . 172.18.0.20 : goto label_2` {
+		t.Errorf("after a reload: %s = {%s}", rules.MapID4, got)
 	}
 	if after := handlesOf(t, ns, "bridge"); !equalMaps(before, after) {
 		t.Errorf("a reload replaced objects of the bridge table: %v, then %v", before, after)
@@ -107,8 +111,8 @@ func TestSetContainers(t *testing.T) {
 	if err := m.Apply(unlabelled, nil); err != nil {
 		t.Fatal(err)
 	}
-	if got, ports := elementsOf(t, ns, mapID4), elementsOf(t, ns, setPorts); got != "" || ports != `"pb"` {
-		t.Errorf("labelled tenant removed: %s = {%s}, %s = {%s}; want {}, {\"pb\"}", mapID4, got, setPorts, ports)
+	if got, ports := elementsOf(t, ns, rules.MapID4), elementsOf(t, ns, rules.SetPorts); got != "" || ports != `"pb"` {
+		t.Errorf("labelled tenant removed: %s = {%s}, %s = {%s}; want {}, {\"pb\"}", rules.MapID4, got, rules.SetPorts, ports)
 	}
 	if strings.Contains(ns.nft(t, "list", "table", "bridge", "egressfw"), "label_2") {
 		t.Error("the removed tenant's label chain is still there")
@@ -132,26 +136,26 @@ func TestSetContainers(t *testing.T) {
 func TestSetContainersRejects(t *testing.T) {
 	tp := newCtrTopo(t, false)
 	a := tp.container(t, "pa", 10)
-	if err := tp.m.SetContainers([]Container{a.identity(2)}); err != nil {
+	if err := tp.m.SetContainers([]nftspec.Container{a.identity(2)}); err != nil {
 		t.Fatal(err)
 	}
 	mac := a.mac
 	for _, tc := range []struct {
 		name string
-		c    []Container
+		c    []nftspec.Container
 		want string
 	}{
-		{"no port", []Container{{Port: 0, MAC: mac}}, "want an ifindex"},
-		{"port twice", []Container{{Port: 5, MAC: mac}, {Port: 5, MAC: mac}}, "given twice"},
-		{"short MAC", []Container{{Port: 5, MAC: mac[:4]}}, "not an Ethernet address"},
-		{"link-local address", []Container{{Port: 5, MAC: mac, Addrs: []netip.Addr{netip.MustParseAddr("fe80::1")}}}, "unicast"},
-		{"mapped address", []Container{{Port: 5, MAC: mac, Addrs: []netip.Addr{netip.MustParseAddr("::ffff:10.0.0.1")}}}, "unicast"},
+		{"no port", []nftspec.Container{{Port: 0, MAC: mac}}, "want an ifindex"},
+		{"port twice", []nftspec.Container{{Port: 5, MAC: mac}, {Port: 5, MAC: mac}}, "given twice"},
+		{"short MAC", []nftspec.Container{{Port: 5, MAC: mac[:4]}}, "not an Ethernet address"},
+		{"link-local address", []nftspec.Container{{Port: 5, MAC: mac, Addrs: []netip.Addr{netip.MustParseAddr("fe80::1")}}}, "unicast"},
+		{"mapped address", []nftspec.Container{{Port: 5, MAC: mac, Addrs: []netip.Addr{netip.MustParseAddr("::ffff:10.0.0.1")}}}, "unicast"},
 	} {
 		if err := tp.m.SetContainers(tc.c); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: SetContainers = %v, want an error containing %q", tc.name, err, tc.want)
 		}
 	}
-	if got := elementsOf(t, tp.host, setPorts); got != `"pa"` {
+	if got := elementsOf(t, tp.host, rules.SetPorts); got != `"pa"` {
 		t.Errorf("after refused updates: ports = {%s}, want {\"pa\"}", got)
 	}
 }
@@ -162,7 +166,7 @@ func TestSetContainersRejects(t *testing.T) {
 func TestContainerFlowsForgotten(t *testing.T) {
 	tp := newCtrTopo(t, true)
 	a, b := tp.container(t, "pa", 10), tp.container(t, "pb", 20)
-	if err := tp.m.SetContainers([]Container{a.identity(0), b.identity(0)}); err != nil {
+	if err := tp.m.SetContainers([]nftspec.Container{a.identity(0), b.identity(0)}); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []*ctr{a, b} {
@@ -174,7 +178,7 @@ func TestContainerFlowsForgotten(t *testing.T) {
 	if n := flowsFrom(t, tp.host, a.ip4); n == 0 {
 		t.Fatal("no conntrack entry for A's datagram")
 	}
-	if err := tp.m.SetContainers([]Container{b.identity(0)}); err != nil {
+	if err := tp.m.SetContainers([]nftspec.Container{b.identity(0)}); err != nil {
 		t.Fatal(err)
 	}
 	if n := flowsFrom(t, tp.host, a.ip4); n != 0 {
@@ -232,22 +236,22 @@ func equalMaps(a, b map[string]string) bool {
 func TestApplyContainers(t *testing.T) {
 	tp := newCtrTopo(t, true)
 	a, b := tp.container(t, "pa", 10), tp.container(t, "pb", 20)
-	if err := tp.m.SetContainers([]Container{a.identity(2), b.identity(0)}); err != nil {
+	if err := tp.m.SetContainers([]nftspec.Container{a.identity(2), b.identity(0)}); err != nil {
 		t.Fatal(err)
 	}
 	before := handlesOf(t, tp.host, "bridge")
 	m := tp.host.manager(t) // the restarted egressfw
 	g := generation(t, m)
-	if err := m.ApplyContainers(tp.spec, nil, []Container{a.identity(2)}, nil); err != nil {
+	if err := m.ApplyContainers(tp.spec, nil, []nftspec.Container{a.identity(2)}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if now := generation(t, m); now != g+1 {
 		t.Errorf("%d transactions, want 1", now-g)
 	}
-	if got := elementsOf(t, tp.host, mapID4); got != `"pa" . 172.18.0.10 : goto label_2` {
-		t.Errorf("%s = {%s}", mapID4, got)
+	if got := elementsOf(t, tp.host, rules.MapID4); got != `"pa" . 172.18.0.10 : goto label_2` {
+		t.Errorf("%s = {%s}", rules.MapID4, got)
 	}
-	if got := elementsOf(t, tp.host, setPorts); got != `"pa"` {
+	if got := elementsOf(t, tp.host, rules.SetPorts); got != `"pa"` {
 		t.Errorf("ports = {%s}, want {\"pa\"}", got)
 	}
 	if after := handlesOf(t, tp.host, "bridge"); !equalMaps(before, after) {

@@ -6,6 +6,13 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/nft/route"
+
+	"github.com/egressfw/egressfw/internal/nft/rules"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
+	"github.com/egressfw/egressfw/internal/nft/events"
 	"github.com/google/nftables"
 	mdnetlink "github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -25,22 +32,22 @@ import (
 // that name by the time the kernel runs it, the kernel refuses all of it
 // and Create reports false with no error. It changes nothing else of the
 // Manager: no Watch restores what it created.
-func (m *Manager) Create(spec Spec, ids CgroupIDs) (bool, error) {
+func (m *Manager) Create(spec nftspec.Spec, ids nftspec.CgroupIDs) (bool, error) {
 	if err := spec.Validate(); err != nil {
 		return false, fmt.Errorf("create table: %w", err)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.b.q.CreateTable(&nftables.Table{Name: spec.Table, Family: nftables.TableFamilyINet})
-	if err := buildRuleset(&spec, ids).program(m.b.q, spec.Table, &installed{}, nil); err != nil {
+	m.b.Queue().CreateTable(&nftables.Table{Name: spec.Table, Family: nftables.TableFamilyINet})
+	if err := program(rules.Build(&spec, ids), m.b.Queue(), spec.Table, &installed{}, nil); err != nil {
 		return false, fmt.Errorf("create table inet %s: %w", spec.Table, err)
 	}
 	if spec.Containers {
-		if err := m.queueBridge(buildBridge(&spec, m.containers), spec.Table, true); err != nil {
+		if err := m.queueBridge(rules.BuildBridge(&spec, m.containers), spec.Table, true); err != nil {
 			return false, fmt.Errorf("create table inet %s: %w", spec.Table, err)
 		}
 	}
-	if err := m.b.commit(); err != nil {
+	if err := m.b.Commit(); err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			return false, nil
 		}
@@ -48,7 +55,7 @@ func (m *Manager) Create(spec Spec, ids CgroupIDs) (bool, error) {
 	}
 	// Until the ip rule is there, marked packets are routed like any
 	// other and dropped by the postrouting rule: closed, not open.
-	if err := installRouting(m.nl, routingOf(&spec)); err != nil {
+	if err := route.Install(m.nl, routingOf(&spec)); err != nil {
 		return true, fmt.Errorf("create table inet %s: %w", spec.Table, err)
 	}
 	return true, nil
@@ -95,15 +102,15 @@ func (m *Manager) WatchTable(ctx context.Context, table string, changed func()) 
 // transaction still open at the end of msgs did.
 func tableTouched(msgs []mdnetlink.Message, table string, touched bool, changed func()) bool {
 	for _, msg := range msgs {
-		ev, ok := parseNftEvent(uint16(msg.Header.Type), msg.Data)
+		ev, ok := events.ParseNft(uint16(msg.Header.Type), msg.Data)
 		switch {
 		case !ok:
-		case ev.gen:
+		case ev.Gen:
 			if touched {
 				changed()
 			}
 			touched = false
-		case ev.inet && ev.table == table:
+		case ev.Inet && ev.Table == table:
 			touched = true
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/egressfw/egressfw/internal/nft/rules"
 )
 
 // TestCreateNeverReplaces: Create installs a missing table with its
@@ -18,7 +20,7 @@ func TestCreateNeverReplaces(t *testing.T) {
 	if err != nil || !created {
 		t.Fatalf("Create on an empty namespace = %v, %v; want true, nil", created, err)
 	}
-	want, err := Render(spec, sampleIDs)
+	want, err := rules.Render(spec, sampleIDs)
 	if err != nil {
 		t.Fatal(err)
 	}

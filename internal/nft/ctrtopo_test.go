@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
 )
 
 // ctrTopo is a host namespace with a bridge br-c (172.18.0.1/24,
@@ -19,7 +21,7 @@ type ctrTopo struct {
 	host, out *testNetns
 	brMAC     net.HardwareAddr
 	m         *Manager
-	spec      Spec
+	spec      nftspec.Spec
 }
 
 // ctr is a container of a ctrTopo.
@@ -36,16 +38,16 @@ var brMAC = net.HardwareAddr{2, 0, 0, 0, 0, 1}
 // containerSpec: the bridge's interface tenant may reach the public
 // network with anything (so a spoofed packet that passed as its own would
 // arrive), the labelled tenant "trusted" only the wiki's port 8080.
-func containerSpec() Spec {
-	s := DefaultSpec()
+func containerSpec() nftspec.Spec {
+	s := nftspec.DefaultSpec()
 	s.Containers = true
-	s.Tenants = []Tenant{
+	s.Tenants = []nftspec.Tenant{
 		{Name: "containers", Slot: 1, ListenerPort: 15001, Interfaces: []string{"br-c"},
 			Sources: []netip.Prefix{netip.MustParsePrefix("172.18.0.0/24"), netip.MustParsePrefix("fd00:18::/64")},
-			AllowDirect: []Direct{{Prefix: netip.MustParsePrefix("198.51.100.0/24")},
+			AllowDirect: []nftspec.Direct{{Prefix: netip.MustParsePrefix("198.51.100.0/24")},
 				{Prefix: netip.MustParsePrefix("2001:db8:1::/64")}}},
 		{Name: "trusted", Slot: 2, ListenerPort: 15002, Labelled: true,
-			AllowDirect: []Direct{{Prefix: netip.MustParsePrefix("10.20.0.20/32"), Ports: []uint16{8080}, Proto: "tcp"}}},
+			AllowDirect: []nftspec.Direct{{Prefix: netip.MustParsePrefix("10.20.0.20/32"), Ports: []uint16{8080}, Proto: "tcp"}}},
 	}
 	return s
 }
@@ -114,8 +116,8 @@ func (tp *ctrTopo) container(t testing.TB, port string, n byte) *ctr {
 }
 
 // identity is c as SetContainers takes it.
-func (c *ctr) identity(slot uint32) Container {
-	return Container{Port: c.idx, MAC: c.mac, Addrs: []netip.Addr{c.ip4, c.ip6}, Slot: slot}
+func (c *ctr) identity(slot uint32) nftspec.Container {
+	return nftspec.Container{Port: c.idx, MAC: c.mac, Addrs: []netip.Addr{c.ip4, c.ip6}, Slot: slot}
 }
 
 // countFrom (re)starts counting, in the out namespace, the packets of

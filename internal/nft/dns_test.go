@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
 	"github.com/egressfw/egressfw/internal/netnstest"
 	"github.com/miekg/dns"
 	"github.com/vishvananda/netlink"
@@ -174,14 +176,14 @@ func TestTenantDNSLocal(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	resolver53 := []Direct{{Prefix: netip.MustParsePrefix("127.0.0.53/32"), Ports: []uint16{53}}}
-	spec := DefaultSpec()
-	spec.Tenants = []Tenant{
-		{Name: "a", Slot: 1, ListenerPort: 15001, Cgroups: []string{root + "/a"}, DNS: DNSIntercept, DNSPort: 25001, AllowDirect: resolver53},
-		{Name: "b", Slot: 2, ListenerPort: 15002, UIDs: []uint32{4242}, DNS: DNSIntercept, DNSPort: 25002},
+	resolver53 := []nftspec.Direct{{Prefix: netip.MustParsePrefix("127.0.0.53/32"), Ports: []uint16{53}}}
+	spec := nftspec.DefaultSpec()
+	spec.Tenants = []nftspec.Tenant{
+		{Name: "a", Slot: 1, ListenerPort: 15001, Cgroups: []string{root + "/a"}, DNS: nftspec.DNSIntercept, DNSPort: 25001, AllowDirect: resolver53},
+		{Name: "b", Slot: 2, ListenerPort: 15002, UIDs: []uint32{4242}, DNS: nftspec.DNSIntercept, DNSPort: 25002},
 		{Name: "d", Slot: 4, ListenerPort: 15004, Cgroups: []string{root + "/d"}, AllowDirect: resolver53},
 	}
-	ids := CgroupIDs{}
+	ids := nftspec.CgroupIDs{}
 	for _, c := range []string{"a", "d"} {
 		ids[root+"/"+c] = cgroupID(t, filepath.Join(mnt, root, c))
 	}
@@ -268,11 +270,11 @@ func runIn(t *testing.T, ns *testNetns, c client, argv ...string) string {
 // local tenant's (uid) or a forwarded one's, over UDP and TCP.
 func TestTenantDNSSquatter(t *testing.T) {
 	f := newFwdTopo(t)
-	spec := DefaultSpec()
-	spec.Tenants = []Tenant{
-		{Name: "containers", Slot: 1, ListenerPort: 15001, Interfaces: []string{"br-*"}, DNS: DNSIntercept, DNSPort: 25001,
+	spec := nftspec.DefaultSpec()
+	spec.Tenants = []nftspec.Tenant{
+		{Name: "containers", Slot: 1, ListenerPort: 15001, Interfaces: []string{"br-*"}, DNS: nftspec.DNSIntercept, DNSPort: 25001,
 			Sources: []netip.Prefix{netip.MustParsePrefix("172.17.0.0/16"), netip.MustParsePrefix("fd00:17::/64")}},
-		{Name: "local", Slot: 2, ListenerPort: 15002, UIDs: []uint32{4242}, DNS: DNSIntercept, DNSPort: 25002},
+		{Name: "local", Slot: 2, ListenerPort: 15002, UIDs: []uint32{4242}, DNS: nftspec.DNSIntercept, DNSPort: 25002},
 	}
 	if err := f.host.manager(t).Apply(spec, nil); err != nil {
 		t.Fatal(err)
@@ -302,10 +304,10 @@ func TestTenantDNSSquatter(t *testing.T) {
 // nothing, and DNS over TLS is rejected.
 func TestTenantDNSForwarded(t *testing.T) {
 	f := newFwdTopo(t)
-	spec := DefaultSpec()
-	spec.Tenants = []Tenant{{Name: "containers", Slot: 1, ListenerPort: 15001, Interfaces: []string{"br-*"}, DNS: DNSIntercept, DNSPort: 25001,
+	spec := nftspec.DefaultSpec()
+	spec.Tenants = []nftspec.Tenant{{Name: "containers", Slot: 1, ListenerPort: 15001, Interfaces: []string{"br-*"}, DNS: nftspec.DNSIntercept, DNSPort: 25001,
 		Sources:     []netip.Prefix{netip.MustParsePrefix("172.17.0.0/16"), netip.MustParsePrefix("fd00:17::/64")},
-		AllowDirect: []Direct{{Prefix: netip.MustParsePrefix("198.51.100.53/32"), Ports: []uint16{53}}}}}
+		AllowDirect: []nftspec.Direct{{Prefix: netip.MustParsePrefix("198.51.100.53/32"), Ports: []uint16{53}}}}}
 	if err := f.host.manager(t).Apply(spec, nil); err != nil {
 		t.Fatal(err)
 	}

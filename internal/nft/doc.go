@@ -3,10 +3,20 @@
 // intercepted connections back to the local transparent listeners. It uses
 // netlink only (google/nftables, vishvananda/netlink), never the nft or ip
 // binaries, and never touches another owner's tables, chains, sets, rules
-// or routes. google/nftables encodes every message; a batch is sent on the
-// package's own netlink socket with one acknowledgement for the whole
-// transaction instead of an acknowledgement and a rule echo per message
-// (batch.go), which made applying 1,000 tenants 2-3x faster.
+// or routes. Its Manager applies, updates, watches and restores what the
+// packages below it describe:
+//
+//   - nftspec: the firewall the daemon asks for (Spec, Tenant, Container)
+//     and Validate; no nftables;
+//   - rules: the table a Spec makes, as data (every set, chain and rule
+//     with the words nft prints for it), and Render;
+//   - batch: the transport; google/nftables encodes every message, and a
+//     batch is sent on a netlink socket of its own with one
+//     acknowledgement for the whole transaction instead of an
+//     acknowledgement and a rule echo per message, which made applying
+//     1,000 tenants 2-3x faster;
+//   - route: the policy routing (rtnetlink);
+//   - events: the kernel's change notifications, for the watch.
 //
 // # Packet path
 //
@@ -21,8 +31,8 @@
 //  4. tenants are looked up in verdict maps: `socket cgroupv2 level L vmap
 //     @cgroup_lL` for each cgroup depth L in use, deepest first, then
 //     `meta skuid vmap @uids`, an interval map in which a tenant's uids and
-//     uid ranges (sub-uids) cost one element each (uids.go). A hit jumps to
-//     the tenant's chain tenant_SLOT.
+//     uid ranges (sub-uids) cost one element each (rules/uids.go). A hit
+//     jumps to the tenant's chain tenant_SLOT.
 //     Everyone else falls through and is accepted.
 //
 // A tenant chain sets, for new TCP to an intercept port, the ct mark slot
@@ -110,31 +120,31 @@
 //
 // # Forwarded tenants
 //
-// Containers, pods and VMs behind a bridge are tenants by ingress interface
-// (or by source range, reverse-path checked). Their packets are checked in
+// Containers, pods and VMs behind a bridge are tenants by ingress interface (or
+// by source range, reverse-path checked). Their packets are checked in
 // prerouting (spoofed sources dropped), REDIRECTed to the tenant's listener
-// port in a nat prerouting chain of this table (priority dstnat - 10, so
-// before Docker's and kube-proxy's), arriving with ct status dnat, which
-// the input chain lets through, and otherwise rejected in the forward and
-// input chains unless allow_direct matches. forward.go says why REDIRECT
-// and not TPROXY (br_netfilter) and lists every rule. The slot and port
-// design is shared with local tenants; a forwarded flow the rules accept
-// carries the tenant's slot in its ct mark, and only such an established
-// flow passes without being judged again (admit.go).
+// port in a nat prerouting chain of this table (priority dstnat - 10, so before
+// Docker's and kube-proxy's), arriving with ct status dnat, which the input
+// chain lets through, and otherwise rejected in the forward and input chains
+// unless allow_direct matches. rules/forward.go says why REDIRECT and not
+// TPROXY (br_netfilter) and lists every rule. The slot and port design is
+// shared with local tenants; a forwarded flow the rules accept carries the
+// tenant's slot in its ct mark, and only such an established flow passes
+// without being judged again (rules/admit.go).
 //
 // # Container identity
 //
-// With Spec.Containers, Apply also installs a table of family bridge of
-// the same name that binds each container the caller identifies
-// (SetContainers: its bridge port, MAC and addresses, and the slot of a
-// labelled tenant) and drops what a container sends as another, in every
-// protocol (bridge.go). A labelled container's packets carry its tenant's
-// slot in the packet mark (ContainerMarkMask) into the inet hooks, where
-// it picks the tenant before any interface tenant, and each bridged flow
-// keeps the identity it was opened with in the ct mark (ContainerCtMask):
-// a packet of another identity on it is dropped (labelled.go). A binding
-// update is one small transaction of set elements; Apply rewrites the
-// bridge table in place in the same transaction as the inet table.
+// With Spec.Containers, Apply also installs a table of family bridge of the
+// same name that binds each container the caller identifies (SetContainers: its
+// bridge port, MAC and addresses, and the slot of a labelled tenant) and drops
+// what a container sends as another, in every protocol (rules/bridge.go). A
+// labelled container's packets carry its tenant's slot in the packet mark
+// (ContainerMarkMask) into the inet hooks, where it picks the tenant before any
+// interface tenant, and each bridged flow keeps the identity it was opened with
+// in the ct mark (ContainerCtMask): a packet of another identity on it is
+// dropped (rules/labelled.go). A binding update is one small transaction of set
+// elements; Apply rewrites the bridge table in place in the same transaction as
+// the inet table.
 //
 // # Restoring
 //
@@ -143,6 +153,6 @@
 // Manager.Watch follows the kernel's change notifications and puts back
 // what the last Apply installed (the bridge table and its bindings too),
 // telling egressfw's own transactions apart by the netlink port id the
-// kernel stamps on each notification (watch.go, events.go); a deleted
+// kernel stamps on each notification (watch.go, package events); a deleted
 // table is rebuilt from a batch encoded ahead of time (spare.go).
 package nft

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
 	"github.com/egressfw/egressfw/internal/netnstest"
 )
 
@@ -85,10 +87,10 @@ func nothingOn[T any](t *testing.T, what string, ch <-chan T) {
 // internal, a spoofed source is dropped, and inbound flows get replies.
 func TestForwardedTenant(t *testing.T) {
 	f := newFwdTopo(t)
-	spec := DefaultSpec()
-	spec.Tenants = []Tenant{{Name: "containers", Slot: 1, ListenerPort: 15001, Interfaces: []string{"br-*"},
+	spec := nftspec.DefaultSpec()
+	spec.Tenants = []nftspec.Tenant{{Name: "containers", Slot: 1, ListenerPort: 15001, Interfaces: []string{"br-*"},
 		Sources:     []netip.Prefix{netip.MustParsePrefix("172.17.0.0/16"), netip.MustParsePrefix("fd00:17::/64")},
-		AllowDirect: []Direct{{Prefix: netip.MustParsePrefix("198.51.100.53/32"), Ports: []uint16{53}, Proto: "udp"}}}}
+		AllowDirect: []nftspec.Direct{{Prefix: netip.MustParsePrefix("198.51.100.53/32"), Ports: []uint16{53}, Proto: "udp"}}}}
 	if err := f.host.manager(t).Apply(spec, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -87,7 +87,7 @@ func ipPacket(src, dst netip.Addr, proto byte, payload []byte) (etherType uint16
 		copy(h[12:], src.AsSlice())
 		copy(h[16:], dst.AsSlice())
 		binary.BigEndian.PutUint16(h[10:], checksum(h))
-		return etherIP, append(h, payload...)
+		return unix.ETH_P_IP, append(h, payload...)
 	}
 	h := make([]byte, 40)
 	h[0], h[6], h[7] = 0x60, proto, 64
@@ -97,14 +97,14 @@ func ipPacket(src, dst netip.Addr, proto byte, payload []byte) (etherType uint16
 	binary.BigEndian.PutUint16(h[4:], uint16(len(payload)))
 	copy(h[8:], src.AsSlice())
 	copy(h[24:], dst.AsSlice())
-	return etherIP6, append(h, payload...)
+	return unix.ETH_P_IPV6, append(h, payload...)
 }
 
 // arpReply claims that ip is at mac, to the owner of target.
 func arpReply(mac net.HardwareAddr, ip netip.Addr, targetMAC net.HardwareAddr, target netip.Addr) []byte {
 	b := []byte{0, 1, 8, 0, 6, 4, 0, 2}
 	b = append(append(append(append(b, mac...), ip.AsSlice()...), targetMAC...), target.AsSlice()...)
-	return frame(targetMAC, mac, etherARP, b)
+	return frame(targetMAC, mac, unix.ETH_P_ARP, b)
 }
 
 // neighborAdvert claims (override, unsolicited) that target is at mac.

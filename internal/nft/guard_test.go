@@ -6,6 +6,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/egressfw/egressfw/internal/nft/rules"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
 )
 
 // TestGuardKeepsUnknownCgroupsBlocked proves the fail-closed property of
@@ -20,17 +24,17 @@ func TestGuardKeepsUnknownCgroupsBlocked(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	spec := DefaultSpec()
+	spec := nftspec.DefaultSpec()
 	spec.Guards = []string{root + "/g"}
-	spec.Tenants = []Tenant{{Name: "t", Slot: 1, ListenerPort: 15001, Cgroups: []string{root + "/g/tenant"}}}
-	ids := CgroupIDs{
+	spec.Tenants = []nftspec.Tenant{{Name: "t", Slot: 1, ListenerPort: 15001, Cgroups: []string{root + "/g/tenant"}}}
+	ids := nftspec.CgroupIDs{
 		root + "/g":        cgroupID(t, filepath.Join(mnt, root, "g")),
 		root + "/g/tenant": cgroupID(t, filepath.Join(mnt, root, "g/tenant")),
 	}
 	if err := ns.manager(t).Apply(spec, ids); err != nil {
 		t.Fatal(err)
 	}
-	if got := ns.nft(t, "list", "map", "inet", spec.Table, cgroupMapName(cgroupLevel(root+"/g"))); !strings.Contains(got, "goto deny") {
+	if got := ns.nft(t, "list", "map", "inet", spec.Table, rules.CgroupMapName(nftspec.CgroupLevel(root+"/g"))); !strings.Contains(got, "goto deny") {
 		t.Fatalf("guard element missing from the map:\n%s", got)
 	}
 	listeners := transparentListen(t, ns, 15001)
@@ -65,8 +69,8 @@ func TestGuardKeepsUnknownCgroupsBlocked(t *testing.T) {
 // intercepted.
 func TestBoundSocketCannotEscape(t *testing.T) {
 	ns := newNetns(t, true)
-	spec := DefaultSpec()
-	spec.Tenants = []Tenant{{Name: "t", Slot: 1, ListenerPort: 15001, UIDs: []uint32{4242}}}
+	spec := nftspec.DefaultSpec()
+	spec.Tenants = []nftspec.Tenant{{Name: "t", Slot: 1, ListenerPort: 15001, UIDs: []uint32{4242}}}
 	if err := ns.manager(t).Apply(spec, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -92,8 +96,8 @@ func TestBoundSocketCannotEscape(t *testing.T) {
 // carried out by the flow's "established" state.
 func TestTenantCannotReuseAnotherSocketsFlow(t *testing.T) {
 	ns := newNetns(t, true)
-	spec := DefaultSpec()
-	spec.Tenants = []Tenant{{Name: "t", Slot: 1, ListenerPort: 15001, UIDs: []uint32{4242}}}
+	spec := nftspec.DefaultSpec()
+	spec.Tenants = []nftspec.Tenant{{Name: "t", Slot: 1, ListenerPort: 15001, UIDs: []uint32{4242}}}
 	if err := ns.manager(t).Apply(spec, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -28,7 +30,7 @@ func TestContainerIdentity(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			tp := newCtrTopo(t, mode.on)
 			a, b := tp.container(t, "pa", 10), tp.container(t, "pb", 20)
-			if err := tp.m.SetContainers([]Container{a.identity(2), b.identity(0)}); err != nil {
+			if err := tp.m.SetContainers([]nftspec.Container{a.identity(2), b.identity(0)}); err != nil {
 				t.Fatal(err)
 			}
 			t.Run("tenants", func(t *testing.T) { checkTenants(t, tp, a, b) })

@@ -1,6 +1,9 @@
 package nft
 
-import "github.com/google/nftables"
+import (
+	"github.com/egressfw/egressfw/internal/nft/rules"
+	"github.com/google/nftables"
+)
 
 // Kept chains. The time an Apply takes grows with the number of netlink
 // messages it sends, and a tenant's chain is 1 message plus 1 per rule. An
@@ -15,7 +18,7 @@ import "github.com/google/nftables"
 //     has been committed since this Manager's last one.
 //
 // The last condition is what makes the memory safe to trust: the kernel's
-// ruleset generation (batcher.unchanged) moves with every committed
+// ruleset generation (batch.Batcher.Unchanged) moves with every committed
 // transaction of any owner, so a rule edited or deleted by hand, a chain
 // flushed, a table restored with nft -f, or any other software's change
 // makes the next Apply rewrite every chain, restoring what egressfw wants.
@@ -37,11 +40,11 @@ import "github.com/google/nftables"
 type chainTexts map[string]string
 
 // texts returns what the regular chains of rs print as.
-func (rs *ruleset) texts() chainTexts {
+func texts(rs *rules.Ruleset) chainTexts {
 	out := chainTexts{}
-	for _, ch := range rs.chains {
-		if ch.chain.Hooknum == nil {
-			out[ch.chain.Name] = ch.render()
+	for _, ch := range rs.Chains {
+		if ch.Chain.Hooknum == nil {
+			out[ch.Chain.Name] = ch.Render()
 		}
 	}
 	return out
@@ -50,15 +53,15 @@ func (rs *ruleset) texts() chainTexts {
 // unchanged returns the regular chains of rs that are installed and were
 // last programmed (as remembered in last) with the rules rs wants (want,
 // from rs.texts).
-func (rs *ruleset) unchanged(in *installed, last, want chainTexts) map[string]bool {
+func unchanged(rs *rules.Ruleset, in *installed, last, want chainTexts) map[string]bool {
 	keep := map[string]bool{}
 	if !in.exists {
 		return keep
 	}
-	for _, ch := range rs.chains {
-		name := ch.chain.Name
+	for _, ch := range rs.Chains {
+		name := ch.Chain.Name
 		have, ok := in.chains[name]
-		if ch.chain.Hooknum != nil || !ok || !sameChain(have, ch.chain) {
+		if ch.Chain.Hooknum != nil || !ok || !sameChain(have, ch.Chain) {
 			continue
 		}
 		if text, ok := last[name]; ok && text == want[name] {
@@ -71,14 +74,14 @@ func (rs *ruleset) unchanged(in *installed, last, want chainTexts) map[string]bo
 // redefines reports whether the installed table has a set or chain that rs
 // wants with another definition: it is deleted and re-created, which a
 // kept rule that refers to it would make fail.
-func (rs *ruleset) redefines(in *installed) bool {
-	for _, s := range rs.sets {
-		if have, ok := in.sets[s.set.Name]; ok && !sameSet(have, s.set) {
+func redefines(rs *rules.Ruleset, in *installed) bool {
+	for _, s := range rs.Sets {
+		if have, ok := in.sets[s.Set.Name]; ok && !sameSet(have, s.Set) {
 			return true
 		}
 	}
-	for _, ch := range rs.chains {
-		if have, ok := in.chains[ch.chain.Name]; ok && !sameChain(have, ch.chain) {
+	for _, ch := range rs.Chains {
+		if have, ok := in.chains[ch.Chain.Name]; ok && !sameChain(have, ch.Chain) {
 			return true
 		}
 	}
@@ -94,12 +97,12 @@ func (rs *ruleset) redefines(in *installed) bool {
 // flushing chain by chain would cost more messages than re-adding the kept
 // rules (1000 tenants down to 1, say), the whole table is flushed in one
 // message and nothing is kept.
-func (rs *ruleset) flushRules(c *nftables.Conn, t *nftables.Table, in *installed, keep map[string]bool) map[string]bool {
-	if len(keep) > 0 && !rs.redefines(in) {
+func flushRules(rs *rules.Ruleset, c *nftables.Conn, t *nftables.Table, in *installed, keep map[string]bool) map[string]bool {
+	if len(keep) > 0 && !redefines(rs, in) {
 		keptRules := 0
-		for _, ch := range rs.chains {
-			if keep[ch.chain.Name] {
-				keptRules += len(ch.rules)
+		for _, ch := range rs.Chains {
+			if keep[ch.Chain.Name] {
+				keptRules += len(ch.Rules)
 			}
 		}
 		var flush []string

@@ -7,6 +7,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/egressfw/egressfw/internal/nft/rules"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
 )
 
 var (
@@ -69,8 +73,8 @@ func matching(t *testing.T, hs map[string][]string, patterns []string) []string 
 // keepStep is one Apply of TestKeptChains and what it must leave.
 type keepStep struct {
 	name string
-	spec Spec
-	ids  CgroupIDs
+	spec nftspec.Spec
+	ids  nftspec.CgroupIDs
 	// before runs first (a hand edit, say) and may return a new Manager.
 	before func(t *testing.T, ns *testNetns, m *Manager) *Manager
 	// kept chains have the same rule handles after the Apply as before it,
@@ -88,10 +92,10 @@ func TestKeptChains(t *testing.T) {
 	few, fewIDs := benchSpec(20)
 	changed := changeTenant(many, 500)
 	deeper, deeperIDs := benchSpec(20) // one more tenant, alone at cgroup level 3
-	deeper.Tenants = append(deeper.Tenants, Tenant{Name: "deep", Slot: 21, ListenerPort: 20021,
+	deeper.Tenants = append(deeper.Tenants, nftspec.Tenant{Name: "deep", Slot: 21, ListenerPort: 20021,
 		Cgroups: []string{"a.slice/b.slice/deep.service"}, UIDs: []uint32{100021}})
 	deeperIDs["a.slice/b.slice/deep.service"] = 1<<40 + 21
-	base := []string{chainOutput, chainPrerouting, chainInput, chainEscape}
+	base := []string{rules.ChainOutput, rules.ChainPrerouting, rules.ChainInput, rules.ChainEscape}
 	deleteTable := func(t *testing.T, ns *testNetns, m *Manager) *Manager {
 		ns.nft(t, "delete", "table", "inet", few.Table)
 		return m
@@ -116,26 +120,26 @@ func TestKeptChains(t *testing.T) {
 	}{
 		{"unchanged 1000 re-applied", []keepStep{
 			{name: "initial", spec: many, ids: manyIDs},
-			{name: "same again", spec: many, ids: manyIDs, kept: []string{"tenant_*", chainDeny}, rewritten: base},
+			{name: "same again", spec: many, ids: manyIDs, kept: []string{"tenant_*", rules.ChainDeny}, rewritten: base},
 		}},
 		{"one tenant changed", []keepStep{
 			{name: "initial", spec: many, ids: manyIDs},
 			{name: "change tenant 500", spec: changed, ids: manyIDs,
-				kept: []string{"tenant_1", "tenant_499", "tenant_501", "tenant_1000", chainDeny}, rewritten: []string{"tenant_500"}},
+				kept: []string{"tenant_1", "tenant_499", "tenant_501", "tenant_1000", rules.ChainDeny}, rewritten: []string{"tenant_500"}},
 			{name: "change it back", spec: many, ids: manyIDs,
 				kept: []string{"tenant_1", "tenant_499", "tenant_501", "tenant_1000"}, rewritten: []string{"tenant_500"}},
 		}},
 		{"1 to 1000 and back, twice", []keepStep{
 			{name: "1", spec: one, ids: oneIDs},
-			{name: "1000", spec: many, ids: manyIDs, kept: []string{"tenant_1", chainDeny}, rewritten: base},
+			{name: "1000", spec: many, ids: manyIDs, kept: []string{"tenant_1", rules.ChainDeny}, rewritten: base},
 			// 999 chains go: one table flush and 6 rules beat 1003 chain flushes.
-			{name: "1 again", spec: one, ids: oneIDs, rewritten: append([]string{"tenant_1", chainDeny}, base...)},
-			{name: "1000 again", spec: many, ids: manyIDs, kept: []string{"tenant_1", chainDeny}, rewritten: base},
+			{name: "1 again", spec: one, ids: oneIDs, rewritten: append([]string{"tenant_1", rules.ChainDeny}, base...)},
+			{name: "1000 again", spec: many, ids: manyIDs, kept: []string{"tenant_1", rules.ChainDeny}, rewritten: base},
 		}},
 		{"tenant and cgroup level removed", []keepStep{ // the level's map refers to the chain
 			{name: "initial", spec: deeper, ids: deeperIDs},
-			{name: "remove", spec: few, ids: fewIDs, kept: []string{"tenant_1", "tenant_20", chainDeny}, rewritten: base},
-			{name: "add again", spec: deeper, ids: deeperIDs, kept: []string{"tenant_1", "tenant_20", chainDeny}, rewritten: base},
+			{name: "remove", spec: few, ids: fewIDs, kept: []string{"tenant_1", "tenant_20", rules.ChainDeny}, rewritten: base},
+			{name: "add again", spec: deeper, ids: deeperIDs, kept: []string{"tenant_1", "tenant_20", rules.ChainDeny}, rewritten: base},
 		}},
 		{"table deleted behind our back", []keepStep{
 			{name: "initial", spec: few, ids: fewIDs},
@@ -188,7 +192,7 @@ func TestKeptChains(t *testing.T) {
 						t.Errorf("%s: chain %s kept rules: handles %v, were %v", s.name, c, now[c], prev[c])
 					}
 				}
-				want, err := Render(s.spec, s.ids)
+				want, err := rules.Render(s.spec, s.ids)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -203,9 +207,9 @@ func TestKeptChains(t *testing.T) {
 
 // changeTenant returns spec with another allow_direct for the tenant in
 // slot (benchSpec's slots are 1..n), which then has an anonymous port set.
-func changeTenant(spec Spec, slot int) Spec {
+func changeTenant(spec nftspec.Spec, slot int) nftspec.Spec {
 	spec.Tenants = slices.Clone(spec.Tenants)
-	spec.Tenants[slot-1].AllowDirect = []Direct{{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Ports: []uint16{443, 80}, Proto: "tcp"}}
+	spec.Tenants[slot-1].AllowDirect = []nftspec.Direct{{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Ports: []uint16{443, 80}, Proto: "tcp"}}
 	return spec
 }
 

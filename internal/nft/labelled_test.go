@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
 )
 
 // TestLabelledRedirect: a labelled container's intercepted TCP is
@@ -14,7 +16,7 @@ import (
 func TestLabelledRedirect(t *testing.T) {
 	tp := newCtrTopo(t, true)
 	a := tp.container(t, "pa", 10)
-	if err := tp.m.SetContainers([]Container{a.identity(2)}); err != nil {
+	if err := tp.m.SetContainers([]nftspec.Container{a.identity(2)}); err != nil {
 		t.Fatal(err)
 	}
 	squatter := acceptCount(listenTCP(t, tp.host, ":15002", false))
@@ -36,13 +38,13 @@ func TestLabelledRedirect(t *testing.T) {
 // tenant's; the server they asked sees nothing.
 func TestLabelledDNS(t *testing.T) {
 	tp := newCtrTopo(t, true)
-	tp.spec.Tenants[0].DNS, tp.spec.Tenants[0].DNSPort = DNSIntercept, 25001
-	tp.spec.Tenants[1].DNS, tp.spec.Tenants[1].DNSPort = DNSIntercept, 25002
+	tp.spec.Tenants[0].DNS, tp.spec.Tenants[0].DNSPort = nftspec.DNSIntercept, 25001
+	tp.spec.Tenants[1].DNS, tp.spec.Tenants[1].DNSPort = nftspec.DNSIntercept, 25002
 	if err := tp.m.Apply(tp.spec, nil); err != nil {
 		t.Fatal(err)
 	}
 	a, b := tp.container(t, "pa", 10), tp.container(t, "pb", 20)
-	if err := tp.m.SetContainers([]Container{a.identity(2), b.identity(0)}); err != nil {
+	if err := tp.m.SetContainers([]nftspec.Container{a.identity(2), b.identity(0)}); err != nil {
 		t.Fatal(err)
 	}
 	asked := map[string]<-chan asked{}
@@ -84,13 +86,13 @@ func TestLabelledDNS(t *testing.T) {
 // interface tenant's listener.
 func TestLabelledDNSDirect(t *testing.T) {
 	tp := newCtrTopo(t, true)
-	tp.spec.Tenants[0].DNS, tp.spec.Tenants[0].DNSPort = DNSIntercept, 25001
-	tp.spec.Tenants[1].AllowDirect = append(tp.spec.Tenants[1].AllowDirect, Direct{Prefix: netip.MustParsePrefix("10.20.0.20/32"), Ports: []uint16{53}})
+	tp.spec.Tenants[0].DNS, tp.spec.Tenants[0].DNSPort = nftspec.DNSIntercept, 25001
+	tp.spec.Tenants[1].AllowDirect = append(tp.spec.Tenants[1].AllowDirect, nftspec.Direct{Prefix: netip.MustParsePrefix("10.20.0.20/32"), Ports: []uint16{53}})
 	if err := tp.m.Apply(tp.spec, nil); err != nil {
 		t.Fatal(err)
 	}
 	a, b := tp.container(t, "pa", 10), tp.container(t, "pb", 20)
-	if err := tp.m.SetContainers([]Container{a.identity(2), b.identity(0)}); err != nil {
+	if err := tp.m.SetContainers([]nftspec.Container{a.identity(2), b.identity(0)}); err != nil {
 		t.Fatal(err)
 	}
 	iface := dnsServe(t, tp.host, "0.0.0.0:25001", "192.0.2.1", true)

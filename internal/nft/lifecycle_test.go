@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
 	"github.com/egressfw/egressfw/internal/netnstest"
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -89,13 +91,13 @@ func TestForeignTablesUntouched(t *testing.T) {
 // changes the other tenants, adds a tenant (a new chain and map entries)
 // and a cgroup level (a new map and rule), while tenant "webhooks" (uid
 // 4242, slot 2, port 15002) and the intercept ports stay as they are.
-func replaceSpecs() (a, b Spec, aIDs, bIDs CgroupIDs) {
+func replaceSpecs() (a, b nftspec.Spec, aIDs, bIDs nftspec.CgroupIDs) {
 	a, b = sampleSpec(), sampleSpec()
 	b.Tenants[0].AllowDirect = b.Tenants[0].AllowDirect[:1]
 	b.Tenants[1].Report = false
-	b.Tenants = append(b.Tenants, Tenant{Name: "new", Slot: 3, ListenerPort: 15003, UIDs: []uint32{4343},
+	b.Tenants = append(b.Tenants, nftspec.Tenant{Name: "new", Slot: 3, ListenerPort: 15003, UIDs: []uint32{4343},
 		Cgroups: []string{"new.slice/new-app.slice/x.service"}})
-	bIDs = CgroupIDs{"new.slice/new-app.slice/x.service": 1<<40 + 11}
+	bIDs = nftspec.CgroupIDs{"new.slice/new-app.slice/x.service": 1<<40 + 11}
 	maps.Copy(bIDs, sampleIDs)
 	return a, b, sampleIDs, bIDs
 }
@@ -103,11 +105,11 @@ func replaceSpecs() (a, b Spec, aIDs, bIDs CgroupIDs) {
 // withFillers adds n tenants that no re-apply changes (slots 100 on), so
 // that Apply keeps their chains and flushes the others one by one instead
 // of flushing the whole table (see flushRules).
-func withFillers(spec Spec, n int) Spec {
+func withFillers(spec nftspec.Spec, n int) nftspec.Spec {
 	spec.Tenants = slices.Clone(spec.Tenants)
 	for i := range n {
 		slot := uint32(100 + i)
-		spec.Tenants = append(spec.Tenants, Tenant{Name: fmt.Sprintf("filler%d", i), Slot: slot,
+		spec.Tenants = append(spec.Tenants, nftspec.Tenant{Name: fmt.Sprintf("filler%d", i), Slot: slot,
 			ListenerPort: uint16(16000 + i), UIDs: []uint32{50000 + slot}})
 	}
 	return spec
@@ -129,7 +131,7 @@ func TestAtomicReplace(t *testing.T) {
 	bSame.Tenants[0] = a.Tenants[0]
 	tests := []struct {
 		name string
-		a, b Spec
+		a, b nftspec.Spec
 	}{
 		{"table flushed", a, b},
 		{"chains flushed, tenant's rewritten", withFillers(a, 10), withFillers(b, 10)},
@@ -172,7 +174,7 @@ func TestAtomicReplace(t *testing.T) {
 	}
 }
 
-func routingState(t *testing.T, ns *testNetns, spec Spec) string {
+func routingState(t *testing.T, ns *testNetns, spec nftspec.Spec) string {
 	t.Helper()
 	var b strings.Builder
 	for _, fam := range []string{"-4", "-6"} {
@@ -249,8 +251,8 @@ func TestCgroupRecreated(t *testing.T) {
 	mnt, root := testCgroups(t)
 	rel := root + "/svc"
 	dir := filepath.Join(mnt, rel)
-	spec := DefaultSpec()
-	spec.Tenants = []Tenant{{Name: "svc", Slot: 1, ListenerPort: 15001, Cgroups: []string{rel}}}
+	spec := nftspec.DefaultSpec()
+	spec.Tenants = []nftspec.Tenant{{Name: "svc", Slot: 1, ListenerPort: 15001, Cgroups: []string{rel}}}
 	m := ns.manager(t)
 	if err := m.Apply(spec, nil); err != nil {
 		t.Fatalf("apply with the cgroup missing: %v", err)
@@ -263,7 +265,7 @@ func TestCgroupRecreated(t *testing.T) {
 			t.Fatal(err)
 		}
 		id := cgroupID(t, dir)
-		if err := m.SetCgroupIDs(CgroupIDs{rel: id}); err != nil {
+		if err := m.SetCgroupIDs(nftspec.CgroupIDs{rel: id}); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("round %d: mkdir to map updated in %v", round, time.Since(start))

@@ -7,11 +7,17 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/egressfw/egressfw/internal/nft/route"
+
+	"github.com/egressfw/egressfw/internal/nft/rules"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
+	"github.com/egressfw/egressfw/internal/nft/batch"
 	"github.com/google/nftables"
 	mdnetlink "github.com/mdlayher/netlink"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 )
 
 // Manager installs, updates and removes egressfw's table and policy
@@ -19,11 +25,11 @@ import (
 type Manager struct {
 	mu      sync.Mutex
 	conn    *nftables.Conn // reads the installed table
-	b       *batcher       // queues and commits changes (see batch.go)
+	b       *batch.Batcher // queues and commits changes (package batch)
 	nl      *netlink.Handle
-	spec    *Spec     // last applied, nil before the first Apply
-	ids     CgroupIDs // cgroup ids in the maps, keyed by cleaned path
-	routing *routing  // policy routing installed by this Manager
+	spec    *nftspec.Spec     // last applied, nil before the first Apply
+	ids     nftspec.CgroupIDs // cgroup ids in the maps, keyed by cleaned path
+	routing *route.Routing    // policy routing installed by this Manager
 	// texts holds the rules this Manager last programmed into each regular
 	// chain of the table, nil when unknown (see keep.go). vouched: a
 	// restore removed from texts every chain another program changed, as
@@ -40,9 +46,10 @@ type Manager struct {
 	closed     atomic.Bool
 	spare      *spareBatch // builds the applied table from nothing (spare.go)
 
-	// containers are the identities the bridge table binds (containers.go);
-	// keepFlows (tests only) skips the conntrack hygiene of SetContainers.
-	containers []Container
+	// containers are the identities the bridge table binds (package
+	// rules, containers.go); keepFlows (tests only) skips the conntrack
+	// hygiene of SetContainers.
+	containers []nftspec.Container
 	keepFlows  bool
 }
 
@@ -62,7 +69,7 @@ func New(opts ...Option) (*Manager, error) {
 	for _, f := range opts {
 		f(&o)
 	}
-	connOpts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(bigBuffers)}
+	connOpts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(batch.BigBuffers)}
 	var nl *netlink.Handle
 	var err error
 	if o.netnsFd >= 0 {
@@ -80,7 +87,7 @@ func New(opts ...Option) (*Manager, error) {
 		return nil, fmt.Errorf("open nftables netlink: %w", err)
 	}
 	m := &Manager{conn: conn, nl: nl}
-	if m.b, err = newBatcher(o.netnsFd); err == nil {
+	if m.b, err = batch.New(o.netnsFd); err == nil {
 		m.mon, m.rtmon, err = dialMonitors(o.netnsFd)
 	}
 	if err != nil {
@@ -91,34 +98,9 @@ func New(opts ...Option) (*Manager, error) {
 	return m, nil
 }
 
-// batchBuffer is the socket buffer size for the nftables socket. A table
-// for 1000 tenants is one batch of a few MB, and google/nftables asks for an
-// ack per message; the default buffers (net.core.[rw]mem_default) fail with
-// EMSGSIZE / ENOBUFS. The *FORCE options raise the limit for this socket
-// only (needs CAP_NET_ADMIN, which programming nftables needs anyway) and
-// change no sysctl; memory is only used while a batch is in flight.
-const batchBuffer = 64 << 20
-
-func bigBuffers(c *mdnetlink.Conn) error {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return fmt.Errorf("netlink socket buffers: %w", err)
-	}
-	var serr error
-	err = raw.Control(func(fd uintptr) {
-		for _, opt := range []int{unix.SO_SNDBUFFORCE, unix.SO_RCVBUFFORCE} {
-			if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt, batchBuffer); e != nil {
-				serr = e
-			}
-		}
-	})
-	if err == nil {
-		err = serr
-	}
-	if err != nil {
-		return fmt.Errorf("netlink socket buffers: %w", err)
-	}
-	return nil
+// routingOf is the policy routing spec needs.
+func routingOf(s *nftspec.Spec) route.Routing {
+	return route.Routing{Mark: s.InterceptMark, Mask: s.MarkMask, Table: s.RouteTable, Priority: s.RulePriority}
 }
 
 // Close releases the netlink sockets. It does not touch the installed
@@ -143,7 +125,9 @@ func (m *Manager) Close() error {
 // so a rule edited by hand in such a chain stays until its tenant changes
 // or a new Manager applies (see keep.go). The policy routing is made to
 // match spec before the table is replaced.
-func (m *Manager) Apply(spec Spec, ids CgroupIDs) error { return m.ApplyWhen(spec, ids, nil) }
+func (m *Manager) Apply(spec nftspec.Spec, ids nftspec.CgroupIDs) error {
+	return m.ApplyWhen(spec, ids, nil)
+}
 
 // ApplyWhen is Apply that calls ready, if not nil, once the chains of new
 // tenants are in place and before any rule or map element points to them,
@@ -151,7 +135,7 @@ func (m *Manager) Apply(spec Spec, ids CgroupIDs) error { return m.ApplyWhen(spe
 // rules send traffic to (listening sockets) while the rules are being
 // prepared, without any packet reaching the new rules before that. An error
 // from ready is returned as is and leaves the previous ruleset in force.
-func (m *Manager) ApplyWhen(spec Spec, ids CgroupIDs, ready func() error) error {
+func (m *Manager) ApplyWhen(spec nftspec.Spec, ids nftspec.CgroupIDs, ready func() error) error {
 	if err := spec.Validate(); err != nil {
 		return fmt.Errorf("apply ruleset: %w", err)
 	}
@@ -160,14 +144,14 @@ func (m *Manager) ApplyWhen(spec Spec, ids CgroupIDs, ready func() error) error 
 	return m.applyLocked(&spec, ids, ready)
 }
 
-func (m *Manager) applyLocked(spec *Spec, ids CgroupIDs, ready func() error) error {
+func (m *Manager) applyLocked(spec *nftspec.Spec, ids nftspec.CgroupIDs, ready func() error) error {
 	r := routingOf(spec)
 	if m.routing != nil && *m.routing != r {
-		if err := removeRouting(m.nl, *m.routing); err != nil {
+		if err := route.Remove(m.nl, *m.routing); err != nil {
 			return fmt.Errorf("apply ruleset: %w", err)
 		}
 	}
-	if err := installRouting(m.nl, r); err != nil {
+	if err := route.Install(m.nl, r); err != nil {
 		return fmt.Errorf("apply ruleset: %w", err)
 	}
 	m.routing = &r
@@ -175,11 +159,11 @@ func (m *Manager) applyLocked(spec *Spec, ids CgroupIDs, ready func() error) err
 		m.deleteTable(m.spec.Table)
 		m.texts = nil
 	}
-	var br *ruleset // the bridge table, nil for none
+	var br *rules.Ruleset // the bridge table, nil for none
 	if spec.Containers {
-		br = buildBridge(spec, m.containers)
+		br = rules.BuildBridge(spec, m.containers)
 	}
-	if err := m.replace(buildRuleset(spec, ids), br, spec.Table, ready); err != nil {
+	if err := m.replace(rules.Build(spec, ids), br, spec.Table, ready); err != nil {
 		if errors.Is(err, errNotReady) {
 			return errors.Unwrap(err)
 		}
@@ -199,10 +183,10 @@ func (m *Manager) applyLocked(spec *Spec, ids CgroupIDs, ready func() error) err
 // same name into br (none if nil), in one batch, after a batch that adds
 // the chains of new tenants (see precreate). Chains that already hold the
 // rules rs wants are kept as they are (see keep.go).
-func (m *Manager) replace(rs, br *ruleset, table string, ready func() error) error {
+func (m *Manager) replace(rs, br *rules.Ruleset, table string, ready func() error) error {
 	last, vouched := m.texts, m.vouched
 	m.texts, m.vouched = nil, false // unknown until the batch is committed
-	if !vouched && !m.b.unchanged() {
+	if !vouched && !m.b.Unchanged() {
 		// Another transaction since ours (a restore with nft -f, a
 		// flushed chain, any other owner's change): rewrite every chain.
 		last = nil
@@ -211,14 +195,14 @@ func (m *Manager) replace(rs, br *ruleset, table string, ready func() error) err
 	if err != nil {
 		return err
 	}
-	want := rs.texts()
-	keep := rs.unchanged(in, last, want)
-	made, err := rs.precreate(m.b.q, table, in)
+	want := texts(rs)
+	keep := unchanged(rs, in, last, want)
+	made, err := precreate(rs, m.b.Queue(), table, in)
 	if err != nil {
 		return err
 	}
 	if len(made) > 0 {
-		if err := m.b.commit(); err != nil {
+		if err := m.b.Commit(); err != nil {
 			// Another program may have deleted the table since it was
 			// read (systemctl reload nftables during a reload): then build
 			// it from nothing instead of failing the Apply.
@@ -234,13 +218,13 @@ func (m *Manager) replace(rs, br *ruleset, table string, ready func() error) err
 		}
 	}
 	maps.Copy(keep, made)
-	if err := rs.program(m.b.q, table, in, keep); err != nil {
+	if err := program(rs, m.b.Queue(), table, in, keep); err != nil {
 		return err
 	}
 	if err := m.queueBridge(br, table, false); err != nil {
 		return err
 	}
-	err = m.b.commitFresh()
+	err = m.b.CommitFresh()
 	if err == nil {
 		m.texts = want
 		return nil
@@ -254,14 +238,14 @@ func (m *Manager) replace(rs, br *ruleset, table string, ready func() error) err
 	// may be reset or pass unmarked (see the package doc, Atomicity). The
 	// next Apply rewrites every chain again (m.texts stays nil).
 	m.deleteTable(table)
-	err2 := rs.program(m.b.q, table, &installed{}, nil)
+	err2 := program(rs, m.b.Queue(), table, &installed{}, nil)
 	if err2 == nil {
 		err2 = m.queueBridge(br, table, true)
 	}
 	if err2 != nil {
 		return fmt.Errorf("replace table inet %s: %w (rebuild: %w)", table, err, err2)
 	}
-	if err2 := m.b.commit(); err2 != nil {
+	if err2 := m.b.Commit(); err2 != nil {
 		return fmt.Errorf("replace table inet %s: %w (rebuild: %w)", table, err, err2)
 	}
 	return nil
@@ -277,9 +261,9 @@ func (e *notReady) Unwrap() error   { return e.err }
 func (e *notReady) Is(t error) bool { return t == errNotReady }
 
 // knownIDs keeps the ids of configured paths only, keyed by cleaned path.
-func knownIDs(spec *Spec, ids CgroupIDs) CgroupIDs {
-	out := CgroupIDs{}
-	for _, c := range spec.cgroupPaths() {
+func knownIDs(spec *nftspec.Spec, ids nftspec.CgroupIDs) nftspec.CgroupIDs {
+	out := nftspec.CgroupIDs{}
+	for _, c := range spec.CgroupPaths() {
 		if id, ok := ids[c]; ok {
 			out[c] = id
 		}
@@ -291,7 +275,7 @@ func knownIDs(spec *Spec, ids CgroupIDs) CgroupIDs {
 // ids (a complete snapshot: paths missing from it are dropped). Only map
 // elements change, in one batch; if that batch fails (the table was changed
 // behind our back) the whole table is re-applied.
-func (m *Manager) SetCgroupIDs(ids CgroupIDs) error {
+func (m *Manager) SetCgroupIDs(ids nftspec.CgroupIDs) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.spec == nil {
@@ -302,18 +286,18 @@ func (m *Manager) SetCgroupIDs(ids CgroupIDs) error {
 		return nil
 	}
 	table := &nftables.Table{Name: m.spec.Table, Family: nftables.TableFamilyINet}
-	oldElems, newElems := cgroupElems(m.spec, m.ids), cgroupElems(m.spec, want)
-	for _, l := range m.spec.levels() {
-		set := &nftables.Set{Table: table, Name: cgroupMapName(l), IsMap: true}
+	oldElems, newElems := rules.CgroupElems(m.spec, m.ids), rules.CgroupElems(m.spec, want)
+	for _, l := range m.spec.Levels() {
+		set := &nftables.Set{Table: table, Name: rules.CgroupMapName(l), IsMap: true}
 		del, add := diffElems(oldElems[l], newElems[l])
-		if err := eachChunk(del, func(c []nftables.SetElement) error { return m.b.q.SetDeleteElements(set, c) }); err != nil {
+		if err := eachChunk(del, func(c []nftables.SetElement) error { return m.b.Queue().SetDeleteElements(set, c) }); err != nil {
 			return fmt.Errorf("set cgroup ids: %w", err)
 		}
-		if err := eachChunk(add, func(c []nftables.SetElement) error { return m.b.q.SetAddElements(set, c) }); err != nil {
+		if err := eachChunk(add, func(c []nftables.SetElement) error { return m.b.Queue().SetAddElements(set, c) }); err != nil {
 			return fmt.Errorf("set cgroup ids: %w", err)
 		}
 	}
-	if err := m.b.commit(); err != nil {
+	if err := m.b.Commit(); err != nil {
 		m.texts = nil // the table was changed behind our back: rewrite it all
 		if err2 := m.applyLocked(m.spec, want, nil); err2 != nil {
 			return fmt.Errorf("set cgroup ids: %w (re-apply: %w)", err, err2)
@@ -355,26 +339,26 @@ func eachChunk(elems []nftables.SetElement, f func([]nftables.SetElement) error)
 
 // diffElems returns the elements to delete from and add to old to get new.
 // An element whose key stays but whose verdict changes is replaced.
-func diffElems(old, new []element) (del, add []nftables.SetElement) {
+func diffElems(old, new []rules.Element) (del, add []nftables.SetElement) {
 	have := map[string]string{}
 	for _, e := range old {
-		have[string(e.elem.Key)] = e.text
+		have[string(e.Elem.Key)] = e.Text
 	}
 	want := map[string]bool{}
 	for _, e := range new {
-		k := string(e.elem.Key)
+		k := string(e.Elem.Key)
 		want[k] = true
-		if t, ok := have[k]; ok && t == e.text {
+		if t, ok := have[k]; ok && t == e.Text {
 			continue
 		}
 		if _, ok := have[k]; ok {
-			del = append(del, nftables.SetElement{Key: e.elem.Key})
+			del = append(del, nftables.SetElement{Key: e.Elem.Key})
 		}
-		add = append(add, e.elem)
+		add = append(add, e.Elem)
 	}
 	for _, e := range old {
-		if !want[string(e.elem.Key)] {
-			del = append(del, nftables.SetElement{Key: e.elem.Key})
+		if !want[string(e.Elem.Key)] {
+			del = append(del, nftables.SetElement{Key: e.Elem.Key})
 		}
 	}
 	return del, add
@@ -384,7 +368,7 @@ func diffElems(old, new []element) (del, add []nftables.SetElement) {
 // rules and the routes in the route table (and whatever this Manager
 // installed under other parameters). It succeeds when nothing is installed.
 // A normal stop does not call it: the rules stay so traffic fails closed.
-func (m *Manager) Cleanup(spec Spec) error {
+func (m *Manager) Cleanup(spec nftspec.Spec) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.texts = nil
@@ -395,16 +379,16 @@ func (m *Manager) Cleanup(spec Spec) error {
 	}
 	for _, t := range tables {
 		m.deleteTable(t)
-		if err := m.b.commit(); err != nil {
+		if err := m.b.Commit(); err != nil {
 			errs = append(errs, fmt.Errorf("cleanup: delete table inet %s: %w", t, err))
 		}
 	}
-	routings := []routing{routingOf(&spec)}
+	routings := []route.Routing{routingOf(&spec)}
 	if m.routing != nil && *m.routing != routings[0] {
 		routings = append(routings, *m.routing)
 	}
 	for _, r := range routings {
-		if err := removeRouting(m.nl, r); err != nil {
+		if err := route.Remove(m.nl, r); err != nil {
 			errs = append(errs, fmt.Errorf("cleanup: %w", err))
 		}
 	}
@@ -421,7 +405,7 @@ func (m *Manager) Cleanup(spec Spec) error {
 func (m *Manager) deleteTable(name string) {
 	for _, f := range []nftables.TableFamily{nftables.TableFamilyINet, nftables.TableFamilyBridge} {
 		t := &nftables.Table{Name: name, Family: f}
-		m.b.q.AddTable(t)
-		m.b.q.DelTable(t)
+		m.b.Queue().AddTable(t)
+		m.b.Queue().DelTable(t)
 	}
 }

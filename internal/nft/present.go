@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/egressfw/egressfw/internal/nft/rules"
+
 	"github.com/google/nftables"
 	"github.com/google/nftables/userdata"
 )
@@ -37,7 +39,7 @@ func (m *Manager) InstalledSlots(table string) (map[string]uint32, error) {
 	var slots []uint32
 	for name := range in.chains {
 		if n, ok := strings.CutPrefix(name, "tenant_"); ok {
-			if slot, err := strconv.ParseUint(n, 10, 32); err == nil && slot > 0 && tenantChainName(uint32(slot)) == name {
+			if slot, err := strconv.ParseUint(n, 10, 32); err == nil && slot > 0 && rules.TenantChainName(uint32(slot)) == name {
 				slots = append(slots, uint32(slot))
 			}
 		}
@@ -46,11 +48,12 @@ func (m *Manager) InstalledSlots(table string) (map[string]uint32, error) {
 	out := map[string]uint32{}
 	t := &nftables.Table{Name: table, Family: nftables.TableFamilyINet}
 	for _, slot := range slots {
-		rules, err := m.conn.GetRules(t, &nftables.Chain{Name: tenantChainName(slot), Table: t})
+		chain := rules.TenantChainName(slot)
+		got, err := m.conn.GetRules(t, &nftables.Chain{Name: chain, Table: t})
 		if err != nil {
-			return nil, fmt.Errorf("read the rules of chain %s of table inet %s: %w", tenantChainName(slot), table, err)
+			return nil, fmt.Errorf("read the rules of chain %s of table inet %s: %w", chain, table, err)
 		}
-		for _, r := range rules {
+		for _, r := range got {
 			if name, ok := userdata.GetString(r.UserData, userdata.TypeComment); ok && name != "" {
 				if _, dup := out[name]; !dup {
 					out[name] = slot

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/egressfw/egressfw/internal/nft/rules"
+
 	"github.com/google/nftables"
 )
 
@@ -38,7 +40,7 @@ func gone(c *nftables.Conn, family nftables.TableFamily, table string) bool {
 
 func readInstalledOnce(c *nftables.Conn, family nftables.TableFamily, table string) (*installed, error) {
 	in := &installed{chains: map[string]*nftables.Chain{}, sets: map[string]*nftables.Set{}}
-	fam := familyName(family)
+	fam := rules.FamilyName(family)
 	tables, err := c.ListTablesOfFamily(family)
 	if err != nil {
 		return nil, fmt.Errorf("list %s tables: %w", fam, err)
@@ -107,87 +109,71 @@ func sameChain(have, want *nftables.Chain) bool {
 // flushRules for when they do not), all other rules are flushed and
 // re-added, kept sets are flushed and refilled, and only objects that are
 // new, gone or redefined are added or deleted.
-func (rs *ruleset) program(c *nftables.Conn, table string, in *installed, keep map[string]bool) error {
-	t := &nftables.Table{Name: table, Family: rs.tableFamily()}
+func program(rs *rules.Ruleset, c *nftables.Conn, table string, in *installed, keep map[string]bool) error {
+	t := &nftables.Table{Name: table, Family: rs.TableFamily()}
 	c.AddTable(t) // a no-op if it exists
-	keep = rs.flushRules(c, t, in, keep)
+	keep = flushRules(rs, c, t, in, keep)
 	var errs []error
 	wantSet, wantChain := map[string]bool{}, map[string]bool{}
-	for _, s := range rs.sets {
-		s.set.Table = t
-		wantSet[s.set.Name] = true
-		have, ok := in.sets[s.set.Name]
-		if ok && sameSet(have, s.set) {
-			c.FlushSet(s.set)
+	for _, s := range rs.Sets {
+		s.Set.Table = t
+		wantSet[s.Set.Name] = true
+		have, ok := in.sets[s.Set.Name]
+		if ok && sameSet(have, s.Set) {
+			c.FlushSet(s.Set)
 			continue
 		}
 		if ok { // then flushRules flushed the table: no rule refers to it
 			c.DelSet(&nftables.Set{Table: t, Name: have.Name})
 		}
-		errs = append(errs, c.AddSet(s.set, nil))
+		errs = append(errs, c.AddSet(s.Set, nil))
 	}
 	for _, name := range sortedKeys(in.sets) {
 		if !wantSet[name] { // the rules that used it are flushed above, and a kept chain's do not
 			c.DelSet(&nftables.Set{Table: t, Name: name})
 		}
 	}
-	for _, ch := range rs.chains {
-		ch.chain.Table = t
-		wantChain[ch.chain.Name] = true
-		have, ok := in.chains[ch.chain.Name]
-		if ok && sameChain(have, ch.chain) {
+	for _, ch := range rs.Chains {
+		ch.Chain.Table = t
+		wantChain[ch.Chain.Name] = true
+		have, ok := in.chains[ch.Chain.Name]
+		if ok && sameChain(have, ch.Chain) {
 			continue
 		}
 		if ok { // then flushRules flushed the table
 			c.DelChain(&nftables.Chain{Table: t, Name: have.Name})
 		}
-		c.AddChain(ch.chain)
+		c.AddChain(ch.Chain)
 	}
-	for _, s := range rs.sets { // vmap elements need their chains
-		errs = append(errs, eachChunk(s.elems, func(e []nftables.SetElement) error { return c.SetAddElements(s.set, e) }))
+	for _, s := range rs.Sets { // vmap elements need their chains
+		errs = append(errs, eachChunk(s.Elems, func(e []nftables.SetElement) error { return c.SetAddElements(s.Set, e) }))
 	}
 	for _, name := range sortedKeys(in.chains) {
 		if !wantChain[name] { // no rule or (flushed or deleted) map element refers to it
 			c.DelChain(&nftables.Chain{Table: t, Name: name})
 		}
 	}
-	for _, ch := range rs.chains {
-		if !keep[ch.chain.Name] {
-			errs = append(errs, ch.addRules(c, t))
+	for _, ch := range rs.Chains {
+		if !keep[ch.Chain.Name] {
+			errs = append(errs, addRules(ch, c, t))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("queue table %s %s: %w", familyName(t.Family), table, err)
+		return fmt.Errorf("queue table %s %s: %w", rules.FamilyName(t.Family), table, err)
 	}
 	return nil
 }
 
-// tableFamily is the family of the table rs describes.
-func (rs *ruleset) tableFamily() nftables.TableFamily {
-	if rs.family == nftables.TableFamilyUnspecified {
-		return nftables.TableFamilyINet
-	}
-	return rs.family
-}
-
-// familyName is a family as nft writes it.
-func familyName(f nftables.TableFamily) string {
-	if f == nftables.TableFamilyBridge {
-		return "bridge"
-	}
-	return "inet"
-}
-
 // addRules queues the chain's rules, each after its anonymous set.
-func (ch *chainDef) addRules(c *nftables.Conn, t *nftables.Table) error {
+func addRules(ch *rules.ChainDef, c *nftables.Conn, t *nftables.Table) error {
 	var errs []error
-	for _, r := range ch.rules {
-		if r.anon != nil {
-			r.anon.set.Table = t
-			errs = append(errs, c.AddSet(r.anon.set, r.anon.elems))
-			r.anonLookup.SetName, r.anonLookup.SetID = r.anon.set.Name, r.anon.set.ID
+	for _, r := range ch.Rules {
+		if r.Anon != nil {
+			r.Anon.Set.Table = t
+			errs = append(errs, c.AddSet(r.Anon.Set, r.Anon.Elems))
+			r.AnonLookup.SetName, r.AnonLookup.SetID = r.Anon.Set.Name, r.Anon.Set.ID
 		}
-		c.AddRule(&nftables.Rule{Table: t, Chain: ch.chain, Exprs: r.exprs, UserData: r.userData()})
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch.Chain, Exprs: r.Exprs, UserData: r.UserData()})
 	}
 	return errors.Join(errs...)
 }
@@ -201,22 +187,22 @@ func (ch *chainDef) addRules(c *nftables.Conn, t *nftables.Table) error {
 // that is empty in that generation (which would let it fall through,
 // uncaught). Only done when the objects those rules refer to are already
 // installed. The replacement keeps these chains as they are.
-func (rs *ruleset) precreate(c *nftables.Conn, table string, in *installed) (map[string]bool, error) {
+func precreate(rs *rules.Ruleset, c *nftables.Conn, table string, in *installed) (map[string]bool, error) {
 	made := map[string]bool{}
-	if !in.exists || in.chains[chainDeny] == nil || in.sets[setIntercept] == nil {
+	if !in.exists || in.chains[rules.ChainDeny] == nil || in.sets[rules.SetIntercept] == nil {
 		return made, nil
 	}
 	t := &nftables.Table{Name: table, Family: nftables.TableFamilyINet}
 	var errs []error
-	for _, ch := range rs.chains {
-		if ch.chain.Hooknum != nil || in.chains[ch.chain.Name] != nil {
+	for _, ch := range rs.Chains {
+		if ch.Chain.Hooknum != nil || in.chains[ch.Chain.Name] != nil {
 			continue
 		}
-		ch.chain.Table = t
-		c.AddChain(ch.chain)
-		errs = append(errs, ch.addRules(c, t))
-		in.chains[ch.chain.Name] = ch.chain
-		made[ch.chain.Name] = true
+		ch.Chain.Table = t
+		c.AddChain(ch.Chain)
+		errs = append(errs, addRules(ch, c, t))
+		in.chains[ch.Chain.Name] = ch.Chain
+		made[ch.Chain.Name] = true
 	}
 	if err := errors.Join(errs...); err != nil {
 		return made, fmt.Errorf("queue new chains of table inet %s: %w", table, err)

@@ -5,6 +5,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/egressfw/egressfw/internal/nft/rules"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
 )
 
 // blocks splits a table listing into its normalised set, map and chain
@@ -59,8 +63,8 @@ func TestReplaceInPlace(t *testing.T) {
 	}
 	steps := []struct {
 		name string
-		spec Spec
-		ids  CgroupIDs
+		spec nftspec.Spec
+		ids  nftspec.CgroupIDs
 	}{
 		{"initial", a, aIDs},
 		{"same again", a, aIDs},
@@ -77,7 +81,7 @@ func TestReplaceInPlace(t *testing.T) {
 			t.Fatalf("%s: %v", s.name, err)
 		}
 		got := ns.nft(t, "list", "table", "inet", s.spec.Table)
-		want, err := Render(s.spec, s.ids)
+		want, err := rules.Render(s.spec, s.ids)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,7 +136,7 @@ func TestApplyOverOtherVersion(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := ns.nft(t, "list", "table", "inet", "egressfw")
-			want, err := Render(sampleSpec(), sampleIDs)
+			want, err := rules.Render(sampleSpec(), sampleIDs)
 			if err != nil {
 				t.Fatal(err)
 			}

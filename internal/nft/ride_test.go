@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -26,7 +28,7 @@ func TestReusedAddressCannotRideFlow(t *testing.T) {
 			tp.m.keepFlows = true
 			ln := listenTCP(t, tp.host, ":15002", true)
 			a, b := tp.container(t, "pa", 10), tp.container(t, "pb", 20)
-			if err := tp.m.SetContainers([]Container{a.identity(2), b.identity(0)}); err != nil {
+			if err := tp.m.SetContainers([]nftspec.Container{a.identity(2), b.identity(0)}); err != nil {
 				t.Fatal(err)
 			}
 			// plain segments: no options C would have to repeat
@@ -53,7 +55,7 @@ func TestReusedAddressCannotRideFlow(t *testing.T) {
 
 			tp.host.Run(t, "ip", "link", "del", "pa") // A is gone, its veth with it
 			c := tp.container(t, "pc", 10)
-			if err := tp.m.SetContainers([]Container{b.identity(0), c.identity(0)}); err != nil {
+			if err := tp.m.SetContainers([]nftspec.Container{b.identity(0), c.identity(0)}); err != nil {
 				t.Fatal(err)
 			}
 			resume(t, c.ns, local, netip.MustParseAddrPort("198.51.100.10:80"), snd, rcv, "from C")

@@ -5,6 +5,12 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/egressfw/egressfw/internal/nft/route"
+
+	"github.com/egressfw/egressfw/internal/nft/rules"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
 	"github.com/google/nftables"
 	mdnetlink "github.com/mdlayher/netlink"
 )
@@ -28,14 +34,14 @@ import (
 
 // spareBatch builds the table of one Apply from nothing.
 type spareBatch struct {
-	spec  *Spec               // the applied spec it was made for (identity)
+	spec  *nftspec.Spec       // the applied spec it was made for (identity)
 	msgs  []mdnetlink.Message // batch begin ... batch end
 	texts chainTexts          // what its regular chains print as (see keep.go)
 }
 
 // prepareSpare encodes the spare batch for spec in the background and
 // keeps it if spec is still the applied one. Called with m.mu held.
-func (m *Manager) prepareSpare(spec *Spec) {
+func (m *Manager) prepareSpare(spec *nftspec.Spec) {
 	if !m.watching || m.spare != nil && m.spare.spec == spec {
 		return
 	}
@@ -53,7 +59,7 @@ func (m *Manager) prepareSpare(spec *Spec) {
 	}()
 }
 
-func encodeSpare(spec *Spec) (*spareBatch, error) {
+func encodeSpare(spec *nftspec.Spec) (*spareBatch, error) {
 	var msgs []mdnetlink.Message
 	q, err := nftables.New(nftables.WithTestDial(func(req []mdnetlink.Message) ([]mdnetlink.Message, error) {
 		msgs = append(msgs, req...)
@@ -62,11 +68,11 @@ func encodeSpare(spec *Spec) (*spareBatch, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := buildRuleset(spec, nil)
+	rs := rules.Build(spec, nil)
 	t := &nftables.Table{Name: spec.Table, Family: nftables.TableFamilyINet}
 	q.AddTable(t)
 	q.DelTable(t)
-	if err := rs.program(q, spec.Table, &installed{}, nil); err != nil {
+	if err := program(rs, q, spec.Table, &installed{}, nil); err != nil {
 		return nil, err
 	}
 	if err := q.Flush(); err != nil {
@@ -75,7 +81,7 @@ func encodeSpare(spec *Spec) (*spareBatch, error) {
 	if len(msgs) < 3 {
 		return nil, errors.New("spare batch: nothing encoded")
 	}
-	return &spareBatch{spec: spec, msgs: msgs, texts: rs.texts()}, nil
+	return &spareBatch{spec: spec, msgs: msgs, texts: texts(rs)}, nil
 }
 
 // restoreFromSpare rebuilds the applied table with the spare batch if the
@@ -90,30 +96,30 @@ func (m *Manager) restoreFromSpare() (done bool, err error) {
 	if err != nil || slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == m.spec.Table }) {
 		return false, nil
 	}
-	if err := installRouting(m.nl, *m.routing); err != nil {
+	if err := route.Install(m.nl, *m.routing); err != nil {
 		return true, fmt.Errorf("restore: %w", err)
 	}
 	table := &nftables.Table{Name: m.spec.Table, Family: nftables.TableFamilyINet}
-	elems := cgroupElems(m.spec, m.ids)
-	for _, l := range m.spec.levels() {
-		set := &nftables.Set{Table: table, Name: cgroupMapName(l), IsMap: true}
+	elems := rules.CgroupElems(m.spec, m.ids)
+	for _, l := range m.spec.Levels() {
+		set := &nftables.Set{Table: table, Name: rules.CgroupMapName(l), IsMap: true}
 		es := make([]nftables.SetElement, 0, len(elems[l]))
 		for _, e := range elems[l] {
-			es = append(es, e.elem)
+			es = append(es, e.Elem)
 		}
-		if err := eachChunk(es, func(c []nftables.SetElement) error { return m.b.q.SetAddElements(set, c) }); err != nil {
+		if err := eachChunk(es, func(c []nftables.SetElement) error { return m.b.Queue().SetAddElements(set, c) }); err != nil {
 			return true, fmt.Errorf("restore: %w", err)
 		}
 	}
 	if m.spec.Containers { // the bridge table, rebuilt in the same transaction
 		bt := &nftables.Table{Name: m.spec.Table, Family: nftables.TableFamilyBridge}
-		m.b.q.AddTable(bt)
-		m.b.q.DelTable(bt)
-		if err := m.queueBridge(buildBridge(m.spec, m.containers), m.spec.Table, true); err != nil {
+		m.b.Queue().AddTable(bt)
+		m.b.Queue().DelTable(bt)
+		if err := m.queueBridge(rules.BuildBridge(m.spec, m.containers), m.spec.Table, true); err != nil {
 			return true, fmt.Errorf("restore: %w", err)
 		}
 	}
-	extra, err := m.b.encode()
+	extra, err := m.b.Encode()
 	if err != nil {
 		return true, fmt.Errorf("restore: %w", err)
 	}
@@ -125,7 +131,7 @@ func (m *Manager) restoreFromSpare() (done bool, err error) {
 	}
 	msgs = append(msgs, sb.msgs[n-1])
 	m.texts = nil
-	if err := m.b.commitMessages(msgs); err != nil {
+	if err := m.b.CommitMessages(msgs); err != nil {
 		return true, fmt.Errorf("restore table inet %s: %w", m.spec.Table, err)
 	}
 	m.texts = sb.texts

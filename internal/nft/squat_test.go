@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -125,8 +127,8 @@ func echoFrom(t *testing.T, ns *testNetns, raddr string, n int) error {
 // br_netfilter on (bridged frames, Docker) and off (routed).
 func TestListenerPortSquatter(t *testing.T) {
 	f := newFwdTopo(t)
-	spec := DefaultSpec()
-	spec.Tenants = []Tenant{
+	spec := nftspec.DefaultSpec()
+	spec.Tenants = []nftspec.Tenant{
 		{Name: "containers", Slot: 1, ListenerPort: 15001, Interfaces: []string{"br-*"},
 			Sources: []netip.Prefix{netip.MustParsePrefix("172.17.0.0/16"), netip.MustParsePrefix("fd00:17::/64")}},
 		{Name: "local", Slot: 2, ListenerPort: 15002, UIDs: []uint32{4242}},

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
 	"github.com/egressfw/egressfw/internal/netnstest"
 )
 
@@ -22,10 +24,10 @@ func TestForwardedStaysBetweenMembers(t *testing.T) {
 	ranges := []netip.Prefix{netip.MustParsePrefix("172.16.0.0/12"), netip.MustParsePrefix("fd00:17::/64")}
 	tests := []struct {
 		name   string
-		tenant Tenant
+		tenant nftspec.Tenant
 	}{
-		{"by interface", Tenant{Interfaces: []string{"br-*"}, Sources: ranges}},
-		{"by source range", Tenant{Sources: ranges}},
+		{"by interface", nftspec.Tenant{Interfaces: []string{"br-*"}, Sources: ranges}},
+		{"by source range", nftspec.Tenant{Sources: ranges}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -39,9 +41,9 @@ func TestForwardedStaysBetweenMembers(t *testing.T) {
 				netnstest.End{NS: peer.Name, Dev: "eth0", Addrs: []string{"172.17.0.3/16", "fd00:17::3/64"}})
 			f.host.Run(t, "ip", "link", "set", "vc2", "master", "br-t1")
 
-			spec := DefaultSpec()
+			spec := nftspec.DefaultSpec()
 			tc.tenant.Name, tc.tenant.Slot, tc.tenant.ListenerPort = "containers", 1, 15001
-			spec.Tenants = []Tenant{tc.tenant}
+			spec.Tenants = []nftspec.Tenant{tc.tenant}
 			if err := f.host.manager(t).Apply(spec, nil); err != nil {
 				t.Fatal(err)
 			}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
 )
 
 // accepted is a connection a transparent test listener took.
@@ -105,15 +107,15 @@ func TestTraffic(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	spec := DefaultSpec()
-	spec.Tenants = []Tenant{
+	spec := nftspec.DefaultSpec()
+	spec.Tenants = []nftspec.Tenant{
 		{Name: "a", Slot: 1, ListenerPort: 15001, Cgroups: []string{root + "/a"},
-			AllowDirect: []Direct{{Prefix: netip.MustParsePrefix("127.0.0.53/32"), Ports: []uint16{53}}}},
-		{Name: "b", Slot: 7, ListenerPort: 15007, UIDs: []uint32{4242}, UIDRanges: []UIDRange{{300000, 365535}}},
+			AllowDirect: []nftspec.Direct{{Prefix: netip.MustParsePrefix("127.0.0.53/32"), Ports: []uint16{53}}}},
+		{Name: "b", Slot: 7, ListenerPort: 15007, UIDs: []uint32{4242}, UIDRanges: []nftspec.UIDRange{{First: 300000, Last: 365535}}},
 		{Name: "c", Slot: 3, ListenerPort: 15003, Report: true, Cgroups: []string{root + "/c"}},
 		{Name: "d", Slot: 4, ListenerPort: 15004, Cgroups: []string{root + "/d"}}, // no listener: fail closed
 	}
-	ids := CgroupIDs{}
+	ids := nftspec.CgroupIDs{}
 	for _, c := range []string{"a", "c", "d"} {
 		ids[root+"/"+c] = cgroupID(t, filepath.Join(mnt, root, c))
 	}

@@ -3,6 +3,8 @@ package nft
 import (
 	"fmt"
 	"testing"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
 )
 
 // TestAdjacentUIDRanges: two tenants whose uid ranges touch (…165535 and
@@ -11,10 +13,10 @@ import (
 // to its own tenant's listener, the uids just outside both are no tenant's.
 func TestAdjacentUIDRanges(t *testing.T) {
 	ns := newNetns(t, true)
-	spec := DefaultSpec()
-	spec.Tenants = []Tenant{
-		{Name: "a", Slot: 1, ListenerPort: 15001, UIDRanges: []UIDRange{{100000, 165535}}},
-		{Name: "b", Slot: 2, ListenerPort: 15002, UIDs: []uint32{165536}, UIDRanges: []UIDRange{{165537, 231071}}},
+	spec := nftspec.DefaultSpec()
+	spec.Tenants = []nftspec.Tenant{
+		{Name: "a", Slot: 1, ListenerPort: 15001, UIDRanges: []nftspec.UIDRange{{First: 100000, Last: 165535}}},
+		{Name: "b", Slot: 2, ListenerPort: 15002, UIDs: []uint32{165536}, UIDRanges: []nftspec.UIDRange{{First: 165537, Last: 231071}}},
 	}
 	if err := ns.manager(t).Apply(spec, nil); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/nft/route"
+
+	"github.com/egressfw/egressfw/internal/nft/batch"
+	"github.com/egressfw/egressfw/internal/nft/events"
 	mdnetlink "github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -21,11 +25,11 @@ import (
 // nftables`), `nft delete table`, a flushed chain, a deleted map element;
 // `ip rule flush` or a network manager that removes rules it does not know
 // takes the policy routing. Watch follows the kernel's change
-// notifications (events.go) and, after a change egressfw did not make to
-// its table or to the rules and routes of its route table, puts back what
+// notifications (package events) and, after a change egressfw did not make
+// to its table or to the rules and routes of its route table, puts back what
 // the last Apply installed: the table through the same one-batch
 // replacement as Apply (all chains rewritten, see keep.go), the routing
-// through installRouting.
+// through route.Install.
 //
 // Own changes are told apart exactly: every notification carries the
 // netlink port id of the socket whose transaction made it, and all of
@@ -87,7 +91,7 @@ type watched struct {
 // changes accumulates what the readers saw until the restorer takes it.
 type changes struct {
 	since    time.Time // when the first of them was read
-	log      changeLog
+	log      events.Log
 	table    bool            // egressfw's table was changed
 	chains   map[string]bool // the chains of it whose rules or definition were changed
 	routing  bool            // a rule or route of egressfw's route table was removed
@@ -98,7 +102,7 @@ func (c *changes) merge(o *changes) {
 	if c.since.IsZero() || !o.since.IsZero() && o.since.Before(c.since) {
 		c.since = o.since
 	}
-	c.log.merge(&o.log)
+	c.log.Merge(&o.log)
 	c.table, c.routing, c.overflow = c.table || o.table, c.routing || o.routing, c.overflow || o.overflow
 	c.touch(o.chains)
 }
@@ -134,19 +138,19 @@ func (m *Manager) Watch(ctx context.Context, report func(Restore)) error {
 		return fmt.Errorf("watch ruleset: join nftables notifications: %w", err)
 	}
 	for _, g := range []uint32{unix.RTNLGRP_IPV4_RULE, unix.RTNLGRP_IPV6_RULE, unix.RTNLGRP_IPV4_ROUTE, unix.RTNLGRP_IPV6_ROUTE} {
-		if err := m.rtmon.JoinGroup(g); err != nil && !(g >= unix.RTNLGRP_IPV6_ROUTE && skipFamily(err)) {
+		if err := m.rtmon.JoinGroup(g); err != nil && !(g >= unix.RTNLGRP_IPV6_ROUTE && route.SkipFamily(err)) {
 			return fmt.Errorf("watch ruleset: join rtnetlink group %d: %w", g, err)
 		}
 	}
 	m.watching = true
-	if !m.b.unchanged() {
+	if !m.b.Unchanged() {
 		m.texts = nil // changed before the watch could see it
 	}
 	if m.spec != nil {
 		m.prepareSpare(m.spec)
 	}
 	w := &watcher{m: m, report: report, kick: make(chan struct{}, 1)}
-	m.b.mon, m.b.missed = m.mon, func() { w.note(func(c *changes) { c.overflow = true }) }
+	m.b.SetMonitor(m.mon, func() { w.note(func(c *changes) { c.overflow = true }) })
 	context.AfterFunc(ctx, func() {
 		now := time.Now()
 		_ = m.mon.SetReadDeadline(now)
@@ -175,7 +179,7 @@ func dialMonitors(netnsFd int) (mon, rtmon *mdnetlink.Conn, err error) {
 	// A table of 1,000 tenants is ~20,000 notifications: room for them
 	// (the memory is only used while they wait to be read).
 	for _, c := range []*mdnetlink.Conn{mon, rtmon} {
-		if err = bigBuffers(c); err != nil {
+		if err = batch.BigBuffers(c); err != nil {
 			mon.Close()
 			rtmon.Close()
 			return nil, nil, err
@@ -194,7 +198,7 @@ func (m *Manager) closeSockets() {
 		}
 	}
 	if m.b != nil {
-		_ = m.b.close()
+		_ = m.b.Close()
 	}
 }
 
@@ -246,35 +250,35 @@ func (w *watcher) read(ctx context.Context, sock *mdnetlink.Conn, handle func([]
 // the changes each foreign transaction made to the watched table and notes
 // them when the transaction completes.
 func (w *watcher) nftMessages() func([]mdnetlink.Message) {
-	var txn changeLog
+	var txn events.Log
 	touched := false
 	var chains map[string]bool
 	return func(msgs []mdnetlink.Message) {
-		own := w.m.b.port.Load()
+		own := w.m.b.Port()
 		wt := w.m.watched.Load()
 		for _, msg := range msgs {
 			if msg.Header.PID == own && own != 0 {
 				continue
 			}
-			ev, ok := parseNftEvent(uint16(msg.Header.Type), msg.Data)
+			ev, ok := events.ParseNft(uint16(msg.Header.Type), msg.Data)
 			switch {
 			case !ok:
-			case ev.gen && touched:
-				txn.addProc(ev.proc, ev.pid)
+			case ev.Gen && touched:
+				txn.AddProc(ev.Proc, ev.PID)
 				done, changed := txn, chains
-				w.note(func(c *changes) { c.table = true; c.log.merge(&done); c.touch(changed) })
-				txn, touched, chains = changeLog{}, false, nil
-			case !ev.gen && wt != nil && (ev.inet || ev.bridge && wt.bridge) && ev.table == wt.table:
-				if ev.bridge { // named apart from the inet table's objects (rewritten whole anyway)
-					ev.name = "bridge " + cmp.Or(ev.name, ev.table)
+				w.note(func(c *changes) { c.table = true; c.log.Merge(&done); c.touch(changed) })
+				txn, touched, chains = events.Log{}, false, nil
+			case !ev.Gen && wt != nil && (ev.Inet || ev.Bridge && wt.bridge) && ev.Table == wt.table:
+				if ev.Bridge { // named apart from the inet table's objects (rewritten whole anyway)
+					ev.Name = "bridge " + cmp.Or(ev.Name, ev.Table)
 				}
-				txn.add(ev)
+				txn.Add(ev)
 				touched = true
-				if strings.HasSuffix(ev.change, " rule") || strings.HasSuffix(ev.change, " chain") {
+				if strings.HasSuffix(ev.Change, " rule") || strings.HasSuffix(ev.Change, " chain") {
 					if chains == nil {
 						chains = map[string]bool{}
 					}
-					chains[ev.name] = true
+					chains[ev.Name] = true
 				}
 			}
 		}
@@ -289,8 +293,8 @@ func (w *watcher) routeMessages(msgs []mdnetlink.Message) {
 		return
 	}
 	for _, msg := range msgs {
-		ev, ok := parseRouteEvent(uint16(msg.Header.Type), msg.Data)
-		if ok && ev.table == wt.routeTable {
+		ev, ok := events.ParseRoute(uint16(msg.Header.Type), msg.Data)
+		if ok && ev.Table == wt.routeTable {
 			w.note(func(c *changes) { c.routing = true })
 		}
 	}
@@ -415,15 +419,15 @@ func (w *watcher) restore(c *changes) (r Restore, acted bool) {
 		return r, false
 	}
 	var what []string
-	if !c.log.empty() {
+	if !c.log.Empty() {
 		what = append(what, c.log.String())
 	}
-	r.By = strings.Join(c.log.procs, ", ")
-	missing, err := routingMissing(m.nl, *m.routing)
+	r.By = strings.Join(c.log.Procs(), ", ")
+	missing, err := route.Missing(m.nl, *m.routing)
 	if len(missing) > 0 {
 		what = append(what, "removed routing: "+strings.Join(missing, ", "))
 	}
-	rewrite := c.table || c.overflow && !m.b.unchanged()
+	rewrite := c.table || c.overflow && !m.b.Unchanged()
 	if c.overflow && rewrite {
 		what = append(what, "change notifications missed (lost, or sent while egressfw committed), another transaction since egressfw's last")
 	}
@@ -436,7 +440,7 @@ func (w *watcher) restore(c *changes) (r Restore, acted bool) {
 			err = m.applyLocked(m.spec, m.ids, nil)
 		}
 	case len(missing) > 0:
-		err = installRouting(m.nl, *m.routing)
+		err = route.Install(m.nl, *m.routing)
 	default:
 		return r, false
 	}

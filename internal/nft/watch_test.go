@@ -11,13 +11,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/nft/rules"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
+
 	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
 )
 
 // watching applies spec in a fresh namespace and starts Watch; restores
 // arrive on the returned channel.
-func watching(t testing.TB, spec Spec, ids CgroupIDs) (*testNetns, *Manager, <-chan Restore) {
+func watching(t testing.TB, spec nftspec.Spec, ids nftspec.CgroupIDs) (*testNetns, *Manager, <-chan Restore) {
 	t.Helper()
 	ns := newNetns(t, false)
 	m, got := watchIn(t, ns, spec, ids)
@@ -25,7 +29,7 @@ func watching(t testing.TB, spec Spec, ids CgroupIDs) (*testNetns, *Manager, <-c
 }
 
 // watchIn is watching in the namespace ns.
-func watchIn(t testing.TB, ns *testNetns, spec Spec, ids CgroupIDs) (*Manager, <-chan Restore) {
+func watchIn(t testing.TB, ns *testNetns, spec nftspec.Spec, ids nftspec.CgroupIDs) (*Manager, <-chan Restore) {
 	t.Helper()
 	m := ns.manager(t)
 	if err := m.Apply(spec, ids); err != nil {
@@ -138,7 +142,7 @@ func TestWatchIgnoresOwnAndOthers(t *testing.T) {
 		do   func() error
 	}{
 		{"re-apply another spec", func() error { return m.Apply(other, sampleIDs) }},
-		{"set cgroup ids", func() error { return m.SetCgroupIDs(CgroupIDs{"batch.slice": 1<<40 + 99}) }},
+		{"set cgroup ids", func() error { return m.SetCgroupIDs(nftspec.CgroupIDs{"batch.slice": 1<<40 + 99}) }},
 		{"another owner's table", func() error { ns.nftScript(t, foreignRuleset); return nil }},
 		{"another owner's table deleted", func() error { ns.nft(t, "delete", "table", "inet", "other"); return nil }},
 		{"cleanup", func() error { return m.Cleanup(other) }},
@@ -372,7 +376,7 @@ func TestSpareRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitSpare(t, m)
-	if err := m.SetCgroupIDs(CgroupIDs{"batch.slice": 1<<40 + 99, "egressfw.slice/egressfw-webhooks.slice": 1<<40 + 7}); err != nil {
+	if err := m.SetCgroupIDs(nftspec.CgroupIDs{"batch.slice": 1<<40 + 99, "egressfw.slice/egressfw-webhooks.slice": 1<<40 + 7}); err != nil {
 		t.Fatal(err)
 	}
 	want := blocks(ns.nft(t, "list", "table", "inet", "egressfw"))
@@ -434,12 +438,12 @@ func TestWatchRestoreKeepsUntouched(t *testing.T) {
 	if !slices.Equal(blocks(have), blocks(want)) {
 		t.Errorf("table after the restore:\n%s\nwant:\n%s", have, want)
 	}
-	for _, name := range matching(t, after, []string{"tenant_1", "tenant_3", "forward_2", "input_3", chainDeny}) {
+	for _, name := range matching(t, after, []string{"tenant_1", "tenant_3", "forward_2", "input_3", rules.ChainDeny}) {
 		if !slices.Equal(after[name], before[name]) {
 			t.Errorf("chain %s untouched by the change was rewritten: handles %v -> %v", name, before[name], after[name])
 		}
 	}
-	for _, name := range matching(t, after, []string{"tenant_2", "forward_3", chainOutput}) {
+	for _, name := range matching(t, after, []string{"tenant_2", "forward_3", rules.ChainOutput}) {
 		if len(after[name]) > 0 && slices.Equal(after[name], before[name]) {
 			t.Errorf("chain %s was not rewritten", name)
 		}
@@ -485,7 +489,7 @@ func TestWatchDuringOwnCommits(t *testing.T) {
 			t.Fatalf("round %d: apply: %v", round, err)
 		}
 		spec, ids = next, nextIDs
-		want, err := Render(spec, ids)
+		want, err := rules.Render(spec, ids)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,13 +8,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/egressfw/egressfw/internal/nft/rules"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
 )
 
 // TestWatchRestoresBridge: the bridge table and its bindings come back
 // after the changes other programs make to it, alone or with the inet
 // table; egressfw's own SetContainers triggers no restore.
 func TestWatchRestoresBridge(t *testing.T) {
-	cs := []Container{
+	cs := []nftspec.Container{
 		{Port: 1000, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 10}, Addrs: []netip.Addr{netip.MustParseAddr("172.18.0.10"), netip.MustParseAddr("fd00:18::a")}, Slot: 2},
 		{Port: 1001, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 20}, Addrs: []netip.Addr{netip.MustParseAddr("172.18.0.20")}},
 	}
@@ -28,9 +32,9 @@ func TestWatchRestoresBridge(t *testing.T) {
 		{"flush ruleset", func(t *testing.T, ns *testNetns) { ns.nft(t, "flush", "ruleset") },
 			`^delete table ×2 \((egressfw, bridge egressfw|bridge egressfw, egressfw)\)$`},
 		{"delete a binding", func(t *testing.T, ns *testNetns) {
-			ns.nft(t, "delete", "element", "bridge", "egressfw", setPort4, "{ 1000 . 172.18.0.10 }")
+			ns.nft(t, "delete", "element", "bridge", "egressfw", rules.SetPort4, "{ 1000 . 172.18.0.10 }")
 		}, `^delete element \(bridge port_ip\)$`},
-		{"flush the guard", func(t *testing.T, ns *testNetns) { ns.nft(t, "flush", "chain", "bridge", "egressfw", chainGuard) },
+		{"flush the guard", func(t *testing.T, ns *testNetns) { ns.nft(t, "flush", "chain", "bridge", "egressfw", rules.ChainGuard) },
 			`^delete rule ×12 \(bridge port_guard\); delete set ×2 \(bridge __set0, bridge __set1\)$`}, // and its anonymous sets
 	}
 	for _, tc := range cases {

@@ -1,4 +1,4 @@
-package nft
+package batch
 
 import (
 	"encoding/binary"
@@ -12,29 +12,30 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// batcher commits changes as one nftables transaction with a single
+// Batcher commits changes as one nftables transaction with a single
 // acknowledgement. google/nftables builds the messages; its Conn.Flush
 // asks the kernel to acknowledge every message and to echo every rule back,
 // which costs two receive calls (four system calls) per message: at 1,000
 // tenants that was most of an Apply. The batcher's queue is a Conn whose
-// Flush hands the batch to capture instead of the kernel; commit then sends
+// Flush hands the batch to capture instead of the kernel; Commit then sends
 // it on the batcher's own socket with no echo and an acknowledgement
 // requested for the last message only. The kernel processes a batch
 // synchronously and all-or-nothing, and reports an error for any message
 // that fails, so the last acknowledgement or the first error is the
 // transaction's outcome.
-type batcher struct {
-	q        *nftables.Conn // queues changes; never talks to the kernel
+type Batcher struct {
+	queue    *nftables.Conn // queues changes; never talks to the kernel
 	captured []mdnetlink.Message
 	netnsFd  int
 	sock     *mdnetlink.Conn
 	// gen is the ruleset generation after this batcher's last commit, if
 	// no other transaction (by anyone, on any table) has been committed
-	// since the last commitFresh; 0 when that is not known.
+	// since the last CommitFresh; 0 when that is not known.
 	gen uint32
 	// port is the netlink port id of sock: the kernel puts it in the
 	// header of every change notification of a transaction sock sent, so
-	// the watch (watch.go) tells egressfw's own changes from others'.
+	// the watch (package nft, watch.go) tells egressfw's own changes from
+	// others'.
 	port atomic.Uint32
 	// While a watch runs, mon is its nftables notification socket. A
 	// commit takes it out of the notification group for its own
@@ -49,20 +50,22 @@ type batcher struct {
 // commitTimeout bounds the wait for the kernel's answer to a batch.
 const commitTimeout = 30 * time.Second
 
-func newBatcher(netnsFd int) (*batcher, error) {
-	b := &batcher{netnsFd: netnsFd}
+// New opens the batcher's socket in the network namespace open at netnsFd,
+// or in the caller's when netnsFd is negative.
+func New(netnsFd int) (*Batcher, error) {
+	b := &Batcher{netnsFd: netnsFd}
 	q, err := nftables.New(nftables.WithTestDial(b.capture))
 	if err != nil {
 		return nil, fmt.Errorf("nftables message queue: %w", err)
 	}
-	b.q = q
+	b.queue = q
 	if err := b.dial(); err != nil {
 		return nil, err
 	}
 	return b, nil
 }
 
-func (b *batcher) dial() error {
+func (b *Batcher) dial() error {
 	cfg := &mdnetlink.Config{}
 	if b.netnsFd >= 0 {
 		cfg.NetNS = b.netnsFd
@@ -71,7 +74,7 @@ func (b *batcher) dial() error {
 	if err != nil {
 		return fmt.Errorf("open nftables netlink: %w", err)
 	}
-	if err := bigBuffers(sock); err != nil {
+	if err := BigBuffers(sock); err != nil {
 		sock.Close()
 		return err
 	}
@@ -105,34 +108,50 @@ func portID(sock *mdnetlink.Conn) (uint32, error) {
 
 // capture stands in for the kernel while the queue flushes: it keeps the
 // batch and acknowledges every message.
-func (b *batcher) capture(req []mdnetlink.Message) ([]mdnetlink.Message, error) {
+func (b *Batcher) capture(req []mdnetlink.Message) ([]mdnetlink.Message, error) {
 	b.captured = append(b.captured, req...)
 	return []mdnetlink.Message{{Header: mdnetlink.Header{Type: mdnetlink.Error}, Data: make([]byte, 4)}}, nil
 }
 
-// commit sends what is queued as one transaction and returns its outcome.
+// Queue is where changes are queued (AddTable, AddRule, ...) until Commit
+// or Encode. It never talks to the kernel.
+func (b *Batcher) Queue() *nftables.Conn { return b.queue }
+
+// Port is the netlink port id of the batcher's socket, which the kernel
+// stamps on every change notification of a transaction the batcher sent.
+// It changes when a failed commit replaces the socket.
+func (b *Batcher) Port() uint32 { return b.port.Load() }
+
+// SetMonitor names the watch's nftables notification socket, which every
+// commit takes out of the notification group for its own transaction, and
+// the function called when another transaction may have committed while
+// it was out.
+func (b *Batcher) SetMonitor(mon *mdnetlink.Conn, missed func()) { b.mon, b.missed = mon, missed }
+
+// Commit sends what is queued as one transaction and returns its outcome.
 // Nothing queued is a no-op. The generation stays known only if it was and
 // this transaction was the only one since.
-func (b *batcher) commit() error { return b.commitTracked(false, b.send) }
+func (b *Batcher) Commit() error { return b.commitTracked(false, b.send) }
 
-// commitFresh is commit for a transaction that brings the table to a state
+// CommitFresh is Commit for a transaction that brings the table to a state
 // the caller records: the generation becomes known if this transaction is
 // the only one between the generation reads around it.
-func (b *batcher) commitFresh() error { return b.commitTracked(true, b.send) }
+func (b *Batcher) CommitFresh() error { return b.commitTracked(true, b.send) }
 
-// commitMessages is commitFresh for a batch encoded before (see spare.go):
+// CommitMessages is CommitFresh for a batch encoded before (the spare
+// batch, package nft's spare.go):
 // batch begin, the messages, batch end.
-func (b *batcher) commitMessages(msgs []mdnetlink.Message) error {
+func (b *Batcher) CommitMessages(msgs []mdnetlink.Message) error {
 	return b.commitTracked(true, func() error { return b.sendMessages(msgs) })
 }
 
-func (b *batcher) commitTracked(fresh bool, send func() error) error {
+func (b *Batcher) commitTracked(fresh bool, send func() error) error {
 	prev := b.gen
 	b.gen = 0
 	unmute := b.mute()
-	before, gerr := b.generation()
+	before, gerr := b.Generation()
 	err := send()
-	after, aerr := b.generation()
+	after, aerr := b.Generation()
 	known := gerr == nil && aerr == nil
 	unmute(known, before, after, err == nil)
 	if err != nil {
@@ -152,17 +171,17 @@ func (b *batcher) commitTracked(fresh bool, send func() error) error {
 // (after != before+1 for a commit, != before for a failure) or after it
 // (generation once back != after). Then missed is called, and the watch
 // treats it like lost notifications.
-func (b *batcher) mute() func(known bool, before, after uint32, committed bool) {
+func (b *Batcher) mute() func(known bool, before, after uint32, committed bool) {
 	if b.mon == nil {
 		return func(bool, uint32, uint32, bool) {}
 	}
-	at, err := b.generation()
+	at, err := b.Generation()
 	if err != nil || b.mon.LeaveGroup(unix.NFNLGRP_NFTABLES) != nil {
 		return func(bool, uint32, uint32, bool) {} // stays a listener
 	}
 	return func(known bool, before, after uint32, committed bool) {
 		jerr := b.mon.JoinGroup(unix.NFNLGRP_NFTABLES)
-		back, berr := b.generation()
+		back, berr := b.Generation()
 		if jerr != nil || berr != nil || !known || othersIn(at, before, after, back, committed) {
 			b.missed()
 		}
@@ -180,16 +199,16 @@ func othersIn(at, before, after, back uint32, committed bool) bool {
 	return at != before || after != before+step || back != after
 }
 
-// unchanged reports whether no transaction but this batcher's own has been
-// committed since the last commitFresh.
-func (b *batcher) unchanged() bool {
-	g, err := b.generation()
+// Unchanged reports whether no transaction but this batcher's own has been
+// committed since the last CommitFresh.
+func (b *Batcher) Unchanged() bool {
+	g, err := b.Generation()
 	return err == nil && b.gen != 0 && g == b.gen
 }
 
-// generation asks the kernel for the ruleset's generation id, which every
+// Generation asks the kernel for the ruleset's generation id, which every
 // committed nftables transaction (of any table and owner) increments.
-func (b *batcher) generation() (uint32, error) {
+func (b *Batcher) Generation() (uint32, error) {
 	req := mdnetlink.Message{
 		Header: mdnetlink.Header{Type: mdnetlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN),
 			Flags: mdnetlink.Request},
@@ -218,19 +237,19 @@ func (b *batcher) generation() (uint32, error) {
 }
 
 // send sends what is queued as one transaction and returns its outcome.
-func (b *batcher) send() error {
-	msgs, err := b.encode()
+func (b *Batcher) send() error {
+	msgs, err := b.Encode()
 	if err != nil {
 		return err
 	}
 	return b.sendMessages(msgs)
 }
 
-// encode returns what is queued as a batch (begin, messages, end), valid
-// until the next encode, and empties the queue.
-func (b *batcher) encode() ([]mdnetlink.Message, error) {
+// Encode returns what is queued as a batch (begin, messages, end), valid
+// until the next Encode, and empties the queue.
+func (b *Batcher) Encode() ([]mdnetlink.Message, error) {
 	b.captured = b.captured[:0]
-	if err := b.q.Flush(); err != nil {
+	if err := b.queue.Flush(); err != nil {
 		return nil, fmt.Errorf("encode nftables batch: %w", err)
 	}
 	return b.captured, nil
@@ -238,7 +257,7 @@ func (b *batcher) encode() ([]mdnetlink.Message, error) {
 
 // sendMessages sends an encoded batch as one transaction and returns its
 // outcome. It sets the messages' headers.
-func (b *batcher) sendMessages(msgs []mdnetlink.Message) error {
+func (b *Batcher) sendMessages(msgs []mdnetlink.Message) error {
 	if len(msgs) < 3 { // batch begin and end around nothing
 		return nil
 	}
@@ -276,7 +295,7 @@ func (b *batcher) sendMessages(msgs []mdnetlink.Message) error {
 }
 
 // reset replaces the socket after a failed commit and returns err.
-func (b *batcher) reset(err error) error {
+func (b *Batcher) reset(err error) error {
 	b.sock.Close()
 	if derr := b.dial(); derr != nil {
 		return errors.Join(err, derr)
@@ -284,10 +303,41 @@ func (b *batcher) reset(err error) error {
 	return err
 }
 
-// close releases the socket.
-func (b *batcher) close() error {
+// Close releases the socket.
+func (b *Batcher) Close() error {
 	if b.sock == nil {
 		return nil
 	}
 	return b.sock.Close()
+}
+
+// batchBuffer is the socket buffer size for the nftables sockets. A table
+// for 1000 tenants is one batch of a few MB, and google/nftables asks for an
+// ack per message; the default buffers (net.core.[rw]mem_default) fail with
+// EMSGSIZE / ENOBUFS. The *FORCE options raise the limit for this socket
+// only (needs CAP_NET_ADMIN, which programming nftables needs anyway) and
+// change no sysctl; memory is only used while a batch is in flight.
+const batchBuffer = 64 << 20
+
+// BigBuffers raises the socket buffers of c to batchBuffer.
+func BigBuffers(c *mdnetlink.Conn) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("netlink socket buffers: %w", err)
+	}
+	var serr error
+	err = raw.Control(func(fd uintptr) {
+		for _, opt := range []int{unix.SO_SNDBUFFORCE, unix.SO_RCVBUFFORCE} {
+			if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt, batchBuffer); e != nil {
+				serr = e
+			}
+		}
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("netlink socket buffers: %w", err)
+	}
+	return nil
 }

@@ -1,8 +1,10 @@
-package nft
+package rules
 
 import (
 	"fmt"
 	"slices"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
 
 	"github.com/google/nftables/expr"
 )
@@ -35,25 +37,25 @@ import (
 
 // admittedRules are the first rules of a forwarded tenant's chain: replies,
 // then the flows the chain admitted before.
-func admittedRules(t *Tenant, mask uint32) []*ruleDef {
-	reply := (&ruleDef{comment: t.Name}).add("ct direction reply", ctDirReply()...).add("accept", accept)
-	marked := &ruleDef{}
+func admittedRules(t *nftspec.Tenant, mask uint32) []*RuleDef {
+	reply := (&RuleDef{comment: t.Name}).add("ct direction reply", ctDirReply()...).add("accept", accept)
+	marked := &RuleDef{}
 	marked.add(fmt.Sprintf("ct mark & 0x%08x == 0x%08x", mask, t.Slot), maskedCmp(ctMark(), mask, t.Slot, expr.CmpOpEq)...)
-	return []*ruleDef{reply, marked.add("accept", accept)}
+	return []*RuleDef{reply, marked.add("accept", accept)}
 }
 
 // admit makes every rule of c that accepts a packet, except those in
 // exempt, store the tenant's slot in the ct mark first.
-func admit(c *chainDef, t *Tenant, mask uint32, exempt ...*ruleDef) *chainDef {
-	for _, r := range c.rules {
-		n, w := len(r.exprs), len(r.words)
+func admit(c *ChainDef, t *nftspec.Tenant, mask uint32, exempt ...*RuleDef) *ChainDef {
+	for _, r := range c.Rules {
+		n, w := len(r.Exprs), len(r.words)
 		if n == 0 || w == 0 || r.words[w-1] != "accept" || slices.Contains(exempt, r) {
 			continue
 		}
-		if v, ok := r.exprs[n-1].(*expr.Verdict); !ok || v.Kind != expr.VerdictAccept {
+		if v, ok := r.Exprs[n-1].(*expr.Verdict); !ok || v.Kind != expr.VerdictAccept {
 			continue
 		}
-		r.exprs = append(append(r.exprs[:n-1:n-1], setBits(true, mask, t.Slot)...), r.exprs[n-1])
+		r.Exprs = append(append(r.Exprs[:n-1:n-1], setBits(true, mask, t.Slot)...), r.Exprs[n-1])
 		r.words = append(r.words[:w-1:w-1], markSetText("ct", mask, t.Slot), "accept")
 	}
 	return c

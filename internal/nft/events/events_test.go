@@ -1,4 +1,4 @@
-package nft
+package events
 
 import (
 	"encoding/binary"
@@ -36,35 +36,35 @@ func TestParseNftEvent(t *testing.T) {
 		name string
 		typ  uint16
 		data []byte
-		want nftEvent
+		want Nft
 		ok   bool
 	}{
 		{"new generation", nftType(unix.NFT_MSG_NEWGEN),
 			nfMsg(unix.AF_UNSPEC, attr(unix.NFTA_GEN_ID, be32(42)), attr(unix.NFTA_GEN_PROC_PID, be32(1234)), attr(unix.NFTA_GEN_PROC_NAME, str("nft"))),
-			nftEvent{gen: true, pid: 1234, proc: "nft"}, true},
+			Nft{Gen: true, PID: 1234, Proc: "nft"}, true},
 		{"table deleted", nftType(unix.NFT_MSG_DELTABLE),
 			nfMsg(unix.NFPROTO_INET, attr(unix.NFTA_TABLE_NAME, str("egressfw")), attr(unix.NFTA_TABLE_FLAGS, be32(0))),
-			nftEvent{inet: true, table: "egressfw", change: "delete table"}, true},
+			Nft{Inet: true, Table: "egressfw", Change: "delete table"}, true},
 		{"rule deleted, chain named", nftType(unix.NFT_MSG_DELRULE),
 			nfMsg(unix.NFPROTO_INET, attr(unix.NFTA_RULE_TABLE, str("egressfw")), attr(unix.NFTA_RULE_CHAIN, str("output")),
 				attr(unix.NFTA_RULE_EXPRESSIONS|unix.NLA_F_NESTED, nil)),
-			nftEvent{inet: true, table: "egressfw", change: "delete rule", name: "output"}, true},
+			Nft{Inet: true, Table: "egressfw", Change: "delete rule", Name: "output"}, true},
 		{"element of an ip table", nftType(unix.NFT_MSG_NEWSETELEM),
 			nfMsg(unix.NFPROTO_IPV4, attr(unix.NFTA_SET_ELEM_LIST_TABLE, str("nat")), attr(unix.NFTA_SET_ELEM_LIST_SET, str("s"))),
-			nftEvent{table: "nat", change: "add element", name: "s"}, true},
+			Nft{Table: "nat", Change: "add element", Name: "s"}, true},
 		{"truncated attribute", nftType(unix.NFT_MSG_DELTABLE),
-			nfMsg(unix.NFPROTO_INET, attr(unix.NFTA_TABLE_NAME, str("egressfw"))[:6]), nftEvent{}, false},
+			nfMsg(unix.NFPROTO_INET, attr(unix.NFTA_TABLE_NAME, str("egressfw"))[:6]), Nft{}, false},
 		{"attribute longer than the message", nftType(unix.NFT_MSG_DELTABLE),
-			nfMsg(unix.NFPROTO_INET, []byte{0xff, 0, 1, 0, 'x', 0, 0, 0}), nftEvent{}, false},
-		{"no table", nftType(unix.NFT_MSG_DELCHAIN), nfMsg(unix.NFPROTO_INET), nftEvent{}, false},
+			nfMsg(unix.NFPROTO_INET, []byte{0xff, 0, 1, 0, 'x', 0, 0, 0}), Nft{}, false},
+		{"no table", nftType(unix.NFT_MSG_DELCHAIN), nfMsg(unix.NFPROTO_INET), Nft{}, false},
 		{"a query, not a change", nftType(unix.NFT_MSG_GETTABLE),
-			nfMsg(unix.NFPROTO_INET, attr(unix.NFTA_TABLE_NAME, str("egressfw"))), nftEvent{}, false},
+			nfMsg(unix.NFPROTO_INET, attr(unix.NFTA_TABLE_NAME, str("egressfw"))), Nft{}, false},
 		{"another subsystem", unix.NFNL_SUBSYS_CTNETLINK<<8 | unix.NFT_MSG_DELTABLE,
-			nfMsg(unix.NFPROTO_INET, attr(1, str("egressfw"))), nftEvent{}, false},
-		{"short header", nftType(unix.NFT_MSG_DELTABLE), []byte{1, 0}, nftEvent{}, false},
+			nfMsg(unix.NFPROTO_INET, attr(1, str("egressfw"))), Nft{}, false},
+		{"short header", nftType(unix.NFT_MSG_DELTABLE), []byte{1, 0}, Nft{}, false},
 	}
 	for _, tc := range cases {
-		got, ok := parseNftEvent(tc.typ, tc.data)
+		got, ok := ParseNft(tc.typ, tc.data)
 		checkParsed(t, "parseNftEvent", tc.name, got, ok, tc.want, tc.ok)
 	}
 }
@@ -85,40 +85,40 @@ func TestParseRouteEvent(t *testing.T) {
 		name string
 		typ  uint16
 		data []byte
-		want routeEvent
+		want Route
 		ok   bool
 	}{
 		{"rule deleted, table above 255", unix.RTM_DELRULE,
 			append(hdr(unix.RT_TABLE_UNSPEC), append(attr(unix.FRA_PRIORITY, ne32(1515)), attr(unix.FRA_TABLE, ne32(1515))...)...),
-			routeEvent{rule: true, table: 1515}, true},
-		{"route deleted, small table", unix.RTM_DELROUTE, hdr(200), routeEvent{table: 200}, true},
-		{"route added", unix.RTM_NEWROUTE, hdr(200), routeEvent{}, false},
-		{"short", unix.RTM_DELRULE, hdr(1)[:8], routeEvent{}, false},
-		{"bad attribute", unix.RTM_DELROUTE, append(hdr(1), 3, 0), routeEvent{}, false},
+			Route{Rule: true, Table: 1515}, true},
+		{"route deleted, small table", unix.RTM_DELROUTE, hdr(200), Route{Table: 200}, true},
+		{"route added", unix.RTM_NEWROUTE, hdr(200), Route{}, false},
+		{"short", unix.RTM_DELRULE, hdr(1)[:8], Route{}, false},
+		{"bad attribute", unix.RTM_DELROUTE, append(hdr(1), 3, 0), Route{}, false},
 	}
 	for _, tc := range cases {
-		got, ok := parseRouteEvent(tc.typ, tc.data)
+		got, ok := ParseRoute(tc.typ, tc.data)
 		checkParsed(t, "parseRouteEvent", tc.name, got, ok, tc.want, tc.ok)
 	}
 }
 
 func TestChangeLog(t *testing.T) {
-	var a, b changeLog
+	var a, b Log
 	for _, ch := range []string{"output", "output", "tenant_1", "tenant_2", "tenant_3"} {
-		a.add(nftEvent{change: "delete rule", table: "egressfw", name: ch})
+		a.Add(Nft{Change: "delete rule", Table: "egressfw", Name: ch})
 	}
-	a.addProc("nft", 77)
-	b.add(nftEvent{change: "add rule", table: "egressfw", name: "output"})
-	b.addProc("nft", 78)
-	b.addProc("", 0)
-	a.merge(&b)
+	a.AddProc("nft", 77)
+	b.Add(Nft{Change: "add rule", Table: "egressfw", Name: "output"})
+	b.AddProc("nft", 78)
+	b.AddProc("", 0)
+	a.Merge(&b)
 	if got, want := a.String(), "delete rule ×5 (output, tenant_1, tenant_2, …); add rule (output)"; got != want {
 		t.Errorf("String() = %q, want %q", got, want)
 	}
 	if got := a.procs; len(got) != 3 || got[0] != "nft[77]" || got[1] != "nft[78]" || got[2] != "unknown" {
 		t.Errorf("procs = %q", got)
 	}
-	a.add(nftEvent{change: "delete table", table: "egressfw"})
+	a.Add(Nft{Change: "delete table", Table: "egressfw"})
 	if got, want := a.String(), "add rule (output); delete table (egressfw)"; got != want {
 		t.Errorf("with the table deleted, String() = %q, want %q", got, want)
 	}
@@ -131,9 +131,9 @@ func FuzzParseEvents(f *testing.F) {
 	f.Add(nftType(unix.NFT_MSG_NEWGEN), nfMsg(0, attr(2, []byte{0, 0, 4, 210}), attr(3, str("nft"))))
 	f.Add(uint16(unix.RTM_DELRULE), append(make([]byte, 12), attr(unix.FRA_TABLE, []byte{0xeb, 5, 0, 0})...))
 	f.Fuzz(func(t *testing.T, typ uint16, data []byte) {
-		if ev, ok := parseNftEvent(typ, data); ok && !ev.gen && ev.table == "" {
+		if ev, ok := ParseNft(typ, data); ok && !ev.Gen && ev.Table == "" {
 			t.Errorf("change without a table: %+v", ev)
 		}
-		parseRouteEvent(typ, data)
+		ParseRoute(typ, data)
 	})
 }

@@ -1,4 +1,4 @@
-package nft
+package nftspec
 
 import (
 	"fmt"
@@ -22,17 +22,17 @@ const (
 	DefaultCtMarkMask    = 0x0fff
 	DefaultRouteTable    = 1515
 	DefaultRulePriority  = 1515
-	// Container identity (containers.go): a labelled container's tenant
-	// slot rides in packet-mark bits 0xff, which none of the tools above
-	// use on forwarded packets, and its flow records it in conntrack-mark
-	// bits 0xff0000, which none of them use in the ct mark (wg-quick's
-	// 0xca6c stays clear of them).
+	// Container identity (package rules, containers.go): a labelled
+	// container's tenant slot rides in packet-mark bits 0xff, which none
+	// of the tools above use on forwarded packets, and its flow records it
+	// in conntrack-mark bits 0xff0000, which none of them use in the ct
+	// mark (wg-quick's 0xca6c stays clear of them).
 	DefaultContainerMarkMask = 0x000000ff
 	DefaultContainerCtMask   = 0x00ff0000
 )
 
-// Spec is the complete firewall the Manager installs. It carries no policy:
-// the daemon converts its configuration into a Spec.
+// Spec is the complete firewall package nft's Manager installs. It carries
+// no policy: the daemon converts its configuration into a Spec.
 type Spec struct {
 	Table          string   // nftables table name in family inet
 	InterceptPorts []uint16 // TCP destination ports that are intercepted, e.g. 80, 443
@@ -47,10 +47,11 @@ type Spec struct {
 
 	Tenants []Tenant
 
-	// Containers turns on container identity (containers.go): a table of
-	// family bridge, of the same name, binds each container the caller
-	// identifies (SetContainers) to its bridge port, and marks the
-	// packets of a labelled tenant's containers with the tenant's slot.
+	// Containers turns on container identity (package rules,
+	// containers.go): a table of family bridge, of the same name, binds
+	// each container the caller identifies (Manager.SetContainers) to its
+	// bridge port, and marks the packets of a labelled tenant's containers
+	// with the tenant's slot.
 	Containers bool
 	// ContainerMarkMask holds a labelled container's tenant slot in the
 	// packet mark, from the bridge table to the inet table's rules;
@@ -98,17 +99,17 @@ type Tenant struct {
 	// Needs Spec.Containers, and a slot that fits ContainerMarkMask.
 	Labelled bool
 
-	// DNS says where the tenant's DNS goes (dns.go): DNSIntercept sends
-	// every UDP and TCP packet to port 53 to its DNS listener on DNSPort
-	// (127.0.0.1 and ::1 for local traffic, the ingress interface's
-	// address for forwarded traffic); DNSDirect (the zero value) leaves
-	// port 53 to AllowDirect.
+	// DNS says where the tenant's DNS goes (package rules, dns.go):
+	// DNSIntercept sends every UDP and TCP packet to port 53 to its DNS
+	// listener on DNSPort (127.0.0.1 and ::1 for local traffic, the
+	// ingress interface's address for forwarded traffic); DNSDirect (the
+	// zero value) leaves port 53 to AllowDirect.
 	DNS     DNSMode
 	DNSPort uint16
 }
 
-// forwarded reports whether the tenant has forwarded traffic.
-func (t *Tenant) forwarded() bool { return len(t.Interfaces) > 0 || len(t.Sources) > 0 || t.Labelled }
+// Forwarded reports whether the tenant has forwarded traffic.
+func (t *Tenant) Forwarded() bool { return len(t.Interfaces) > 0 || len(t.Sources) > 0 || t.Labelled }
 
 // Direct is egress a tenant may make without the proxy.
 type Direct struct {
@@ -146,9 +147,9 @@ func cleanCgroup(p string) bool {
 	return p != "" && path.Clean("/"+p) == "/"+p
 }
 
-// cgroupLevel is the number of components of a cleaned cgroup path, which
+// CgroupLevel is the number of components of a cleaned cgroup path, which
 // is the level `socket cgroupv2 level` compares it at.
-func cgroupLevel(clean string) int {
+func CgroupLevel(clean string) int {
 	return strings.Count(clean, "/") + 1
 }
 
@@ -273,12 +274,12 @@ func safeName(s string) bool {
 	return true
 }
 
-// levels returns the cgroup levels used by any tenant, deepest first: a
+// Levels returns the cgroup levels used by any tenant, deepest first: a
 // socket in a nested cgroup matches the most specific tenant.
-func (s *Spec) levels() []int {
+func (s *Spec) Levels() []int {
 	var out []int
-	for _, c := range s.cgroupPaths() {
-		if l := cgroupLevel(c); !slices.Contains(out, l) {
+	for _, c := range s.CgroupPaths() {
+		if l := CgroupLevel(c); !slices.Contains(out, l) {
 			out = append(out, l)
 		}
 	}
@@ -287,8 +288,8 @@ func (s *Spec) levels() []int {
 	return out
 }
 
-// cgroupPaths lists every cgroup the maps key on, tenants' and guards'.
-func (s *Spec) cgroupPaths() []string {
+// CgroupPaths lists every cgroup the maps key on, tenants' and guards'.
+func (s *Spec) CgroupPaths() []string {
 	var out []string
 	for _, t := range s.Tenants {
 		out = append(out, t.Cgroups...)
@@ -310,12 +311,28 @@ func (s *Spec) validateGuards(tenantCgroups map[string]string) error {
 	return nil
 }
 
-// hasUIDs reports whether any tenant is matched by uid.
-func (s *Spec) hasUIDs() bool {
+// HasUIDs reports whether any tenant is matched by uid.
+func (s *Spec) HasUIDs() bool {
 	for _, t := range s.Tenants {
 		if len(t.UIDs) > 0 || len(t.UIDRanges) > 0 {
 			return true
 		}
 	}
 	return false
+}
+
+// validateForwarded checks a tenant's interfaces and source ranges.
+func validateForwarded(t *Tenant) error {
+	for _, n := range t.Interfaces {
+		base, _ := strings.CutSuffix(n, "*")
+		if base == "" || len(base) > 15 || base == "lo" || !safeName(base) || strings.Contains(base, "/") {
+			return fmt.Errorf("interface %q: want 1-15 of letters, digits or -_.@, optionally followed by '*', not lo", n)
+		}
+	}
+	for _, p := range t.Sources {
+		if !p.IsValid() || p.Addr().Is4In6() || p.Addr().Zone() != "" {
+			return fmt.Errorf("source prefix %v is invalid, zoned or IPv4-mapped", p)
+		}
+	}
+	return nil
 }

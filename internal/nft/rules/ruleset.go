@@ -1,4 +1,4 @@
-package nft
+package rules
 
 import (
 	"cmp"
@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -16,69 +18,79 @@ import (
 
 // Object names inside the table.
 const (
-	setIntercept    = "intercept_ports"
+	SetIntercept    = "intercept_ports"
 	setListener     = "listener_ports"
 	mapTProxy       = "tproxy_ports"
 	setSlots        = "tenant_slots"
 	mapUIDs         = "uids"
-	chainOutput     = "output"
-	chainPrerouting = "prerouting"
-	chainInput      = "input"
-	chainDeny       = "deny"
-	chainEscape     = "postrouting"
+	ChainOutput     = "output"
+	ChainPrerouting = "prerouting"
+	ChainInput      = "input"
+	ChainDeny       = "deny"
+	ChainEscape     = "postrouting"
 )
 
-func cgroupMapName(level int) string     { return fmt.Sprintf("cgroup_l%d", level) }
-func tenantChainName(slot uint32) string { return fmt.Sprintf("tenant_%d", slot) }
+// CgroupMapName is the verdict map of the cgroups at one level.
+func CgroupMapName(level int) string { return fmt.Sprintf("cgroup_l%d", level) }
 
-// ruleset is the whole table as data: the same value is turned into one
-// netlink batch (program) and into nft syntax (Render), so the two agree by
-// construction; a kernel test checks the printing details.
-type ruleset struct {
-	family nftables.TableFamily // 0: inet
-	sets   []*setDef
-	chains []*chainDef
+// TenantChainName is a local tenant's chain, which package nft's
+// InstalledSlots reads back: the slot is in the name, the tenant's name in
+// its rule comment.
+func TenantChainName(slot uint32) string { return fmt.Sprintf("tenant_%d", slot) }
+
+// Ruleset is the whole table as data: the same value is turned into one
+// netlink batch (package nft's program) and into nft syntax (Render), so
+// the two agree by construction; a kernel test checks the printing
+// details. Only the package's builders make one; package nft reads it.
+type Ruleset struct {
+	Family nftables.TableFamily // 0: inet
+	Sets   []*SetDef
+	Chains []*ChainDef
 }
 
-type setDef struct {
-	set   *nftables.Set
-	elems []nftables.SetElement
+// SetDef is a named set or map with its elements.
+type SetDef struct {
+	Set   *nftables.Set
+	Elems []nftables.SetElement
 	texts []string // element texts in nft's (numeric) sort order
 }
 
-type chainDef struct {
-	chain  *nftables.Chain
+// ChainDef is a chain with its rules, in order.
+type ChainDef struct {
+	Chain  *nftables.Chain
 	header string // "type ... hook ... priority ...; policy accept;" for base chains
-	rules  []*ruleDef
+	Rules  []*RuleDef
 }
 
-type ruleDef struct {
-	exprs   []expr.Any
+// RuleDef is one rule: its expressions, the words nft prints for them and
+// its comment.
+type RuleDef struct {
+	Exprs   []expr.Any
 	words   []string
 	comment string
-	anon    *setDef // anonymous set the rule looks up, created just before it
-	// anonLookup is the rule's lookup of anon; it learns the set's name
+	Anon    *SetDef // anonymous set the rule looks up, created just before it
+	// AnonLookup is the rule's lookup of anon; it learns the set's name
 	// and batch id when the set is added.
-	anonLookup *expr.Lookup
+	AnonLookup *expr.Lookup
 }
 
-func (r *ruleDef) add(text string, e ...expr.Any) *ruleDef {
+func (r *RuleDef) add(text string, e ...expr.Any) *RuleDef {
 	if text != "" {
 		r.words = append(r.words, text)
 	}
-	r.exprs = append(r.exprs, e...)
+	r.Exprs = append(r.Exprs, e...)
 	return r
 }
 
-// userData carries the rule comment the way nft stores it.
-func (r *ruleDef) userData() []byte {
+// UserData carries the rule comment the way nft stores it.
+func (r *RuleDef) UserData() []byte {
 	if r.comment == "" {
 		return nil
 	}
 	return userdata.AppendString(nil, userdata.TypeComment, r.comment)
 }
 
-func (r *ruleDef) text() string {
+func (r *RuleDef) text() string {
 	s := strings.Join(r.words, " ")
 	if r.comment != "" {
 		s += ` comment "` + r.comment + `"`
@@ -86,48 +98,48 @@ func (r *ruleDef) text() string {
 	return s
 }
 
-// element is a map or set entry with its sort key for printing.
-type element struct {
+// Element is a map or set entry with its sort key for printing.
+type Element struct {
 	sortKey uint64
-	elem    nftables.SetElement
-	text    string // "" for an interval's end, which nft does not print
+	Elem    nftables.SetElement
+	Text    string // "" for an interval's end, which nft does not print
 }
 
-func newSet(s *nftables.Set, elems []element) *setDef {
-	slices.SortFunc(elems, func(a, b element) int { return cmp.Compare(a.sortKey, b.sortKey) })
-	d := &setDef{set: s}
+func newSet(s *nftables.Set, elems []Element) *SetDef {
+	slices.SortFunc(elems, func(a, b Element) int { return cmp.Compare(a.sortKey, b.sortKey) })
+	d := &SetDef{Set: s}
 	for _, e := range elems {
-		d.elems = append(d.elems, e.elem)
-		if e.text != "" {
-			d.texts = append(d.texts, e.text)
+		d.Elems = append(d.Elems, e.Elem)
+		if e.Text != "" {
+			d.texts = append(d.texts, e.Text)
 		}
 	}
 	return d
 }
 
-func portElems(ports []uint16) []element {
-	var out []element
+func portElems(ports []uint16) []Element {
+	var out []Element
 	for _, p := range ports {
-		out = append(out, element{uint64(p), nftables.SetElement{Key: be16(p)}, fmt.Sprint(p)})
+		out = append(out, Element{uint64(p), nftables.SetElement{Key: be16(p)}, fmt.Sprint(p)})
 	}
 	return out
 }
 
 func jump(slot uint32) *expr.Verdict {
-	return &expr.Verdict{Kind: expr.VerdictJump, Chain: tenantChainName(slot)}
+	return &expr.Verdict{Kind: expr.VerdictJump, Chain: TenantChainName(slot)}
 }
 
 // sortedTenants returns the tenants ordered by slot, for stable output.
-func sortedTenants(spec *Spec) []Tenant {
+func sortedTenants(spec *nftspec.Spec) []nftspec.Tenant {
 	ts := slices.Clone(spec.Tenants)
-	slices.SortFunc(ts, func(a, b Tenant) int { return cmp.Compare(a.Slot, b.Slot) })
+	slices.SortFunc(ts, func(a, b nftspec.Tenant) int { return cmp.Compare(a.Slot, b.Slot) })
 	return ts
 }
 
-// cgroupElems returns, per level in use, the verdict-map entries for the
+// CgroupElems returns, per level in use, the verdict-map entries for the
 // cgroups that currently exist.
-func cgroupElems(spec *Spec, ids CgroupIDs) map[int][]element {
-	out := map[int][]element{}
+func CgroupElems(spec *nftspec.Spec, ids nftspec.CgroupIDs) map[int][]Element {
+	out := map[int][]Element{}
 	seen := map[uint64]bool{}
 	for _, t := range sortedTenants(spec) {
 		for _, c := range t.Cgroups {
@@ -136,9 +148,9 @@ func cgroupElems(spec *Spec, ids CgroupIDs) map[int][]element {
 				continue
 			}
 			seen[id] = true
-			l := cgroupLevel(c)
+			l := nftspec.CgroupLevel(c)
 			e := nftables.SetElement{Key: binaryutil.NativeEndian.PutUint64(id), VerdictData: jump(t.Slot), Comment: c}
-			out[l] = append(out[l], element{id, e, fmt.Sprintf("%d comment \"%s\" : jump %s", id, c, tenantChainName(t.Slot))})
+			out[l] = append(out[l], Element{id, e, fmt.Sprintf("%d comment \"%s\" : jump %s", id, c, TenantChainName(t.Slot))})
 		}
 	}
 	// A tenant cgroup below a guard matches at its own, deeper level first
@@ -150,49 +162,49 @@ func cgroupElems(spec *Spec, ids CgroupIDs) map[int][]element {
 			continue
 		}
 		seen[id] = true
-		l := cgroupLevel(g)
+		l := nftspec.CgroupLevel(g)
 		e := nftables.SetElement{Key: binaryutil.NativeEndian.PutUint64(id),
-			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: chainDeny}, Comment: g}
-		out[l] = append(out[l], element{id, e, fmt.Sprintf("%d comment \"%s\" : goto %s", id, g, chainDeny)})
+			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: ChainDeny}, Comment: g}
+		out[l] = append(out[l], Element{id, e, fmt.Sprintf("%d comment \"%s\" : goto %s", id, g, ChainDeny)})
 	}
 	return out
 }
 
-// buildRuleset turns a validated spec and the current cgroup ids into the
+// Build turns a validated spec and the current cgroup ids into the
 // table's contents.
-func buildRuleset(spec *Spec, ids CgroupIDs) *ruleset {
+func Build(spec *nftspec.Spec, ids nftspec.CgroupIDs) *Ruleset {
 	table := &nftables.Table{Name: spec.Table, Family: nftables.TableFamilyINet}
-	rs := &ruleset{}
+	rs := &Ruleset{}
 	tenants := sortedTenants(spec)
 
 	var listenPorts []uint16
-	var tproxy, slots []element
+	var tproxy, slots []Element
 	for _, t := range tenants {
 		listenPorts = append(listenPorts, t.ListenerPort)
-		slots = append(slots, element{uint64(t.Slot), nftables.SetElement{Key: ne32(t.Slot)}, fmt.Sprintf("0x%08x", t.Slot)})
-		tproxy = append(tproxy, element{uint64(t.Slot),
+		slots = append(slots, Element{uint64(t.Slot), nftables.SetElement{Key: ne32(t.Slot)}, fmt.Sprintf("0x%08x", t.Slot)})
+		tproxy = append(tproxy, Element{uint64(t.Slot),
 			nftables.SetElement{Key: ne32(t.Slot), Val: be16(t.ListenerPort)},
 			fmt.Sprintf("0x%08x : %d", t.Slot, t.ListenerPort)})
 	}
-	rs.sets = append(rs.sets,
-		newSet(&nftables.Set{Table: table, Name: setIntercept, KeyType: nftables.TypeInetService}, portElems(spec.InterceptPorts)),
+	rs.Sets = append(rs.Sets,
+		newSet(&nftables.Set{Table: table, Name: SetIntercept, KeyType: nftables.TypeInetService}, portElems(spec.InterceptPorts)),
 		newSet(&nftables.Set{Table: table, Name: setListener, KeyType: nftables.TypeInetService}, portElems(listenPorts)),
 		newSet(&nftables.Set{Table: table, Name: setSlots, KeyType: nftables.TypeMark, KeyByteOrder: binaryutil.NativeEndian}, slots),
 		newSet(&nftables.Set{Table: table, Name: mapTProxy, IsMap: true, KeyType: nftables.TypeMark, KeyByteOrder: binaryutil.NativeEndian,
 			DataType: nftables.TypeInetService}, tproxy))
-	cg := cgroupElems(spec, ids)
-	for _, l := range spec.levels() {
-		rs.sets = append(rs.sets, newSet(&nftables.Set{Table: table, Name: cgroupMapName(l), IsMap: true,
+	cg := CgroupElems(spec, ids)
+	for _, l := range spec.Levels() {
+		rs.Sets = append(rs.Sets, newSet(&nftables.Set{Table: table, Name: CgroupMapName(l), IsMap: true,
 			KeyType: nftables.TypeCGroupV2, KeyByteOrder: binaryutil.NativeEndian, DataType: nftables.TypeVerdict}, cg[l]))
 	}
-	if spec.hasUIDs() {
-		rs.sets = append(rs.sets, uidMap(table, uidElems(tenants)))
+	if spec.HasUIDs() {
+		rs.Sets = append(rs.Sets, uidMap(table, uidElems(tenants)))
 	}
 
-	rs.chains = append(rs.chains, outputChain(spec, table), escapeChain(spec, table), preroutingChain(spec, table),
+	rs.Chains = append(rs.Chains, outputChain(spec, table), escapeChain(spec, table), preroutingChain(spec, table),
 		inputChain(table), denyChain(table))
 	for _, t := range tenants {
-		rs.chains = append(rs.chains, tenantChain(spec, table, &t))
+		rs.Chains = append(rs.Chains, tenantChain(spec, table, &t))
 	}
 	addForwarded(rs, table, tenants, spec.CtMarkMask)
 	addDNS(rs, spec, table, tenants)
@@ -201,10 +213,10 @@ func buildRuleset(spec *Spec, ids CgroupIDs) *ruleset {
 }
 
 func baseChain(table *nftables.Table, name string, typ nftables.ChainType, hook *nftables.ChainHook,
-	prio *nftables.ChainPriority, header string) *chainDef {
+	prio *nftables.ChainPriority, header string) *ChainDef {
 	policy := nftables.ChainPolicyAccept
-	return &chainDef{
-		chain:  &nftables.Chain{Table: table, Name: name, Type: typ, Hooknum: hook, Priority: prio, Policy: &policy},
+	return &ChainDef{
+		Chain:  &nftables.Chain{Table: table, Name: name, Type: typ, Hooknum: hook, Priority: prio, Policy: &policy},
 		header: header + " policy accept;",
 	}
 }
@@ -212,10 +224,10 @@ func baseChain(table *nftables.Table, name string, typ nftables.ChainType, hook 
 // outputChain classifies locally generated packets: bypass, intercepted
 // flows already running, replies, then tenant lookup (cgroups deepest level
 // first, then uid) which jumps to the tenant's chain.
-func outputChain(spec *Spec, table *nftables.Table) *chainDef {
-	c := baseChain(table, chainOutput, nftables.ChainTypeRoute, nftables.ChainHookOutput,
+func outputChain(spec *nftspec.Spec, table *nftables.Table) *ChainDef {
+	c := baseChain(table, ChainOutput, nftables.ChainTypeRoute, nftables.ChainHookOutput,
 		nftables.ChainPriorityMangle, "type route hook output priority mangle;")
-	bypass := &ruleDef{}
+	bypass := &RuleDef{}
 	bypass.add(fmt.Sprintf("meta mark & 0x%08x == 0x%08x", spec.MarkMask, spec.BypassMark),
 		maskedCmp(metaMark(), spec.MarkMask, spec.BypassMark, expr.CmpOpEq)...)
 	bypass.add("accept", accept)
@@ -226,18 +238,18 @@ func outputChain(spec *Spec, table *nftables.Table) *chainDef {
 	// the source port of another socket's live flow (e.g. the resolver's)
 	// would ride that flow's entry out. Tenants are classified by socket
 	// first; everything else falls through to the policy (accept).
-	c.rules = append(c.rules, bypass, running)
+	c.Rules = append(c.Rules, bypass, running)
 
-	for _, l := range spec.levels() {
-		r := &ruleDef{}
+	for _, l := range spec.Levels() {
+		r := &RuleDef{}
 		r.add(fmt.Sprintf("socket cgroupv2 level %d", l), &expr.Socket{Key: expr.SocketKeyCgroupv2, Level: uint32(l), Register: reg1})
-		r.add("vmap @"+cgroupMapName(l), vmap(cgroupMapName(l), 0))
-		c.rules = append(c.rules, r)
+		r.add("vmap @"+CgroupMapName(l), vmap(CgroupMapName(l), 0))
+		c.Rules = append(c.Rules, r)
 	}
-	if spec.hasUIDs() {
-		r := &ruleDef{}
+	if spec.HasUIDs() {
+		r := &RuleDef{}
 		r.add("meta skuid vmap @"+mapUIDs, uidLookup()...)
-		c.rules = append(c.rules, r)
+		c.Rules = append(c.Rules, r)
 	}
 	return c
 }
@@ -248,11 +260,11 @@ func outputChain(spec *Spec, table *nftables.Table) *chainDef {
 // tool's ct mark (e.g. wg-quick's) never pulls its flows into the
 // listener. With tenant DNS intercepted, not port 53: those flows carry a
 // tenant's slot too, but are redirected to its DNS listener (dns.go).
-func runningRule(spec *Spec, dns bool) *ruleDef {
-	running := &ruleDef{}
+func runningRule(spec *nftspec.Spec, dns bool) *RuleDef {
+	running := &RuleDef{}
 	if dns {
 		running.add("tcp dport != 53", append(l4proto(unix.IPPROTO_TCP), thDport(),
-			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: be16(dnsPort)})...)
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: be16(nftspec.StandardDNSPort)})...)
 	} else {
 		running.add("meta l4proto tcp", l4proto(unix.IPPROTO_TCP)...)
 	}
@@ -271,8 +283,8 @@ func markSetText(what string, mask, val uint32) string {
 // preroutingChain hands intercepted packets, looped back through lo by the
 // policy route, to the tenant's transparent listener. The port comes from
 // the tenant slot in the conntrack mark.
-func preroutingChain(spec *Spec, table *nftables.Table) *chainDef {
-	c := baseChain(table, chainPrerouting, nftables.ChainTypeFilter, nftables.ChainHookPrerouting,
+func preroutingChain(spec *nftspec.Spec, table *nftables.Table) *ChainDef {
+	c := baseChain(table, ChainPrerouting, nftables.ChainTypeFilter, nftables.ChainHookPrerouting,
 		nftables.ChainPriorityMangle, "type filter hook prerouting priority mangle;")
 	for _, v6 := range []bool{false, true} {
 		fam, addr, text := byte(unix.NFPROTO_IPV4), []byte{127, 0, 0, 1}, "tproxy ip to 127.0.0.1"
@@ -280,7 +292,7 @@ func preroutingChain(spec *Spec, table *nftables.Table) *chainDef {
 			fam, addr, text = unix.NFPROTO_IPV6, make([]byte, 16), "tproxy ip6 to [::1]"
 			addr[15] = 1
 		}
-		r := &ruleDef{}
+		r := &RuleDef{}
 		r.add(fmt.Sprintf("meta mark & 0x%08x == 0x%08x", spec.MarkMask, spec.InterceptMark),
 			maskedCmp(metaMark(), spec.MarkMask, spec.InterceptMark, expr.CmpOpEq)...)
 		r.add("meta l4proto tcp", l4proto(unix.IPPROTO_TCP)...)
@@ -292,18 +304,18 @@ func preroutingChain(spec *Spec, table *nftables.Table) *chainDef {
 			&expr.TProxy{Family: fam, TableFamily: unix.NFPROTO_INET, RegAddr: reg1, RegPort: reg2})
 		r.add(fmt.Sprintf("%s:ct mark & 0x%08x map @%s", text, spec.CtMarkMask, mapTProxy))
 		r.add("accept", accept)
-		c.rules = append(c.rules, r)
+		c.Rules = append(c.Rules, r)
 	}
 	// No listener for the slot (daemon gone, or no map entry): without this
 	// the packet would be delivered locally to the original destination,
 	// whose reset cannot be routed from a non-local source, and the client
 	// would hang until its timeout. Reset it here instead: fail closed, fast.
-	miss := &ruleDef{}
+	miss := &RuleDef{}
 	miss.add(fmt.Sprintf("meta mark & 0x%08x == 0x%08x", spec.MarkMask, spec.InterceptMark),
 		maskedCmp(metaMark(), spec.MarkMask, spec.InterceptMark, expr.CmpOpEq)...)
 	miss.add("meta l4proto tcp", l4proto(unix.IPPROTO_TCP)...)
 	miss.add("reject with tcp reset", rejectTCPReset())
-	c.rules = append(c.rules, miss)
+	c.Rules = append(c.Rules, miss)
 	return c
 }
 
@@ -320,15 +332,15 @@ func preroutingChain(spec *Spec, table *nftables.Table) *chainDef {
 // listener swapped in between. Such packets are dropped: a reset of a
 // DNATed packet would not reach the client (see natChain). With no socket
 // at all the stack itself answers with a reset the NAT translates back.
-func inputChain(table *nftables.Table) *chainDef {
-	c := baseChain(table, chainInput, nftables.ChainTypeFilter, nftables.ChainHookInput,
+func inputChain(table *nftables.Table) *ChainDef {
+	c := baseChain(table, ChainInput, nftables.ChainTypeFilter, nftables.ChainHookInput,
 		nftables.ChainPriorityFilter, "type filter hook input priority filter;")
-	dport := func() *ruleDef {
-		r := &ruleDef{}
+	dport := func() *RuleDef {
+		r := &RuleDef{}
 		r.add("tcp dport @"+setListener, append(l4proto(unix.IPPROTO_TCP), thDport(), lookup(setListener, 0))...)
 		return r
 	}
-	c.rules = append(c.rules,
+	c.Rules = append(c.Rules,
 		dport().add("ct status dnat", ctStatusDNAT()...).add("socket transparent 0", socketTransparent(false)...).
 			add("drop", &expr.Verdict{Kind: expr.VerdictDrop}),
 		dport().add("ct status dnat", ctStatusDNAT()...).add("accept", accept),
@@ -343,16 +355,16 @@ func inputChain(table *nftables.Table) *chainDef {
 // directly. Only postrouting sees the device a packet really leaves by (the
 // output hook keeps the device of the first route), and the kernel allows
 // no reject there, so such packets are dropped: the tenant fails closed.
-func escapeChain(spec *Spec, table *nftables.Table) *chainDef {
-	c := baseChain(table, chainEscape, nftables.ChainTypeFilter, nftables.ChainHookPostrouting,
+func escapeChain(spec *nftspec.Spec, table *nftables.Table) *ChainDef {
+	c := baseChain(table, ChainEscape, nftables.ChainTypeFilter, nftables.ChainHookPostrouting,
 		nftables.ChainPriorityFilter, "type filter hook postrouting priority filter;")
-	r := &ruleDef{}
+	r := &RuleDef{}
 	r.add(fmt.Sprintf("meta mark & 0x%08x == 0x%08x", spec.MarkMask, spec.InterceptMark),
 		maskedCmp(metaMark(), spec.MarkMask, spec.InterceptMark, expr.CmpOpEq)...)
 	r.add(`oifname != "lo"`, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: reg1},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: ifname("lo")})
 	r.add("drop", &expr.Verdict{Kind: expr.VerdictDrop})
-	c.rules = append(c.rules, r)
+	c.Rules = append(c.Rules, r)
 	return c
 }
 
@@ -365,44 +377,44 @@ func ifname(n string) []byte {
 
 // tenantChain is entered for a tenant's packets that are neither replies
 // nor part of an intercepted flow: intercept, allow direct, or deny.
-func tenantChain(spec *Spec, table *nftables.Table, t *Tenant) *chainDef {
-	c := &chainDef{chain: &nftables.Chain{Table: table, Name: tenantChainName(t.Slot)}}
+func tenantChain(spec *nftspec.Spec, table *nftables.Table, t *nftspec.Tenant) *ChainDef {
+	c := &ChainDef{Chain: &nftables.Chain{Table: table, Name: TenantChainName(t.Slot)}}
 	// Replies of TCP connections the tenant serves. TCP window tracking
 	// makes another socket's packets on the same tuple invalid, so this
 	// cannot carry a reused flow; UDP gets no such pass.
-	replies := (&ruleDef{}).add("meta l4proto tcp", l4proto(unix.IPPROTO_TCP)...).
+	replies := (&RuleDef{}).add("meta l4proto tcp", l4proto(unix.IPPROTO_TCP)...).
 		add("ct direction reply", ctDirReply()...).add("accept", accept)
-	c.rules = append(c.rules, replies)
-	icpt := &ruleDef{comment: t.Name}
-	icpt.add("tcp dport @"+setIntercept, append(l4proto(unix.IPPROTO_TCP), thDport(), lookup(setIntercept, 0))...)
+	c.Rules = append(c.Rules, replies)
+	icpt := &RuleDef{comment: t.Name}
+	icpt.add("tcp dport @"+SetIntercept, append(l4proto(unix.IPPROTO_TCP), thDport(), lookup(SetIntercept, 0))...)
 	icpt.add(markSetText("ct", spec.CtMarkMask, t.Slot), setBits(true, spec.CtMarkMask, t.Slot)...)
 	icpt.add(markSetText("meta", spec.MarkMask, spec.InterceptMark), setBits(false, spec.MarkMask, spec.InterceptMark)...)
 	icpt.add("accept", accept)
-	c.rules = append(c.rules, icpt)
+	c.Rules = append(c.Rules, icpt)
 	return finishTenant(c, t)
 }
 
 // denyChain rejects so that clients fail fast: TCP with a reset, anything
 // else with ICMP administratively prohibited. It is shared by all tenants
 // (one rule per tenant fewer keeps large applies fast).
-func denyChain(table *nftables.Table) *chainDef {
-	c := &chainDef{chain: &nftables.Chain{Table: table, Name: chainDeny}}
-	c.rules = append(c.rules,
-		(&ruleDef{}).add("meta l4proto tcp", l4proto(unix.IPPROTO_TCP)...).add("reject with tcp reset", rejectTCPReset()),
-		(&ruleDef{}).add("reject with icmpx admin-prohibited", rejectAdminProhibited()))
+func denyChain(table *nftables.Table) *ChainDef {
+	c := &ChainDef{Chain: &nftables.Chain{Table: table, Name: ChainDeny}}
+	c.Rules = append(c.Rules,
+		(&RuleDef{}).add("meta l4proto tcp", l4proto(unix.IPPROTO_TCP)...).add("reject with tcp reset", rejectTCPReset()),
+		(&RuleDef{}).add("reject with icmpx admin-prohibited", rejectAdminProhibited()))
 	return c
 }
 
 // directRules allows one allow_direct entry: one rule per protocol when
 // ports are given (so "tcp dport" reads naturally), otherwise one rule.
-func directRules(d Direct) []*ruleDef {
+func directRules(d nftspec.Direct) []*RuleDef {
 	protos := []string{d.Proto}
 	if d.Proto == "" && len(d.Ports) > 0 {
 		protos = []string{"tcp", "udp"}
 	}
-	var out []*ruleDef
+	var out []*RuleDef
 	for _, proto := range protos {
-		r := &ruleDef{}
+		r := &RuleDef{}
 		r.add(daddrText(d.Prefix), daddr(d.Prefix)...)
 		if proto != "" {
 			num := byte(unix.IPPROTO_TCP)
@@ -419,7 +431,7 @@ func directRules(d Direct) []*ruleDef {
 				anon := newSet(&nftables.Set{Anonymous: true, Constant: true, KeyType: nftables.TypeInetService},
 					portElems(slices.Compact(ports)))
 				look := &expr.Lookup{SourceRegister: reg1}
-				r.anon, r.anonLookup = anon, look
+				r.Anon, r.AnonLookup = anon, look
 				r.add(fmt.Sprintf("%s dport { %s }", proto, strings.Join(anon.texts, ", ")),
 					append(l4proto(num), thDport(), look)...)
 			}

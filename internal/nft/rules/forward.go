@@ -1,9 +1,11 @@
-package nft
+package rules
 
 import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -60,22 +62,6 @@ func inputChainName(slot uint32) string   { return fmt.Sprintf("input_%d", slot)
 // the first nat chain that binds a new flow decides its NAT.
 var natPriority = nftables.ChainPriorityRef(*nftables.ChainPriorityNATDest - 10)
 
-// validateForwarded checks a tenant's interfaces and source ranges.
-func validateForwarded(t *Tenant) error {
-	for _, n := range t.Interfaces {
-		base, _ := strings.CutSuffix(n, "*")
-		if base == "" || len(base) > 15 || base == "lo" || !safeName(base) || strings.Contains(base, "/") {
-			return fmt.Errorf("interface %q: want 1-15 of letters, digits or -_.@, optionally followed by '*', not lo", n)
-		}
-	}
-	for _, p := range t.Sources {
-		if !p.IsValid() || p.Addr().Is4In6() || p.Addr().Zone() != "" {
-			return fmt.Errorf("source prefix %v is invalid, zoned or IPv4-mapped", p)
-		}
-	}
-	return nil
-}
-
 // iifname matches an interface name or, with a trailing '*', a prefix, as
 // nft does: a prefix compares only its own bytes.
 func iifname(out bool, pattern string) []expr.Any {
@@ -107,18 +93,18 @@ func saddrText(p netip.Prefix) string {
 // classify adds, for each forwarded tenant, a rule per interface and, for
 // tenants without interfaces, per source range, that ends with verdict v
 // of the tenant's chain named by name.
-func classify(c *chainDef, tenants []Tenant, kind expr.VerdictKind, name func(uint32) string) {
+func classify(c *ChainDef, tenants []nftspec.Tenant, kind expr.VerdictKind, name func(uint32) string) {
 	word := map[expr.VerdictKind]string{expr.VerdictJump: "jump", expr.VerdictGoto: "goto"}[kind]
 	for _, t := range tenants {
 		v := &expr.Verdict{Kind: kind, Chain: name(t.Slot)}
 		for _, n := range t.Interfaces {
-			c.rules = append(c.rules, (&ruleDef{}).add(ifnameText(false, n), iifname(false, n)...).add(word+" "+name(t.Slot), v))
+			c.Rules = append(c.Rules, (&RuleDef{}).add(ifnameText(false, n), iifname(false, n)...).add(word+" "+name(t.Slot), v))
 		}
 		if len(t.Interfaces) > 0 {
 			continue
 		}
 		for _, p := range t.Sources {
-			c.rules = append(c.rules, (&ruleDef{}).add(saddrText(p), saddr(p)...).add(word+" "+name(t.Slot), v))
+			c.Rules = append(c.Rules, (&RuleDef{}).add(saddrText(p), saddr(p)...).add(word+" "+name(t.Slot), v))
 		}
 	}
 }
@@ -126,9 +112,9 @@ func classify(c *chainDef, tenants []Tenant, kind expr.VerdictKind, name func(ui
 // ingressRules are the rules put first in the prerouting chain: the spoof
 // check of interface tenants, then the reverse-path check of every tenant
 // source range.
-func ingressRules(tenants []Tenant) []*ruleDef {
-	pre := &chainDef{}
-	var withSources []Tenant
+func ingressRules(tenants []nftspec.Tenant) []*RuleDef {
+	pre := &ChainDef{}
+	var withSources []nftspec.Tenant
 	for _, t := range tenants {
 		if len(t.Interfaces) > 0 && len(t.Sources) > 0 {
 			withSources = append(withSources, t)
@@ -137,16 +123,16 @@ func ingressRules(tenants []Tenant) []*ruleDef {
 	classify(pre, withSources, expr.VerdictJump, ingressChainName)
 	for _, t := range tenants {
 		for _, p := range t.Sources {
-			r := &ruleDef{}
+			r := &RuleDef{}
 			r.add(saddrText(p), saddr(p)...)
 			r.add("fib saddr . iif oif missing",
 				&expr.Fib{FlagSADDR: true, FlagIIF: true, ResultOIF: true, FlagPRESENT: true, Register: reg1},
 				&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: ne32(0)})
 			r.add("drop", &expr.Verdict{Kind: expr.VerdictDrop})
-			pre.rules = append(pre.rules, r)
+			pre.Rules = append(pre.Rules, r)
 		}
 	}
-	return pre.rules
+	return pre.Rules
 }
 
 // ingressChain drops what arrives on the tenant's interfaces from outside
@@ -157,38 +143,38 @@ func ingressRules(tenants []Tenant) []*ruleDef {
 // send nothing else (no TCP, UDP or ICMP echo to the host, the listener or
 // other guests), so a bridge that also carries IPv6 the ranges do not name
 // is no way around them.
-func ingressChain(table *nftables.Table, t *Tenant) *chainDef {
-	c := &chainDef{chain: &nftables.Chain{Table: table, Name: ingressChainName(t.Slot)}}
+func ingressChain(table *nftables.Table, t *nftspec.Tenant) *ChainDef {
+	c := &ChainDef{Chain: &nftables.Chain{Table: table, Name: ingressChainName(t.Slot)}}
 	ret := func() *expr.Verdict { return &expr.Verdict{Kind: expr.VerdictReturn} }
 	for _, p := range t.Sources {
-		c.rules = append(c.rules, (&ruleDef{}).add(saddrText(p), saddr(p)...).add("return", ret()))
+		c.Rules = append(c.Rules, (&RuleDef{}).add(saddrText(p), saddr(p)...).add("return", ret()))
 	}
-	unconfigured := (&ruleDef{}).add("ip saddr 0.0.0.0", saddr(netip.MustParsePrefix("0.0.0.0/32"))...)
-	c.rules = append(c.rules, dhcp4Rule(unconfigured).add("return", ret()))
+	unconfigured := (&RuleDef{}).add("ip saddr 0.0.0.0", saddr(netip.MustParsePrefix("0.0.0.0/32"))...)
+	c.Rules = append(c.Rules, dhcp4Rule(unconfigured).add("return", ret()))
 	for _, src := range []string{"fe80::/10", "::/128"} {
 		p := netip.MustParsePrefix(src)
-		c.rules = append(c.rules, ndRule((&ruleDef{}).add(saddrText(p), saddr(p)...), false).add("return", ret()))
+		c.Rules = append(c.Rules, ndRule((&RuleDef{}).add(saddrText(p), saddr(p)...), false).add("return", ret()))
 	}
-	dhcp6 := (&ruleDef{}).add("ip6 saddr fe80::/10", saddr(netip.MustParsePrefix("fe80::/10"))...)
+	dhcp6 := (&RuleDef{}).add("ip6 saddr fe80::/10", saddr(netip.MustParsePrefix("fe80::/10"))...)
 	dhcp6.add("udp sport 546", append(l4proto(unix.IPPROTO_UDP), thSport(), &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(546)})...)
 	dhcp6.add("udp dport 547", thDport(), &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(547)})
-	c.rules = append(c.rules, dhcp6.add("return", ret()))
-	c.rules = append(c.rules, (&ruleDef{}).add("drop", &expr.Verdict{Kind: expr.VerdictDrop}))
+	c.Rules = append(c.Rules, dhcp6.add("return", ret()))
+	c.Rules = append(c.Rules, (&RuleDef{}).add("drop", &expr.Verdict{Kind: expr.VerdictDrop}))
 	return c
 }
 
 // ndRule matches the ICMPv6 types of neighbour discovery and MLD that a
 // host sends to join its link. Without v6, r already matched IPv6 (an ip6
 // address) and the family check is left out, as nft leaves it out.
-func ndRule(r *ruleDef, v6 bool) *ruleDef {
-	nd := newSet(&nftables.Set{Anonymous: true, Constant: true, KeyType: nftables.TypeICMP6Type}, []element{
+func ndRule(r *RuleDef, v6 bool) *RuleDef {
+	nd := newSet(&nftables.Set{Anonymous: true, Constant: true, KeyType: nftables.TypeICMP6Type}, []Element{
 		{133, nftables.SetElement{Key: []byte{133}}, "nd-router-solicit"},
 		{135, nftables.SetElement{Key: []byte{135}}, "nd-neighbor-solicit"},
 		{136, nftables.SetElement{Key: []byte{136}}, "nd-neighbor-advert"},
 		{143, nftables.SetElement{Key: []byte{143}}, "mld2-listener-report"},
 	})
 	look := &expr.Lookup{SourceRegister: reg1}
-	r.anon, r.anonLookup = nd, look
+	r.Anon, r.AnonLookup = nd, look
 	var family []expr.Any
 	if v6 {
 		family = nfproto(true)
@@ -198,7 +184,7 @@ func ndRule(r *ruleDef, v6 bool) *ruleDef {
 }
 
 // dhcp4Rule extends r to match a DHCPv4 client message.
-func dhcp4Rule(r *ruleDef) *ruleDef {
+func dhcp4Rule(r *RuleDef) *RuleDef {
 	r.add("udp sport 68", append(l4proto(unix.IPPROTO_UDP), thSport(), &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(68)})...)
 	r.add("udp dport 67", thDport(), &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(67)})
 	return r
@@ -218,26 +204,26 @@ func dhcp4Rule(r *ruleDef) *ruleDef {
 // redirected packet would carry the listener's address and port, which
 // the client does not know, and under br_netfilter the kernel sends it
 // straight to the bridge port, past the NAT that could fix it.
-func natChain(table *nftables.Table, tenants []Tenant) *chainDef {
+func natChain(table *nftables.Table, tenants []nftspec.Tenant) *ChainDef {
 	c := baseChain(table, chainNATPrerouting, nftables.ChainTypeNAT, nftables.ChainHookPrerouting,
 		natPriority, "type nat hook prerouting priority dstnat - 10;")
 	for _, t := range tenants {
 		for _, match := range classifiers(&t) {
 			for _, r := range stays(&t, match, false) {
-				c.rules = append(c.rules, r.add("accept", accept))
+				c.Rules = append(c.Rules, r.add("accept", accept))
 			}
-			if t.DNS == DNSIntercept {
-				c.rules = append(c.rules, natDNSRules(&t, match)...)
+			if t.DNS == nftspec.DNSIntercept {
+				c.Rules = append(c.Rules, natDNSRules(&t, match)...)
 			}
-			icpt := func() *ruleDef {
-				return match().add("tcp dport @"+setIntercept, append(l4proto(unix.IPPROTO_TCP), thDport(), lookup(setIntercept, 0))...)
+			icpt := func() *RuleDef {
+				return match().add("tcp dport @"+SetIntercept, append(l4proto(unix.IPPROTO_TCP), thDport(), lookup(SetIntercept, 0))...)
 			}
 			r := icpt()
 			r.add(fmt.Sprintf("tproxy to :%d", t.ListenerPort), &expr.Immediate{Register: reg1, Data: be16(t.ListenerPort)},
 				&expr.TProxy{Family: unix.NFPROTO_UNSPEC, TableFamily: unix.NFPROTO_INET, RegPort: reg1})
 			r.add(fmt.Sprintf("redirect to :%d", t.ListenerPort),
 				&expr.Redir{RegisterProtoMin: reg1, Flags: unix.NF_NAT_RANGE_PROTO_SPECIFIED})
-			c.rules = append(c.rules, r, icpt().add("reject with tcp reset", rejectTCPReset()))
+			c.Rules = append(c.Rules, r, icpt().add("reject with tcp reset", rejectTCPReset()))
 		}
 	}
 	return c
@@ -246,22 +232,22 @@ func natChain(table *nftables.Table, tenants []Tenant) *chainDef {
 // classifiers returns, for each way a packet is the tenant's (an interface,
 // or without interfaces a source range), a function starting a rule that
 // matches it.
-func classifiers(t *Tenant) []func() *ruleDef {
-	var out []func() *ruleDef
+func classifiers(t *nftspec.Tenant) []func() *RuleDef {
+	var out []func() *RuleDef
 	for _, n := range t.Interfaces {
-		out = append(out, func() *ruleDef { return (&ruleDef{}).add(ifnameText(false, n), iifname(false, n)...) })
+		out = append(out, func() *RuleDef { return (&RuleDef{}).add(ifnameText(false, n), iifname(false, n)...) })
 	}
 	if len(t.Interfaces) > 0 {
 		return out
 	}
 	for _, p := range t.Sources {
-		out = append(out, func() *ruleDef { return (&ruleDef{}).add(saddrText(p), saddr(p)...) })
+		out = append(out, func() *RuleDef { return (&RuleDef{}).add(saddrText(p), saddr(p)...) })
 	}
 	return out
 }
 
 // forwardChain sends forwarded tenant packets to the tenant's chain.
-func forwardChain(table *nftables.Table, tenants []Tenant) *chainDef {
+func forwardChain(table *nftables.Table, tenants []nftspec.Tenant) *ChainDef {
 	c := baseChain(table, chainForward, nftables.ChainTypeFilter, nftables.ChainHookForward,
 		nftables.ChainPriorityFilter, "type filter hook forward priority filter;")
 	classify(c, tenants, expr.VerdictGoto, forwardChainName)
@@ -276,22 +262,22 @@ func forwardChain(table *nftables.Table, tenants []Tenant) *chainDef {
 // output interface, as they cannot reach beyond the link: a router lowers
 // the hop limit of 255 that a receiver requires, and MLD's hop limit of 1
 // is never forwarded.
-func tenantForwardChain(table *nftables.Table, t *Tenant, ctMask uint32) *chainDef {
-	c := &chainDef{chain: &nftables.Chain{Table: table, Name: forwardChainName(t.Slot)}}
+func tenantForwardChain(table *nftables.Table, t *nftspec.Tenant, ctMask uint32) *ChainDef {
+	c := &ChainDef{Chain: &nftables.Chain{Table: table, Name: forwardChainName(t.Slot)}}
 	first := admittedRules(t, ctMask)
-	c.rules = append(c.rules, first...)
+	c.Rules = append(c.Rules, first...)
 	for _, r := range stays(t, nil, true) {
-		c.rules = append(c.rules, r.add("accept", accept))
+		c.Rules = append(c.Rules, r.add("accept", accept))
 	}
-	var nd *ruleDef // matched without state, not marked
+	var nd *RuleDef // matched without state, not marked
 	if len(t.Sources) > 0 {
-		nd = ndRule(&ruleDef{}, true).add("accept", accept)
-		c.rules = append(c.rules, nd)
+		nd = ndRule(&RuleDef{}, true).add("accept", accept)
+		c.Rules = append(c.Rules, nd)
 	}
 	exempt := append(first, nd)
 	if t.Labelled {
 		marked, unmarked := labelledStays(t)
-		c.rules = append(append(c.rules, marked...), unmarked...)
+		c.Rules = append(append(c.Rules, marked...), unmarked...)
 		exempt = append(exempt, unmarked...)
 	}
 	return admit(finishTenant(c, t), t, ctMask, exempt...)
@@ -301,57 +287,57 @@ func tenantForwardChain(table *nftables.Table, t *Tenant, ctMask uint32) *chainD
 // addresses: internal like any other, apart from replies, flows it
 // admitted, neighbour discovery, DHCP and allow_direct. Redirected
 // intercepts were accepted by the input chain before.
-func tenantInputChain(table *nftables.Table, t *Tenant, ctMask uint32) *chainDef {
-	c := &chainDef{chain: &nftables.Chain{Table: table, Name: inputChainName(t.Slot)}}
+func tenantInputChain(table *nftables.Table, t *nftspec.Tenant, ctMask uint32) *ChainDef {
+	c := &ChainDef{Chain: &nftables.Chain{Table: table, Name: inputChainName(t.Slot)}}
 	first := admittedRules(t, ctMask)
-	c.rules = append(c.rules, first...)
-	dhcp6 := &ruleDef{}
+	c.Rules = append(c.Rules, first...)
+	dhcp6 := &RuleDef{}
 	dhcp6.add("ip6 saddr fe80::/10", saddr(netip.MustParsePrefix("fe80::/10"))...)
 	dhcp6.add("udp dport 547", append(l4proto(unix.IPPROTO_UDP), thDport(), &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(547)})...)
-	stateless := []*ruleDef{ndRule(&ruleDef{}, true).add("accept", accept), dhcp4Rule(&ruleDef{}).add("accept", accept), dhcp6.add("accept", accept)}
-	c.rules = append(c.rules, stateless...) // matched without state, not marked
+	stateless := []*RuleDef{ndRule(&RuleDef{}, true).add("accept", accept), dhcp4Rule(&RuleDef{}).add("accept", accept), dhcp6.add("accept", accept)}
+	c.Rules = append(c.Rules, stateless...) // matched without state, not marked
 	return admit(finishTenant(c, t), t, ctMask, append(first, stateless...)...)
 }
 
 // finishTenant appends allow_direct and the final verdict.
-func finishTenant(c *chainDef, t *Tenant) *chainDef {
+func finishTenant(c *ChainDef, t *nftspec.Tenant) *ChainDef {
 	for _, d := range t.AllowDirect {
-		c.rules = append(c.rules, directRules(d)...)
+		c.Rules = append(c.Rules, directRules(d)...)
 	}
 	if t.Report {
-		c.rules = append(c.rules, (&ruleDef{}).add("counter packets 0 bytes 0", &expr.Counter{}).add("accept", accept))
+		c.Rules = append(c.Rules, (&RuleDef{}).add("counter packets 0 bytes 0", &expr.Counter{}).add("accept", accept))
 		return c
 	}
-	c.rules = append(c.rules, (&ruleDef{}).add("goto "+chainDeny, &expr.Verdict{Kind: expr.VerdictGoto, Chain: chainDeny}))
+	c.Rules = append(c.Rules, (&RuleDef{}).add("goto "+ChainDeny, &expr.Verdict{Kind: expr.VerdictGoto, Chain: ChainDeny}))
 	return c
 }
 
 // addForwarded extends rs (built by buildRuleset) with the forwarded
 // tenants' rules and chains.
-func addForwarded(rs *ruleset, table *nftables.Table, tenants []Tenant, ctMask uint32) {
-	var fwd []Tenant
+func addForwarded(rs *Ruleset, table *nftables.Table, tenants []nftspec.Tenant, ctMask uint32) {
+	var fwd []nftspec.Tenant
 	for _, t := range tenants {
-		if t.forwarded() {
+		if t.Forwarded() {
 			fwd = append(fwd, t)
 		}
 	}
 	if len(fwd) == 0 {
 		return
 	}
-	for _, c := range rs.chains {
-		switch c.chain.Name {
-		case chainPrerouting:
-			c.rules = append(ingressRules(fwd), c.rules...)
-		case chainInput:
+	for _, c := range rs.Chains {
+		switch c.Chain.Name {
+		case ChainPrerouting:
+			c.Rules = append(ingressRules(fwd), c.Rules...)
+		case ChainInput:
 			classify(c, fwd, expr.VerdictGoto, inputChainName)
 		}
 	}
-	rs.chains = append(rs.chains, natChain(table, fwd), forwardChain(table, fwd))
+	rs.Chains = append(rs.Chains, natChain(table, fwd), forwardChain(table, fwd))
 	for i := range fwd {
 		t := &fwd[i]
 		if len(t.Interfaces) > 0 && len(t.Sources) > 0 {
-			rs.chains = append(rs.chains, ingressChain(table, t))
+			rs.Chains = append(rs.Chains, ingressChain(table, t))
 		}
-		rs.chains = append(rs.chains, tenantForwardChain(table, t, ctMask), tenantInputChain(table, t, ctMask))
+		rs.Chains = append(rs.Chains, tenantForwardChain(table, t, ctMask), tenantInputChain(table, t, ctMask))
 	}
 }

@@ -1,9 +1,10 @@
-package nft
+package batch
 
 import (
 	"strings"
 	"testing"
 
+	"github.com/egressfw/egressfw/internal/netnstest"
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	mdnetlink "github.com/mdlayher/netlink"
@@ -58,30 +59,34 @@ func TestBatcherCommit(t *testing.T) {
 			q.AddRule(jumpTo("a", "missing"))
 		}},
 	}
-	ns := newNetns(t, false)
-	m := ns.manager(t)
+	ns := netnstest.New(t, netnstest.UniqueName(prefix))
+	b, err := New(ns.Fd())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.queue(m.b.q)
-			err := m.b.commit()
+			tc.queue(b.Queue())
+			err := b.Commit()
 			if tc.wantErr == "" && err != nil {
 				t.Fatalf("commit: %v", err)
 			}
 			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
 				t.Fatalf("commit: err = %v, want %q", err, tc.wantErr)
 			}
-			checkOneAck(t, m.b.captured)
-			listing := ns.nft(t, "list", "tables")
+			checkOneAck(t, b.captured)
+			listing := ns.Run(t, "nft", "list", "tables")
 			if has := strings.Contains(listing, table); has != (tc.wantErr == "") {
 				t.Errorf("table present = %v after commit (err %v):\n%s", has, err, listing)
 			}
 			// The next batch on the same batcher works either way.
-			m.b.q.AddTable(tbl)
-			m.b.q.DelTable(tbl)
-			if err := m.b.commit(); err != nil {
+			b.Queue().AddTable(tbl)
+			b.Queue().DelTable(tbl)
+			if err := b.Commit(); err != nil {
 				t.Fatalf("commit after: %v", err)
 			}
-			if l := ns.nft(t, "list", "tables"); strings.Contains(l, table) {
+			if l := ns.Run(t, "nft", "list", "tables"); strings.Contains(l, table) {
 				t.Fatalf("table still there after delete:\n%s", l)
 			}
 		})

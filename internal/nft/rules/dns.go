@@ -1,8 +1,10 @@
-package nft
+package rules
 
 import (
 	"fmt"
 	"slices"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -49,71 +51,29 @@ const (
 	setDNSPorts    = "dns_ports"
 	mapDNSRedirect = "dns_redirect"
 	chainNATOutput = "nat_output"
-	dnsPort        = 53
-)
-
-// DNSMode says where a tenant's DNS goes.
-type DNSMode uint8
-
-// DNS modes. The zero value keeps port 53 ordinary egress, so a Spec that
-// says nothing about DNS installs the rules it always did; the daemon
-// sets DNSIntercept for `dns = "egressfw"`, the config's default.
-const (
-	// DNSDirect: port 53 is egress like any other, allowed by AllowDirect.
-	DNSDirect DNSMode = iota
-	// DNSIntercept: every packet to port 53 goes to the DNS listener.
-	DNSIntercept
 )
 
 // dnsTenants returns the tenants whose DNS is intercepted, by slot.
-func dnsTenants(tenants []Tenant) []Tenant {
-	var out []Tenant
+func dnsTenants(tenants []nftspec.Tenant) []nftspec.Tenant {
+	var out []nftspec.Tenant
 	for _, t := range tenants {
-		if t.DNS == DNSIntercept {
+		if t.DNS == nftspec.DNSIntercept {
 			out = append(out, t)
 		}
 	}
 	return out
 }
 
-// validateDNS checks the DNS ports: each intercepting tenant has one, not
-// 53, not an intercept port, and no port is another tenant's listener or
-// DNS port; and no TCP intercept port is 53.
-func (s *Spec) validateDNS() error {
-	ports := map[uint16]string{}
-	for _, t := range s.Tenants {
-		ports[t.ListenerPort] = t.Name
-	}
-	for _, t := range s.Tenants {
-		if t.DNS == DNSDirect {
-			continue
-		}
-		switch {
-		case t.DNSPort == 0 || t.DNSPort == dnsPort || slices.Contains(s.InterceptPorts, t.DNSPort):
-			return fmt.Errorf("tenant %q: DNS port %d is 0, 53 or an intercept port", t.Name, t.DNSPort)
-		case slices.Contains(s.InterceptPorts, dnsPort):
-			return fmt.Errorf("tenant %q: DNS is intercepted, so port 53 cannot be a TCP intercept port", t.Name)
-		case t.DNS > DNSIntercept:
-			return fmt.Errorf("tenant %q: unknown DNS mode %d", t.Name, t.DNS)
-		}
-		if other, ok := ports[t.DNSPort]; ok {
-			return fmt.Errorf("tenant %q: DNS port %d is already the listener or DNS port of %q", t.Name, t.DNSPort, other)
-		}
-		ports[t.DNSPort] = t.Name
-	}
-	return nil
-}
-
 // dnsSets are the DNS ports (input checks) and the slot to port map (the
 // local tenants' redirect).
-func dnsSets(table *nftables.Table, tenants []Tenant) []*setDef {
-	var ports, redirect []element
+func dnsSets(table *nftables.Table, tenants []nftspec.Tenant) []*SetDef {
+	var ports, redirect []Element
 	for _, t := range tenants {
-		ports = append(ports, element{uint64(t.DNSPort), nftables.SetElement{Key: be16(t.DNSPort)}, fmt.Sprint(t.DNSPort)})
-		redirect = append(redirect, element{uint64(t.Slot), nftables.SetElement{Key: ne32(t.Slot), Val: be16(t.DNSPort)},
+		ports = append(ports, Element{uint64(t.DNSPort), nftables.SetElement{Key: be16(t.DNSPort)}, fmt.Sprint(t.DNSPort)})
+		redirect = append(redirect, Element{uint64(t.Slot), nftables.SetElement{Key: ne32(t.Slot), Val: be16(t.DNSPort)},
 			fmt.Sprintf("0x%08x : %d", t.Slot, t.DNSPort)})
 	}
-	return []*setDef{
+	return []*SetDef{
 		newSet(&nftables.Set{Table: table, Name: setDNSPorts, KeyType: nftables.TypeInetService}, ports),
 		newSet(&nftables.Set{Table: table, Name: mapDNSRedirect, IsMap: true, KeyType: nftables.TypeMark,
 			KeyByteOrder: binaryutil.NativeEndian, DataType: nftables.TypeInetService}, redirect),
@@ -121,14 +81,14 @@ func dnsSets(table *nftables.Table, tenants []Tenant) []*setDef {
 }
 
 // dnsMatch starts a rule matching proto ("tcp" or "udp") to port 53.
-func dnsMatch(r *ruleDef, proto string) *ruleDef {
+func dnsMatch(r *RuleDef, proto string) *RuleDef {
 	return r.add(proto+" dport 53", append(l4proto(protoNum(proto)), thDport(),
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(dnsPort)})...)
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(nftspec.StandardDNSPort)})...)
 }
 
 // refuseDNS ends r with the refusal of a DNS query over proto: a TCP
 // reset, an ICMP error for UDP.
-func refuseDNS(r *ruleDef, proto string) *ruleDef {
+func refuseDNS(r *RuleDef, proto string) *RuleDef {
 	if proto == "tcp" {
 		return r.add("reject with tcp reset", rejectTCPReset())
 	}
@@ -144,10 +104,10 @@ func protoNum(proto string) byte {
 
 // tenantDNSRules mark a local tenant's DNS with its slot and accept it;
 // nat_output redirects it.
-func tenantDNSRules(spec *Spec, t *Tenant) []*ruleDef {
-	var out []*ruleDef
+func tenantDNSRules(spec *nftspec.Spec, t *nftspec.Tenant) []*RuleDef {
+	var out []*RuleDef
 	for _, proto := range []string{"udp", "tcp"} {
-		r := dnsMatch(&ruleDef{}, proto)
+		r := dnsMatch(&RuleDef{}, proto)
 		r.add(markSetText("ct", spec.CtMarkMask, t.Slot), setBits(true, spec.CtMarkMask, t.Slot)...)
 		out = append(out, r.add("accept", accept))
 	}
@@ -156,42 +116,42 @@ func tenantDNSRules(spec *Spec, t *Tenant) []*ruleDef {
 
 // natOutputChain redirects local tenants' DNS, marked by their chains, to
 // their DNS port on loopback.
-func natOutputChain(spec *Spec, table *nftables.Table) *chainDef {
+func natOutputChain(spec *nftspec.Spec, table *nftables.Table) *ChainDef {
 	c := baseChain(table, chainNATOutput, nftables.ChainTypeNAT, nftables.ChainHookOutput,
 		natPriority, "type nat hook output priority -110;")
 	for _, proto := range []string{"udp", "tcp"} {
-		r := dnsMatch(&ruleDef{}, proto)
+		r := dnsMatch(&RuleDef{}, proto)
 		r.add("", ctMark(),
 			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: ne32(spec.CtMarkMask), Xor: ne32(0)},
 			&expr.Lookup{SourceRegister: reg1, DestRegister: reg1, IsDestRegSet: true, SetName: mapDNSRedirect},
 			&expr.Redir{RegisterProtoMin: reg1, Flags: unix.NF_NAT_RANGE_PROTO_SPECIFIED})
 		r.add(fmt.Sprintf("redirect to :ct mark & 0x%08x map @%s", spec.CtMarkMask, mapDNSRedirect))
-		c.rules = append(c.rules, r)
+		c.Rules = append(c.Rules, r)
 	}
 	return c
 }
 
 // inputDNSRules let only redirected DNS reach a DNS port, and only a
 // transparent socket there.
-func inputDNSRules() []*ruleDef {
-	var out []*ruleDef
+func inputDNSRules() []*RuleDef {
+	var out []*RuleDef
 	for _, proto := range []string{"udp", "tcp"} {
-		port := func() *ruleDef {
-			return (&ruleDef{}).add(proto+" dport @"+setDNSPorts, append(l4proto(protoNum(proto)), thDport(), lookup(setDNSPorts, 0))...)
+		port := func() *RuleDef {
+			return (&RuleDef{}).add(proto+" dport @"+setDNSPorts, append(l4proto(protoNum(proto)), thDport(), lookup(setDNSPorts, 0))...)
 		}
 		out = append(out,
 			port().add("ct status dnat", ctStatusDNAT()...).add("socket transparent 0", socketTransparent(false)...).
 				add("drop", &expr.Verdict{Kind: expr.VerdictDrop}),
 			port().add("ct status dnat", ctStatusDNAT()...).add("accept", accept),
-			port().add("goto "+chainDeny, &expr.Verdict{Kind: expr.VerdictGoto, Chain: chainDeny}))
+			port().add("goto "+ChainDeny, &expr.Verdict{Kind: expr.VerdictGoto, Chain: ChainDeny}))
 	}
 	return out
 }
 
 // natDNSRules redirect a forwarded tenant's DNS (match starts each rule)
 // to its DNS port if a transparent socket listens there, else reject it.
-func natDNSRules(t *Tenant, match func() *ruleDef) []*ruleDef {
-	var out []*ruleDef
+func natDNSRules(t *nftspec.Tenant, match func() *RuleDef) []*RuleDef {
+	var out []*RuleDef
 	for _, proto := range []string{"udp", "tcp"} {
 		r := dnsMatch(match(), proto)
 		r.add(fmt.Sprintf("tproxy to :%d", t.DNSPort), &expr.Immediate{Register: reg1, Data: be16(t.DNSPort)},
@@ -204,34 +164,34 @@ func natDNSRules(t *Tenant, match func() *ruleDef) []*ruleDef {
 
 // addDNS extends rs (built by buildRuleset) with the DNS rules of the
 // intercepting tenants; a spec without any gets nothing.
-func addDNS(rs *ruleset, spec *Spec, table *nftables.Table, tenants []Tenant) {
+func addDNS(rs *Ruleset, spec *nftspec.Spec, table *nftables.Table, tenants []nftspec.Tenant) {
 	dns := dnsTenants(tenants)
 	if len(dns) == 0 {
 		return
 	}
-	rs.sets = append(rs.sets, dnsSets(table, dns)...)
-	for _, c := range rs.chains {
-		switch c.chain.Name {
-		case chainInput:
+	rs.Sets = append(rs.Sets, dnsSets(table, dns)...)
+	for _, c := range rs.Chains {
+		switch c.Chain.Name {
+		case ChainInput:
 			// After the TCP listener rules, before the forwarded tenants'
 			// classification, which would reject a redirected query.
-			c.rules = slices.Insert(c.rules, 3, inputDNSRules()...)
-		case chainOutput:
-			c.rules[1] = runningRule(spec, true) // not port 53
+			c.Rules = slices.Insert(c.Rules, 3, inputDNSRules()...)
+		case ChainOutput:
+			c.Rules[1] = runningRule(spec, true) // not port 53
 		}
-		if slot, ok := tenantSlot(c.chain.Name); ok {
-			if t := slices.IndexFunc(dns, func(t Tenant) bool { return t.Slot == slot }); t >= 0 {
+		if slot, ok := tenantSlot(c.Chain.Name); ok {
+			if t := slices.IndexFunc(dns, func(t nftspec.Tenant) bool { return t.Slot == slot }); t >= 0 {
 				// After the replies and TCP intercept rules, before allow_direct.
-				c.rules = slices.Insert(c.rules, 2, tenantDNSRules(spec, &dns[t])...)
+				c.Rules = slices.Insert(c.Rules, 2, tenantDNSRules(spec, &dns[t])...)
 			}
 		}
 	}
-	rs.chains = append(rs.chains, natOutputChain(spec, table))
+	rs.Chains = append(rs.Chains, natOutputChain(spec, table))
 }
 
 // tenantSlot reports the slot of a tenant_SLOT chain.
 func tenantSlot(chain string) (uint32, bool) {
 	var slot uint32
 	n, err := fmt.Sscanf(chain, "tenant_%d", &slot)
-	return slot, err == nil && n == 1 && chain == tenantChainName(slot)
+	return slot, err == nil && n == 1 && chain == TenantChainName(slot)
 }

@@ -1,4 +1,4 @@
-package nft
+package events
 
 import (
 	"encoding/binary"
@@ -9,16 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Change notifications. The kernel multicasts every committed nftables
-// change to the NFNLGRP_NFTABLES group of the netfilter netlink family, one
-// message per object added or deleted, each carrying in its header the
-// netlink port id of the socket that sent the transaction, and closes each
-// transaction with NFT_MSG_NEWGEN (generation id, pid and name of the
-// committing process). Routing rules and routes are multicast the same way
-// on rtnetlink's RTNLGRP_IPV{4,6}_{RULE,ROUTE} groups. These functions read
-// the few fields the watch needs (watch.go) and nothing else: the kernel
-// sends whole rules and elements, which egressfw never decodes here.
-
 // Constants golang.org/x/sys/unix lacks (linux/netfilter/nf_tables.h,
 // linux/netlink.h).
 const (
@@ -26,16 +16,16 @@ const (
 	nlaTypeMask       = 0x3fff // NLA_TYPE_MASK: without NLA_F_NESTED, NLA_F_NET_BYTEORDER
 )
 
-// nftEvent is one nftables notification as the watch sees it.
-type nftEvent struct {
-	gen    bool   // NFT_MSG_NEWGEN: the transaction is complete
-	pid    uint32 // NEWGEN: the committing process (as the kernel saw it)
-	proc   string // NEWGEN: its name
-	inet   bool   // the object is in an inet family table
-	bridge bool   // the object is in a bridge family table
-	table  string // the table the object belongs to
-	change string // e.g. "delete rule", "add element"
-	name   string // the chain, set, object or flowtable named (for a rule, its chain)
+// Nft is one nftables notification as the watch sees it.
+type Nft struct {
+	Gen    bool   // NFT_MSG_NEWGEN: the transaction is complete
+	PID    uint32 // NEWGEN: the committing process (as the kernel saw it)
+	Proc   string // NEWGEN: its name
+	Inet   bool   // the object is in an inet family table
+	Bridge bool   // the object is in a bridge family table
+	Table  string // the table the object belongs to
+	Change string // e.g. "delete rule", "add element"
+	Name   string // the chain, set, object or flowtable named (for a rule, its chain)
 }
 
 // nftChanges names each notification type and the attribute (after the
@@ -60,22 +50,22 @@ var nftChanges = map[uint16]struct {
 	unix.NFT_MSG_DELFLOWTABLE: {"delete flowtable", nftaFlowtableName},
 }
 
-// parseNftEvent reads a netfilter netlink message of header type typ. ok is
+// ParseNft reads a netfilter netlink message of header type typ. ok is
 // false for a message that is not an nftables change notification or is
 // malformed.
-func parseNftEvent(typ uint16, data []byte) (ev nftEvent, ok bool) {
+func ParseNft(typ uint16, data []byte) (ev Nft, ok bool) {
 	if typ>>8 != unix.NFNL_SUBSYS_NFTABLES || len(data) < 4 {
 		return ev, false
 	}
 	msg := typ & 0xff
 	if msg == unix.NFT_MSG_NEWGEN {
-		ev.gen = true
+		ev.Gen = true
 		ok = eachAttr(data[4:], func(t uint16, v []byte) {
 			switch {
 			case t == unix.NFTA_GEN_PROC_PID && len(v) == 4:
-				ev.pid = binary.BigEndian.Uint32(v)
+				ev.PID = binary.BigEndian.Uint32(v)
 			case t == unix.NFTA_GEN_PROC_NAME:
-				ev.proc = cString(v)
+				ev.Proc = cString(v)
 			}
 		})
 		return ev, ok
@@ -84,37 +74,37 @@ func parseNftEvent(typ uint16, data []byte) (ev nftEvent, ok bool) {
 	if !known {
 		return ev, false
 	}
-	ev.inet, ev.bridge, ev.change = data[0] == unix.NFPROTO_INET, data[0] == unix.NFPROTO_BRIDGE, kind.change
+	ev.Inet, ev.Bridge, ev.Change = data[0] == unix.NFPROTO_INET, data[0] == unix.NFPROTO_BRIDGE, kind.change
 	ok = eachAttr(data[4:], func(t uint16, v []byte) {
 		switch {
 		case t == 1: // NFTA_{TABLE_NAME,CHAIN_TABLE,RULE_TABLE,SET_TABLE,...}
-			ev.table = cString(v)
+			ev.Table = cString(v)
 		case kind.name != 0 && t == kind.name:
-			ev.name = cString(v)
+			ev.Name = cString(v)
 		}
 	})
-	return ev, ok && ev.table != ""
+	return ev, ok && ev.Table != ""
 }
 
-// routeEvent is a routing rule or route removal as the watch sees it.
-type routeEvent struct {
-	rule  bool // a rule (else a route)
-	table uint32
+// Route is a routing rule or route removal as the watch sees it.
+type Route struct {
+	Rule  bool // a rule (else a route)
+	Table uint32
 }
 
-// parseRouteEvent reads an rtnetlink message; ok is true only for the
+// ParseRoute reads an rtnetlink message; ok is true only for the
 // deletion of a rule or a route, whose table it reports.
-func parseRouteEvent(typ uint16, data []byte) (ev routeEvent, ok bool) {
+func ParseRoute(typ uint16, data []byte) (ev Route, ok bool) {
 	// struct fib_rule_hdr and struct rtmsg are both 12 bytes with the
 	// (8-bit) table at offset 4; FRA_TABLE and RTA_TABLE (both 15) carry
 	// tables above 255.
 	if (typ != unix.RTM_DELRULE && typ != unix.RTM_DELROUTE) || len(data) < 12 {
 		return ev, false
 	}
-	ev.rule, ev.table = typ == unix.RTM_DELRULE, uint32(data[4])
+	ev.Rule, ev.Table = typ == unix.RTM_DELRULE, uint32(data[4])
 	ok = eachAttr(data[12:], func(t uint16, v []byte) {
 		if t == unix.RTA_TABLE && len(v) == 4 {
-			ev.table = binary.NativeEndian.Uint32(v)
+			ev.Table = binary.NativeEndian.Uint32(v)
 		}
 	})
 	return ev, ok
@@ -147,10 +137,10 @@ func cString(v []byte) string {
 	return s
 }
 
-// changeLog sums up the foreign changes of one or more transactions for
+// Log sums up the foreign changes of one or more transactions for
 // a log line: each kind of change once, with its count and the first few
 // objects it named.
-type changeLog struct {
+type Log struct {
 	order []string
 	kinds map[string]*changeKind
 	procs []string
@@ -163,16 +153,17 @@ type changeKind struct {
 
 const changeNames = 3 // objects named per kind of change
 
-func (c *changeLog) add(ev nftEvent) {
-	name := ev.name
+// Add records one change.
+func (c *Log) Add(ev Nft) {
+	name := ev.Name
 	if name == "" {
-		name = ev.table
+		name = ev.Table
 	}
-	c.addKind(ev.change, 1, name)
+	c.addKind(ev.Change, 1, name)
 }
 
 // addKind counts n changes of one kind and records the objects named.
-func (c *changeLog) addKind(change string, n int, names ...string) {
+func (c *Log) addKind(change string, n int, names ...string) {
 	if c.kinds == nil {
 		c.kinds = map[string]*changeKind{}
 	}
@@ -190,8 +181,8 @@ func (c *changeLog) addKind(change string, n int, names ...string) {
 	}
 }
 
-// addProc records the process that committed a transaction.
-func (c *changeLog) addProc(name string, pid uint32) {
+// AddProc records the process that committed a transaction.
+func (c *Log) AddProc(name string, pid uint32) {
 	p := fmt.Sprintf("%s[%d]", name, pid)
 	if name == "" && pid == 0 {
 		p = "unknown"
@@ -201,11 +192,15 @@ func (c *changeLog) addProc(name string, pid uint32) {
 	}
 }
 
-func (c *changeLog) empty() bool { return len(c.order) == 0 }
+// Empty reports whether no change was recorded.
+func (c *Log) Empty() bool { return len(c.order) == 0 }
+
+// Procs are the processes that committed the changes, as "nft[1234]".
+func (c *Log) Procs() []string { return c.procs }
 
 // String is like "delete rule ×12 (output, forward_1, …); add rule (output)".
 // A deleted table stands for the deletion of everything in it.
-func (c *changeLog) String() string {
+func (c *Log) String() string {
 	parts := make([]string, 0, len(c.order))
 	_, tableGone := c.kinds["delete table"]
 	for _, ch := range c.order {
@@ -226,8 +221,8 @@ func (c *changeLog) String() string {
 	return strings.Join(parts, "; ")
 }
 
-// merge adds o's changes to c.
-func (c *changeLog) merge(o *changeLog) {
+// Merge adds o's changes to c.
+func (c *Log) Merge(o *Log) {
 	for _, ch := range o.order {
 		c.addKind(ch, o.kinds[ch].count, o.kinds[ch].names...)
 	}

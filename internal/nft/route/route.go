@@ -1,4 +1,4 @@
-package nft
+package route
 
 import (
 	"errors"
@@ -10,29 +10,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// routing is the policy routing that sends intercept-marked packets to lo:
+// Routing is the policy routing that sends intercept-marked packets to lo:
 // per family, `ip rule add fwmark Mark/Mask lookup Table pref Priority` and
 // `ip route add local default dev lo table Table`.
-type routing struct {
+type Routing struct {
 	Mark, Mask      uint32
 	Table, Priority int
 }
 
-func routingOf(s *Spec) routing {
-	return routing{Mark: s.InterceptMark, Mask: s.MarkMask, Table: s.RouteTable, Priority: s.RulePriority}
-}
-
 var families = []int{unix.AF_INET, unix.AF_INET6}
 
-// skipFamily reports errors that mean the family (IPv6) is disabled here.
-func skipFamily(err error) bool {
+// SkipFamily reports errors that mean the family (IPv6) is disabled here.
+func SkipFamily(err error) bool {
 	return errors.Is(err, unix.EAFNOSUPPORT) || errors.Is(err, unix.EOPNOTSUPP)
 }
 
-// installRouting adds the local default routes first and the rules second,
+// Install adds the local default routes first and the rules second,
 // so a marked packet never meets a rule pointing at an empty table (which
 // would fall through to the main table and leave the host unproxied).
-func installRouting(h *netlink.Handle, r routing) error {
+func Install(h *netlink.Handle, r Routing) error {
 	lo, err := h.LinkByName("lo")
 	if err != nil {
 		return fmt.Errorf("install routing: find lo: %w", err)
@@ -44,14 +40,14 @@ func installRouting(h *netlink.Handle, r routing) error {
 		}
 		route := &netlink.Route{Family: fam, Dst: dst, LinkIndex: lo.Attrs().Index, Table: r.Table,
 			Type: unix.RTN_LOCAL, Scope: netlink.SCOPE_HOST}
-		if err := h.RouteReplace(route); err != nil && !(fam == unix.AF_INET6 && skipFamily(err)) {
+		if err := h.RouteReplace(route); err != nil && !(fam == unix.AF_INET6 && SkipFamily(err)) {
 			return fmt.Errorf("install routing: local default route in table %d: %w", r.Table, err)
 		}
 	}
 	for _, fam := range families {
 		rules, err := ourRules(h, fam, r)
 		if err != nil {
-			if fam == unix.AF_INET6 && skipFamily(err) {
+			if fam == unix.AF_INET6 && SkipFamily(err) {
 				continue
 			}
 			return fmt.Errorf("install routing: %w", err)
@@ -75,7 +71,7 @@ func installRouting(h *netlink.Handle, r routing) error {
 	return nil
 }
 
-func newRule(fam int, r routing) *netlink.Rule {
+func newRule(fam int, r Routing) *netlink.Rule {
 	rule := netlink.NewRule()
 	rule.Family = fam
 	rule.Mark = r.Mark
@@ -87,7 +83,7 @@ func newRule(fam int, r routing) *netlink.Rule {
 }
 
 // ourRules lists the rules at our priority that look up our table.
-func ourRules(h *netlink.Handle, fam int, r routing) ([]netlink.Rule, error) {
+func ourRules(h *netlink.Handle, fam int, r Routing) ([]netlink.Rule, error) {
 	all, err := h.RuleList(fam)
 	if err != nil {
 		return nil, fmt.Errorf("list ip rules: %w", err)
@@ -101,12 +97,12 @@ func ourRules(h *netlink.Handle, fam int, r routing) ([]netlink.Rule, error) {
 	return out, nil
 }
 
-// removeRouting deletes our rules first, then every route in our table.
-func removeRouting(h *netlink.Handle, r routing) error {
+// Remove deletes our rules first, then every route in our table.
+func Remove(h *netlink.Handle, r Routing) error {
 	var errs []error
 	for _, fam := range families {
 		rules, err := ourRules(h, fam, r)
-		if err != nil && !skipFamily(err) {
+		if err != nil && !SkipFamily(err) {
 			errs = append(errs, fmt.Errorf("remove routing: %w", err))
 		}
 		for _, rule := range rules {
@@ -117,7 +113,7 @@ func removeRouting(h *netlink.Handle, r routing) error {
 	}
 	for _, fam := range families {
 		routes, err := h.RouteListFiltered(fam, &netlink.Route{Table: r.Table}, netlink.RT_FILTER_TABLE)
-		if err != nil && !skipFamily(err) {
+		if err != nil && !SkipFamily(err) {
 			errs = append(errs, fmt.Errorf("remove routing: list table %d: %w", r.Table, err))
 		}
 		for _, route := range routes {
@@ -129,15 +125,15 @@ func removeRouting(h *netlink.Handle, r routing) error {
 	return errors.Join(errs...)
 }
 
-// routingMissing lists what of r is not installed: per family, the fwmark
+// Missing lists what of r is not installed: per family, the fwmark
 // rule and the local default route of the route table.
-func routingMissing(h *netlink.Handle, r routing) ([]string, error) {
+func Missing(h *netlink.Handle, r Routing) ([]string, error) {
 	var missing []string
 	for _, fam := range families {
 		name := map[int]string{unix.AF_INET: "IPv4", unix.AF_INET6: "IPv6"}[fam]
 		rules, err := ourRules(h, fam, r)
 		if err != nil {
-			if fam == unix.AF_INET6 && skipFamily(err) {
+			if fam == unix.AF_INET6 && SkipFamily(err) {
 				continue
 			}
 			return nil, fmt.Errorf("check routing: %w", err)

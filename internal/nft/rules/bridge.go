@@ -1,8 +1,10 @@
-package nft
+package rules
 
 import (
 	"fmt"
 	"net/netip"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -42,15 +44,15 @@ import (
 // lives behind it (ARP replies, neighbour advertisements), nor move another
 // container's MAC to its own port in the bridge's forwarding table.
 const (
-	setPorts    = "ports"
-	setPort4    = "port_ip"
-	setPort6    = "port_ip6"
-	setPortMAC  = "port_mac"
-	setOwned4   = "owned_ip"
-	setOwned6   = "owned_ip6"
-	mapID4      = "labelled_ip"
-	mapID6      = "labelled_ip6"
-	chainGuard  = "port_guard"
+	SetPorts    = "ports"
+	SetPort4    = "port_ip"
+	SetPort6    = "port_ip6"
+	SetPortMAC  = "port_mac"
+	SetOwned4   = "owned_ip"
+	SetOwned6   = "owned_ip6"
+	MapID4      = "labelled_ip"
+	MapID6      = "labelled_ip6"
+	ChainGuard  = "port_guard"
 	reg9        = 9 // NFT_REG32_01: the second part of a concatenation
 	etherIP     = 0x0800
 	etherARP    = 0x0806
@@ -58,20 +60,20 @@ const (
 	bridgeFirst = -300
 )
 
-// bridgeSetNames are the bridge table's sets, in listing order.
-var bridgeSetNames = []string{setPorts, setPort4, setPort6, setPortMAC, setOwned4, setOwned6, mapID4, mapID6}
+// BridgeSetNames are the bridge table's sets, in listing order.
+var BridgeSetNames = []string{SetPorts, SetPort4, SetPort6, SetPortMAC, SetOwned4, SetOwned6, MapID4, MapID6}
 
-// buildBridge returns the bridge table of spec binding containers cs.
-func buildBridge(spec *Spec, cs []Container) *ruleset {
+// BuildBridge returns the bridge table of spec binding containers cs.
+func BuildBridge(spec *nftspec.Spec, cs []nftspec.Container) *Ruleset {
 	table := &nftables.Table{Name: spec.Table, Family: nftables.TableFamilyBridge}
-	rs := &ruleset{family: nftables.TableFamilyBridge}
+	rs := &Ruleset{Family: nftables.TableFamilyBridge}
 	ifIdx, ip4, ip6 := nftables.TypeIFIndex, nftables.TypeIPAddr, nftables.TypeIP6Addr
 	keys := map[string][]nftables.SetDatatype{
-		setPorts: {ifIdx}, setPort4: {ifIdx, ip4}, setPort6: {ifIdx, ip6}, setPortMAC: {ifIdx, nftables.TypeEtherAddr},
-		setOwned4: {ip4}, setOwned6: {ip6}, mapID4: {ifIdx, ip4}, mapID6: {ifIdx, ip6},
+		SetPorts: {ifIdx}, SetPort4: {ifIdx, ip4}, SetPort6: {ifIdx, ip6}, SetPortMAC: {ifIdx, nftables.TypeEtherAddr},
+		SetOwned4: {ip4}, SetOwned6: {ip6}, MapID4: {ifIdx, ip4}, MapID6: {ifIdx, ip6},
 	}
 	elems := bridgeElems(spec, cs)
-	for _, name := range bridgeSetNames {
+	for _, name := range BridgeSetNames {
 		s := &nftables.Set{Table: table, Name: name, KeyType: keys[name][0]}
 		if len(keys[name]) > 1 {
 			s.KeyType, s.Concatenation = nftables.MustConcatSetType(keys[name]...), true
@@ -79,31 +81,31 @@ func buildBridge(spec *Spec, cs []Container) *ruleset {
 		if keys[name][0] == ifIdx {
 			s.KeyByteOrder = binaryutil.NativeEndian
 		}
-		if name == mapID4 || name == mapID6 {
+		if name == MapID4 || name == MapID6 {
 			s.IsMap, s.DataType = true, nftables.TypeVerdict
 		}
-		rs.sets = append(rs.sets, newSet(s, elems[name]))
+		rs.Sets = append(rs.Sets, newSet(s, elems[name]))
 	}
 	prio := nftables.ChainPriorityRef(bridgeFirst)
-	pre := baseChain(table, chainPrerouting, nftables.ChainTypeFilter, nftables.ChainHookPrerouting, prio,
+	pre := baseChain(table, ChainPrerouting, nftables.ChainTypeFilter, nftables.ChainHookPrerouting, prio,
 		"type filter hook prerouting priority dstnat;")
-	pre.rules = append(pre.rules,
-		(&ruleDef{}).add(fmt.Sprintf("meta mark set meta mark & 0x%08x", ^spec.ContainerMarkMask),
+	pre.Rules = append(pre.Rules,
+		(&RuleDef{}).add(fmt.Sprintf("meta mark set meta mark & 0x%08x", ^spec.ContainerMarkMask),
 			setBits(false, spec.ContainerMarkMask, 0)...),
-		(&ruleDef{}).add("iif @"+setPorts, iif(reg1), lookup(setPorts, 0)).
-			add("goto "+chainGuard, &expr.Verdict{Kind: expr.VerdictGoto, Chain: chainGuard}),
-		arpOf().add("arp saddr ip @"+setOwned4, nh(14, 4, reg1), lookup(setOwned4, 0)).add("drop", drop()),
-		ipOf(false).add("ip saddr @"+setOwned4, nh(12, 4, reg1), lookup(setOwned4, 0)).add("drop", drop()),
-		ipOf(true).add("ip6 saddr @"+setOwned6, nh(8, 16, reg1), lookup(setOwned6, 0)).add("drop", drop()),
-		icmp6Type(136).add("@th,64,128 @"+setOwned6, th(8, 16, reg1), lookup(setOwned6, 0)).add("drop", drop()))
-	rs.chains = append(rs.chains, pre, portGuard(table))
+		(&RuleDef{}).add("iif @"+SetPorts, iif(reg1), lookup(SetPorts, 0)).
+			add("goto "+ChainGuard, &expr.Verdict{Kind: expr.VerdictGoto, Chain: ChainGuard}),
+		arpOf().add("arp saddr ip @"+SetOwned4, nh(14, 4, reg1), lookup(SetOwned4, 0)).add("drop", drop()),
+		ipOf(false).add("ip saddr @"+SetOwned4, nh(12, 4, reg1), lookup(SetOwned4, 0)).add("drop", drop()),
+		ipOf(true).add("ip6 saddr @"+SetOwned6, nh(8, 16, reg1), lookup(SetOwned6, 0)).add("drop", drop()),
+		icmp6Type(136).add("@th,64,128 @"+SetOwned6, th(8, 16, reg1), lookup(SetOwned6, 0)).add("drop", drop()))
+	rs.Chains = append(rs.Chains, pre, portGuard(table))
 	for _, t := range sortedTenants(spec) {
 		if t.Labelled {
-			c := &chainDef{chain: &nftables.Chain{Table: table, Name: labelChainName(t.Slot)}}
-			v := spec.identity(t.Slot)
-			c.rules = append(c.rules, (&ruleDef{}).add(markSetText("meta", spec.ContainerMarkMask, v),
+			c := &ChainDef{Chain: &nftables.Chain{Table: table, Name: labelChainName(t.Slot)}}
+			v := spec.Identity(t.Slot)
+			c.Rules = append(c.Rules, (&RuleDef{}).add(markSetText("meta", spec.ContainerMarkMask, v),
 				setBits(false, spec.ContainerMarkMask, v)...))
-			rs.chains = append(rs.chains, c)
+			rs.Chains = append(rs.Chains, c)
 		}
 	}
 	return rs
@@ -112,54 +114,54 @@ func buildBridge(spec *Spec, cs []Container) *ruleset {
 func labelChainName(slot uint32) string { return fmt.Sprintf("label_%d", slot) }
 
 // portGuard is the chain of identified containers' ports.
-func portGuard(table *nftables.Table) *chainDef {
-	c := &chainDef{chain: &nftables.Chain{Table: table, Name: chainGuard}}
-	types := newSet(&nftables.Set{Anonymous: true, Constant: true, KeyType: nftables.TypeEtherType}, []element{
+func portGuard(table *nftables.Table) *ChainDef {
+	c := &ChainDef{Chain: &nftables.Chain{Table: table, Name: ChainGuard}}
+	types := newSet(&nftables.Set{Anonymous: true, Constant: true, KeyType: nftables.TypeEtherType}, []Element{
 		{etherIP, nftables.SetElement{Key: be16(etherIP)}, "ip"},
 		{etherARP, nftables.SetElement{Key: be16(etherARP)}, "arp"},
 		{etherIP6, nftables.SetElement{Key: be16(etherIP6)}, "ip6"},
 	})
-	other := &ruleDef{anon: types, anonLookup: &expr.Lookup{SourceRegister: reg1, Invert: true}}
-	other.add("ether type != { ip, arp, ip6 }", llType(), other.anonLookup).add("drop", drop())
-	notMine := func(r *ruleDef, key string, load expr.Any, set string) *ruleDef {
+	other := &RuleDef{Anon: types, AnonLookup: &expr.Lookup{SourceRegister: reg1, Invert: true}}
+	other.add("ether type != { ip, arp, ip6 }", llType(), other.AnonLookup).add("drop", drop())
+	notMine := func(r *RuleDef, key string, load expr.Any, set string) *RuleDef {
 		return r.add("iif . "+key+" != @"+set, iif(reg1), load, &expr.Lookup{SourceRegister: reg1, SetName: set, Invert: true}).
 			add("drop", drop())
 	}
-	routers := newSet(&nftables.Set{Anonymous: true, Constant: true, KeyType: nftables.TypeICMP6Type}, []element{
+	routers := newSet(&nftables.Set{Anonymous: true, Constant: true, KeyType: nftables.TypeICMP6Type}, []Element{
 		{134, nftables.SetElement{Key: []byte{134}}, "nd-router-advert"},
 		{137, nftables.SetElement{Key: []byte{137}}, "nd-redirect"},
 	})
-	router := &ruleDef{anon: routers, anonLookup: &expr.Lookup{SourceRegister: reg1}}
+	router := &RuleDef{Anon: routers, AnonLookup: &expr.Lookup{SourceRegister: reg1}}
 	router.add("icmpv6 type { nd-router-advert, nd-redirect }", append(icmp6Proto(),
-		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1}, router.anonLookup)...).
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1}, router.AnonLookup)...).
 		add("drop", drop())
 	na := icmp6Type(136).add("@th,64,16 & 0xffc0 != 0xfe80", th(8, 2, reg1),
 		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 2, Mask: []byte{0xff, 0xc0}, Xor: []byte{0, 0}},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: []byte{0xfe, 0x80}})
-	c.rules = append(c.rules, other,
-		notMine(&ruleDef{}, "ether saddr", &expr.Payload{DestRegister: reg9, Base: expr.PayloadBaseLLHeader, Offset: 6, Len: 6}, setPortMAC),
-		notMine(llIs(etherARP), "arp saddr ether", nh(8, 6, reg9), setPortMAC),
+	c.Rules = append(c.Rules, other,
+		notMine(&RuleDef{}, "ether saddr", &expr.Payload{DestRegister: reg9, Base: expr.PayloadBaseLLHeader, Offset: 6, Len: 6}, SetPortMAC),
+		notMine(llIs(etherARP), "arp saddr ether", nh(8, 6, reg9), SetPortMAC),
 		notMine(llIs(etherARP).add("arp saddr ip != 0.0.0.0", nh(14, 4, reg1), &expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: make([]byte, 4)}),
-			"arp saddr ip", nh(14, 4, reg9), setPort4),
+			"arp saddr ip", nh(14, 4, reg9), SetPort4),
 		router,
-		notMine(na, "@th,64,128", th(8, 16, reg9), setPort6),
-		notMine(llIs(etherIP), "ip saddr", nh(12, 4, reg9), setPort4))
+		notMine(na, "@th,64,128", th(8, 16, reg9), SetPort6),
+		notMine(llIs(etherIP), "ip saddr", nh(12, 4, reg9), SetPort4))
 	for _, src := range []string{"::/128", "fe80::/10"} {
 		p := netip.MustParsePrefix(src)
 		r := ipOf(true).add("ip6 saddr "+map[bool]string{true: "::", false: src}[p.Bits() == 128], nh(8, 16, reg1))
 		if p.Bits() < 128 {
 			r.add("", &expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 16, Mask: prefixMask(p.Bits(), 16), Xor: make([]byte, 16)})
 		}
-		c.rules = append(c.rules, r.add("return", &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: p.Addr().AsSlice()},
+		c.Rules = append(c.Rules, r.add("return", &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: p.Addr().AsSlice()},
 			&expr.Verdict{Kind: expr.VerdictReturn}))
 	}
-	c.rules = append(c.rules, notMine(llIs(etherIP6), "ip6 saddr", nh(8, 16, reg9), setPort6))
+	c.Rules = append(c.Rules, notMine(llIs(etherIP6), "ip6 saddr", nh(8, 16, reg9), SetPort6))
 	for _, v6 := range []bool{false, true} {
-		off, n, m, text := uint32(12), uint32(4), mapID4, "iif . ip saddr vmap @"+mapID4
+		off, n, m, text := uint32(12), uint32(4), MapID4, "iif . ip saddr vmap @"+MapID4
 		if v6 {
-			off, n, m, text = 8, 16, mapID6, "iif . ip6 saddr vmap @"+mapID6
+			off, n, m, text = 8, 16, MapID6, "iif . ip6 saddr vmap @"+MapID6
 		}
-		c.rules = append(c.rules, ipOf(v6).add(text, iif(reg1), nh(off, n, reg9), vmap(m, 0)))
+		c.Rules = append(c.Rules, ipOf(v6).add(text, iif(reg1), nh(off, n, reg9), vmap(m, 0)))
 	}
 	return c
 }
@@ -184,31 +186,31 @@ func llType() expr.Any {
 
 // llIs starts a rule for frames of ethertype t, which nft does not print
 // when the rest of the rule implies it.
-func llIs(t uint16) *ruleDef {
-	return (&ruleDef{}).add("", llType(), &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(t)})
+func llIs(t uint16) *RuleDef {
+	return (&RuleDef{}).add("", llType(), &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(t)})
 }
 
 // ipOf starts a rule for IPv4 or IPv6 packets, as nft's own dependency in
 // the bridge family does (meta protocol).
-func ipOf(v6 bool) *ruleDef {
+func ipOf(v6 bool) *RuleDef {
 	t := uint16(etherIP)
 	if v6 {
 		t = etherIP6
 	}
-	return (&ruleDef{}).add("", &expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: reg1}, &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(t)})
+	return (&RuleDef{}).add("", &expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: reg1}, &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(t)})
 }
 
 // arpOf starts a rule for ARP frames.
-func arpOf() *ruleDef { return llIs(etherARP) }
+func arpOf() *RuleDef { return llIs(etherARP) }
 
 func icmp6Proto() []expr.Any {
-	return append(ipOf(true).exprs, l4proto(unix.IPPROTO_ICMPV6)...)
+	return append(ipOf(true).Exprs, l4proto(unix.IPPROTO_ICMPV6)...)
 }
 
 // icmp6Type starts a rule for ICMPv6 of type typ.
-func icmp6Type(typ byte) *ruleDef {
+func icmp6Type(typ byte) *RuleDef {
 	text := map[byte]string{136: "icmpv6 type nd-neighbor-advert"}[typ]
-	return (&ruleDef{}).add(text, append(icmp6Proto(),
+	return (&RuleDef{}).add(text, append(icmp6Proto(),
 		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{typ}})...)
 }

@@ -1,9 +1,11 @@
-package nft
+package rules
 
 import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -58,58 +60,59 @@ const (
 	identityPriority = -175
 )
 
-// hasLabelled reports whether any tenant is labelled.
-func (s *Spec) hasLabelled() bool { return len(s.labelledSlots()) > 0 }
-
 // containerMark loads the identity from the packet mark.
-func containerMark(s *Spec, reg uint32) []expr.Any {
+func containerMark(s *nftspec.Spec, reg uint32) []expr.Any {
 	return []expr.Any{&expr.Meta{Key: expr.MetaKeyMARK, Register: reg},
 		&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4, Mask: ne32(s.ContainerMarkMask), Xor: ne32(0)}}
 }
 
-func containerMarkText(s *Spec) string { return fmt.Sprintf("meta mark & 0x%08x", s.ContainerMarkMask) }
+func containerMarkText(s *nftspec.Spec) string {
+	return fmt.Sprintf("meta mark & 0x%08x", s.ContainerMarkMask)
+}
 
 // flowIdentity loads the identity the flow was opened with from the ct
 // mark: what every hook after the identity chain classifies by.
-func flowIdentity(s *Spec, reg uint32) []expr.Any {
+func flowIdentity(s *nftspec.Spec, reg uint32) []expr.Any {
 	return []expr.Any{&expr.Ct{Key: expr.CtKeyMARK, Register: reg},
 		&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4, Mask: ne32(s.ContainerCtMask), Xor: ne32(0)}}
 }
 
-func flowIdentityText(s *Spec) string { return fmt.Sprintf("ct mark & 0x%08x", s.ContainerCtMask) }
+func flowIdentityText(s *nftspec.Spec) string {
+	return fmt.Sprintf("ct mark & 0x%08x", s.ContainerCtMask)
+}
 
 // labelledSets returns the inet table's maps of labelled tenants.
-func labelledSets(spec *Spec, table *nftables.Table, tenants []Tenant) []*setDef {
-	var newFlow, same, ports, dns, fwd, in []element
-	same = append(same, element{0, nftables.SetElement{Key: make([]byte, 8)}, "0x00000000 . 0x00000000"})
+func labelledSets(spec *nftspec.Spec, table *nftables.Table, tenants []nftspec.Tenant) []*SetDef {
+	var newFlow, same, ports, dns, fwd, in []Element
+	same = append(same, Element{0, nftables.SetElement{Key: make([]byte, 8)}, "0x00000000 . 0x00000000"})
 	for _, t := range tenants {
 		if !t.Labelled {
 			continue
 		}
-		id, cid := spec.identity(t.Slot), spec.ctIdentity(t.Slot)
+		id, cid := spec.Identity(t.Slot), spec.CtIdentity(t.Slot)
 		k := uint64(id)
-		same = append(same, element{k, nftables.SetElement{Key: append(ne32(id), ne32(cid)...)}, fmt.Sprintf("0x%08x . 0x%08x", id, cid)})
-		ports = append(ports, element{uint64(cid), nftables.SetElement{Key: ne32(cid), Val: be16(t.ListenerPort)}, fmt.Sprintf("0x%08x : %d", cid, t.ListenerPort)})
-		if t.DNS == DNSIntercept {
-			dns = append(dns, element{uint64(cid), nftables.SetElement{Key: ne32(cid), Val: be16(t.DNSPort)}, fmt.Sprintf("0x%08x : %d", cid, t.DNSPort)})
+		same = append(same, Element{k, nftables.SetElement{Key: append(ne32(id), ne32(cid)...)}, fmt.Sprintf("0x%08x . 0x%08x", id, cid)})
+		ports = append(ports, Element{uint64(cid), nftables.SetElement{Key: ne32(cid), Val: be16(t.ListenerPort)}, fmt.Sprintf("0x%08x : %d", cid, t.ListenerPort)})
+		if t.DNS == nftspec.DNSIntercept {
+			dns = append(dns, Element{uint64(cid), nftables.SetElement{Key: ne32(cid), Val: be16(t.DNSPort)}, fmt.Sprintf("0x%08x : %d", cid, t.DNSPort)})
 		}
 		for _, v := range []struct {
-			out  *[]element
+			out  *[]Element
 			key  uint32
 			name string
 			kind expr.VerdictKind
 		}{{&newFlow, id, identityChainName(t.Slot), expr.VerdictJump}, {&fwd, cid, forwardChainName(t.Slot), expr.VerdictGoto},
 			{&in, cid, inputChainName(t.Slot), expr.VerdictGoto}} {
 			word := map[expr.VerdictKind]string{expr.VerdictJump: "jump", expr.VerdictGoto: "goto"}[v.kind]
-			*v.out = append(*v.out, element{uint64(v.key), nftables.SetElement{Key: ne32(v.key),
+			*v.out = append(*v.out, Element{uint64(v.key), nftables.SetElement{Key: ne32(v.key),
 				VerdictData: &expr.Verdict{Kind: v.kind, Chain: v.name}}, fmt.Sprintf("0x%08x : %s %s", v.key, word, v.name)})
 		}
 	}
-	mark := func(name string, data nftables.SetDatatype, elems []element) *setDef {
+	mark := func(name string, data nftables.SetDatatype, elems []Element) *SetDef {
 		return newSet(&nftables.Set{Table: table, Name: name, IsMap: true, KeyType: nftables.TypeMark,
 			KeyByteOrder: binaryutil.NativeEndian, DataType: data}, elems)
 	}
-	return []*setDef{
+	return []*SetDef{
 		mark(mapContainerNew, nftables.TypeVerdict, newFlow),
 		newSet(&nftables.Set{Table: table, Name: setContainerSame, KeyType: nftables.MustConcatSetType(nftables.TypeMark, nftables.TypeMark),
 			Concatenation: true, KeyByteOrder: binaryutil.NativeEndian}, same),
@@ -121,11 +124,11 @@ func labelledSets(spec *Spec, table *nftables.Table, tenants []Tenant) []*setDef
 }
 
 // identityChain records and checks each bridged flow's identity.
-func identityChain(spec *Spec, table *nftables.Table) *chainDef {
+func identityChain(spec *nftspec.Spec, table *nftables.Table) *ChainDef {
 	c := baseChain(table, chainIdentity, nftables.ChainTypeFilter, nftables.ChainHookPrerouting,
 		nftables.ChainPriorityRef(identityPriority), fmt.Sprintf("type filter hook prerouting priority %d;", identityPriority))
-	bridged := func() *ruleDef {
-		return (&ruleDef{}).add(`meta iifkind "bridge"`, &expr.Meta{Key: metaKeyIIFKind, Register: reg1},
+	bridged := func() *RuleDef {
+		return (&RuleDef{}).add(`meta iifkind "bridge"`, &expr.Meta{Key: metaKeyIIFKind, Register: reg1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: ifname("bridge")})
 	}
 	record := bridged().add("ct state new", &expr.Ct{Key: expr.CtKeySTATE, Register: reg1},
@@ -139,7 +142,7 @@ func identityChain(spec *Spec, table *nftables.Table) *chainDef {
 			&expr.Lookup{SourceRegister: reg1, SetName: setContainerSame, Invert: true})...)
 	clear := bridged().add(fmt.Sprintf("meta mark set meta mark & 0x%08x", ^spec.ContainerMarkMask),
 		setBits(false, spec.ContainerMarkMask, 0)...)
-	c.rules = append(c.rules, record, check.add("drop", drop()), clear)
+	c.Rules = append(c.Rules, record, check.add("drop", drop()), clear)
 	return c
 }
 
@@ -147,10 +150,10 @@ func identityChainName(slot uint32) string { return fmt.Sprintf("identity_%d", s
 
 // tenantIdentityChain records a labelled tenant's identity in a new flow's
 // ct mark, keeping the other bits.
-func tenantIdentityChain(spec *Spec, table *nftables.Table, t *Tenant) *chainDef {
-	c := &chainDef{chain: &nftables.Chain{Table: table, Name: identityChainName(t.Slot)}}
-	v := spec.ctIdentity(t.Slot)
-	c.rules = append(c.rules, (&ruleDef{}).add(markSetText("ct", spec.ContainerCtMask, v), setBits(true, spec.ContainerCtMask, v)...))
+func tenantIdentityChain(spec *nftspec.Spec, table *nftables.Table, t *nftspec.Tenant) *ChainDef {
+	c := &ChainDef{Chain: &nftables.Chain{Table: table, Name: identityChainName(t.Slot)}}
+	v := spec.CtIdentity(t.Slot)
+	c.Rules = append(c.Rules, (&RuleDef{}).add(markSetText("ct", spec.ContainerCtMask, v), setBits(true, spec.ContainerCtMask, v)...))
 	return c
 }
 
@@ -159,16 +162,16 @@ func tenantIdentityChain(spec *Spec, table *nftables.Table, t *Tenant) *chainDef
 const metaKeyIIFKind expr.MetaKey = 0x1a
 
 // labelledNAT returns the rules put first in nat_prerouting.
-func labelledNAT(spec *Spec) []*ruleDef {
-	labelled := func() *ruleDef {
-		return (&ruleDef{}).add(fmt.Sprintf("%s == @%s", flowIdentityText(spec), mapContainerPort),
+func labelledNAT(spec *nftspec.Spec) []*RuleDef {
+	labelled := func() *RuleDef {
+		return (&RuleDef{}).add(fmt.Sprintf("%s == @%s", flowIdentityText(spec), mapContainerPort),
 			append(flowIdentity(spec, reg1), lookup(mapContainerPort, 0))...)
 	}
 	staysOnBridge := labelled().add("fib daddr . iif oif exists",
 		&expr.Fib{FlagDADDR: true, FlagIIF: true, ResultOIF: true, FlagPRESENT: true, Register: reg1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: ne32(1)}).add("accept", accept)
-	icpt := func() *ruleDef {
-		return (&ruleDef{}).add("tcp dport @"+setIntercept, append(l4proto(unix.IPPROTO_TCP), thDport(), lookup(setIntercept, 0))...)
+	icpt := func() *RuleDef {
+		return (&RuleDef{}).add("tcp dport @"+SetIntercept, append(l4proto(unix.IPPROTO_TCP), thDport(), lookup(SetIntercept, 0))...)
 	}
 	port := fmt.Sprintf(":%s map @%s", flowIdentityText(spec), mapContainerPort)
 	redirect := icpt()
@@ -177,28 +180,28 @@ func labelledNAT(spec *Spec) []*ruleDef {
 		&expr.TProxy{Family: unix.NFPROTO_UNSPEC, TableFamily: unix.NFPROTO_INET, RegPort: reg1})...)
 	redirect.add("redirect to "+port, &expr.Redir{RegisterProtoMin: reg1, Flags: unix.NF_NAT_RANGE_PROTO_SPECIFIED})
 	reset := labelled()
-	reset.exprs = append(reset.exprs, icpt().exprs...)
+	reset.Exprs = append(reset.Exprs, icpt().Exprs...)
 	reset.words = append(reset.words, icpt().words...)
 	// The rest of the chain is the interface tenants': a labelled flow
 	// leaves it here, so the DNS of a labelled tenant whose DNS is direct
 	// is not redirected to the interface tenant's DNS listener.
 	done := labelled().add("accept", accept)
-	return append(append([]*ruleDef{staysOnBridge}, labelledDNS(spec)...), redirect, reset.add("reject with tcp reset", rejectTCPReset()), done)
+	return append(append([]*RuleDef{staysOnBridge}, labelledDNS(spec)...), redirect, reset.add("reject with tcp reset", rejectTCPReset()), done)
 }
 
 // labelledDNS redirect the DNS of a labelled tenant whose DNS is
 // intercepted (dns.go) to its DNS port (map container_dns), with the same
 // transparent-socket check, else reject it.
-func labelledDNS(spec *Spec) []*ruleDef {
+func labelledDNS(spec *nftspec.Spec) []*RuleDef {
 	port := fmt.Sprintf(":%s map @%s", flowIdentityText(spec), mapContainerDNS)
-	var out []*ruleDef
+	var out []*RuleDef
 	for _, proto := range []string{"udp", "tcp"} {
-		r := dnsMatch(&ruleDef{}, proto)
+		r := dnsMatch(&RuleDef{}, proto)
 		r.add("tproxy to "+port, append(flowIdentity(spec, reg1),
 			&expr.Lookup{SourceRegister: reg1, DestRegister: reg1, IsDestRegSet: true, SetName: mapContainerDNS},
 			&expr.TProxy{Family: unix.NFPROTO_UNSPEC, TableFamily: unix.NFPROTO_INET, RegPort: reg1})...)
 		r.add("redirect to "+port, &expr.Redir{RegisterProtoMin: reg1, Flags: unix.NF_NAT_RANGE_PROTO_SPECIFIED})
-		miss := (&ruleDef{}).add(fmt.Sprintf("%s == @%s", flowIdentityText(spec), mapContainerDNS),
+		miss := (&RuleDef{}).add(fmt.Sprintf("%s == @%s", flowIdentityText(spec), mapContainerDNS),
 			append(flowIdentity(spec, reg1), lookup(mapContainerDNS, 0))...)
 		out = append(out, r, refuseDNS(dnsMatch(miss, proto), proto))
 	}
@@ -207,52 +210,52 @@ func labelledDNS(spec *Spec) []*ruleDef {
 
 // labelledVmap is the rule that sends a labelled container's packet to its
 // tenant's chain through map name.
-func labelledVmap(spec *Spec, name string) *ruleDef {
-	return (&ruleDef{}).add(fmt.Sprintf("%s vmap @%s", flowIdentityText(spec), name), append(flowIdentity(spec, reg1), vmap(name, 0))...)
+func labelledVmap(spec *nftspec.Spec, name string) *RuleDef {
+	return (&RuleDef{}).add(fmt.Sprintf("%s vmap @%s", flowIdentityText(spec), name), append(flowIdentity(spec, reg1), vmap(name, 0))...)
 }
 
 // labelledStays are the rules of a labelled tenant's forward chain for
 // traffic between the containers of one bridge: it leaves by the bridge it
 // came in by (fib finds the route out of the input interface). Neighbour
 // discovery and MLD between them pass unmarked, as for interface tenants.
-func labelledStays(t *Tenant) (marked, unmarked []*ruleDef) {
-	stay := (&ruleDef{}).add("fib daddr . iif oif exists",
+func labelledStays(t *nftspec.Tenant) (marked, unmarked []*RuleDef) {
+	stay := (&RuleDef{}).add("fib daddr . iif oif exists",
 		&expr.Fib{FlagDADDR: true, FlagIIF: true, ResultOIF: true, FlagPRESENT: true, Register: reg1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: ne32(1)}).add("accept", accept)
 	if len(t.Sources) > 0 {
-		return []*ruleDef{stay}, nil // the tenant's own neighbour discovery rule is there
+		return []*RuleDef{stay}, nil // the tenant's own neighbour discovery rule is there
 	}
-	return []*ruleDef{stay}, []*ruleDef{ndRule(&ruleDef{}, true).add("accept", accept)}
+	return []*RuleDef{stay}, []*RuleDef{ndRule(&RuleDef{}, true).add("accept", accept)}
 }
 
 // addLabelled extends rs (after addForwarded) with the labelled tenants'
 // maps and rules.
-func addLabelled(rs *ruleset, spec *Spec, table *nftables.Table, tenants []Tenant) {
-	if !spec.hasLabelled() {
+func addLabelled(rs *Ruleset, spec *nftspec.Spec, table *nftables.Table, tenants []nftspec.Tenant) {
+	if !spec.HasLabelled() {
 		return
 	}
-	rs.sets = append(rs.sets, labelledSets(spec, table, tenants)...)
-	for _, c := range rs.chains {
-		switch c.chain.Name {
+	rs.Sets = append(rs.Sets, labelledSets(spec, table, tenants)...)
+	for _, c := range rs.Chains {
+		switch c.Chain.Name {
 		case chainNATPrerouting:
-			c.rules = append(labelledNAT(spec), c.rules...)
+			c.Rules = append(labelledNAT(spec), c.Rules...)
 		case chainForward:
-			c.rules = append([]*ruleDef{labelledVmap(spec, mapContainerFwd)}, c.rules...)
-		case chainInput:
+			c.Rules = append([]*RuleDef{labelledVmap(spec, mapContainerFwd)}, c.Rules...)
+		case ChainInput:
 			// after the listener and DNS port rules, before the interface tenants
-			i := slices.IndexFunc(c.rules, func(r *ruleDef) bool {
+			i := slices.IndexFunc(c.Rules, func(r *RuleDef) bool {
 				return len(r.words) > 0 && strings.HasPrefix(r.words[len(r.words)-1], "goto "+inputChainName(0)[:len("input_")])
 			})
 			if i < 0 {
-				i = len(c.rules)
+				i = len(c.Rules)
 			}
-			c.rules = slices.Insert(c.rules, i, labelledVmap(spec, mapContainerIn))
+			c.Rules = slices.Insert(c.Rules, i, labelledVmap(spec, mapContainerIn))
 		}
 	}
-	rs.chains = append(rs.chains, identityChain(spec, table))
+	rs.Chains = append(rs.Chains, identityChain(spec, table))
 	for i := range tenants {
 		if tenants[i].Labelled {
-			rs.chains = append(rs.chains, tenantIdentityChain(spec, table, &tenants[i]))
+			rs.Chains = append(rs.Chains, tenantIdentityChain(spec, table, &tenants[i]))
 		}
 	}
 }

@@ -1,9 +1,11 @@
-package nft
+package rules
 
 import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/egressfw/egressfw/internal/nft/nftspec"
 
 	"github.com/google/nftables/expr"
 )
@@ -26,14 +28,14 @@ import (
 // inside the ranges (a LAN host in 172.16.0.0/12), and the host's own
 // addresses (fib finds no output interface for them) are not between
 // members. The forward hook checks the real output interface again.
-func stays(t *Tenant, start func() *ruleDef, out bool) []*ruleDef {
-	begin := func() *ruleDef {
+func stays(t *nftspec.Tenant, start func() *RuleDef, out bool) []*RuleDef {
+	begin := func() *RuleDef {
 		if start == nil {
-			return &ruleDef{}
+			return &RuleDef{}
 		}
 		return start()
 	}
-	var rules []*ruleDef
+	var rules []*RuleDef
 	if len(t.Interfaces) == 0 {
 		for _, p := range t.Sources {
 			r := begin()
@@ -85,7 +87,7 @@ func fibOifname(pattern string) []expr.Any {
 
 // sameFamily reports whether r (a classifier match) can match a packet of
 // p's family: a source-range classifier fixes the family.
-func sameFamily(r *ruleDef, p netip.Prefix) bool {
+func sameFamily(r *RuleDef, p netip.Prefix) bool {
 	if len(r.words) == 0 {
 		return true
 	}
