@@ -178,7 +178,7 @@ func Run(t testing.TB, name string, args ...string) string {
 	return Output(t, exec.Command(name, args...))
 }
 
-// Output runs cmd and returns its combined output; a failure fails the
+// Output runs cmd and returns its standard output; a failure fails the
 // test.
 func Output(t testing.TB, cmd *exec.Cmd) string {
 	t.Helper()
@@ -190,12 +190,16 @@ func output(t testing.TB, cmd *exec.Cmd, stdin string) string {
 	if stdin != "" {
 		cmd.Stdin = strings.NewReader(stdin)
 	}
-	out, err := cmd.CombinedOutput()
+	// Standard output only: ip(8) may warn on stderr and still succeed,
+	// and a caller parsing the output must not read the warning.
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
 	if err != nil && stdin != "" {
-		t.Fatalf("%s: %v: %s\n%s", strings.Join(cmd.Args, " "), err, out, stdin)
+		t.Fatalf("%s: %v: %s%s\n%s", strings.Join(cmd.Args, " "), err, stdout.String(), stderr.String(), stdin)
 	}
 	if err != nil {
-		t.Fatalf("%s: %v: %s", strings.Join(cmd.Args, " "), err, out)
+		t.Fatalf("%s: %v: %s%s", strings.Join(cmd.Args, " "), err, stdout.String(), stderr.String())
 	}
-	return string(out)
+	return stdout.String()
 }
