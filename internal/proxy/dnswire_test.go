@@ -85,6 +85,12 @@ func TestDNSListener(t *testing.T) {
 		t.Errorf("log src = %q", src)
 	}
 	m := h.srv.metrics.dns
+	// Each query is counted by the observer after its reply is sent: the
+	// last (HTTPS) one may still be on its way.
+	answered := m.queries.WithLabelValues("web", "NOERROR", "allowed")
+	for deadline := time.Now().Add(3 * time.Second); testutil.ToFloat64(answered) < 5 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	for _, c := range []struct {
 		name string
 		got  float64
