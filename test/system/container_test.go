@@ -87,11 +87,12 @@ func (c *container) boot() {
 		t.Fatalf("waiting for the container's init: %v\n%s", err, c.console())
 	}
 	// degraded is fine: some units cannot run in a container. Until PID 1
-	// opens its private socket, systemctl cannot connect at all.
+	// opens its private socket, systemctl cannot connect at all ("Failed
+	// to connect", or "offline" when only stdout comes back).
 	var out string
 	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		out, _ = c.run(90*time.Second, "systemctl", "is-system-running", "--wait")
-		if !strings.Contains(out, "Failed to connect") {
+		if !strings.Contains(out, "Failed to connect") && strings.TrimSpace(out) != "offline" {
 			break
 		}
 	}
