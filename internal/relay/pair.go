@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/tproxy"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,7 +29,7 @@ type pair struct {
 // direction is one way of a pair. srcReady and dstReady are the edges
 // epoll reported and no EAGAIN has cleared since.
 type direction struct {
-	p        pipe
+	pr, pw   int // the pipe, while hasPipe (tproxy.GetPipe)
 	hasPipe  bool
 	inPipe   int
 	srcReady bool
@@ -94,7 +95,7 @@ func (p *pair) pump(l *loop, d int) error {
 			if !x.dstReady {
 				return nil
 			}
-			n, err := unix.Splice(x.p.r, nil, dst, nil, x.inPipe, spliceFlags)
+			n, err := unix.Splice(x.pr, nil, dst, nil, x.inPipe, spliceFlags)
 			switch {
 			case n > 0:
 				x.inPipe -= int(n)
@@ -127,13 +128,13 @@ func (p *pair) pump(l *loop, d int) error {
 			return nil
 		}
 		if !x.hasPipe {
-			pp, err := getPipe()
+			r, w, err := tproxy.GetPipe()
 			if err != nil {
 				return err
 			}
-			x.p, x.hasPipe = pp, true
+			x.pr, x.pw, x.hasPipe = r, w, true
 		}
-		n, err := unix.Splice(src, nil, x.p.w, nil, maxSplice, spliceFlags)
+		n, err := unix.Splice(src, nil, x.pw, nil, maxSplice, spliceFlags)
 		switch {
 		case n > 0:
 			x.inPipe = int(n)
@@ -153,7 +154,7 @@ func (p *pair) pump(l *loop, d int) error {
 // release gives the direction's pipe back, if it holds one.
 func (x *direction) release() {
 	if x.hasPipe {
-		putPipe(x.p, x.inPipe == 0)
+		tproxy.PutPipe(x.pr, x.pw, x.inPipe == 0)
 		x.hasPipe, x.inPipe = false, 0
 	}
 }

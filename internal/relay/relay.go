@@ -9,15 +9,16 @@
 // done function is called exactly once, when both directions have ended, a
 // direction failed, or the pair went idle. The semantics are those of
 // tproxy.Splice: each direction moves bytes with splice(2) through a pipe
-// taken from a pool only while bytes move (the payload never enters user
+// taken from tproxy's pool only while bytes move (the payload never enters user
 // space); a direction that reaches EOF shuts down the write side of its
 // destination (half-close) while the other keeps going; a failure resets
 // both connections; a pair where no byte moved in either direction for the
 // idle timeout (the kernel's byte counters are read before deciding, so
 // bytes still being acknowledged count) is reset with ErrIdle.
 //
-// done runs on the loop: it must not block (the proxy's logs a line and
-// counts; a loop stalls while it runs).
+// done runs on a goroutine of the loop's own (its finisher), woken once per
+// batch of ended pairs: a done that blocks (a log write to a stalled
+// journal) delays the next pairs' done, never anyone's bytes.
 package relay
 
 import (
@@ -25,16 +26,17 @@ import (
 	"fmt"
 	"net"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/tproxy"
 	"golang.org/x/sys/unix"
 )
 
 // ErrIdle is the error of a pair reset because no byte moved in either
-// direction for its idle timeout.
-var ErrIdle = errors.New("connection idle timeout")
+// direction for its idle timeout: tproxy's, so errors.Is matches either
+// relay's.
+var ErrIdle = tproxy.ErrIdle
 
 // Done receives a pair's end: up counts the bytes sent to upstream (the
 // prefix included), down the bytes sent to the client; err is nil when both
@@ -76,12 +78,12 @@ func (r *Relay) Close() {
 // Add relays client <-> upstream: it writes prefix to upstream (bounded by
 // idle), takes over both sockets (the *net.TCPConn values are closed; the
 // sockets live on in the loop) and returns. done is called exactly once:
-// on the loop when the pair ends, or before Add returns if the prefix
-// could not be written or the sockets not taken over.
+// by the loop's finisher when the pair ends, or before Add returns if the
+// prefix could not be written or the sockets not taken over.
 func (r *Relay) Add(client, upstream *net.TCPConn, prefix []byte, idle time.Duration, done Done) {
 	var up int64
 	if len(prefix) > 0 {
-		n, err := writePrefix(upstream, prefix, idle)
+		n, err := tproxy.WritePrefix(upstream, prefix, idle)
 		if up = int64(n); err != nil {
 			client.Close()
 			upstream.Close()
@@ -125,75 +127,8 @@ func takeOver(c *net.TCPConn) (int, error) {
 	return fd, nil
 }
 
-// writePrefix sends the peeked bytes, bounded by the idle timeout so that an
-// upstream that never reads cannot hold the pair forever.
-func writePrefix(upstream *net.TCPConn, prefix []byte, idle time.Duration) (int, error) {
-	if idle > 0 {
-		if err := upstream.SetWriteDeadline(time.Now().Add(idle)); err != nil {
-			return 0, fmt.Errorf("write prefix to upstream: %w", err)
-		}
-	}
-	n, err := upstream.Write(prefix)
-	if err == nil && idle > 0 {
-		err = upstream.SetWriteDeadline(time.Time{})
-	}
-	if err != nil {
-		return n, fmt.Errorf("write prefix to upstream: %w", err)
-	}
-	return n, nil
-}
-
 // abortFd resets and closes a socket the loop owns.
 func abortFd(fd int) {
 	_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 	_ = unix.Close(fd)
-}
-
-// pipes is the process-wide free list of splice pipes (see getPipe).
-var pipes struct {
-	mu   sync.Mutex
-	free []pipe
-}
-
-type pipe struct{ r, w int }
-
-// maxFreePipes bounds the free list: pipes are held only while bytes move,
-// so the list is sized by concurrent transfers, not by connections.
-const maxFreePipes = 64
-
-// pipeSize is asked for each pipe: it bounds one splice(2) from a socket
-// (see tproxy's pipeSize for the trade-off).
-const pipeSize = 256 << 10
-
-func getPipe() (pipe, error) {
-	pipes.mu.Lock()
-	if n := len(pipes.free); n > 0 {
-		p := pipes.free[n-1]
-		pipes.free = pipes.free[:n-1]
-		pipes.mu.Unlock()
-		return p, nil
-	}
-	pipes.mu.Unlock()
-	var fds [2]int
-	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
-		return pipe{}, fmt.Errorf("create splice pipe: %w", err)
-	}
-	_, _ = unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, pipeSize)
-	return pipe{fds[0], fds[1]}, nil
-}
-
-// putPipe returns an empty pipe to the free list; one that still holds
-// bytes, or that the full list has no room for, is closed.
-func putPipe(p pipe, empty bool) {
-	if empty {
-		pipes.mu.Lock()
-		if len(pipes.free) < maxFreePipes {
-			pipes.free = append(pipes.free, p)
-			pipes.mu.Unlock()
-			return
-		}
-		pipes.mu.Unlock()
-	}
-	_ = unix.Close(p.r)
-	_ = unix.Close(p.w)
 }
