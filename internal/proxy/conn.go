@@ -54,19 +54,19 @@ func (s *Proxy) handle(c *net.TCPConn, slot uint32, port uint16) {
 		return
 	}
 	s.note(&rec) // decided now; finish is when the relay ends
-	// The relay may last hours. It holds no goroutine (see relayPair), so
-	// this one ends now and its stack, grown by parsing, resolving and
-	// dialing, is freed instead of being held by an idle connection.
+	// The relay may last hours. It runs on a fresh goroutine, whose stack
+	// starts small, so that this one's stack, grown by parsing, resolving
+	// and dialing, is freed instead of being held by an idle connection.
 	s.conns.Add(1)
-	s.relayPair(c, up, prefix, st.cfg.Listener.IdleTimeout.Duration, func(upN, downN int64, err error) {
+	go func() {
 		defer s.conns.Done()
 		defer s.connPool.leave(t.share)
 		defer active.Dec()
-		rec.up, rec.down, rec.err = upN, downN, err
+		rec.up, rec.down, rec.err = tproxy.Splice(c, up, prefix, st.cfg.Listener.IdleTimeout.Duration)
 		s.metrics.bytes.WithLabelValues(t.name, "upstream").Add(float64(rec.up))
 		s.metrics.bytes.WithLabelValues(t.name, "downstream").Add(float64(rec.down))
 		s.finish(&rec)
-	})
+	}()
 }
 
 // open peeks at the connection, decides and connects upstream. On failure

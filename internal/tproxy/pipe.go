@@ -186,15 +186,3 @@ func (c *copier) drainPipe(fd uintptr) bool {
 	}
 	return true
 }
-
-// GetPipe takes an empty non-blocking splice pipe (its read and write
-// descriptors) from the process-wide pool Splice uses, or creates one: for
-// a relay of its own (package relay). PutPipe gives it back.
-func GetPipe() (r, w int, err error) {
-	p, err := getPipe()
-	return p.r, p.w, err
-}
-
-// PutPipe returns a pipe taken with GetPipe; one that still holds bytes
-// (empty false) is closed instead.
-func PutPipe(r, w int, empty bool) { putPipe(pipe{r, w}, empty) }

@@ -221,9 +221,3 @@ func progress(conns ...*net.TCPConn) uint64 {
 	}
 	return sum
 }
-
-// WritePrefix is how Splice sends the peeked bytes (see writePrefix), for a
-// relay of its own (package relay).
-func WritePrefix(upstream *net.TCPConn, prefix []byte, idle time.Duration) (int, error) {
-	return writePrefix(upstream, prefix, idle)
-}
