@@ -19,10 +19,10 @@ var peerNames = []string{"haproxy", "haproxy-1", "nginx", "nginx-1"}
 
 // columnTitle is a peer's column head.
 func columnTitle(p string) string {
-	switch p {
-	case "egressfw":
-		return "egressfw"
-	case "haproxy", "nginx":
+	switch {
+	case strings.HasPrefix(p, "egressfw"):
+		return p
+	case p == "haproxy" || p == "nginx":
 		return map[string]string{"haproxy": "HAProxy", "nginx": "nginx"}[p] + " (1/core)"
 	}
 	base, n, _ := strings.Cut(p, "-")
@@ -80,6 +80,12 @@ var trafficRows = []row{
 func (r *runner) trafficTable() string {
 	var b strings.Builder
 	b.WriteString("| figure | direct |")
+	proxies := slices.Clone(proxies)
+	for p := range r.s {
+		if strings.HasPrefix(p, "egressfw-") { // BASE= builds
+			proxies = slices.Insert(proxies, 1, p)
+		}
+	}
 	for _, p := range proxies {
 		fmt.Fprintf(&b, " %s |", columnTitle(p))
 	}
