@@ -160,9 +160,18 @@ func (c cgroups) make(rels ...string) error {
 	return nil
 }
 
-// removeAll deletes cgBase/* and cgBase (leaves first; they must be empty
-// of processes, which every bench process is by then).
+// removeAll kills what is left in cgBase (after Ctrl-C: the peers and
+// servers were not stopped, and nginx workers outlive their master) and
+// deletes cgBase/* and cgBase, leaves first.
 func (c cgroups) removeAll() {
+	if os.WriteFile(filepath.Join(c.dir(cgBase), "cgroup.kill"), []byte("1"), 0) == nil {
+		for range 100 { // until the kernel has emptied it
+			if b, err := os.ReadFile(filepath.Join(c.dir(cgBase), "cgroup.events")); err != nil || strings.Contains(string(b), "populated 0") {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	entries, _ := os.ReadDir(c.dir(cgBase))
 	for _, e := range entries {
 		if e.IsDir() {
