@@ -131,7 +131,7 @@ func (r *runner) all() error {
 	if err := setupNetns(); err != nil {
 		return err
 	}
-	if err := r.e.cg.make("efb/tenant"); err != nil {
+	if err := r.e.cg.make(tenantCg); err != nil {
 		return err
 	}
 	if err := writeCerts(r.e.dir); err != nil {
@@ -150,7 +150,26 @@ func (r *runner) all() error {
 		return err
 	}
 	peers := []peer{direct{}, &egressfwPeer{e: r.e, cfg: cfg1, tenants: 1, bin: r.e.egressfw},
-		&haproxyPeer{e: r.e, cfg: cfg1}, &nginxPeer{e: r.e}}
+		&haproxyPeer{e: r.e, cfg: cfg1, workers: r.e.workers}, &nginxPeer{e: r.e, workers: r.e.workers}}
+	for _, base := range strings.Split(os.Getenv("BASE"), ",") {
+		// BASE=path/to/egressfw-NAME[,...]: other egressfw builds (or
+		// wrappers that set its environment) measured in the same rounds
+		// as "egressfw-NAME", for a change's before/after ratio.
+		if base != "" {
+			peers = append(peers, &egressfwPeer{e: r.e, cfg: cfg1, tenants: 1, bin: abs(base),
+				label: "egressfw-" + strings.TrimPrefix(filepath.Base(base), "egressfw-")})
+		}
+	}
+	if r.e.workers > 1 {
+		// The peers at one worker too: the best peer is the lower CPU
+		// per connection of either count.
+		peers = append(peers, &haproxyPeer{e: r.e, cfg: cfg1, workers: 1}, &nginxPeer{e: r.e, workers: 1})
+	}
+	if r.sel.parts["trace"] {
+		if err := r.traceProxies(peers); err != nil {
+			return err
+		}
+	}
 	for round := range r.rounds {
 		r.logf("round %d/%d", round+1, r.rounds)
 		for i := range peers {
@@ -265,7 +284,7 @@ func (r *runner) tenants() error {
 func (r *runner) tenantCgroups() error {
 	var rels []string
 	for i := 1; i < 1000; i++ {
-		rels = append(rels, fmt.Sprintf("efb/t%04d", i))
+		rels = append(rels, fmt.Sprintf("%s/t%04d", cgBase, i))
 	}
 	return r.e.cg.make(rels...)
 }
@@ -328,7 +347,8 @@ func (r *runner) saveJSON() error {
 }
 
 // selection narrows a run for iterating on one figure: ONLY=idle,https,http,
-// bulk,httpbulk,tenants,profile and PEERS=direct,egressfw,haproxy,nginx (both empty:
+// bulk,httpbulk,tenants,profile,trace (trace: strace and perf of each proxy, only
+// when named) and PEERS=direct,egressfw,haproxy,nginx (both empty:
 // everything). A narrowed run's report has gaps; publish only full runs.
 type selection struct{ parts, peers, profiles map[string]bool }
 

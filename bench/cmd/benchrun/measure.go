@@ -21,6 +21,7 @@ type loadResult struct {
 	Bytes    int64   `json:"bytes"`
 	MBps     float64 `json:"mbytes_per_s"`
 	Open     int     `json:"open"`
+	Total    int64   `json:"total"`
 }
 
 func execOut(name string, args ...string) ([]byte, error) {
@@ -33,9 +34,18 @@ const (
 	mHTTPSP50  = "https_p50_ms"
 	mHTTPSP99  = "https_p99_ms"
 	mHTTPSCPU  = "https_proxy_cpu_us_per_conn"
+	mHTTPSPT   = "https_proxy_ptime_us_per_conn"
+	mHTTPSSys  = "https_proxy_system_pct"
+	mHTTPSCli  = "https_loadgen_cpu_us_per_conn"
+	mHTTPSSrv  = "https_servers_cpu_us_per_conn"
 	mHTTPSAll  = "https_machine_cpu_us_per_conn"
 	mHTTPSBusy = "https_machine_busy_pct"
 	mHTTPCPU   = "http_proxy_cpu_us_per_conn"
+	mHTTPPT    = "http_proxy_ptime_us_per_conn"
+	mHTTPSys   = "http_proxy_system_pct"
+	mHTTPCli   = "http_loadgen_cpu_us_per_conn"
+	mHTTPSrv   = "http_servers_cpu_us_per_conn"
+	mHTTPAll   = "http_machine_cpu_us_per_conn"
 	mHTTPRate  = "http_conn_per_s"
 	mHTTPP50   = "http_p50_ms"
 	mHTTPP99   = "http_p99_ms"
@@ -74,7 +84,7 @@ func (t timing) loadArgs(extra ...string) []string {
 
 // measurePeer runs every traffic figure for one started peer.
 func (r *runner) measurePeer(p peer) error {
-	if p.pids() != nil && r.sel.part("idle") {
+	if p.pids() != nil && !p.connOnly() && r.sel.part("idle") {
 		if err := r.measureIdle(p); err != nil {
 			return err
 		}
@@ -82,37 +92,19 @@ func (r *runner) measurePeer(p peer) error {
 		// conntrack entries) before the rate is measured.
 		time.Sleep(3 * time.Second)
 	}
-	for _, c := range []struct {
-		port                 string
-		tls                  bool
-		rate, p50, p99, cpuM string
-	}{
-		{"443", true, mHTTPSRate, mHTTPSP50, mHTTPSP99, mHTTPSCPU},
-		{"80", false, mHTTPRate, mHTTPP50, mHTTPP99, mHTTPCPU},
+	for _, c := range []connTest{
+		{"https", "443", true, mHTTPSRate, mHTTPSP50, mHTTPSP99, mHTTPSCPU, mHTTPSPT, mHTTPSSys, mHTTPSCli, mHTTPSSrv, mHTTPSAll},
+		{"http", "80", false, mHTTPRate, mHTTPP50, mHTTPP99, mHTTPCPU, mHTTPPT, mHTTPSys, mHTTPCli, mHTTPSrv, mHTTPAll},
 	} {
-		if !r.sel.part(map[bool]string{true: "https", false: "http"}[c.tls]) {
+		if !r.sel.part(c.part) {
 			continue
 		}
-		cpu0, m0 := cpuTicks(p.pids()), machineCPU()
-		res, err := r.load(p.name(), "conn", r.t.loadArgs("-mode", "conn", "-addr", siteIP+":"+c.port,
-			"-tls="+strconv.FormatBool(c.tls), "-c", strconv.Itoa(r.t.conc), "-d", r.t.conn.String())...)
-		if err != nil {
+		if err := r.measureConn(p, c); err != nil {
 			return err
 		}
-		r.s.add(p.name(), c.rate, res.Rate)
-		r.s.add(p.name(), c.p50, res.P50ms)
-		r.s.add(p.name(), c.p99, res.P99ms)
-		if c.cpuM != "" && p.pids() != nil && res.OK > 0 {
-			// Ticks are 10 ms; warm-up connections count too.
-			conns := float64(res.OK) * (r.t.conn + r.t.warmup).Seconds() / r.t.conn.Seconds()
-			r.s.add(p.name(), c.cpuM, float64(cpuTicks(p.pids())-cpu0)*1e4/conns)
-		}
-		if c.tls && res.OK > 0 {
-			m1 := machineCPU()
-			conns := float64(res.OK) * (r.t.conn + r.t.warmup).Seconds() / r.t.conn.Seconds()
-			r.s.add(p.name(), mHTTPSAll, float64(m1.busy-m0.busy)*1e4/conns)
-			r.s.add(p.name(), mHTTPSBusy, 100*float64(m1.busy-m0.busy)/float64(m1.total-m0.total))
-		}
+	}
+	if p.connOnly() {
+		return nil
 	}
 	// HTTPS bulk is spliced as it is; plain-HTTP bulk (httpbulk) runs
 	// through the judged relay: every request of the keep-alive connection
@@ -135,10 +127,59 @@ func (r *runner) measurePeer(p peer) error {
 	return nil
 }
 
+// connTest is one new-connection test and the metrics it records.
+type connTest struct {
+	part, port                                     string
+	tls                                            bool
+	rate, p50, p99, cpu, ptime, sys, cli, srv, all string
+}
+
+// measureConn runs one new-connection test. The proxy's CPU is its
+// cgroup's usage over the whole load (warm-up included) divided by every
+// connection made; process times (utime+stime of its processes, 10 ms
+// ticks) are kept beside it, and the load generator's and the servers'
+// cgroups say where the rest of the machine went.
+func (r *runner) measureConn(p peer, c connTest) error {
+	tenant, srv := r.e.cg.dir(tenantCg), r.e.proxyCgroup("servers")
+	cg0, pt0, m0 := readCgCPU(p.cgroup()), cpuTicks(p.pids()), machineCPU()
+	cli0, srv0 := readCgCPU(tenant), readCgCPU(srv)
+	res, err := r.load(p.name(), "conn", r.t.loadArgs("-mode", "conn", "-addr", siteIP+":"+c.port,
+		"-tls="+strconv.FormatBool(c.tls), "-c", strconv.Itoa(r.t.conc), "-d", r.t.conn.String())...)
+	if err != nil {
+		return err
+	}
+	cg, pt, m1 := readCgCPU(p.cgroup()).sub(cg0), cpuTicks(p.pids())-pt0, machineCPU()
+	cli, sv := readCgCPU(tenant).sub(cli0), readCgCPU(srv).sub(srv0)
+	r.s.add(p.name(), c.rate, res.Rate)
+	r.s.add(p.name(), c.p50, res.P50ms)
+	r.s.add(p.name(), c.p99, res.P99ms)
+	conns := float64(res.Total)
+	if conns == 0 || res.OK == 0 {
+		return nil
+	}
+	if p.cgroup() != "" {
+		r.s.add(p.name(), c.cpu, float64(cg.usage)/conns)
+		r.s.add(p.name(), c.ptime, float64(pt)*1e4/conns)
+		if cg.user+cg.system > 0 {
+			r.s.add(p.name(), c.sys, 100*float64(cg.system)/float64(cg.user+cg.system))
+		}
+		r.logf("  %-9s cpu per conn: cgroup %.0f µs (user %.0f, system %.0f), process times %.0f µs; loadgen %.0f µs, servers %.0f µs",
+			p.name(), float64(cg.usage)/conns, float64(cg.user)/conns, float64(cg.system)/conns, float64(pt)*1e4/conns,
+			float64(cli.usage)/conns, float64(sv.usage)/conns)
+	}
+	r.s.add(p.name(), c.cli, float64(cli.usage)/conns)
+	r.s.add(p.name(), c.srv, float64(sv.usage)/conns)
+	r.s.add(p.name(), c.all, float64(m1.busy-m0.busy)*1e4/conns)
+	if c.tls {
+		r.s.add(p.name(), mHTTPSBusy, 100*float64(m1.busy-m0.busy)/float64(m1.total-m0.total))
+	}
+	return nil
+}
+
 // load runs loadgen and logs its result; errors inside a run are reported,
 // not fatal (a peer that drops connections shows it in the table).
 func (r *runner) load(peer, what string, args ...string) (loadResult, error) {
-	res, err := runLoad(r.e.cg.dir("efb/tenant"), r.loadgen, args...)
+	res, err := runLoad(r.e.cg.dir(tenantCg), r.loadgen, args...)
 	if err != nil {
 		return res, fmt.Errorf("%s %s: %w", peer, what, err)
 	}
@@ -154,12 +195,12 @@ func (r *runner) load(peer, what string, args ...string) (loadResult, error) {
 // RSS growth and descriptors per connection.
 func (r *runner) measureIdle(p peer) error {
 	// Warm up: the first connections initialise caches and pools.
-	if _, err := runLoad(r.e.cg.dir("efb/tenant"), r.loadgen, "-mode", "conn", "-c", "4", "-d", "1s", "-warmup", "0s"); err != nil {
+	if _, err := runLoad(r.e.cg.dir(tenantCg), r.loadgen, "-mode", "conn", "-c", "4", "-d", "1s", "-warmup", "0s"); err != nil {
 		return fmt.Errorf("%s idle warm-up: %w", p.name(), err)
 	}
 	time.Sleep(500 * time.Millisecond)
 	rss0, fd0 := rssKiB(p.pids()), fdKinds(p.pids())
-	il, err := startIdle(r.e.cg.dir("efb/tenant"), r.loadgen, "-n", strconv.Itoa(r.t.idleN), "-c", "64")
+	il, err := startIdle(r.e.cg.dir(tenantCg), r.loadgen, "-n", strconv.Itoa(r.t.idleN), "-c", "64")
 	if err != nil {
 		return fmt.Errorf("%s idle: %w", p.name(), err)
 	}

@@ -28,7 +28,19 @@ type peer interface {
 	start() error
 	// pids are the processes whose RSS and CPU count (nil for direct).
 	pids() []int
+	// cgroup is the directory of the cgroup the proxy runs in, alone
+	// ("" for direct): its cpu.stat is the proxy's CPU.
+	cgroup() string
+	// connOnly peers take part in the new-connection tests only.
+	connOnly() bool
 	stop()
+}
+
+// proxyCgroup makes (once) and returns the cgroup of the named proxy.
+func (e *env) proxyCgroup(name string) string {
+	rel := cgBase + "/proxy-" + name
+	_ = e.cg.make(rel)
+	return e.cg.dir(rel)
 }
 
 // render fills bench/conf/NAME.tmpl into dir/out.
@@ -53,18 +65,20 @@ type tenantCfg struct{ Name, Cgroup string }
 func (e *env) egressfwConfig(out string, n int) (string, error) {
 	var ts []tenantCfg
 	for i := 1; i < n; i++ {
-		ts = append(ts, tenantCfg{fmt.Sprintf("t%04d", i), fmt.Sprintf("efb/t%04d", i)})
+		ts = append(ts, tenantCfg{fmt.Sprintf("t%04d", i), fmt.Sprintf("%s/t%04d", cgBase, i)})
 	}
-	ts = append(ts, tenantCfg{"bench", "efb/tenant"})
+	ts = append(ts, tenantCfg{"bench", tenantCg})
 	return e.render("egressfw.toml", out, map[string]any{"DNS": dnsAddr, "Tenants": ts})
 }
 
 type direct struct{}
 
-func (direct) name() string { return "direct" }
-func (direct) start() error { return nil }
-func (direct) pids() []int  { return nil }
-func (direct) stop()        {}
+func (direct) name() string   { return "direct" }
+func (direct) start() error   { return nil }
+func (direct) pids() []int    { return nil }
+func (direct) cgroup() string { return "" }
+func (direct) connOnly() bool { return false }
+func (direct) stop()          {}
 
 // egressfwPeer runs `egressfw run` (or the efprof variant) in the host netns.
 type egressfwPeer struct {
@@ -72,11 +86,17 @@ type egressfwPeer struct {
 	cfg     string
 	tenants int
 	bin     string // egressfw, or efprof for profiling
+	label   string // name, if not "egressfw"
 	args    []string
 	p       *proc
 }
 
-func (p *egressfwPeer) name() string { return "egressfw" }
+func (p *egressfwPeer) name() string {
+	if p.label != "" {
+		return p.label
+	}
+	return "egressfw"
+}
 
 func (p *egressfwPeer) start() error {
 	args := append([]string{"run", "--config", p.cfg}, p.args...)
@@ -84,7 +104,7 @@ func (p *egressfwPeer) start() error {
 		args = append([]string{"-config", p.cfg}, p.args...)
 	}
 	var err error
-	if p.p, err = startIn(p.e.dir, nsHost, "egressfw", p.bin, args...); err != nil {
+	if p.p, err = startInCgroup(p.e.dir, nsHost, p.cgroup(), p.name(), p.bin, args...); err != nil {
 		return err
 	}
 	if _, _, err := p.p.waitLog("egressfw started", 0, 60*time.Second); err != nil {
@@ -95,7 +115,9 @@ func (p *egressfwPeer) start() error {
 	return nil
 }
 
-func (p *egressfwPeer) pids() []int { return []int{p.p.pid()} }
+func (p *egressfwPeer) pids() []int    { return []int{p.p.pid()} }
+func (p *egressfwPeer) cgroup() string { return p.e.proxyCgroup(p.name()) }
+func (p *egressfwPeer) connOnly() bool { return false }
 
 // stop ends egressfw and removes its rules (a normal stop keeps them).
 func (p *egressfwPeer) stop() {
@@ -106,12 +128,25 @@ func (p *egressfwPeer) stop() {
 // haproxyPeer installs egressfw's rules (egressfw run, then kill -9: the
 // rules stay) and binds HAProxy to the tenant's listener port.
 type haproxyPeer struct {
-	e   *env
-	cfg string // egressfw config for the rules
-	p   *proc
+	e       *env
+	cfg     string // egressfw config for the rules
+	workers int    // nbthread
+	p       *proc
 }
 
-func (p *haproxyPeer) name() string { return "haproxy" }
+// name is "haproxy" at the machine's default thread count (one per core),
+// "haproxy-N" at N threads.
+func (p *haproxyPeer) name() string { return workersName("haproxy", p.workers, p.e.workers) }
+
+func workersName(base string, n, dflt int) string {
+	if n == dflt {
+		return base
+	}
+	return fmt.Sprintf("%s-%d", base, n)
+}
+
+func (p *haproxyPeer) cgroup() string { return p.e.proxyCgroup(p.name()) }
+func (p *haproxyPeer) connOnly() bool { return p.workers != p.e.workers }
 
 func (p *haproxyPeer) start() error {
 	ef := &egressfwPeer{e: p.e, cfg: p.cfg, tenants: 1, bin: p.e.egressfw}
@@ -119,11 +154,11 @@ func (p *haproxyPeer) start() error {
 		return fmt.Errorf("install rules for haproxy: %w", err)
 	}
 	ef.p.stop(syscall.SIGKILL)
-	cfg, err := p.e.render("haproxy.cfg", "haproxy.cfg", map[string]any{"Workers": p.e.workers, "DNS": dnsAddr})
+	cfg, err := p.e.render("haproxy.cfg", "haproxy.cfg", map[string]any{"Workers": p.workers, "DNS": dnsAddr})
 	if err != nil {
 		return err
 	}
-	if p.p, err = startIn(p.e.dir, nsHost, "haproxy", "haproxy", "-db", "-f", cfg); err != nil {
+	if p.p, err = startInCgroup(p.e.dir, nsHost, p.cgroup(), p.name(), "haproxy", "-db", "-f", cfg); err != nil {
 		return err
 	}
 	return waitListen(p.p.pid(), 15001, 10*time.Second)
@@ -139,15 +174,20 @@ func (p *haproxyPeer) stop() {
 // nginxPeer is nginx (stream + ssl_preread, http proxy) behind REDIRECT
 // rules of its own that match only the tenant's cgroup.
 type nginxPeer struct {
-	e *env
-	p *proc
+	e       *env
+	workers int // worker_processes
+	p       *proc
 }
 
-func (p *nginxPeer) name() string { return "nginx" }
+// name is "nginx" at the machine's default worker count (Debian's
+// worker_processes auto: one per core), "nginx-N" at N workers.
+func (p *nginxPeer) name() string   { return workersName("nginx", p.workers, p.e.workers) }
+func (p *nginxPeer) cgroup() string { return p.e.proxyCgroup(p.name()) }
+func (p *nginxPeer) connOnly() bool { return p.workers != p.e.workers }
 
 func (p *nginxPeer) start() error {
 	rules, err := p.e.render("nginx-redirect.nft", "nginx-redirect.nft",
-		map[string]any{"CgroupForNft": p.e.cg.nftPath("efb/tenant")})
+		map[string]any{"CgroupForNft": p.e.cg.nftPath(tenantCg)})
 	if err != nil {
 		return err
 	}
@@ -157,11 +197,11 @@ func (p *nginxPeer) start() error {
 	tuneConntrack()
 	dnsHost, _, _ := strings.Cut(dnsAddr, ":")
 	cfg, err := p.e.render("nginx-proxy.conf", "nginx-proxy.conf",
-		map[string]any{"Workers": p.e.workers, "DNSHost": dnsHost, "Dir": p.e.dir})
+		map[string]any{"Workers": p.workers, "DNSHost": dnsHost, "Dir": p.e.dir})
 	if err != nil {
 		return err
 	}
-	if p.p, err = startIn(p.e.dir, nsHost, "nginx-proxy", "nginx", "-e", filepath.Join(p.e.dir, "nginx-proxy-error.log"),
+	if p.p, err = startInCgroup(p.e.dir, nsHost, p.cgroup(), "nginx-proxy", "nginx", "-e", filepath.Join(p.e.dir, "nginx-proxy-error.log"),
 		"-p", p.e.dir, "-c", cfg); err != nil {
 		return err
 	}
@@ -170,7 +210,7 @@ func (p *nginxPeer) start() error {
 	}
 	// Wait for the workers too.
 	for range 200 {
-		if len(family(p.p.pid())) > p.e.workers {
+		if len(family(p.p.pid())) > p.workers {
 			return nil
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -193,7 +233,7 @@ type servers struct {
 func startServers(e *env, dnsd string) (*servers, error) {
 	s := &servers{}
 	var err error
-	s.dns, err = startIn(e.dir, nsSrv, "dnsd", dnsd, "-listen", dnsAddr, "-ttl", "60",
+	s.dns, err = startInCgroup(e.dir, nsSrv, e.proxyCgroup("servers"), "dnsd", dnsd, "-listen", dnsAddr, "-ttl", "60",
 		"-record", siteName+"="+siteIP)
 	if err != nil {
 		return nil, err
@@ -204,7 +244,7 @@ func startServers(e *env, dnsd string) (*servers, error) {
 		s.stop()
 		return nil, err
 	}
-	s.origin, err = startIn(e.dir, nsSrv, "nginx-origin", "nginx", "-e", filepath.Join(e.dir, "nginx-origin-error.log"),
+	s.origin, err = startInCgroup(e.dir, nsSrv, e.proxyCgroup("servers"), "nginx-origin", "nginx", "-e", filepath.Join(e.dir, "nginx-origin-error.log"),
 		"-p", e.dir, "-c", cfg)
 	if err == nil {
 		err = waitListen(s.origin.pid(), 443, 10*time.Second)

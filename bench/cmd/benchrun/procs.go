@@ -24,8 +24,11 @@ type proc struct {
 	done chan struct{}
 }
 
-// startIn starts bin in namespace ns, output to dir/name.log.
-func startIn(dir, ns, name, bin string, args ...string) (*proc, error) {
+// startInCgroup starts bin in namespace ns, output to dir/name.log, and,
+// unless cg is "", in the cgroup directory cg from its first instruction
+// (clone3 with CLONE_INTO_CGROUP) with every process and thread it starts,
+// so that cg's cpu.stat counts all its CPU.
+func startInCgroup(dir, ns, cg, name, bin string, args ...string) (*proc, error) {
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
@@ -34,6 +37,15 @@ func startIn(dir, ns, name, bin string, args ...string) (*proc, error) {
 	cmd := exec.Command("nsenter", append([]string{"--net=" + nsPath(ns), "--", bin}, args...)...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if cg != "" {
+		cgf, err := os.Open(cg)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("open cgroup of %s: %w", name, err)
+		}
+		defer cgf.Close()
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(cgf.Fd())
+	}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)

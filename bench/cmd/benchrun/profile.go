@@ -76,7 +76,7 @@ func (r *runner) profileIdle(cfg, res string) error {
 		return err
 	}
 	defer ef.stop()
-	il, err := startIdle(r.e.cg.dir("efb/tenant"), r.loadgen, "-n", strconv.Itoa(r.t.idleN), "-c", "64")
+	il, err := startIdle(r.e.cg.dir(tenantCg), r.loadgen, "-n", strconv.Itoa(r.t.idleN), "-c", "64")
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -22,9 +23,22 @@ import (
 //	efb-host (10.99.0.1)  the "host": tenant (loadgen, in cgroup efb/tenant)
 //	                      and the proxy under test, egressfw's rules
 //	efb-srv  (10.99.0.2)  DNS server; the public site on 203.0.113.10
+//
+// Names carry the harness's pid, so that two runs on one machine (two
+// branches compared side by side) do not delete each other's namespaces,
+// links or cgroups.
+var (
+	runID  = strconv.Itoa(os.Getpid())
+	nsHost = "efb-host-" + runID
+	nsSrv  = "efb-srv-" + runID
+	vethH  = "efh" + runID
+	vethS  = "efs" + runID
+	// cgBase is the bench's cgroup (under the cgroup2 root): the tenants'
+	// cgroups and one per proxy under test live in it.
+	cgBase = "efb" + runID
+)
+
 const (
-	nsHost   = "efb-host"
-	nsSrv    = "efb-srv"
 	hostIP   = "10.99.0.1"
 	srvIP    = "10.99.0.2"
 	siteIP   = "203.0.113.10"
@@ -53,7 +67,7 @@ func setupNetns() error {
 	steps := [][]string{
 		{"ip", "netns", "add", nsHost},
 		{"ip", "netns", "add", nsSrv},
-		{"ip", "link", "add", "efb-h", "netns", nsHost, "type", "veth", "peer", "name", "efb-s", "netns", nsSrv},
+		{"ip", "link", "add", vethH, "netns", nsHost, "type", "veth", "peer", "name", vethS, "netns", nsSrv},
 	}
 	for _, s := range steps {
 		if err := sh(s[0], s[1:]...); err != nil {
@@ -66,11 +80,11 @@ func setupNetns() error {
 	}{
 		{nsHost, []string{"ip", "link", "set", "lo", "up"}},
 		{nsSrv, []string{"ip", "link", "set", "lo", "up"}},
-		{nsHost, []string{"ip", "addr", "add", hostIP + "/30", "dev", "efb-h"}},
-		{nsSrv, []string{"ip", "addr", "add", srvIP + "/30", "dev", "efb-s"}},
+		{nsHost, []string{"ip", "addr", "add", hostIP + "/30", "dev", vethH}},
+		{nsSrv, []string{"ip", "addr", "add", srvIP + "/30", "dev", vethS}},
 		{nsSrv, []string{"ip", "addr", "add", siteIP + "/32", "dev", "lo"}},
-		{nsHost, []string{"ip", "link", "set", "efb-h", "up"}},
-		{nsSrv, []string{"ip", "link", "set", "efb-s", "up"}},
+		{nsHost, []string{"ip", "link", "set", vethH, "up"}},
+		{nsSrv, []string{"ip", "link", "set", vethS, "up"}},
 		{nsHost, []string{"ip", "route", "add", "203.0.113.0/24", "via", srvIP}},
 	}
 	for _, s := range nsSteps {
@@ -146,16 +160,25 @@ func (c cgroups) make(rels ...string) error {
 	return nil
 }
 
-// removeAll deletes efb/* and efb (leaves first; they must be empty of
-// processes, which every bench process is by then).
+// removeAll kills what is left in cgBase (after Ctrl-C: the peers and
+// servers were not stopped, and nginx workers outlive their master) and
+// deletes cgBase/* and cgBase, leaves first.
 func (c cgroups) removeAll() {
-	entries, _ := os.ReadDir(c.dir("efb"))
-	for _, e := range entries {
-		if e.IsDir() {
-			_ = os.Remove(c.dir("efb/" + e.Name()))
+	if os.WriteFile(filepath.Join(c.dir(cgBase), "cgroup.kill"), []byte("1"), 0) == nil {
+		for range 100 { // until the kernel has emptied it
+			if b, err := os.ReadFile(filepath.Join(c.dir(cgBase), "cgroup.events")); err != nil || strings.Contains(string(b), "populated 0") {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	_ = os.Remove(c.dir("efb"))
+	entries, _ := os.ReadDir(c.dir(cgBase))
+	for _, e := range entries {
+		if e.IsDir() {
+			_ = os.Remove(c.dir(cgBase + "/" + e.Name()))
+		}
+	}
+	_ = os.Remove(c.dir(cgBase))
 }
 
 // writeCerts makes a test CA and an ECDSA P-256 certificate for siteName.
@@ -213,3 +236,6 @@ func writeSite(dir string) error {
 	}
 	return os.WriteFile(filepath.Join(www, "big"), buf, 0o644)
 }
+
+// tenantCg is the benchmarked tenant's cgroup (relative to the root).
+var tenantCg = cgBase + "/tenant"

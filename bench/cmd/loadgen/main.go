@@ -48,6 +48,9 @@ type result struct {
 	Bytes    int64   `json:"bytes,omitempty"`
 	MBps     float64 `json:"mbytes_per_s,omitempty"`
 	Open     int     `json:"open,omitempty"`
+	// Total is every connection made, warm-up and tail included: what a
+	// proxy's CPU over the whole run is divided by.
+	Total int64 `json:"total,omitempty"`
 }
 
 func main() {
@@ -152,6 +155,7 @@ func runConn(o options) result {
 	from, end := start.Add(o.warmup), start.Add(o.warmup+o.dur)
 	lats := make([][]time.Duration, o.conc)
 	var errs errCount
+	var total atomic.Int64
 	var wg sync.WaitGroup
 	for w := range o.conc {
 		wg.Add(1)
@@ -163,6 +167,7 @@ func runConn(o options) result {
 					return
 				}
 				err := o.oneRequest(req)
+				total.Add(1)
 				t1 := time.Now()
 				if t1.Before(from) || t1.After(end) {
 					continue
@@ -178,7 +183,7 @@ func runConn(o options) result {
 	wg.Wait()
 	all := slices.Concat(lats...)
 	slices.Sort(all)
-	r := result{OK: int64(len(all)), Errors: errs.n.Load(), FirstErr: errs.first, Seconds: o.dur.Seconds()}
+	r := result{OK: int64(len(all)), Errors: errs.n.Load(), FirstErr: errs.first, Seconds: o.dur.Seconds(), Total: total.Load()}
 	r.Rate = float64(r.OK) / o.dur.Seconds()
 	if len(all) > 0 {
 		r.P50ms = ms(all[len(all)/2])
