@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -32,8 +31,7 @@ type Dockerd struct {
 	t      testing.TB
 	netns  string // under /run/netns
 	cgroup string // parent of its containers' cgroups
-	cmd    *exec.Cmd
-	done   chan struct{}
+	proc
 }
 
 // Start starts dockerd in the network namespace netns (a name or a path,
@@ -66,20 +64,13 @@ func Start(t testing.TB, netns, id string) *Dockerd {
 func (d *Dockerd) Up() {
 	t := d.t
 	t.Helper()
-	d.cmd = netnstest.Cmd(d.netns, "dockerd", "--data-root", filepath.Join(d.Dir, "data"),
+	cmd := netnstest.Cmd(d.netns, "dockerd", "--data-root", filepath.Join(d.Dir, "data"),
 		"--exec-root", filepath.Join(d.Dir, "exec"), "-H", "unix://"+d.Sock,
 		"--pidfile", filepath.Join(d.Dir, "pid"), "--storage-driver", "vfs",
 		"--cgroup-parent", "/"+d.cgroup, "--shutdown-timeout", "1")
-	logf, err := os.OpenFile(filepath.Join(d.Dir, "dockerd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	if err := d.cmd.Start(); err != nil {
+	if err := d.start(cmd, filepath.Join(d.Dir, "dockerd.log")); err != nil {
 		t.Fatalf("start dockerd: %v", err)
 	}
-	d.done = make(chan struct{})
-	go func() { d.cmd.Wait(); logf.Close(); close(d.done) }()
 	deadline := time.Now().Add(60 * time.Second)
 	for exec.Command("docker", "-H", "unix://"+d.Sock, "version").Run() != nil {
 		if time.Now().After(deadline) {
@@ -91,18 +82,7 @@ func (d *Dockerd) Up() {
 }
 
 // Stop ends dockerd (SIGTERM, then SIGKILL after 20s); its containers stop.
-func (d *Dockerd) Stop() {
-	if d.cmd == nil || d.cmd.Process == nil {
-		return
-	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(20 * time.Second):
-		d.cmd.Process.Kill()
-		<-d.done
-	}
-}
+func (d *Dockerd) Stop() { d.stop() }
 
 func (d *Dockerd) cleanup() {
 	select {

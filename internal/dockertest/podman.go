@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,8 +27,7 @@ type Podman struct {
 	t      testing.TB
 	netns  string
 	cgroup string
-	cmd    *exec.Cmd
-	done   chan struct{}
+	proc
 }
 
 // podmanConf is the containers.conf of the test's Podman: no systemd here
@@ -87,17 +85,10 @@ func (p *Podman) command(ctx context.Context, args ...string) *exec.Cmd {
 func (p *Podman) Up() {
 	t := p.t
 	t.Helper()
-	p.cmd = p.command(context.Background(), "system", "service", "--time=0", "unix://"+p.Sock)
-	logf, err := os.OpenFile(filepath.Join(p.Dir, "service.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd.Stdout, p.cmd.Stderr = logf, logf
-	if err := p.cmd.Start(); err != nil {
+	cmd := p.command(context.Background(), "system", "service", "--time=0", "unix://"+p.Sock)
+	if err := p.start(cmd, filepath.Join(p.Dir, "service.log")); err != nil {
 		t.Fatalf("start podman system service: %v", err)
 	}
-	p.done = make(chan struct{})
-	go func() { p.cmd.Wait(); logf.Close(); close(p.done) }()
 	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", p.Sock)
 	}}}
@@ -115,18 +106,7 @@ func (p *Podman) Up() {
 
 // Stop ends the service. Unlike dockerd's, Podman's containers keep
 // running without it (each has its own conmon).
-func (p *Podman) Stop() {
-	if p.cmd == nil || p.cmd.Process == nil {
-		return
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
+func (p *Podman) Stop() { p.stop() }
 
 func (p *Podman) cleanup() {
 	p.Try("rm", "-a", "-f", "-t", "0")
