@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/admission"
 	"github.com/egressfw/egressfw/internal/httphead"
 	"github.com/egressfw/egressfw/internal/policy"
 	"github.com/egressfw/egressfw/internal/sni"
@@ -51,7 +52,7 @@ func (s *Proxy) handle(c *net.TCPConn, slot uint32, port uint16) {
 	up, prefix, h1, ok := s.open(c, st, t, &rec)
 	if !ok {
 		active.Dec()
-		s.connPool.leave(t.share)
+		s.connPool.Leave(t.share)
 		return
 	}
 	s.note(&rec) // decided now; finish is when the relay ends
@@ -61,7 +62,7 @@ func (s *Proxy) handle(c *net.TCPConn, slot uint32, port uint16) {
 	s.conns.Add(1)
 	go func() {
 		defer s.conns.Done()
-		defer s.connPool.leave(t.share)
+		defer s.connPool.Leave(t.share)
 		defer active.Dec()
 		if h1 != nil {
 			rec.up, rec.down, rec.err = h1.run(up)
@@ -147,13 +148,13 @@ func isRedirected(c *net.TCPConn, forwarded bool, listenerPort uint16) bool {
 	return forwarded && addrPortOf(c.LocalAddr()).Port() == listenerPort
 }
 
-// admit applies the global and per-tenant caps (see pool); over a cap the
+// admit applies the global and per-tenant caps (see admission.Pool); over a cap the
 // connection is reset at once and counted.
 func (s *Proxy) admit(c *net.TCPConn, t *tenantState, rec *connRecord) bool {
-	switch s.connPool.enter(t.share) {
+	switch s.connPool.Enter(t.share) {
 	case "":
 		return true
-	case overTenant:
+	case admission.OverTenant:
 		s.overLimit(c, t, rec, "tenant", "tenant connection limit reached")
 	default:
 		s.overLimit(c, t, rec, "global", "global connection limit reached (the free slots are other tenants' reserve)")
@@ -174,18 +175,18 @@ func (s *Proxy) overLimit(c *net.TCPConn, t *tenantState, rec *connRecord, limit
 // answers in the client's protocol and logs.
 func (s *Proxy) peek(c *net.TCPConn, st *Snapshot, t *tenantState, rec *connRecord) (sni.Result, []byte, bool) {
 	// One tenant holding silent connections uses up its own share, never
-	// the other tenants' reserve (see pool).
-	switch s.peekPool.enter(t.peekShare) {
-	case overTenant:
+	// the other tenants' reserve (see admission.Pool).
+	switch s.peekPool.Enter(t.peekShare) {
+	case admission.OverTenant:
 		s.overLimit(c, t, rec, "tenant_peek", "too many of this tenant's connections still sending their first bytes")
 		return sni.Result{}, nil, false
-	case overPool:
+	case admission.OverPool:
 		s.overLimit(c, t, rec, "peek", "too many connections still sending their first bytes (the free slots are other tenants' reserve)")
 		return sni.Result{}, nil, false
 	}
 	t0 := time.Now()
 	res, prefix, err := sni.Peek(c, st.peekOpts)
-	s.peekPool.leave(t.peekShare)
+	s.peekPool.Leave(t.peekShare)
 	rec.peekDur = time.Since(t0)
 	rec.setRequest(res)
 	s.metrics.peekDur.WithLabelValues(res.Kind.String()).Observe(rec.peekDur.Seconds())

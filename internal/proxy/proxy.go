@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/egressfw/egressfw/internal/admission"
 	"github.com/egressfw/egressfw/internal/config"
 	"github.com/egressfw/egressfw/internal/dnsfront"
 	"github.com/egressfw/egressfw/internal/logfold"
@@ -40,9 +41,9 @@ type tenantState struct {
 	name      string
 	slot      config.Slot
 	compiled  *policy.CompiledTenant
-	share     *share // of the proxied connections (Proxy.connPool)
-	peekShare *share // of the connections still being peeked (Proxy.peekPool)
-	pacer     *pacer // max_new_per_second; outlives snapshots like the shares
+	share     *admission.Share // of the proxied connections (Proxy.connPool)
+	peekShare *admission.Share // of the connections still being peeked (Proxy.peekPool)
+	pacer     *admission.Pacer // max_new_per_second; outlives snapshots like the shares
 	// tracker counts the tenant's recent connections for egressfw status;
 	// it outlives snapshots too.
 	tracker *status.Tracker
@@ -116,7 +117,7 @@ type Proxy struct {
 	kernel  Kernel
 	mark    uint32
 
-	connPool, peekPool *pool
+	connPool, peekPool *admission.Pool
 	denials            *logfold.Limiter
 	// dnsServer answers the tenants' DNS listeners; opened on first need
 	// (its conntrack socket needs CAP_NET_ADMIN to be of use).
@@ -126,7 +127,7 @@ type Proxy struct {
 	containers atomic.Pointer[map[netip.Addr]Container] // identified containers by address (SetContainers)
 
 	mu        sync.Mutex
-	pacers    map[string]*pacer // by tenant name
+	pacers    map[string]*admission.Pacer // by tenant name
 	listeners map[uint32]*portListener
 	conns     sync.WaitGroup
 	accepting atomic.Int32 // accept loops running
@@ -147,8 +148,8 @@ func New(o Options) *Proxy {
 	}
 	s := &Proxy{
 		log: o.Log, dialer: o.Dialer, kernel: o.Kernel, mark: o.Mark,
-		connPool: newPool(), peekPool: newPool(), denials: logfold.New(10, 10*time.Second),
-		listeners: map[uint32]*portListener{}, pacers: map[string]*pacer{},
+		connPool: admission.NewPool(), peekPool: admission.NewPool(), denials: logfold.New(10, 10*time.Second),
+		listeners: map[uint32]*portListener{}, pacers: map[string]*admission.Pacer{},
 	}
 	s.metrics = newMetrics(o.Metrics, &s.dnsStats)
 	s.dnsServer = sync.OnceValues(func() (*dnsfront.Server, error) {

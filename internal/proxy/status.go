@@ -58,7 +58,7 @@ func (s *Proxy) Status(now time.Time, top int) ([]status.Tenant, status.Cache) {
 			continue
 		}
 		st := status.Tenant{Name: t.name, Mode: ct.Mode, Slot: t.slot.ID, Port: t.slot.Port,
-			Open: s.connPool.count(t.share), TopDenied: []status.Name{}}
+			Open: s.connPool.Count(t.share), TopDenied: []status.Name{}}
 		if t.tracker != nil {
 			st.LastMinute = t.tracker.LastMinute(now)
 			st.TopDenied, st.TopSince = t.tracker.Top(now, top)
@@ -66,14 +66,4 @@ func (s *Proxy) Status(now time.Time, top int) ([]status.Tenant, status.Cache) {
 		out = append(out, st)
 	}
 	return out, cache
-}
-
-// count is how many of the pool's slots sh holds now.
-func (p *pool) count(sh *share) int {
-	if sh == nil {
-		return 0
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return sh.cur
 }

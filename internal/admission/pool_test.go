@@ -1,4 +1,4 @@
-package proxy
+package admission
 
 import (
 	"fmt"
@@ -10,9 +10,9 @@ import (
 
 // fill enters sh until refused and returns how many slots it took and why
 // it was refused.
-func fill(p *pool, sh *share) (int, string) {
+func fill(p *Pool, sh *Share) (int, string) {
 	for n := 0; ; n++ {
-		if over := p.enter(sh); over != "" {
+		if over := p.Enter(sh); over != "" {
 			return n, over
 		}
 	}
@@ -33,28 +33,28 @@ func TestPoolBusyTenantsLeaveTheOthersTheirReserve(t *testing.T) {
 		{"defaults, three tenants, two busy", def.MaxConnections,
 			map[string]int{"a": def.MaxConnectionsPerTenant, "b": def.MaxConnectionsPerTenant, "c": def.MaxConnectionsPerTenant},
 			[]string{"a", "b", "c"}, map[string]int{"a": 4096, "b": 2731, "c": 1365},
-			map[string]string{"a": overTenant, "b": overPool, "c": overPool}},
+			map[string]string{"a": OverTenant, "b": OverPool, "c": OverPool}},
 		{"default peek caps, three tenants", def.MaxPeeking,
 			map[string]int{"a": def.MaxPeekingPerTenant, "b": def.MaxPeekingPerTenant, "c": def.MaxPeekingPerTenant},
 			[]string{"a", "b", "c"}, map[string]int{"a": 512, "b": 342, "c": 170},
-			map[string]string{"a": overTenant, "b": overPool, "c": overPool}},
+			map[string]string{"a": OverTenant, "b": OverPool, "c": OverPool}},
 		{"one tenant alone uses the whole cap", 100, map[string]int{"a": 100},
-			[]string{"a"}, map[string]int{"a": 100}, map[string]string{"a": overTenant}},
+			[]string{"a"}, map[string]int{"a": 100}, map[string]string{"a": OverTenant}},
 		{"two tenants: the first borrows all but the second's reserve", 100, map[string]int{"a": 100, "b": 100},
-			[]string{"a", "b"}, map[string]int{"a": 75, "b": 25}, map[string]string{"a": overPool, "b": overPool}},
+			[]string{"a", "b"}, map[string]int{"a": 75, "b": 25}, map[string]string{"a": OverPool, "b": OverPool}},
 		{"ten tenants, caps as large as the pool", 100, caps(10, 100),
 			[]string{"t0", "t1", "t2", "t9"}, map[string]int{"t0": 55, "t1": 5, "t2": 5, "t9": 5},
-			map[string]string{"t0": overPool, "t1": overPool}},
+			map[string]string{"t0": OverPool, "t1": OverPool}},
 		{"explicit small cap bounds the reserve", 100, map[string]int{"a": 3, "b": 100},
-			[]string{"a", "b"}, map[string]int{"a": 3, "b": 97}, map[string]string{"a": overTenant, "b": overPool}},
+			[]string{"a", "b"}, map[string]int{"a": 3, "b": 97}, map[string]string{"a": OverTenant, "b": OverPool}},
 		{"more tenants than slots: one reserved each, the cap grows to two per tenant", 4, caps(10, 2),
 			[]string{"t0", "t1", "t2"}, map[string]int{"t0": 2, "t1": 2, "t2": 2},
-			map[string]string{"t0": overTenant, "t2": overTenant}},
+			map[string]string{"t0": OverTenant, "t2": OverTenant}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p := newPool()
-			shares := p.configure(tc.max, tc.caps)
+			p := NewPool()
+			shares := p.Configure(tc.max, tc.caps)
 			for _, name := range tc.busy {
 				n, why := fill(p, shares[name])
 				if n != tc.want[name] {
@@ -85,20 +85,20 @@ func caps(n, c int) map[string]int {
 // past a cap.
 func TestPoolReserveAlwaysAvailable(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	p := newPool()
+	p := NewPool()
 	names := []string{"a", "b", "c", "d"}
-	shares := p.configure(40, map[string]int{"a": 40, "b": 40, "c": 40, "d": 3})
+	shares := p.Configure(40, map[string]int{"a": 40, "b": 40, "c": 40, "d": 3})
 	for step := range 100000 {
 		if step%5000 == 0 { // a reload: caps change, the counts stay
-			shares = p.configure(40+r.IntN(20)-10, map[string]int{"a": 40, "b": 10 + r.IntN(30), "c": 40, "d": 3})
+			shares = p.Configure(40+r.IntN(20)-10, map[string]int{"a": 40, "b": 10 + r.IntN(30), "c": 40, "d": 3})
 		}
 		sh := shares[names[r.IntN(len(names))]]
 		if r.IntN(2) == 0 && sh.cur > 0 {
-			p.leave(sh)
+			p.Leave(sh)
 			continue
 		}
 		below := sh.cur < sh.reserve && p.cur+p.unused <= p.max
-		over := p.enter(sh)
+		over := p.Enter(sh)
 		if over != "" && below {
 			t.Fatalf("step %d: a tenant below its reserve (%d of %d) was refused (%s): pool %d of %d, unused %d",
 				step, sh.cur, sh.reserve, over, p.cur, p.max, p.unused)
@@ -120,14 +120,14 @@ func TestPoolReserveAlwaysAvailable(t *testing.T) {
 // removed tenant's live connections still count against the pool until
 // they leave.
 func TestPoolKeepsCountsAcrossReload(t *testing.T) {
-	p := newPool()
-	shares := p.configure(10, map[string]int{"a": 10, "b": 10})
+	p := NewPool()
+	shares := p.Configure(10, map[string]int{"a": 10, "b": 10})
 	a, b := shares["a"], shares["b"]
 	for range 4 {
-		p.enter(a)
-		p.enter(b)
+		p.Enter(a)
+		p.Enter(b)
 	}
-	shares = p.configure(10, map[string]int{"a": 10})
+	shares = p.Configure(10, map[string]int{"a": 10})
 	if shares["a"] != a || a.cur != 4 || p.cur != 8 {
 		t.Fatalf("after reload: a %+v (same share %v), pool %d; want a.cur 4, pool 8", a, shares["a"] == a, p.cur)
 	}
@@ -135,7 +135,7 @@ func TestPoolKeepsCountsAcrossReload(t *testing.T) {
 		t.Fatalf("a took %d more, want 2 (b's 4 still count)", n)
 	}
 	for range 4 {
-		p.leave(b)
+		p.Leave(b)
 	}
 	if n, _ := fill(p, a); n != 4 {
 		t.Fatalf("a took %d more after b's connections ended, want 4", n)
@@ -171,8 +171,8 @@ func TestPoolManyTenantsKeepTheirReserve(t *testing.T) {
 				names[i] = fmt.Sprintf("t%04d", i)
 				caps[names[i]] = tc.perTenant
 			}
-			p := newPool()
-			shares := p.configure(tc.max, caps)
+			p := NewPool()
+			shares := p.Configure(tc.max, caps)
 			if p.max != tc.wantCap {
 				t.Errorf("effective cap %d, want %d", p.max, tc.wantCap)
 			}
@@ -183,7 +183,7 @@ func TestPoolManyTenantsKeepTheirReserve(t *testing.T) {
 			}
 			firsts := 0
 			for _, n := range names[2:] {
-				if p.enter(shares[n]) == "" {
+				if p.Enter(shares[n]) == "" {
 					firsts++
 				}
 			}
