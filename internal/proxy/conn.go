@@ -11,6 +11,7 @@ import (
 	"github.com/egressfw/egressfw/internal/admission"
 	"github.com/egressfw/egressfw/internal/httphead"
 	"github.com/egressfw/egressfw/internal/policy"
+	"github.com/egressfw/egressfw/internal/refuse"
 	"github.com/egressfw/egressfw/internal/sni"
 	"github.com/egressfw/egressfw/internal/tproxy"
 )
@@ -36,7 +37,7 @@ func (s *Proxy) handle(c *net.TCPConn, slot uint32, port uint16) {
 		rec.tenant = "-"
 		rec.verdict = policy.Deny(nil, rec.orig, policy.CodeNoTenant,
 			fmt.Sprintf("no tenant holds slot %d (before the first config is installed, or after a reload)", slot))
-		denyReset(c)
+		refuse.Reset(c)
 		s.finish(&rec)
 		return
 	}
@@ -133,7 +134,7 @@ func (s *Proxy) original(c *net.TCPConn, t *tenantState, port uint16, rec *connR
 	if err != nil {
 		rec.orig = local
 		rec.verdict = policy.Deny(t.compiled, local, policy.CodeNoOriginalDst, err.Error())
-		denyReset(c)
+		refuse.Reset(c)
 		s.finish(rec)
 		return false
 	}
@@ -167,7 +168,7 @@ func (s *Proxy) admit(c *net.TCPConn, t *tenantState, rec *connRecord) bool {
 func (s *Proxy) overLimit(c *net.TCPConn, t *tenantState, rec *connRecord, limit, detail string) {
 	s.metrics.rejected.WithLabelValues(rec.tenant, limit).Inc()
 	rec.verdict = policy.Deny(t.compiled, rec.orig, policy.CodeOverLimit, detail)
-	denyReset(c)
+	refuse.Reset(c)
 	s.finish(rec)
 }
 
@@ -196,11 +197,11 @@ func (s *Proxy) peek(c *net.TCPConn, st *Snapshot, t *tenantState, rec *connReco
 	rec.verdict = policy.Deny(t.compiled, rec.orig, peekCode(err, res.Kind), err.Error())
 	switch res.Kind {
 	case sni.KindTLS:
-		denyTLS(c, alertAccessDenied)
+		refuse.TLS(c, refuse.AlertAccessDenied)
 	case sni.KindHTTP:
-		denyHTTP(c, denyBody(st.denyFull, rec.verdict.TenantMessage()))
+		refuse.HTTP(c, refuse.Body(st.denyFull, rec.verdict.TenantMessage()))
 	default:
-		denyReset(c)
+		refuse.Reset(c)
 	}
 	s.finish(rec)
 	return res, nil, false
@@ -232,11 +233,11 @@ func peekCode(err error, kind sni.Kind) policy.Code {
 func (s *Proxy) deny(c *net.TCPConn, full bool, res sni.Result, rec *connRecord) {
 	switch res.Kind {
 	case sni.KindTLS:
-		denyTLS(c, denyAlert(full, res.Name == "" && !res.Addr.IsValid()))
+		refuse.TLS(c, refuse.Alert(full, res.Name == "" && !res.Addr.IsValid()))
 	case sni.KindHTTP:
-		denyHTTP(c, denyBody(full, rec.verdict.TenantMessage()))
+		refuse.HTTP(c, refuse.Body(full, rec.verdict.TenantMessage()))
 	default:
-		denyReset(c)
+		refuse.Reset(c)
 	}
 	s.finish(rec)
 }
@@ -269,20 +270,12 @@ func (s *Proxy) connect(ctx context.Context, c *net.TCPConn, t *tenantState, res
 	failed.Name, failed.Answer = rec.verdict.Name, rec.verdict.Answer
 	rec.verdict = failed
 	if res.Kind == sni.KindHTTP {
-		writeBadGateway(c, fmt.Sprintf("could not connect to %q: %s", res.Host(), code))
+		refuse.BadGateway(c, fmt.Sprintf("could not connect to %q: %s", res.Host(), code))
 	} else {
-		denyReset(c)
+		refuse.Reset(c)
 	}
 	s.finish(rec)
 	return nil, false
-}
-
-func writeBadGateway(c net.Conn, reason string) {
-	body := "egressfw: " + oneLine(reason) + "\n"
-	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = fmt.Fprintf(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\n"+
-		"Content-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
-	closeGracefully(c)
 }
 
 func addrPortOf(a net.Addr) netip.AddrPort {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/egressfw/egressfw/internal/config"
+	"github.com/egressfw/egressfw/internal/refuse"
 )
 
 // TestFollowUpRefusalAnswersAsFirst: a refused later request gets, after
@@ -45,7 +46,7 @@ func TestFollowUpRefusalAnswersAsFirst(t *testing.T) {
 						t.Fatalf("%s as a first request: %q, want the %s 403 page", refused.name, first, mode)
 					}
 				} else if mode == config.DenyDetailFull {
-					first = []byte(forbidden(denyBody(true, "\"other.example.test\" is not at the address this connection goes to")))
+					first = []byte(refuse.Forbidden(refuse.Body(true, "\"other.example.test\" is not at the address this connection goes to")))
 				}
 				c := h.connect(refused.tenant, orig, false)
 				_, _ = io.WriteString(c, reqGET(allowed, "/1")+reqGET(refused.name, "/2"))

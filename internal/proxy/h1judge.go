@@ -9,6 +9,7 @@ import (
 	"github.com/egressfw/egressfw/internal/h1relay"
 	"github.com/egressfw/egressfw/internal/httphead"
 	"github.com/egressfw/egressfw/internal/policy"
+	"github.com/egressfw/egressfw/internal/refuse"
 	"github.com/egressfw/egressfw/internal/sni"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -127,7 +128,7 @@ func (h *h1conn) judgeNext(req *httphead.Requests, buf []byte, f httphead.Framin
 // first request gets, which the relay sends in its turn.
 func (h *h1conn) refusal(d policy.Decision, name string) []byte {
 	h.s.logRequest(h, &d, name)
-	return []byte(forbidden(denyBody(h.st.denyFull, d.TenantMessage())))
+	return []byte(refuse.Forbidden(refuse.Body(h.st.denyFull, d.TenantMessage())))
 }
 
 // counted counts an allowed later request (not logged one by one).

@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/egressfw/egressfw/internal/refuse"
 )
 
 // TestPeekCapsHaveTheirOwnReasons: first bytes over a cap of the peek are
@@ -17,7 +19,7 @@ func TestPeekCapsHaveTheirOwnReasons(t *testing.T) {
 	for _, c := range append([]byte{1, 0, 1, 0, 3, 3}, make([]byte, 27)...) {
 		oneByteRecords = append(oneByteRecords, 0x16, 3, 1, 0, 1, c)
 	}
-	tlsAlert := []byte{21, 3, 3, 0, 2, 2, alertAccessDenied}
+	tlsAlert := []byte{21, 3, 3, 0, 2, 2, refuse.AlertAccessDenied}
 	cases := []struct {
 		name, orig, send string
 		answer           []byte // the reply starts with this
