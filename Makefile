@@ -41,7 +41,7 @@ test-unit:
 
 # The packages on the data path also run under the race detector.
 test-race:
-	$(GO) test -count=1 -race -timeout 20m ./internal/sni/... ./internal/httphead/... ./internal/resolver/... ./internal/tproxy/... ./internal/h1relay/... ./internal/tenantdns/... ./internal/logfold/... ./internal/policy/... ./internal/proxy/... ./internal/status/... ./internal/daemon/...
+	$(GO) test -count=1 -race -timeout 20m ./internal/sni/... ./internal/httphead/... ./internal/resolver/... ./internal/tproxy/... ./internal/h1relay/... ./internal/tenantdns/... ./internal/logfold/... ./internal/policy/... ./internal/proxy/... ./internal/admission/... ./internal/refuse/... ./internal/status/... ./internal/daemon/...
 
 test: lint build test-unit test-race test-system
 

@@ -3,10 +3,11 @@
 // Layout: proxy.go the Proxy and the Snapshot a reload builds and installs; listen.go one
 // listener per tenant slot and its accept loops; conn.go one connection; decide.go the verdict
 // (judge: the request's own checks, then policy.Decide); h1judge.go the judge of a plain-HTTP
-// connection's later requests, which package h1relay asks; record.go the log line; deny.go
-// what a refused client gets; limits.go, pace.go the caps and the pacing (package logfold folds
-// repeated denials); metrics.go the series; explain.go the dry run, the same verdict; dnslog.go
-// the tenants' DNS glue (the answer is package tenantdns's, the sockets package dnsfront's).
+// connection's later requests, which package h1relay asks; record.go the log line; limits.go,
+// pace.go the caps and the pacing wired to the tenants (package admission holds the pools and
+// pacers, package refuse answers a refused client, package logfold folds repeated denials);
+// metrics.go the series; explain.go the dry run, the same verdict; dnslog.go the tenants' DNS
+// glue (the answer is package tenantdns's, the sockets package dnsfront's).
 //
 // One connection: acceptLoop (after pace) -> handle (the listener's slot is the tenant) ->
 // original (TPROXY: the local address; REDIRECT: conntrack's NAT record) -> admit (the caps) ->
