@@ -33,6 +33,7 @@ func TestIPv6Embedded(t *testing.T) {
 	if n := tp.internal.conns(""); n != 0 {
 		t.Errorf("internal servers accepted %d connections, want 0: %+v", n, tp.internal.filter(func(e srvEvent) bool { return e.Ev == "conn" }))
 	}
+	tp.pub.atLeast(func() int { return tp.pub.requests("") }, 2*4)
 	if n := tp.pub.requests(""); n != 2*4 {
 		t.Errorf("public site served %d requests, want %d", n, 2*4)
 	}

@@ -158,6 +158,16 @@ func (s *server) settle() {
 	}
 }
 
+// atLeast waits until n() reaches want (at most 3 s), then settles, so a
+// count compared with want has every event the clients caused, the late
+// ones and any extra.
+func (s *server) atLeast(n func() int, want int) {
+	for deadline := time.Now().Add(3 * time.Second); n() < want && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.settle()
+}
+
 // waitFor waits until f matches an event, up to d.
 func (s *server) waitFor(f func(srvEvent) bool, d time.Duration) bool {
 	deadline := time.Now().Add(d)
