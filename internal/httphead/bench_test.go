@@ -5,8 +5,9 @@ import (
 	"testing"
 )
 
-// BenchmarkParse parses a browser-like request head.
-func BenchmarkParse(b *testing.B) {
+// BenchmarkParseHTTP parses a browser-like request head (it was sni.BenchmarkParseHTTP
+// before the head parser moved here).
+func BenchmarkParseHTTP(b *testing.B) {
 	head := []byte("GET /index.html?q=1 HTTP/1.1\r\n" +
 		"Host: www.example.test\r\n" +
 		"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36\r\n" +

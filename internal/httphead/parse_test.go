@@ -17,7 +17,11 @@ type httpWant struct {
 	h2      bool
 }
 
-func TestParse(t *testing.T) {
+// TestParseHTTP: what Parse makes of a request head (method, target, host,
+// version, CONNECT, the h2 preface), its length, and each malformed or
+// oversized head refused. It was sni.TestParseHTTP before the head parser
+// moved here.
+func TestParseHTTP(t *testing.T) {
 	const h11 = "HTTP/1.1"
 	cases := []struct {
 		name  string

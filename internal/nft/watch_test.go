@@ -221,6 +221,52 @@ func TestWatchRetries(t *testing.T) {
 	}
 }
 
+// TestWatchThrottles: a program that keeps deleting the table has each
+// deletion put back at once (restores were once held back to one a second;
+// now only the reports are): the first reportRate.burst reports come one by
+// one, the rest as summaries (Throttled, Count) no closer than
+// reportRate.gap, and the counts add up to every deletion.
+func TestWatchThrottles(t *testing.T) {
+	ns, _, got := watching(t, sampleSpec(), sampleIDs)
+	n := reportRate.burst + 3
+	for i := 1; i <= n; i++ {
+		ns.nft(t, "delete", "table", "inet", "egressfw")
+		for deadline := time.Now().Add(reportRate.gap / 2); !strings.Contains(ns.nft(t, "list", "tables"), "egressfw"); {
+			if time.Now().After(deadline) {
+				t.Fatalf("deletion %d of %d: the table is not back within %v", i, n, reportRate.gap/2)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	restored, alone := 0, 0
+	var summaries []time.Time
+	for deadline := time.After(5*reportRate.gap + 5*time.Second); restored < n; {
+		select {
+		case r := <-got:
+			if r.Err != nil {
+				t.Fatalf("restore failed: %+v", r)
+			}
+			restored += r.Count
+			if !r.Throttled {
+				alone++
+			} else {
+				summaries = append(summaries, time.Now())
+			}
+		case <-deadline:
+			t.Fatalf("%d deletions, %d restores reported", n, restored)
+		}
+	}
+	if alone != reportRate.burst || len(summaries) == 0 || restored != n {
+		t.Errorf("%d reports alone and %d summaries for %d restores of %d deletions; want %d alone, then summaries",
+			alone, len(summaries), restored, n, reportRate.burst)
+	}
+	for i := 1; i < len(summaries); i++ {
+		if d := summaries[i].Sub(summaries[i-1]); d < reportRate.gap-100*time.Millisecond {
+			t.Errorf("summaries %d and %d %v apart, want at least %v", i, i+1, d, reportRate.gap)
+		}
+	}
+}
+
 // TestWatchAnswersEveryChange: a program that deletes the table every
 // 20 ms for 3 s is answered every time (TestWatchThrottles, before: restores
 // were held back to one a second after 5 in 10 s, and the table stayed

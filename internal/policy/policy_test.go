@@ -234,12 +234,11 @@ func checkDecision(t *testing.T, d Decision, report, would bool, code Code, dial
 	}
 }
 
-// TestDecideChecksNameBeforeLookup: the name rules are applied once, before
+// TestCheckName: the name rules are applied once, inside Decide, before
 // the lookup: a name they refuse is never looked up, an allowed one is
-// looked up once and then judged by its addresses. (It replaces
-// TestCheckName, from when CheckName was called before Decide, which
-// checked the name again.)
-func TestDecideChecksNameBeforeLookup(t *testing.T) {
+// looked up once and then judged by its addresses. (Its cases are the ones
+// it had when CheckName was a function of its own, called before Decide.)
+func TestCheckName(t *testing.T) {
 	tenants := testTenants(t)
 	tests := []struct {
 		name, tenant, host string
