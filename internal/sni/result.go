@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+
+	"github.com/egressfw/egressfw/internal/httphead"
 )
 
 // Default limits, used when the corresponding option or argument is <= 0.
@@ -39,26 +41,17 @@ func (k Kind) String() string {
 	return "unknown"
 }
 
-// Status says whether a parser needs more input, finished, or gave up.
-type Status int
+// Status says whether a parser needs more input, finished, or gave up. It
+// is httphead's: a connection's first bytes are a ClientHello or a request
+// head, and both parsers answer alike.
+type Status = httphead.Status
 
 // Statuses returned by the parsers.
 const (
-	NeedMore  Status = iota // the input is a valid prefix; read more bytes and call again
-	Done                    // the result is complete; bytes after it are not examined
-	Malformed               // the input can never become valid; the error says why
+	NeedMore  = httphead.NeedMore  // the input is a valid prefix; read more bytes and call again
+	Done      = httphead.Done      // the result is complete; bytes after it are not examined
+	Malformed = httphead.Malformed // the input can never become valid; the error says why
 )
-
-// String returns a short lower-case name for logs.
-func (s Status) String() string {
-	switch s {
-	case NeedMore:
-		return "need-more"
-	case Done:
-		return "done"
-	}
-	return "malformed"
-}
 
 // Errors the parsers and Peek wrap; match them with errors.Is. Each returned
 // error carries a specific reason (such as "duplicate Host header") suitable
