@@ -69,8 +69,9 @@ func guardInstall(mgr *nft.Manager, cfg *config.Config, slots map[string]uint32,
 }
 
 // guardGeneration is what egressfw would install for cfg, with the tenants
-// on the given slots where they fit, except that sub-uids that cannot be
-// read or would give a uid two tenants are left out with a warning (the
+// on the given slots where they fit, except that the parts of sub-uid
+// ranges that would give a uid two tenants (or root to one) are left out
+// with a warning, and all of them when the file cannot be read (the
 // tenants' own uid_ranges stay): the guard must install what it can
 // (egressfw itself refuses to start on them).
 func guardGeneration(cfg *config.Config, slots map[string]uint32, log *slog.Logger) (*generation, error) {
@@ -79,8 +80,16 @@ func guardGeneration(cfg *config.Config, slots map[string]uint32, log *slog.Logg
 		log.Warn(w)
 	}
 	if err != nil {
-		log.Warn("sub-uids left out of the guard", "err", err)
-		if ranges, _, err = tenantUIDRanges(cfg, &subid.DB{}); err != nil {
+		// The file is unreadable, or gives a uid two tenants or root: keep
+		// every sub-uid it gives that no earlier claim (own uids and
+		// uid_ranges first) holds and that is not root, so a tenant's
+		// rootless containers stay blocked too.
+		log.Warn("sub-uids that conflict are left out of the guard", "err", err)
+		db, lerr := subid.Load(cfg.Firewall.SubUIDFile, cfg.Firewall.PasswdFile)
+		if lerr != nil {
+			db = &subid.DB{}
+		}
+		if ranges, err = guardUIDRanges(cfg, db); err != nil {
 			return nil, err
 		}
 	}

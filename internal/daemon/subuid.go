@@ -116,6 +116,59 @@ func overlap(claims []uidClaim) error {
 	return nil
 }
 
+// guardUIDRanges is tenantUIDRanges for the guard, which must install what
+// it can: every tenant's uids and uid_ranges, then, with follow_subuid, the
+// parts of its sub-uid ranges that no earlier claim holds, never uid 0.
+func guardUIDRanges(cfg *config.Config, db *subid.DB) (uidRanges, error) {
+	out, _, err := tenantUIDRanges(cfg, &subid.DB{})
+	if err != nil {
+		return nil, err
+	}
+	var taken []nftspec.UIDRange
+	for _, t := range cfg.Tenants {
+		taken = append(taken, out[t.Name]...)
+		for _, u := range t.UIDs {
+			taken = append(taken, nftspec.UIDRange{First: u, Last: u})
+		}
+	}
+	for _, t := range cfg.Tenants {
+		if !t.FollowSubUID {
+			continue
+		}
+		for _, u := range t.UIDs {
+			for _, e := range db.Of(u) {
+				r := nftspec.UIDRange{First: max(e.Range.First, 1), Last: e.Range.Last}
+				for _, piece := range uncovered(r, taken) {
+					out[t.Name] = append(out[t.Name], piece)
+					taken = append(taken, piece)
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// uncovered returns the parts of r that no range of taken holds.
+func uncovered(r nftspec.UIDRange, taken []nftspec.UIDRange) []nftspec.UIDRange {
+	if r.First > r.Last {
+		return nil
+	}
+	for _, c := range taken {
+		if c.Last < r.First || c.First > r.Last {
+			continue
+		}
+		var out []nftspec.UIDRange
+		if c.First > r.First {
+			out = append(out, uncovered(nftspec.UIDRange{First: r.First, Last: c.First - 1}, taken)...)
+		}
+		if c.Last < r.Last {
+			out = append(out, uncovered(nftspec.UIDRange{First: c.Last + 1, Last: r.Last}, taken)...)
+		}
+		return out
+	}
+	return []nftspec.UIDRange{r}
+}
+
 // CheckHost checks cfg against the host's sub-uid and passwd files, as run
 // would: an error where they would make a uid belong to two tenants, and
 // warnings that do not stop egressfw (skipped lines, sub-uids a tenant

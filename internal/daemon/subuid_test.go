@@ -166,12 +166,16 @@ func (f rulesFunc) apply(ctx context.Context, gen *generation, ready func() erro
 	return f(ctx, gen, ready)
 }
 
-// TestGuardKeepsUIDRanges: when the sub-uid file cannot be used (here: it
-// gives one uid's sub-uids to two tenants), the boot guard leaves the
-// sub-uids out but keeps every tenant's own uid_ranges, which need no file.
+// TestGuardKeepsUIDRanges: with a sub-uid file egressfw refuses (it gives
+// alice's and bob's sub-uids to two tenants, and root to a third), the boot
+// guard still installs the tenants' own uid_ranges and every sub-uid it can
+// give one tenant: the conflicting range under its first claimant (the
+// guard blocks both tenants alike), and never root. With the file
+// unreadable, the uid_ranges alone.
 func TestGuardKeepsUIDRanges(t *testing.T) {
-	cfg := uidConfig(t, "alice:100000:65536\nbob:100000:65536\n",
-		tenantTOML("a", "uids = [1000]\nuid_ranges = [\"500000-500009\"]")+tenantTOML("b", "uids = [1001]"))
+	cfg := uidConfig(t, "alice:100000:65536\nbob:100000:65536\ncarol:0:10\n",
+		tenantTOML("a", "uids = [1000]\nuid_ranges = [\"500000-500009\", \"100000-100009\"]")+
+			tenantTOML("b", "uids = [1001]")+tenantTOML("c", "uids = [1002]"))
 	if _, _, err := loadUIDRanges(cfg); err == nil {
 		t.Fatal("the sub-uid file loads; the test needs one egressfw refuses")
 	}
@@ -179,7 +183,23 @@ func TestGuardKeepsUIDRanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (uidRanges{"a": {{First: 500000, Last: 500009}}}); !reflect.DeepEqual(gen.uids, want) {
+	want := uidRanges{
+		"a": {{First: 500000, Last: 500009}, {First: 100000, Last: 100009}, {First: 100010, Last: 165535}},
+		"c": {{First: 1, Last: 9}},
+	}
+	if !reflect.DeepEqual(gen.uids, want) {
 		t.Errorf("guard uid ranges %v, want %v", gen.uids, want)
+	}
+	if err := os.Remove(cfg.Firewall.SubUIDFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(cfg.Firewall.SubUIDFile, 0o755); err != nil { // unreadable as a file
+		t.Fatal(err)
+	}
+	if gen, err = guardGeneration(cfg, nil, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	if want := (uidRanges{"a": {{First: 500000, Last: 500009}, {First: 100000, Last: 100009}}}); !reflect.DeepEqual(gen.uids, want) {
+		t.Errorf("guard uid ranges with the file unreadable %v, want %v", gen.uids, want)
 	}
 }
