@@ -90,8 +90,14 @@ func TestDNSAnswers(t *testing.T) {
 			if got := rrStrings(rrs); strings.Join(got, "\n") != strings.Join(tc.records, "\n") {
 				t.Errorf("records:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.records, "\n"))
 			}
-			if n := h.dns.Queries() - before; tc.offline && n != 0 {
+			n := h.dns.Queries() - before
+			if tc.offline && n != 0 {
 				t.Errorf("%d upstream queries, want none", n)
+			}
+			// An address question is answered from the one lookup the policy
+			// judged (A and AAAA), in report mode too: never asked again.
+			if addr := tc.qtype == dns.TypeA || tc.qtype == dns.TypeAAAA; addr && n > 2 {
+				t.Errorf("%d upstream queries, want at most the lookup's 2 (A and AAAA)", n)
 			}
 			if tc.verdict == dnsfront.NXDomain && tc.logged && !strings.Contains(d.Tell, tc.qname) {
 				t.Errorf("told %q, want the reason (deny_detail full)", d.Tell)

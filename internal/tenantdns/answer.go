@@ -71,7 +71,9 @@ func (td *Tenant) Answer(ctx context.Context, pol *policy.Policy, res *resolver.
 	}
 	var lr resolver.Result
 	var lerr error
+	looked := false
 	lookup := func(ctx context.Context, name string) (policy.Answer, error) {
+		looked = true
 		lr, lerr = res.Lookup(ctx, name)
 		return policyAnswer(lr, lerr)
 	}
@@ -88,9 +90,17 @@ func (td *Tenant) Answer(ctx context.Context, pol *policy.Policy, res *resolver.
 		out.Cached = lr.Cached
 		return out
 	default:
+		if looked && addressType(qtype) {
+			// Report mode: the lookup the policy judged is the answer; asking
+			// again could answer differently (DNS rebinding).
+			a, err := resolver.AnswerOf(name, qtype, lr, lerr)
+			out = answered(td, v, a, err)
+			out.Front.Reason, out.Front.Log, out.Front.Detail = v.Code.String(), true, v.Detail
+			return out
+		}
 		return reported(ctx, res, td, v, qtype)
 	}
-	if qtype == dns.TypeA || qtype == dns.TypeAAAA || qtype == dns.TypeCNAME {
+	if addressType(qtype) {
 		a, err := resolver.AnswerOf(name, qtype, lr, lerr)
 		return answered(td, v, a, err)
 	}
@@ -105,6 +115,11 @@ func (td *Tenant) Answer(ctx context.Context, pol *policy.Policy, res *resolver.
 		}
 	}
 	return answered(td, v, a, err)
+}
+
+// addressType reports whether qtype is answered from a name's lookup.
+func addressType(qtype uint16) bool {
+	return qtype == dns.TypeA || qtype == dns.TypeAAAA || qtype == dns.TypeCNAME
 }
 
 // refusal is the answer to a refused question: rcode, logged, the reason
