@@ -260,7 +260,7 @@ func (f *firewall) bound(b binding, gen *generation) {
 		}
 		f.ctr.warned[id] = key
 		f.log.Warn("docker: container matches the docker_labels of several tenants; it gets none of them (only the tenant of its interface)",
-			"container", b.names[id], "container_id", shortID(id), "tenants", tenants)
+			"container", b.names[id], "container_id", (&docker.Container{ID: id}).ShortID(), "tenants", tenants)
 	}
 	for id := range f.ctr.warned {
 		if _, ok := b.ambiguous[id]; !ok {
@@ -268,8 +268,6 @@ func (f *firewall) bound(b binding, gen *generation) {
 		}
 	}
 }
-
-func shortID(id string) string { return id[:min(len(id), 12)] }
 
 // dockerLive reports whether the engine's API is being followed (false
 // also without docker.socket).

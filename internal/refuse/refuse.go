@@ -16,7 +16,6 @@ import (
 const (
 	AlertAccessDenied     = 49
 	AlertUnrecognizedName = 112
-	AlertInternalError    = 80
 )
 
 // TLS writes a fatal TLS alert record and closes. The client has sent
