@@ -3,8 +3,6 @@ package nft
 import (
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/egressfw/egressfw/internal/nft/rules"
 
@@ -38,10 +36,8 @@ func (m *Manager) InstalledSlots(table string) (map[string]uint32, error) {
 	}
 	var slots []uint32
 	for name := range in.chains {
-		if n, ok := strings.CutPrefix(name, "tenant_"); ok {
-			if slot, err := strconv.ParseUint(n, 10, 32); err == nil && slot > 0 && rules.TenantChainName(uint32(slot)) == name {
-				slots = append(slots, uint32(slot))
-			}
+		if slot, ok := rules.TenantSlot(name); ok {
+			slots = append(slots, slot)
 		}
 	}
 	slices.Sort(slots)

@@ -179,7 +179,7 @@ func addDNS(rs *Ruleset, spec *nftspec.Spec, table *nftables.Table, tenants []nf
 		case ChainOutput:
 			c.Rules[1] = runningRule(spec, true) // not port 53
 		}
-		if slot, ok := tenantSlot(c.Chain.Name); ok {
+		if slot, ok := TenantSlot(c.Chain.Name); ok {
 			if t := slices.IndexFunc(dns, func(t nftspec.Tenant) bool { return t.Slot == slot }); t >= 0 {
 				// After the replies and TCP intercept rules, before allow_direct.
 				c.Rules = slices.Insert(c.Rules, 2, tenantDNSRules(spec, &dns[t])...)
@@ -189,9 +189,10 @@ func addDNS(rs *Ruleset, spec *nftspec.Spec, table *nftables.Table, tenants []nf
 	rs.Chains = append(rs.Chains, natOutputChain(spec, table))
 }
 
-// tenantSlot reports the slot of a tenant_SLOT chain.
-func tenantSlot(chain string) (uint32, bool) {
+// TenantSlot reports the slot of a tenant_SLOT chain (the name
+// TenantChainName gives slot, slot > 0).
+func TenantSlot(chain string) (uint32, bool) {
 	var slot uint32
 	n, err := fmt.Sscanf(chain, "tenant_%d", &slot)
-	return slot, err == nil && n == 1 && chain == TenantChainName(slot)
+	return slot, err == nil && n == 1 && slot > 0 && chain == TenantChainName(slot)
 }
