@@ -84,8 +84,10 @@ func (s *Proxy) observeDNS(ev *dnsfront.Event) {
 	if reason == "" {
 		reason = ev.Decision.Reason
 	}
-	s.metrics.dns.queries.WithLabelValues(tenant, rcodeLabel(ev.Rcode), reason).Inc()
+	// The query is counted last of its answer's series, so a reader that
+	// sees it counted sees what was stripped too.
 	s.countStripped(tenant, ev.Stripped)
+	s.metrics.dns.queries.WithLabelValues(tenant, rcodeLabel(ev.Rcode), reason).Inc()
 	d := &ev.Decision
 	if !d.Log || ev.Query == nil {
 		return
