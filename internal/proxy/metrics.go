@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"github.com/egressfw/egressfw/internal/config"
+	"github.com/egressfw/egressfw/internal/policy"
 	"github.com/egressfw/egressfw/internal/resolver"
+	"github.com/egressfw/egressfw/internal/sni"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -22,6 +24,34 @@ type metrics struct {
 	suppressed  prometheus.Counter
 	tenantCount prometheus.Gauge
 	dns         dnsMetrics
+
+	// Children every connection touches, resolved once (a WithLabelValues
+	// hashes its labels and takes the vector's lock each time).
+	peekByKind [sni.KindHTTP + 1]prometheus.Observer // by sni.Kind
+	connectOK  prometheus.Observer
+}
+
+// tenantMetrics are the series of one tenant that every connection of it
+// touches, resolved when its snapshot is installed.
+type tenantMetrics struct {
+	active           prometheus.Gauge
+	bytesUp, bytesDn prometheus.Counter
+	allowed          prometheus.Counter // conns{decision="allow", reason="allowed"}
+}
+
+// forTenant resolves tenant name's per-connection series.
+func (m *metrics) forTenant(name string) tenantMetrics {
+	return tenantMetrics{active: m.active.WithLabelValues(name),
+		bytesUp: m.bytes.WithLabelValues(name, "upstream"), bytesDn: m.bytes.WithLabelValues(name, "downstream"),
+		allowed: m.conns.WithLabelValues(name, "allow", policy.CodeAllowed.String())}
+}
+
+// peek is the peek-duration histogram of protocol k.
+func (m *metrics) peek(k sni.Kind) prometheus.Observer {
+	if int(k) < len(m.peekByKind) {
+		return m.peekByKind[k]
+	}
+	return m.peekDur.WithLabelValues(k.String())
 }
 
 var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
@@ -64,6 +94,10 @@ func newMetrics(reg prometheus.Registerer, cache *resolver.CacheStats) *metrics 
 			ConstLabels: prometheus.Labels{"result": result}}, func() float64 { return float64(n()) }))
 	}
 	m.dns = newDNSMetrics(reg)
+	for k := range m.peekByKind {
+		m.peekByKind[k] = m.peekDur.WithLabelValues(sni.Kind(k).String())
+	}
+	m.connectOK = m.connectDur.WithLabelValues("ok")
 	return m
 }
 

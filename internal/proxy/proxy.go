@@ -54,6 +54,8 @@ type tenantState struct {
 	// dns is how egressfw answers the tenant's DNS, on slot.DNSPort; nil
 	// when the tenant resolves names itself (dns = "direct").
 	dns *tenantdns.Tenant
+	// m is the tenant's per-connection series, resolved by Install.
+	m tenantMetrics
 }
 
 // dnsPort is the port of the tenant's DNS listener, 0 for none.
@@ -191,6 +193,9 @@ func (s *Proxy) Install(snap *Snapshot) {
 	s.configureTrackers(snap)
 	s.metrics.tenantCount.Set(float64(len(cfg.Tenants)))
 	s.metrics.initTenants(cfg)
+	for _, t := range snap.tenants {
+		t.m = s.metrics.forTenant(t.name)
+	}
 	s.state.Store(snap)
 	// An address update that raced with the build reaches the new snapshot.
 	if ha := s.hostAddrs.Load(); ha != nil {

@@ -44,6 +44,8 @@ type connRecord struct {
 	// counted in it (see note).
 	tracker *status.Tracker
 	noted   bool
+	// m is the tenant's resolved series (nil before a tenant is known).
+	m *tenantMetrics
 }
 
 func (r *connRecord) setRequest(res sni.Result) {
@@ -56,7 +58,11 @@ func (s *Proxy) finish(r *connRecord) {
 	s.note(r)
 	v := &r.verdict
 	decision, reason, ans := v.Outcome(), v.Code.String(), &v.Answer
-	s.metrics.conns.WithLabelValues(r.tenant, decision, reason).Inc()
+	if r.m != nil && v.Code == policy.CodeAllowed && decision == "allow" {
+		r.m.allowed.Inc()
+	} else {
+		s.metrics.conns.WithLabelValues(r.tenant, decision, reason).Inc()
+	}
 	if r.forwarded {
 		s.metrics.forwarded.WithLabelValues(r.tenant, r.iif, decision).Inc()
 	}
