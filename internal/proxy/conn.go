@@ -93,10 +93,11 @@ func (s *Proxy) open(c *net.TCPConn, st *Snapshot, t *tenantState, rec *connReco
 		}
 		upgrade = f.Upgrade
 	}
-	// The context bounds resolving and connecting only: it is cancelled
-	// (its timer stopped) before the relay starts.
-	ctx, cancel := context.WithTimeout(context.Background(), st.cfg.DNS.Timeout.Duration+st.cfg.Listener.ConnectTimeout.Duration)
-	defer cancel()
+	// No deadline of the connection's own: the lookup is bounded by the
+	// resolver (dns.timeout, per shared query) and each connect attempt by
+	// the dialer (listener.connect_timeout); one more timer per connection
+	// would bound nothing they do not.
+	ctx := context.Background()
 	if upgrade == httphead.UpgradeH2C {
 		rec.verdict = policy.Deny(t.compiled, rec.orig, policy.CodeH2Preface,
 			"Upgrade: h2c asks for HTTP/2 in the clear, whose requests egressfw does not read")
