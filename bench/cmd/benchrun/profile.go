@@ -43,8 +43,11 @@ func (r *runner) profileEgressfw(cfg string) error {
 		if err := ef.start(); err != nil {
 			return err
 		}
-		_, err := r.load("efprof", w.name, w.args...)
+		lr, err := r.load("efprof", w.name, w.args...)
 		ef.stop()
+		if err == nil {
+			r.lastConns = lr.Total
+		}
 		if err != nil {
 			return err
 		}
@@ -52,6 +55,9 @@ func (r *runner) profileEgressfw(cfg string) error {
 			return err
 		}
 		if err := r.pprofTop(cpu, filepath.Join(res, "profile-cpu-"+w.name+"-cum.txt"), "-cum"); err != nil {
+			return err
+		}
+		if err := r.allocsPerConn(w.name, cpu+".allocs", res); err != nil {
 			return err
 		}
 	}
@@ -139,6 +145,28 @@ func (r *runner) pprofTop(profile, out string, extra ...string) error {
 		return err
 	}
 	r.profile.files = append(r.profile.files, filepath.Base(out))
+	return nil
+}
+
+// allocsPerConn writes where efprof allocated during a workload
+// (alloc_objects, -cum) and logs the exact allocations and GC cycles per
+// connection the load made.
+func (r *runner) allocsPerConn(name, profile, res string) error {
+	if err := r.pprofTop(profile, filepath.Join(res, "profile-allocs-"+name+".txt"), "-sample_index=alloc_objects"); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(profile + ".count")
+	if err != nil {
+		return fmt.Errorf("read allocation count: %w", err)
+	}
+	var mallocs, gcs float64
+	if _, err := fmt.Sscan(string(b), &mallocs, &gcs); err != nil {
+		return fmt.Errorf("parse %s: %w", profile+".count", err)
+	}
+	if n := r.lastConns; n > 0 {
+		r.logf("  efprof %s: %.0f allocations and %.4f GC cycles per connection (%d connections; start-up included)",
+			name, mallocs/float64(n), gcs/float64(n), n)
+	}
 	return nil
 }
 

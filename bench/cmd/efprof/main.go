@@ -1,8 +1,9 @@
 // Command efprof is the benchmark's profiling variant of `egressfw run`: the
 // same internal/daemon.Run, in-process, under runtime/pprof (egressfw has no
 // pprof endpoint, and this machine's perf has no hardware counters). It
-// writes a CPU profile from start to SIGTERM and, on SIGUSR1, a heap and a
-// goroutine profile of that moment. SIGHUP reloads, as in egressfw.
+// writes a CPU profile from start to SIGTERM (and the allocations made
+// meanwhile, beside it) and, on SIGUSR1, a heap and a goroutine profile of
+// that moment. SIGHUP reloads, as in egressfw.
 package main
 
 import (
@@ -65,8 +66,26 @@ func run(cfgPath, cpuOut, snapPrefix string) error {
 		}
 	}()
 	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
-	return daemon.Run(ctx, daemon.Options{ConfigPath: cfgPath, Version: "efprof", Log: log,
+	err = daemon.Run(ctx, daemon.Options{ConfigPath: cfgPath, Version: "efprof", Log: log,
 		Notifier: quiet{}, Reload: reload})
+	writeAllocs(cpuOut + ".allocs")
+	return err
+}
+
+// writeAllocs writes every allocation since the start (pprof's allocs
+// profile, sampled; alloc_objects for counts) and the exact count
+// (MemStats.Mallocs) beside it, for allocations per connection.
+func writeAllocs(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "efprof: %v\n", err)
+		return
+	}
+	defer f.Close()
+	_ = pprof.Lookup("allocs").WriteTo(f, 0)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	_ = os.WriteFile(path+".count", fmt.Appendf(nil, "%d %d\n", ms.Mallocs, ms.NumGC), 0o644)
 }
 
 // snapshot writes the heap (after a GC, so it shows live memory) and every
