@@ -57,20 +57,25 @@ func (s *Proxy) handle(c *net.TCPConn, slot uint32, port uint16) {
 		return
 	}
 	s.note(&rec) // decided now; finish is when the relay ends
-	// The relay runs on this goroutine: a goroutine more per connection
-	// cost a scheduler hand-off (and, on an idle core, a thread woken to
-	// steal it) on every connection. The stack that parsing, resolving and
-	// dialing grew is shrunk by the GC once the connection idles.
-	if h1 != nil {
-		rec.up, rec.down, rec.err = h1.run(up)
-	} else {
-		rec.up, rec.down, rec.err = tproxy.Splice(c, up, prefix, st.cfg.Listener.IdleTimeout.Duration)
-	}
-	t.m.bytesUp.Add(float64(rec.up))
-	t.m.bytesDn.Add(float64(rec.down))
-	s.finish(&rec)
-	active.Dec()
-	s.connPool.Leave(t.share)
+	// The relay may last hours. It runs on a fresh goroutine, whose stack
+	// starts small, so that this one's stack, grown by parsing, resolving
+	// and dialing, is freed instead of being held by an idle connection
+	// (on this goroutine, 15.2 KiB of RSS per idle connection instead of
+	// 9.7; the goroutine less saved ~5 % of a connection's CPU).
+	s.conns.Add(1)
+	go func() {
+		defer s.conns.Done()
+		defer s.connPool.Leave(t.share)
+		defer active.Dec()
+		if h1 != nil {
+			rec.up, rec.down, rec.err = h1.run(up)
+		} else {
+			rec.up, rec.down, rec.err = tproxy.Splice(c, up, prefix, st.cfg.Listener.IdleTimeout.Duration)
+		}
+		t.m.bytesUp.Add(float64(rec.up))
+		t.m.bytesDn.Add(float64(rec.down))
+		s.finish(&rec)
+	}()
 }
 
 // open peeks at the connection, decides and connects upstream. On failure
