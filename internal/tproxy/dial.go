@@ -128,7 +128,7 @@ func (d *Dialer) DialAny(ctx context.Context, addrs []netip.AddrPort) (*net.TCPC
 	case 1:
 		// The common case needs no race: dial on the caller's goroutine,
 		// without the goroutine, channel and timer of the fallback.
-		c, err := d.dialBounded(ctx, addrs[0])
+		c, err := d.dialOne(ctx, addrs[0])
 		if err == nil {
 			return c, addrs[0], nil
 		}
@@ -227,7 +227,10 @@ func (d *Dialer) dialOne(ctx context.Context, addr netip.AddrPort) (*net.TCPConn
 	if !addr.IsValid() || addr.Addr().IsUnspecified() || addr.Port() == 0 {
 		return nil, fmt.Errorf("invalid upstream address %v", addr)
 	}
-	timeout := d.timeout()
+	timeout := d.Timeout
+	if timeout <= 0 {
+		timeout = DefaultDialTimeout
+	}
 	// No TCP keep-alive: the splice's idle timeout (always set) closes a
 	// silent pair, and the four setsockopt(2) calls per socket are a
 	// measurable share of a short connection's cost.
@@ -251,75 +254,6 @@ func (d *Dialer) dialOne(ctx context.Context, addr netip.AddrPort) (*net.TCPConn
 		return nil, err
 	}
 	return c.(*net.TCPConn), nil
-}
-
-// dialBounded is dialOne for an attempt that nothing races, so nothing
-// cancels: the kernel bounds its handshake instead of the runtime.
-// TCP_USER_TIMEOUT ends a connect still in SYN_SENT once the timeout has
-// passed (since Linux 5.4: ETIMEDOUT, or the ICMP error that came meanwhile),
-// so the dial needs no context deadline, cancellation callback or socket
-// deadline: per connection, three timers and a third of its allocations less.
-// The option is cleared once connected; on an established connection it
-// would reset one whose data stays unacknowledged for that long. The
-// timeout is Timeout, or less if ctx's deadline comes first; ctx is not
-// watched otherwise. The kernel checks the timeout when a SYN would be sent
-// again, the first time after the initial retransmission timeout (1 s), so
-// a shorter timeout is left to the runtime (dialOne).
-func (d *Dialer) dialBounded(ctx context.Context, addr netip.AddrPort) (*net.TCPConn, error) {
-	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
-	if !addr.IsValid() || addr.Addr().IsUnspecified() || addr.Port() == 0 {
-		return nil, fmt.Errorf("invalid upstream address %v", addr)
-	}
-	timeout := d.timeout()
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = min(timeout, time.Until(dl))
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if timeout < minKernelTimeout {
-		return d.dialOne(ctx, addr)
-	}
-	opts := []sockopt{{"TCP_USER_TIMEOUT", unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(max(timeout.Milliseconds(), 1))}}
-	if d.Mark != 0 {
-		opts = append(opts, sockopt{fmt.Sprintf("SO_MARK=%#x", d.Mark), unix.SOL_SOCKET, unix.SO_MARK, int(d.Mark)})
-	}
-	nd := net.Dialer{KeepAlive: -1, Control: func(_, address string, rc syscall.RawConn) error {
-		return setSockopts(rc, "socket to "+address, opts)
-	}}
-	network := "tcp4"
-	if addr.Addr().Is6() {
-		network = "tcp6"
-	}
-	c, err := nd.DialContext(context.Background(), network, addr.String())
-	if err != nil {
-		var se *sockoptError
-		if errors.As(err, &se) {
-			return nil, se
-		}
-		return nil, err
-	}
-	tc := c.(*net.TCPConn)
-	rc, err := tc.SyscallConn()
-	if err == nil {
-		err = setSockopts(rc, "connection to "+addr.String(), []sockopt{{"TCP_USER_TIMEOUT", unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, 0}})
-	}
-	if err != nil {
-		tc.Close()
-		return nil, err
-	}
-	return tc, nil
-}
-
-// minKernelTimeout is the shortest connect timeout TCP_USER_TIMEOUT keeps:
-// the kernel's initial retransmission timeout (TCP_TIMEOUT_INIT).
-const minKernelTimeout = time.Second
-
-func (d *Dialer) timeout() time.Duration {
-	if d.Timeout > 0 {
-		return d.Timeout
-	}
-	return DefaultDialTimeout
 }
 
 // MarkControl returns a net.Dialer (or net.ListenConfig) Control function

@@ -106,7 +106,6 @@ func TestDialAny(t *testing.T) {
 		noRoute6  = netip.MustParseAddrPort("[2001:db8:ffff::1]:443")
 	)
 	const attempt = 400 * time.Millisecond
-	const singleAttempt = 1500 * time.Millisecond // over minKernelTimeout: the kernel's bound
 	tests := []struct {
 		name       string
 		addrs      []netip.AddrPort
@@ -122,23 +121,17 @@ func TestDialAny(t *testing.T) {
 			nil, 150 * time.Millisecond, 150*time.Millisecond + time.Second},
 		{"all fail with typed errors", []netip.AddrPort{refused, blackhole, noRoute, noRoute6}, 50 * time.Millisecond,
 			netip.AddrPort{}, []error{ErrRefused, ErrTimeout, ErrUnreachable, ErrUnreachable}, attempt, attempt + time.Second},
-		// One address is dialed without a race, its connect bounded by
-		// the kernel (TCP_USER_TIMEOUT, for timeouts from a second), not
-		// by a runtime deadline.
+		// One address is dialed on the caller's goroutine, without the
+		// fallback's race.
 		{"single address connects", []netip.AddrPort{ok6}, 0, ok6, nil, 0, 500 * time.Millisecond},
 		{"single black hole times out", []netip.AddrPort{blackhole}, 0, netip.AddrPort{}, []error{ErrTimeout},
-			singleAttempt, singleAttempt + 500*time.Millisecond},
+			attempt, attempt + 500*time.Millisecond},
 		{"single refused", []netip.AddrPort{refused}, 0, netip.AddrPort{}, []error{ErrRefused}, 0, 500 * time.Millisecond},
 		{"single no route", []netip.AddrPort{noRoute}, 0, netip.AddrPort{}, []error{ErrUnreachable}, 0, 500 * time.Millisecond},
-		{"single black hole, short timeout", []netip.AddrPort{blackhole}, time.Hour, netip.AddrPort{}, []error{ErrTimeout},
-			attempt, attempt + 500*time.Millisecond},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			d := Dialer{Timeout: attempt, FallbackDelay: tc.delay}
-			if len(tc.addrs) == 1 && tc.delay == 0 {
-				d.Timeout = singleAttempt
-			}
 			start := time.Now()
 			c, got, err := d.DialAny(context.Background(), tc.addrs)
 			elapsed := time.Since(start)
@@ -196,6 +189,16 @@ func TestDialAny(t *testing.T) {
 		_, _, err := d.DialAny(ctx, []netip.AddrPort{blackhole})
 		if elapsed := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || elapsed > time.Second {
 			t.Fatalf("err = %v after %v, want context.DeadlineExceeded within a second", err, elapsed)
+		}
+	})
+	t.Run("caller cancels a single attempt", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(150*time.Millisecond, cancel)
+		d := Dialer{Timeout: 5 * time.Second}
+		start := time.Now()
+		_, _, err := d.DialAny(ctx, []netip.AddrPort{blackhole})
+		if elapsed := time.Since(start); !errors.Is(err, context.Canceled) || elapsed > time.Second {
+			t.Fatalf("err = %v after %v, want context.Canceled within a second", err, elapsed)
 		}
 	})
 	t.Run("caller cancels", func(t *testing.T) {
@@ -285,9 +288,7 @@ func TestSortAddrs(t *testing.T) {
 
 // checkSockopts asserts the options every proxied socket carries: no TCP
 // keep-alive (the idle timeout covers dead peers, and each keep-alive
-// setting is a system call per connection), TCP_NODELAY, and no
-// TCP_USER_TIMEOUT (a single dial's connect bound, cleared once connected:
-// it would reset a connection whose peer reads slowly).
+// setting is a system call per connection) and TCP_NODELAY.
 func checkSockopts(t *testing.T, c *net.TCPConn) {
 	t.Helper()
 	for _, o := range []struct {
@@ -297,7 +298,6 @@ func checkSockopts(t *testing.T, c *net.TCPConn) {
 	}{
 		{"SO_KEEPALIVE", unix.SOL_SOCKET, unix.SO_KEEPALIVE, 0},
 		{"TCP_NODELAY", unix.IPPROTO_TCP, unix.TCP_NODELAY, 1},
-		{"TCP_USER_TIMEOUT", unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, 0},
 	} {
 		got, gerr := sockoptInt(t, c, o.level, o.opt)
 		if gerr != nil || got != o.want {
