@@ -109,7 +109,7 @@ func Peek(conn net.Conn, opts PeekOptions) (Result, []byte, error) {
 		return Result{}, nil, fmt.Errorf("sni: setting peek deadline: %w", err)
 	}
 	lw := newLowWater(conn)
-	res, buf, err := peekLoop(conn, opts, lw, deadline)
+	res, buf, err := peekLoop(conn, opts, &lw, deadline)
 	if derr := conn.SetReadDeadline(time.Time{}); derr != nil && err == nil {
 		err = fmt.Errorf("sni: clearing peek deadline: %w", derr)
 	}
@@ -136,7 +136,7 @@ func peekLoop(conn net.Conn, opts PeekOptions, lw *lowWater, deadline time.Time)
 		}
 		var n int
 		var rerr error
-		if reads > peekPacedReads && p.wants() <= 1 && lw.rc != nil { // nothing for lowWater to wait for
+		if reads > peekPacedReads && p.wants() <= 1 && lw.sc != nil { // nothing for lowWater to wait for
 			n, rerr = lw.pacedRead(buf[len(buf):cap(buf)], last, deadline, limit)
 		} else {
 			if reads > peekFreeReads {
@@ -186,9 +186,13 @@ func (w *lowWater) pacedRead(b []byte, last, deadline time.Time, hold int) (int,
 	if !time.Now().Before(deadline) {
 		return 0, os.ErrDeadlineExceeded
 	}
+	rc, err := w.raw()
+	if err != nil {
+		return 0, err
+	}
 	var n int
 	var rerr error
-	if err := w.rc.Read(func(fd uintptr) bool {
+	if err := rc.Read(func(fd uintptr) bool {
 		n, rerr = syscall.Read(int(fd), b)
 		switch {
 		case rerr == syscall.EAGAIN:
@@ -225,25 +229,40 @@ func peekReadError(err error, kind Kind, n int) error {
 // before it can decide anything, and back to 1 before it returns, since
 // the relay that follows must see every byte at once.
 type lowWater struct {
-	rc  syscall.RawConn // nil: not a socket; lowWater does nothing
+	sc  syscall.Conn    // nil: not a socket; lowWater does nothing
+	rc  syscall.RawConn // taken from sc on first need: most peeks never set a mark
 	cur int
 }
 
-func newLowWater(conn net.Conn) *lowWater {
-	w := &lowWater{cur: 1}
-	if sc, ok := conn.(syscall.Conn); ok {
-		w.rc, _ = sc.SyscallConn()
-	}
+func newLowWater(conn net.Conn) lowWater {
+	w := lowWater{cur: 1}
+	w.sc, _ = conn.(syscall.Conn)
 	return w
+}
+
+// raw returns the socket's RawConn, taking it on first use.
+func (w *lowWater) raw() (syscall.RawConn, error) {
+	if w.rc == nil {
+		rc, err := w.sc.SyscallConn()
+		if err != nil {
+			return nil, fmt.Errorf("sni: raw connection: %w", err)
+		}
+		w.rc = rc
+	}
+	return w.rc, nil
 }
 
 // set makes n the low-water mark if it is not already.
 func (w *lowWater) set(n int) error {
-	if w.rc == nil || n == w.cur {
+	if w.sc == nil || n == w.cur {
 		return nil
 	}
+	rc, err := w.raw()
+	if err != nil {
+		return err
+	}
 	var serr error
-	if err := w.rc.Control(func(fd uintptr) {
+	if err := rc.Control(func(fd uintptr) {
 		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, n)
 	}); err != nil || serr != nil {
 		return fmt.Errorf("sni: setting SO_RCVLOWAT to %d: %w", n, errors.Join(err, serr))

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -54,6 +55,9 @@ type Dialer struct {
 	// FallbackDelay is how long an attempt runs alone before the next
 	// address is tried in parallel. A failure starts the next one at once.
 	FallbackDelay time.Duration
+
+	markOnce sync.Once
+	markCtl  func(network, address string, c syscall.RawConn) error
 }
 
 // AttemptError is one failed connection attempt of DialAny.
@@ -214,6 +218,12 @@ func drainAttempts(results <-chan dialResult, n int) {
 	}
 }
 
+// markControl is MarkControl(d.Mark), made once per Dialer.
+func (d *Dialer) markControl() func(network, address string, c syscall.RawConn) error {
+	d.markOnce.Do(func() { d.markCtl = MarkControl(d.Mark) })
+	return d.markCtl
+}
+
 func (d *Dialer) fallbackDelay() time.Duration {
 	if d.FallbackDelay > 0 {
 		return d.FallbackDelay
@@ -236,7 +246,7 @@ func (d *Dialer) dialOne(ctx context.Context, addr netip.AddrPort) (*net.TCPConn
 	// measurable share of a short connection's cost.
 	nd := net.Dialer{Timeout: timeout, KeepAlive: -1}
 	if d.Mark != 0 {
-		nd.Control = MarkControl(d.Mark)
+		nd.Control = d.markControl()
 	}
 	network := "tcp4"
 	if addr.Addr().Is6() {
@@ -260,10 +270,20 @@ func (d *Dialer) dialOne(ctx context.Context, addr netip.AddrPort) (*net.TCPConn
 // that sets SO_MARK to mark on each socket before it connects, so that
 // egressfw's own nftables rules let it through (the bypass mark); its
 // error names the option and the address. It needs CAP_NET_ADMIN.
+// The option's name and the address are formatted only on failure: the
+// hook runs for every upstream connection.
 func MarkControl(mark uint32) func(network, address string, c syscall.RawConn) error {
-	opts := []sockopt{{fmt.Sprintf("SO_MARK=%#x", mark), unix.SOL_SOCKET, unix.SO_MARK, int(mark)}}
 	return func(_, address string, rc syscall.RawConn) error {
-		return setSockopts(rc, "socket to "+address, opts)
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
+		}); err != nil {
+			return fmt.Errorf("access socket for socket to %s: %w", address, err)
+		}
+		if serr != nil {
+			return &sockoptError{opt: fmt.Sprintf("SO_MARK=%#x", mark), addr: "socket to " + address, err: serr}
+		}
+		return nil
 	}
 }
 
