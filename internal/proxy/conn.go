@@ -104,8 +104,7 @@ func (s *Proxy) open(c *net.TCPConn, st *Snapshot, t *tenantState, rec *connReco
 	// would bound nothing they do not.
 	ctx := context.Background()
 	if upgrade == httphead.UpgradeH2C {
-		rec.verdict = policy.Deny(t.compiled, rec.orig, policy.CodeH2Preface,
-			"Upgrade: h2c asks for HTTP/2 in the clear, whose requests egressfw does not read")
+		rec.verdict = refuseH2C(t.compiled, rec.orig)
 	} else {
 		rec.verdict = judge(ctx, st.policy, t.compiled, res, rec.orig)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 
 	"github.com/egressfw/egressfw/internal/h1relay"
 	"github.com/egressfw/egressfw/internal/httphead"
@@ -88,6 +89,13 @@ func (h *h1conn) Unreadable(err error, inBody bool) []byte {
 	return h.refusal(d, "")
 }
 
+// refuseH2C refuses a request asking to upgrade to HTTP/2 in the clear, the
+// first of a connection or a later one.
+func refuseH2C(t *policy.CompiledTenant, orig netip.AddrPort) policy.Decision {
+	return policy.Deny(t, orig, policy.CodeH2Preface,
+		"Upgrade: h2c asks for HTTP/2 in the clear, whose requests egressfw does not read")
+}
+
 // judgeNext is the decision on a later request: what the first request's
 // decision would be for it, with the connection's address as the only
 // one it may go to (policy.DecideOn). A name an earlier request on the
@@ -100,8 +108,7 @@ func (h *h1conn) judgeNext(req *httphead.Requests, buf []byte, f httphead.Framin
 	}
 	name := head.Host()
 	if f.Upgrade == httphead.UpgradeH2C {
-		return policy.Deny(h.t.compiled, h.rec.orig, policy.CodeH2Preface,
-			"Upgrade: h2c asks for HTTP/2 in the clear, whose requests egressfw does not read"), name
+		return refuseH2C(h.t.compiled, h.rec.orig), name
 	}
 	r := sni.Result{Kind: sni.KindHTTP, Name: head.Name, Addr: head.Addr, Port: head.Port,
 		CONNECT: head.CONNECT, H2Preface: head.H2Preface}
