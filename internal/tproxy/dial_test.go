@@ -181,26 +181,33 @@ func TestDialAny(t *testing.T) {
 			t.Fatalf("err = %v, want ErrNoAddrs", err)
 		}
 	})
-	t.Run("caller's deadline bounds a single attempt", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
-		defer cancel()
-		d := Dialer{Timeout: 5 * time.Second}
-		start := time.Now()
-		_, _, err := d.DialAny(ctx, []netip.AddrPort{blackhole})
-		if elapsed := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || elapsed > time.Second {
-			t.Fatalf("err = %v after %v, want context.DeadlineExceeded within a second", err, elapsed)
-		}
-	})
-	t.Run("caller cancels a single attempt", func(t *testing.T) {
-		ctx, cancel := context.WithCancel(context.Background())
-		time.AfterFunc(150*time.Millisecond, cancel)
-		d := Dialer{Timeout: 5 * time.Second}
-		start := time.Now()
-		_, _, err := d.DialAny(ctx, []netip.AddrPort{blackhole})
-		if elapsed := time.Since(start); !errors.Is(err, context.Canceled) || elapsed > time.Second {
-			t.Fatalf("err = %v after %v, want context.Canceled within a second", err, elapsed)
-		}
-	})
+	// A lone address is dialed on the caller's goroutine: the caller's
+	// deadline or cancellation must still end it at once.
+	for _, tc := range []struct {
+		name string
+		ctx  func() (context.Context, context.CancelFunc)
+		want error
+	}{
+		{"caller's deadline bounds a single attempt", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 150*time.Millisecond)
+		}, context.DeadlineExceeded},
+		{"caller cancels a single attempt", func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(150*time.Millisecond, cancel)
+			return ctx, cancel
+		}, context.Canceled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := tc.ctx()
+			defer cancel()
+			d := Dialer{Timeout: 5 * time.Second}
+			start := time.Now()
+			_, _, err := d.DialAny(ctx, []netip.AddrPort{blackhole})
+			if elapsed := time.Since(start); !errors.Is(err, tc.want) || elapsed > time.Second {
+				t.Fatalf("err = %v after %v, want %v within a second", err, elapsed, tc.want)
+			}
+		})
+	}
 	t.Run("caller cancels", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
