@@ -134,6 +134,7 @@ func TestSIGTERMDrain(t *testing.T) {
 	const size = 4 * mb
 	finish := tp.download(a, size, 3000)
 	tp.waitDrip(t)
+	tp.settleServers()
 	pub0 := tp.pub.requests("")
 	t0 := time.Now()
 	d.signal(syscall.SIGTERM)
@@ -160,6 +161,7 @@ func TestSIGTERMDrain(t *testing.T) {
 	if exited < done-100*time.Millisecond {
 		t.Errorf("exited %v after SIGTERM but the download ended at %v", exited, done)
 	}
+	tp.settleServers() // a late event must not pass for none
 	if n := tp.pub.requests(""); n != pub0 {
 		t.Errorf("public site served %d new requests during the drain, want 0", n-pub0)
 	}

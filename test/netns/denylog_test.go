@@ -83,6 +83,7 @@ func TestDenyResponsesAndLogs(t *testing.T) {
 			t.Errorf("log line %v, want tenant b, decision would_deny, mode report, reason internal_address", l)
 		}
 	})
+	tp.internal.atLeast(func() int { return tp.internal.requests("") }, 1)
 	if n := tp.internal.requests(""); n != 1 {
 		t.Errorf("internal servers served %d requests, want only the report-mode one", n)
 	}

@@ -213,6 +213,7 @@ func TestDockerLabels(t *testing.T) {
 		spoofer := w.run("spoofer", "", "--cap-add", "NET_ADMIN")
 		check(t, "spoofer, own address: svc", tp.curl(spoofer, svcByName...), deniedInt)
 		victim := w.impersonate(spoofer, "relay")
+		tp.settleServers()
 		svcServed, pubServed, i := tp.internal.requests(ipSvc), tp.pub.requests(""), d.since()
 		for _, c := range []struct {
 			name string
@@ -221,6 +222,7 @@ func TestDockerLabels(t *testing.T) {
 			r := tp.curl(spoofer, append([]string{"--interface", victim}, c.args...)...)
 			check(t, "spoofer as relay: "+c.name, r, want{exit: 28, stderr: "timed out"})
 		}
+		tp.settleServers() // a late event must not pass for none
 		if n := tp.internal.requests(ipSvc) - svcServed; n != 0 {
 			t.Errorf("svc served %d requests to the spoofer", n)
 		}
@@ -265,6 +267,7 @@ func TestDockerLabels(t *testing.T) {
 		w.svcLogged(t, i, greedy, "containers", "greedy")
 	})
 
+	tp.internal.atLeast(func() int { return tp.internal.requests(ipSvc) }, 1)
 	if n := tp.internal.requests(ipSvc); n == 0 {
 		t.Error("svc served nothing: the labelled containers never reached it")
 	}

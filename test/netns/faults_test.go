@@ -26,6 +26,7 @@ func TestFaults(t *testing.T) {
 
 	t.Run("sigkill fails closed", func(t *testing.T) {
 		check(t, "before the kill", tp.curl(a, public...), okPublic)
+		tp.settleServers()
 		pub0, int0 := tp.pub.conns(""), tp.internal.conns("")
 		d.signal(syscall.SIGKILL)
 		if _, ok := d.wait(5 * time.Second); !ok {
@@ -47,6 +48,7 @@ func TestFaults(t *testing.T) {
 				}
 			}
 		}
+		tp.settleServers() // a late event must not pass for none
 		if p, i := tp.pub.conns(""), tp.internal.conns(""); p != pub0 || i != int0 {
 			t.Errorf("servers accepted connections with egressfw dead: public %d->%d internal %d->%d", pub0, p, int0, i)
 		}

@@ -66,6 +66,7 @@ func TestBootGuard(t *testing.T) {
 	check(t, "egressfw running: uid tenant to the public site", tp.curl(tp.asUID(), "http://"+ipPublic+"/"), okPublic)
 	check(t, "egressfw running: uid tenant to the BI tool", tp.curl(tp.asUID(), "http://"+ipBITool+"/"), deniedInt)
 	check(t, "egressfw running: below the guard", tp.curl(stranger, "http://"+ipPublic+"/"), reset)
+	tp.internal.atLeast(func() int { return tp.internal.requests(ipBITool) }, 1)
 	if n := tp.internal.requests(ipBITool); n != 1 {
 		t.Errorf("the BI tool served %d requests, want only the non-tenant's", n)
 	}

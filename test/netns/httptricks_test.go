@@ -37,6 +37,7 @@ func TestHTTPTricks(t *testing.T) {
 			}
 		})
 	}
+	tp.settleServers() // a late event must not pass for none
 	if n := tp.internal.conns(""); n != 0 {
 		t.Errorf("internal servers accepted %d connections, want 0", n)
 	}

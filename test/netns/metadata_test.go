@@ -21,6 +21,7 @@ func TestMetadata(t *testing.T) {
 		{"IP as Host sent to a public IP", args("-H", "Host: "+ipMetadata, "http://"+ipPublic+"/"), anyDenial},
 	}
 	runCases(t, tp, []who{tp.inCgroup("a"), tp.asUID()}, cases)
+	tp.settleServers() // a late event must not pass for none
 	if n := tp.internal.conns(""); n != 0 {
 		t.Errorf("internal namespace (metadata at %s) accepted %d connections, want 0", ipMetadata, n)
 	}

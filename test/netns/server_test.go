@@ -158,6 +158,15 @@ func (s *server) settle() {
 	}
 }
 
+// settleServers settles the public and the internal servers (see settle),
+// before a count that must not have moved is read.
+func (tp *topo) settleServers() {
+	var wg sync.WaitGroup
+	wg.Go(tp.pub.settle)
+	tp.internal.settle()
+	wg.Wait()
+}
+
 // atLeast waits until n() reaches want (at most 3 s), then settles, so a
 // count compared with want has every event the clients caused, the late
 // ones and any extra.

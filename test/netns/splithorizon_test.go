@@ -56,10 +56,12 @@ func TestSplitHorizon(t *testing.T) {
 		}
 	}
 
+	tp.settleServers() // a late event must not pass for none
 	if n := tp.internal.conns(""); n != 0 {
 		t.Errorf("internal servers accepted %d connections, want 0: %v", n, tp.internal.filter(func(srvEvent) bool { return true }))
 	}
 	wantPublic := 2 * 5 // five allowed cases per tenant
+	tp.pub.atLeast(func() int { return tp.pub.requests(ipPublic) }, wantPublic)
 	if n := tp.pub.requests(ipPublic); n != wantPublic {
 		t.Errorf("public site served %d requests, want %d", n, wantPublic)
 	}

@@ -82,6 +82,7 @@ func TestSuggest(t *testing.T) {
 		want{status: 403, body: `"new.example.net" is not on the allow list`})
 	check(t, "enforce: an internal name under the wildcard", tp.curl(a, args(resolve("bi-tool.example.com", "80", ipBITool), "http://bi-tool.example.com/")...), deniedInt)
 	check(t, "enforce: the public literal", tp.curl(a, literal...), want{status: 403, body: "IP-address destinations are not allowed"})
+	tp.internal.settle() // a late event must not pass for none
 	if n := tp.internal.requests(ipBITool); n != 0 {
 		t.Errorf("the BI tool served %d requests", n)
 	}
