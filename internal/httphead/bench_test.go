@@ -6,7 +6,7 @@ import (
 )
 
 // BenchmarkParseHTTP parses a browser-like request head (it was sni.BenchmarkParseHTTP
-// before the head parser moved here).
+// before the head parser moved here, then httphead.BenchmarkParse for a while).
 func BenchmarkParseHTTP(b *testing.B) {
 	head := []byte("GET /index.html?q=1 HTTP/1.1\r\n" +
 		"Host: www.example.test\r\n" +

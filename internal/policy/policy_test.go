@@ -237,7 +237,8 @@ func checkDecision(t *testing.T, d Decision, report, would bool, code Code, dial
 // TestCheckName: the name rules are applied once, inside Decide, before
 // the lookup: a name they refuse is never looked up, an allowed one is
 // looked up once and then judged by its addresses. (Its cases are the ones
-// it had when CheckName was a function of its own, called before Decide.)
+// it had when CheckName was a function of its own, called before Decide;
+// for a while it was named TestDecideChecksNameBeforeLookup.)
 func TestCheckName(t *testing.T) {
 	tenants := testTenants(t)
 	tests := []struct {
