@@ -141,31 +141,26 @@ func sortedTenants(spec *nftspec.Spec) []nftspec.Tenant {
 func CgroupElems(spec *nftspec.Spec, ids nftspec.CgroupIDs) map[int][]Element {
 	out := map[int][]Element{}
 	seen := map[uint64]bool{}
+	add := func(path string, v *expr.Verdict, text string) {
+		id, ok := ids[path]
+		if !ok || seen[id] {
+			return
+		}
+		seen[id] = true
+		e := nftables.SetElement{Key: binaryutil.NativeEndian.PutUint64(id), VerdictData: v, Comment: path}
+		l := nftspec.CgroupLevel(path)
+		out[l] = append(out[l], Element{id, e, fmt.Sprintf("%d comment \"%s\" : %s", id, path, text)})
+	}
 	for _, t := range sortedTenants(spec) {
 		for _, c := range t.Cgroups {
-			id, ok := ids[c]
-			if !ok || seen[id] {
-				continue
-			}
-			seen[id] = true
-			l := nftspec.CgroupLevel(c)
-			e := nftables.SetElement{Key: binaryutil.NativeEndian.PutUint64(id), VerdictData: jump(t.Slot), Comment: c}
-			out[l] = append(out[l], Element{id, e, fmt.Sprintf("%d comment \"%s\" : jump %s", id, c, TenantChainName(t.Slot))})
+			add(c, jump(t.Slot), "jump "+TenantChainName(t.Slot))
 		}
 	}
 	// A tenant cgroup below a guard matches at its own, deeper level first
 	// (levels are looked up deepest first); anything else below the guard
 	// is denied.
 	for _, g := range spec.Guards {
-		id, ok := ids[g]
-		if !ok || seen[id] {
-			continue
-		}
-		seen[id] = true
-		l := nftspec.CgroupLevel(g)
-		e := nftables.SetElement{Key: binaryutil.NativeEndian.PutUint64(id),
-			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: ChainDeny}, Comment: g}
-		out[l] = append(out[l], Element{id, e, fmt.Sprintf("%d comment \"%s\" : goto %s", id, g, ChainDeny)})
+		add(g, &expr.Verdict{Kind: expr.VerdictGoto, Chain: ChainDeny}, "goto "+ChainDeny)
 	}
 	return out
 }
