@@ -18,10 +18,11 @@ const (
 
 // dnsHarness is the data path's harness with records for the DNS tests:
 // an HTTPS record with ech, h3 and an address hint, a name with a TXT
-// record and no address, and a CNAME chain through a denied name.
-func dnsHarness(t *testing.T) *harness {
+// record and no address, and a CNAME chain through a denied name; extra
+// is more config (tenants after the harness's three).
+func dnsHarness(t *testing.T, extra ...string) *harness {
 	t.Helper()
-	h := newHarness(t, "")
+	h := newHarness(t, strings.Join(extra, ""))
 	if err := h.dns.SetRecords(`www.example.com. 60 IN HTTPS 1 . alpn="h3,h2" ipv4hint=10.20.0.10 ech="AEn+DQ=="`,
 		`txt.example.com. 60 IN TXT "x"`, `bi-tool.example.com. 60 IN HTTPS 1 . alpn="h2"`); err != nil {
 		t.Fatal(err)
@@ -140,4 +141,52 @@ func rrStrings(rrs []dns.RR) []string {
 		out = append(out, strings.Join(strings.Fields(rr.String()), " "))
 	}
 	return out
+}
+
+// TestDNSAnswerJudgedOnce: a question of another type than an address
+// (HTTPS) is asked upstream once; when its own answer runs through a
+// denied CNAME (the name's cached addresses did not), enforce mode refuses
+// it, and report mode answers with that same answer, never asking again
+// (a second answer could differ from the one judged).
+func TestDNSAnswerJudgedOnce(t *testing.T) {
+	h := dnsHarness(t, `
+[[tenant]]
+name = "audit-deny"
+uids = [1004]
+mode = "report"
+deny_domains = ["*.blocked.example"]
+`)
+	const slotAuditDeny = 4
+	if err := h.dns.SetRecords(`t.blocked.example. 0 IN HTTPS 1 . alpn="h2"`); err != nil { // uncached: a second ask goes upstream
+		t.Fatal(err)
+	}
+	h.dns.SetTTL(300) // the addresses stay cached while the CNAME appears
+	dec := dnsDecider{h.srv}
+	for _, tc := range []struct {
+		name, qname string
+		slot        uint32
+		verdict     dnsfront.Verdict
+	}{
+		{"enforce", "fronted1.example.com", slotWeb, dnsfront.NXDomain},
+		{"report", "fronted2.example.com", slotAuditDeny, dnsfront.Answer},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h.dns.Set(tc.qname, "198.51.100.10")
+			if d := dec.Decide(context.Background(), &dnsfront.Query{Slot: tc.slot, Name: tc.qname, Type: dns.TypeA}); d.Verdict != dnsfront.Answer {
+				t.Fatalf("A before the CNAME: %v %s", d.Verdict, d.Reason)
+			}
+			h.dns.SetCNAME(tc.qname, "t.blocked.example")
+			before := h.dns.Queries()
+			d := dec.Decide(context.Background(), &dnsfront.Query{Slot: tc.slot, Name: tc.qname, Type: dns.TypeHTTPS})
+			if d.Verdict != tc.verdict || d.Reason != "denied_domain" || !d.Log {
+				t.Errorf("HTTPS through the denied CNAME: verdict %v reason %q logged %v, want %v denied_domain logged", d.Verdict, d.Reason, d.Log, tc.verdict)
+			}
+			if n := h.dns.Queries() - before; n != 1 {
+				t.Errorf("%d upstream queries for the HTTPS question, want 1 (the answer judged is the answer given)", n)
+			}
+			if tc.verdict == dnsfront.Answer && !strings.Contains(strings.Join(rrStrings(d.Records), "\n"), "t.blocked.example") {
+				t.Errorf("report mode answered %q, want the judged chain", rrStrings(d.Records))
+			}
+		})
+	}
 }

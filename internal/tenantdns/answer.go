@@ -94,9 +94,7 @@ func (td *Tenant) Answer(ctx context.Context, pol *policy.Policy, res *resolver.
 			// Report mode: the lookup the policy judged is the answer; asking
 			// again could answer differently (DNS rebinding).
 			a, err := resolver.AnswerOf(name, qtype, lr, lerr)
-			out = answered(td, v, a, err)
-			out.Front.Reason, out.Front.Log, out.Front.Detail = v.Code.String(), true, v.Detail
-			return out
+			return logged(answered(td, v, a, err), v)
 		}
 		return reported(ctx, res, td, v, qtype)
 	}
@@ -111,7 +109,9 @@ func (td *Tenant) Answer(ctx context.Context, pol *policy.Policy, res *resolver.
 			if !av.Allow {
 				return refusal(av, dnsfront.NXDomain, full)
 			}
-			return reported(ctx, res, td, av, qtype)
+			// Report mode: the answer judged is the answer given; asking
+			// again could answer differently.
+			return logged(answered(td, av, a, nil), av)
 		}
 	}
 	return answered(td, v, a, err)
@@ -136,7 +136,11 @@ func refusal(v policy.Decision, rcode dnsfront.Verdict, full bool) Result {
 // the resolver answers it, logged as what enforce mode would refuse.
 func reported(ctx context.Context, res *resolver.Resolver, td *Tenant, v policy.Decision, qtype uint16) Result {
 	a, err := res.Query(ctx, v.Name, qtype)
-	out := answered(td, v, a, err)
+	return logged(answered(td, v, a, err), v)
+}
+
+// logged marks out as an answer enforce mode would refuse for v.
+func logged(out Result, v policy.Decision) Result {
 	out.Front.Reason, out.Front.Log, out.Front.Detail = v.Code.String(), true, v.Detail
 	return out
 }
