@@ -181,12 +181,21 @@ type rawRes struct {
 	MS        int64  `json:"ms"`
 }
 
-// raw sends bytes (Go escapes allowed) to addr as w and returns the reply.
-func (tp *topo) raw(w who, addr, send string) rawRes {
+// raw sends bytes (Go escapes allowed) to addr as w and returns the reply;
+// flags are more of testsrv raw's (-close-write: half-close after sending).
+func (tp *topo) raw(w who, addr, send string, flags ...string) rawRes {
 	tp.t.Helper()
 	var res []rawRes
-	tp.helper(w, 20*time.Second, &res, "raw", "-addr", addr, "-send", send)
+	tp.helper(w, 20*time.Second, &res, append(append([]string{"raw"}, flags...), "-addr", addr, "-send", send)...)
 	return res[0]
+}
+
+// python3 is the Python the client tests run, or a skip reason.
+const python3 = "/usr/bin/python3"
+
+func lookPython() error {
+	_, err := os.Stat(python3)
+	return err
 }
 
 func (tp *topo) file(name string) string { return filepath.Join(tp.dir, name) }

@@ -67,9 +67,9 @@ func TestRealClients(t *testing.T) {
 		}
 	})
 	t.Run("python", func(t *testing.T) {
-		py := "/usr/bin/python3"
-		if _, err := os.Stat(py); err != nil {
-			t.Skip("no /usr/bin/python3")
+		py := python3
+		if err := lookPython(); err != nil {
+			t.Skip(err)
 		}
 		r := tp.run(a, 30*time.Second, py, "-c", pyClient, tp.file("ca.pem"),
 			"https://www.example.com/", "http://bi-tool.example.com/", "https://bi-tool.example.com/")

@@ -2,7 +2,8 @@ package netns
 
 import (
 	"fmt"
-	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -110,7 +111,7 @@ func TestPerRequest(t *testing.T) {
 			!strings.HasPrefix(lines[2], "403 egressfw denied this request: \"blocked.example.test\" is on the deny list") {
 			t.Fatalf("python: %q (stderr %s)", r.out, r.errOut)
 		}
-		if hosts, conns := hostsSeen(tp.pub, ipPublic, m); len(hosts) != 2 || len(conns) != 1 || hasHost(hosts, "blocked.example.test") {
+		if hosts, conns := hostsSeen(tp.pub, ipPublic, m); len(hosts) != 2 || len(conns) != 1 || slices.Contains(hosts, "blocked.example.test") {
 			t.Errorf("the site served %v on %d connections, want www and site1 on one", hosts, len(conns))
 		}
 	})
@@ -139,7 +140,7 @@ func TestPerRequest(t *testing.T) {
 			res[2].Status != 403 || !res[2].Reused || !strings.Contains(res[2].Body, "is not on the allow list") {
 			t.Fatalf("go: %+v", res)
 		}
-		if hosts, conns := hostsSeen(tp.pub, ipPublic, m); len(hosts) != 2 || len(conns) != 1 || hasHost(hosts, "public.example.net") {
+		if hosts, conns := hostsSeen(tp.pub, ipPublic, m); len(hosts) != 2 || len(conns) != 1 || slices.Contains(hosts, "public.example.net") {
 			t.Errorf("the site served %v on %d connections, want site1 twice on one", hosts, len(conns))
 		}
 	})
@@ -161,8 +162,8 @@ func TestPerRequest(t *testing.T) {
 		// After the 101 these are frames' bytes, not a request (ASCII: the
 		// reply comes back as JSON).
 		frames := `frame:hello` + `GET / HTTP/1.1\r\nHost: bi-tool.example.com\r\n\r\n`
-		r := tp.rawClosing(a, pub, `GET /ws HTTP/1.1\r\nHost: www.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n`+
-			`Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`+frames)
+		r := tp.raw(a, pub, `GET /ws HTTP/1.1\r\nHost: www.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n`+
+			`Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`+frames, "-close-write")
 		if !strings.HasPrefix(r.Reply, "HTTP/1.1 101 Switching Protocols") ||
 			!strings.HasSuffix(r.Reply, "\r\n\r\nframe:helloGET / HTTP/1.1\r\nHost: bi-tool.example.com\r\n\r\n") {
 			t.Fatalf("reply %q, want the 101 and the echo", r.Reply)
@@ -235,9 +236,28 @@ func TestPerRequest(t *testing.T) {
 			}
 			mine := func(e srvEvent) bool { return e.Ev == "http" && strings.HasPrefix(e.URI, p) }
 			c.srv.waitFor(mine, 2*time.Second)
-			time.Sleep(100 * time.Millisecond) // any later request's event would be printed by now
+			// The upstream connection's close event follows every event
+			// of it: then its bytes and its requests are all known. A
+			// refused request the server answers itself (400, 501) or
+			// whose URI is not the case's (PRI *) shows only in the bytes.
+			var up srvEvent
+			if evs := c.srv.filter(mine); len(evs) > 0 {
+				up = evs[0]
+			}
+			closed := func(e srvEvent) bool { return e.Ev == "closed" && e.Remote == up.Remote }
+			if !c.srv.waitFor(closed, 3*time.Second) {
+				t.Fatalf("the upstream connection (%q) was not closed after the refusal", up.Remote)
+			}
 			if evs := c.srv.filter(mine); len(evs) != 1 || evs[0].URI != p+"/" {
 				t.Errorf("the server's access log for this connection: %+v, want the first request only", evs)
+			}
+			first, _, _ := strings.Cut(strings.ReplaceAll(c.send, "{P}", p), `\r\n\r\n`)
+			first, err := strconv.Unquote(`"` + first + `\r\n\r\n"`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if in := c.srv.filter(closed)[0].In; in != int64(len(first)) {
+				t.Errorf("the server read %d bytes from the connection, want the first request's %d only", in, len(first))
 			}
 			isRefusal := func(l logLine) bool {
 				return l.str("msg") == "request" && l.str("reason") == c.reason && l.str("decision") == "deny"
@@ -261,26 +281,4 @@ func TestPerRequest(t *testing.T) {
 	if t.Failed() {
 		t.Logf("egressfw log:\n%s", d.logText())
 	}
-}
-
-// rawClosing is raw with the client's half-close after sending.
-func (tp *topo) rawClosing(w who, addr, send string) rawRes {
-	tp.t.Helper()
-	var res []rawRes
-	tp.helper(w, 20*time.Second, &res, "raw", "-close-write", "-addr", addr, "-send", send)
-	return res[0]
-}
-
-func hasHost(hosts []string, h string) bool {
-	for _, x := range hosts {
-		if x == h {
-			return true
-		}
-	}
-	return false
-}
-
-func lookPython() error {
-	_, err := os.Stat("/usr/bin/python3")
-	return err
 }

@@ -30,6 +30,7 @@ type srvEvent struct {
 	UpOK    bool     `json:"up_ok"`
 	First   string   `json:"first"`
 	Err     string   `json:"err"`
+	In      int64    `json:"in"` // "closed": bytes read from the connection
 }
 
 // localIP is the IP the event's connection arrived at.

@@ -108,9 +108,7 @@ source_cidrs = ["192.168.122.0/24", "fd00:122::/64"]
 	ports := tp.listenerPorts()
 	// The server's events arrive over a pipe: count the clients' connections
 	// before taking the baseline, or a late one is blamed on the dead egressfw.
-	for deadline := time.Now().Add(2 * time.Second); tp.pub.conns("") < len(clients) && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
+	tp.pub.atLeast(func() int { return tp.pub.conns("") }, len(clients))
 	pub0 := tp.pub.conns("")
 
 	d.signal(syscall.SIGKILL)

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -100,16 +101,21 @@ func cmdServe(args []string) error {
 }
 
 // serveHTTP listens on addr (TLS when tc is set) and emits a "conn" event
-// for every TCP connection, before any byte is read.
+// for every TCP connection, before any byte is read, and a "closed" event
+// with the bytes read from it ("in", TCP payload) when it ends.
 func serveHTTP(addr string, tc *tls.Config, h http.Handler) error {
-	ln, err := net.Listen("tcp", addr)
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
+	ln := countingListener{l}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
 		ConnState: func(c net.Conn, s http.ConnState) {
-			if s == http.StateNew {
+			switch s {
+			case http.StateNew:
 				event(map[string]any{"ev": "conn", "local": c.LocalAddr().String(), "remote": c.RemoteAddr().String(), "tls": tc != nil})
+			case http.StateClosed, http.StateHijacked:
+				event(map[string]any{"ev": "closed", "local": c.LocalAddr().String(), "remote": c.RemoteAddr().String(), "in": readFrom(c)})
 			}
 		}}
 	if tc != nil {
@@ -119,6 +125,40 @@ func serveHTTP(addr string, tc *tls.Config, h http.Handler) error {
 	}
 	go srv.Serve(ln)
 	return nil
+}
+
+// countingListener's connections count the bytes read from them.
+type countingListener struct{ net.Listener }
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &countingConn{Conn: c}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	in atomic.Int64
+}
+
+func (c *countingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.in.Add(int64(n))
+	return n, err
+}
+
+// readFrom is the bytes read from c so far (through TLS: its TCP
+// connection's).
+func readFrom(c net.Conn) int64 {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if cc, ok := c.(*countingConn); ok {
+		return cc.in.Load()
+	}
+	return -1
 }
 
 type httpHandler struct{ labels map[string]string }
