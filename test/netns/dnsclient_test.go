@@ -51,6 +51,21 @@ func (r digRes) String() string {
 	return fmt.Sprintf("status %q answers %q ede %q", r.status, r.answers, r.ede)
 }
 
+// timedOut reports whether dig's query went out and nothing came back
+// (dropped on the way).
+func (r digRes) timedOut() bool { return strings.Contains(r.out, "timed out") }
+
+// unanswered reports whether dig's query went out and got no DNS reply:
+// timed out, or refused by a reset or an ICMP error. A query dig could not
+// even send (its socket's setup failed, e.g. binding to an address it
+// lacks) is not unanswered: it proves nothing about the rules.
+func (r digRes) unanswered() bool {
+	if strings.Contains(r.out, "setup with") {
+		return false
+	}
+	return r.timedOut() || strings.Contains(r.out, "communications error") || strings.Contains(r.out, "Connection to")
+}
+
 // has reports whether an answer record contains s.
 func (r digRes) has(s string) bool {
 	for _, a := range r.answers {
@@ -67,9 +82,10 @@ var (
 )
 
 // dig asks server for name as w: one try, two seconds; tcp over TCP.
-func (tp *topo) dig(w who, server, name, qtype string, tcp bool) digRes {
+func (tp *topo) dig(w who, server, name, qtype string, tcp bool, extra ...string) digRes {
 	tp.t.Helper()
-	argv := []string{"dig", "@" + server, name, qtype, "+time=2", "+tries=1", "+noall", "+comments", "+answer"}
+	argv := append([]string{"dig"}, extra...)
+	argv = append(argv, "@"+server, name, qtype, "+time=2", "+tries=1", "+noall", "+comments", "+answer")
 	if tcp {
 		argv = append(argv, "+tcp")
 	}
