@@ -75,20 +75,22 @@ func guardInstall(mgr *nft.Manager, cfg *config.Config, slots map[string]uint32,
 // tenants' own uid_ranges stay): the guard must install what it can
 // (egressfw itself refuses to start on them).
 func guardGeneration(cfg *config.Config, slots map[string]uint32, log *slog.Logger) (*generation, error) {
-	ranges, warnings, err := loadUIDRanges(cfg)
+	// The files are read once: what is warned about is what is installed.
+	db, err := subid.Load(cfg.Firewall.SubUIDFile, cfg.Firewall.PasswdFile)
+	if err != nil {
+		log.Warn("sub-uids are left out of the guard (the tenants' uid_ranges stay)", "err", fmt.Errorf("read sub-uids: %w", err))
+		db = &subid.DB{}
+	}
+	ranges, warnings, err := tenantUIDRanges(cfg, db)
 	for _, w := range warnings {
 		log.Warn(w)
 	}
 	if err != nil {
-		// The file is unreadable, or gives a uid two tenants or root: keep
-		// every sub-uid it gives that no earlier claim (own uids and
-		// uid_ranges first) holds and that is not root, so a tenant's
-		// rootless containers stay blocked too.
+		// The file gives a uid two tenants or root: keep every sub-uid it
+		// gives that no earlier claim (own uids and uid_ranges first)
+		// holds and that is not root, so a tenant's rootless containers
+		// stay blocked too.
 		log.Warn("sub-uids that conflict are left out of the guard", "err", err)
-		db, lerr := subid.Load(cfg.Firewall.SubUIDFile, cfg.Firewall.PasswdFile)
-		if lerr != nil {
-			db = &subid.DB{}
-		}
 		if ranges, err = guardUIDRanges(cfg, db); err != nil {
 			return nil, err
 		}
