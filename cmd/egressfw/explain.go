@@ -112,7 +112,12 @@ func explainLookup(ctx context.Context, cfg *config.Config, tenant, name, qtype 
 	if ex.Tell != "" {
 		fmt.Fprintf(stdout, " (told: %s)", ex.Tell)
 	}
-	fmt.Fprintf(stdout, "\nreason:      %s: %s\n", d.Code, d.Detail)
+	if ex.Reason != "" && ex.Reason != d.Code.String() {
+		// The name was allowed; the upstream failed this question.
+		fmt.Fprintf(stdout, "\nreason:      %s (the name: %s)\n", ex.Reason, d.Code)
+	} else {
+		fmt.Fprintf(stdout, "\nreason:      %s: %s\n", d.Code, d.Detail)
+	}
 	if len(d.Answer.Addrs) > 0 {
 		fmt.Fprintf(stdout, "resolved:    %s\n", joinAddrs(d.Answer.Addrs))
 	}

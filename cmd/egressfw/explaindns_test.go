@@ -2,8 +2,11 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"testing"
+
+	"github.com/miekg/dns"
 
 	"github.com/egressfw/egressfw/internal/dnstest"
 )
@@ -63,5 +66,51 @@ dns = "direct"
 				}
 			}
 		})
+	}
+}
+
+// TestExplainLookupUpstreamFails: a name whose addresses are public but
+// whose HTTPS question the upstream fails is explained as the tenant gets
+// it: SERVFAIL for the failure, not "allowed".
+func TestExplainLookupUpstreamFails(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(req)
+		switch q := req.Question[0]; q.Qtype {
+		case dns.TypeA:
+			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
+				A: net.IPv4(198, 51, 100, 20)})
+		case dns.TypeAAAA:
+		default:
+			m.Rcode = dns.RcodeServerFailure
+		}
+		_ = w.WriteMsg(m)
+	})}
+	go func() { _ = srv.ActivateAndServe() }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	cfg := writeConfig(t, fmt.Sprintf(`
+[dns]
+servers = [%q]
+[policy]
+public_cidrs = ["198.51.100.0/24"]
+[[tenant]]
+name = "web"
+uids = [1000]
+`, pc.LocalAddr().String()))
+	code, out, errOut := run("explain", "--config", cfg, "--tenant", "web", "--dns", "--type", "HTTPS", "fails.example.com")
+	if code != exitOK {
+		t.Fatalf("exit %d, want %d\n%s%s", code, exitOK, out, errOut)
+	}
+	for _, w := range []string{"answer:      SERVFAIL", "reason:      dns_failure (the name: allowed)"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+	if strings.Contains(out, "reason:      allowed") {
+		t.Errorf("the failure explained as allowed:\n%s", out)
 	}
 }

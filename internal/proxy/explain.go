@@ -133,6 +133,10 @@ type LookupExplanation struct {
 	// Rcode is the response code the tenant would get ("NOERROR",
 	// "NXDOMAIN", "REFUSED", "SERVFAIL").
 	Rcode string
+	// Reason is the answer's reason code: the decision's, or the
+	// resolver's failure (dns_failure, dns_timeout) for a question of an
+	// allowed name the upstream did not answer.
+	Reason string
 	// Records are the answer section, after stripping.
 	Records  []dns.RR
 	Stripped dnsfront.Stripped
@@ -166,7 +170,7 @@ func ExplainLookup(ctx context.Context, cfg *config.Config, tenant, name string,
 		return ex, err
 	}
 	a := td.Answer(ctx, pol, res, tenants[tenant], n, qtype, cfg.Listener.DenyDetail == config.DenyDetailFull)
-	ex.Decision, ex.Tell, ex.Logged = a.Verdict, a.Front.Tell, a.Front.Log
+	ex.Decision, ex.Tell, ex.Logged, ex.Reason = a.Verdict, a.Front.Tell, a.Front.Log, a.Front.Reason
 	ex.Rcode = map[dnsfront.Verdict]string{dnsfront.Answer: "NOERROR", dnsfront.NXDomain: "NXDOMAIN",
 		dnsfront.Refused: "REFUSED", dnsfront.ServFail: "SERVFAIL"}[a.Front.Verdict]
 	if a.Front.Verdict == dnsfront.Answer {
