@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/egressfw/egressfw/internal/httphead"
+	"github.com/egressfw/egressfw/internal/refuse"
 	"github.com/egressfw/egressfw/internal/tproxy"
 )
 
@@ -161,14 +162,7 @@ func (r *Conn) answerRefusal() int64 {
 	r.mu.Unlock()
 	_ = r.c.SetWriteDeadline(time.Now().Add(time.Second))
 	n, _ := r.c.Write(answer)
-	_ = r.c.CloseWrite()
-	_ = r.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-	var buf [512]byte
-	for i := 0; i < 64; i++ {
-		if _, err := r.c.Read(buf[:]); err != nil {
-			break
-		}
-	}
+	refuse.Drain(r.c)
 	return int64(n)
 }
 

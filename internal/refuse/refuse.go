@@ -93,16 +93,23 @@ func Reset(c net.Conn) {
 // that can destroy the response in flight.
 func CloseGracefully(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.CloseWrite()
-		_ = tc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-		var buf [512]byte
-		for i := 0; i < 64; i++ { // drain a little, bounded
-			if _, err := tc.Read(buf[:]); err != nil {
-				break
-			}
-		}
+		Drain(tc)
 	}
 	_ = c.Close()
+}
+
+// Drain half-closes c, after an answer written to it, and reads (at most
+// 32 KiB, for half a second) what the client still sends, so that the
+// close that follows does not reset the answer away.
+func Drain(c *net.TCPConn) {
+	_ = c.CloseWrite()
+	_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	var buf [512]byte
+	for i := 0; i < 64; i++ { // drain a little, bounded
+		if _, err := c.Read(buf[:]); err != nil {
+			break
+		}
+	}
 }
 
 // OneLine replaces control characters (a line break among them) with
