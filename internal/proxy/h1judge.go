@@ -12,7 +12,6 @@ import (
 	"github.com/egressfw/egressfw/internal/policy"
 	"github.com/egressfw/egressfw/internal/refuse"
 	"github.com/egressfw/egressfw/internal/sni"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // h1conn is a plain-HTTP connection's relay (h1relay.Conn) with the judge
@@ -20,13 +19,12 @@ import (
 // decision (judgeNext), is logged when it is not simply allowed, and a
 // refused one is answered with the 403 of a refused first request.
 type h1conn struct {
-	relay   h1relay.Conn
-	s       *Proxy
-	st      *Snapshot
-	t       *tenantState
-	rec     *connRecord
-	memo    hostMemo
-	allowed prometheus.Counter // later requests allowed (egressfw_http_requests_total)
+	relay h1relay.Conn
+	s     *Proxy
+	st    *Snapshot
+	t     *tenantState
+	rec   *connRecord
+	memo  hostMemo
 }
 
 // newH1 prepares the relay of an HTTP connection whose first bytes Peek
@@ -55,13 +53,13 @@ func (h *h1conn) run(up *net.TCPConn) (sent, received int64, err error) {
 func (h *h1conn) Request(req *httphead.Requests, buf []byte) []byte {
 	f := req.Framing()
 	if raw, ok := req.HostValue(buf); ok && f.Upgrade != httphead.UpgradeH2C && h.memo.hasRaw(raw) {
-		h.counted(policy.Decision{Allow: true, WouldAllow: true})
+		h.t.m.requestsAllowed.Inc()
 		return nil
 	}
 	d, name := h.judgeNext(req, buf, f)
 	switch {
 	case d.Allow && d.WouldAllow:
-		h.counted(d)
+		h.t.m.requestsAllowed.Inc()
 	case d.Allow: // report mode: logged, let through
 		h.s.logRequest(h, &d, name)
 	default:
@@ -136,14 +134,6 @@ func (h *h1conn) judgeNext(req *httphead.Requests, buf []byte, f httphead.Framin
 func (h *h1conn) refusal(d policy.Decision, name string) []byte {
 	h.s.logRequest(h, &d, name)
 	return []byte(refuse.Forbidden(refuse.Body(h.st.denyFull, d.TenantMessage())))
-}
-
-// counted counts an allowed later request (not logged one by one).
-func (h *h1conn) counted(d policy.Decision) {
-	if h.allowed == nil {
-		h.allowed = h.s.metrics.requests.WithLabelValues(h.t.name, d.Outcome())
-	}
-	h.allowed.Inc()
 }
 
 // hostMemo remembers, for one connection, the names its requests were

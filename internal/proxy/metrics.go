@@ -37,13 +37,15 @@ type tenantMetrics struct {
 	active           prometheus.Gauge
 	bytesUp, bytesDn prometheus.Counter
 	allowed          prometheus.Counter // conns{decision="allow", reason="allowed"}
+	requestsAllowed  prometheus.Counter // later HTTP requests allowed (not logged one by one)
 }
 
 // forTenant resolves tenant name's per-connection series.
 func (m *metrics) forTenant(name string) tenantMetrics {
 	return tenantMetrics{active: m.active.WithLabelValues(name),
 		bytesUp: m.bytes.WithLabelValues(name, "upstream"), bytesDn: m.bytes.WithLabelValues(name, "downstream"),
-		allowed: m.conns.WithLabelValues(name, "allow", policy.CodeAllowed.String())}
+		allowed:         m.conns.WithLabelValues(name, "allow", policy.CodeAllowed.String()),
+		requestsAllowed: m.requests.WithLabelValues(name, "allow")}
 }
 
 // peek is the peek-duration histogram of protocol k.
