@@ -13,7 +13,7 @@ import (
 //   - the chains precreate added in this Apply, with their rules;
 //   - the chains whose rules this Manager programmed last time, if the
 //     table still has a chain of that name, the wanted rules print the
-//     same (chainDef.render: every rule's text, anonymous set elements
+//     same (rules.ChainDef.Render: every rule's text, anonymous set elements
 //     included) as the remembered ones, and no other nftables transaction
 //     has been committed since this Manager's last one.
 //
@@ -52,7 +52,7 @@ func texts(rs *rules.Ruleset) chainTexts {
 
 // unchanged returns the regular chains of rs that are installed and were
 // last programmed (as remembered in last) with the rules rs wants (want,
-// from rs.texts).
+// from texts(rs)).
 func unchanged(rs *rules.Ruleset, in *installed, last, want chainTexts) map[string]bool {
 	keep := map[string]bool{}
 	if !in.exists {

@@ -162,7 +162,7 @@ func natDNSRules(t *nftspec.Tenant, match func() *RuleDef) []*RuleDef {
 	return out
 }
 
-// addDNS extends rs (built by buildRuleset) with the DNS rules of the
+// addDNS extends rs (built by Build) with the DNS rules of the
 // intercepting tenants; a spec without any gets nothing.
 func addDNS(rs *Ruleset, spec *nftspec.Spec, table *nftables.Table, tenants []nftspec.Tenant) {
 	dns := dnsTenants(tenants)

@@ -312,7 +312,7 @@ func finishTenant(c *ChainDef, t *nftspec.Tenant) *ChainDef {
 	return c
 }
 
-// addForwarded extends rs (built by buildRuleset) with the forwarded
+// addForwarded extends rs (built by Build) with the forwarded
 // tenants' rules and chains.
 func addForwarded(rs *Ruleset, table *nftables.Table, tenants []nftspec.Tenant, ctMask uint32) {
 	var fwd []nftspec.Tenant
