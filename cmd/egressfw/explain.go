@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/egressfw/egressfw/internal/dnsname"
 	"io"
 	"strings"
 	"time"
@@ -97,7 +98,7 @@ func joinAddrs[T fmt.Stringer](as []T) string {
 // exit 1 when the policy refuses it (or would, in report mode).
 func explainLookup(ctx context.Context, cfg *config.Config, tenant, name, qtype string, stdout, stderr io.Writer) int {
 	t, ok := dns.StringToType[strings.ToUpper(qtype)]
-	if !ok || !config.DataType(t) {
+	if !ok || !dnsname.DataType(t) {
 		fmt.Fprintf(stderr, "egressfw: explain: --type %q is not a DNS data type (A, AAAA, HTTPS, TXT, ...)\n", qtype)
 		return exitUsage
 	}

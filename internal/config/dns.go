@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/egressfw/egressfw/internal/dnsname"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -21,7 +22,7 @@ func checkTenantDNS(v *validator, key string, t *Tenant) {
 		switch {
 		case !ok:
 			v.add(k, "%q is not a DNS record type (like \"A\", \"TXT\", \"MX\")", name)
-		case !DataType(qtype):
+		case !dnsname.DataType(qtype):
 			v.add(k, "%q is not a data type: OPT and the meta and question-only types (ANY, AXFR, IXFR, TSIG, ...) are never answered", name)
 		case seen[qtype]:
 			v.add(k, "%q is listed twice", name)
@@ -29,11 +30,4 @@ func checkTenantDNS(v *validator, key string, t *Tenant) {
 		seen[qtype] = true
 		t.DNSQueryTypes[i] = up
 	}
-}
-
-// DataType reports whether qtype is a data type a tenant may be allowed to
-// ask: not 0, not OPT and not a meta or question-only type (128-255). It
-// is resolver.ServedType (leaf packages do not import each other).
-func DataType(qtype uint16) bool {
-	return qtype != 0 && qtype != dns.TypeOPT && (qtype < 128 || qtype > 255)
 }

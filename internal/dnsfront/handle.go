@@ -173,7 +173,7 @@ func (h *handler) answer(ctx context.Context, msg []byte, out []byte, meta *Quer
 	switch {
 	case q.qclass != classIN:
 		ev.Reason, ev.Rcode = "not_class_in", rcodeRefused
-	case !servedType(q.qtype):
+	case !dnsname.DataType(q.qtype):
 		ev.Reason, ev.Rcode = "meta_type", rcodeNotImp
 	case !valid:
 		ev.Reason, ev.Rcode = "invalid_name", rcodeNXDomain
@@ -230,11 +230,4 @@ func rcodeReason(rcode int) string {
 func normalize(asked string) (string, bool) {
 	name, err := dnsname.Normalize(asked)
 	return name, err == nil
-}
-
-// servedType reports whether qtype is a data type: not 0, not OPT and not
-// a meta or question-only type (128-255: TSIG, IXFR, AXFR, ANY, ...). It
-// is resolver.ServedType (leaf packages do not import each other).
-func servedType(qtype uint16) bool {
-	return qtype != 0 && qtype != typeOPT && (qtype < 128 || qtype > 255)
 }

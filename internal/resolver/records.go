@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/egressfw/egressfw/internal/dnsname"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -103,12 +104,6 @@ func ttlSeconds(d time.Duration) uint32 {
 	return uint32(min(max(d, 0)/time.Second, 1<<31-1))
 }
 
-// ServedType reports whether qtype is a data type Query serves: not 0, not
-// OPT and not a meta or question-only type (128-255: TSIG, AXFR, ANY, ...).
-func ServedType(qtype uint16) bool {
-	return qtype != 0 && qtype != dns.TypeOPT && (qtype < 128 || qtype > 255)
-}
-
 // Query answers a tenant's question of qtype about name. A, AAAA and
 // CNAME come from Lookup (Result.Records): a caller that validates the
 // addresses first should call Lookup itself and build the answer from that
@@ -117,14 +112,14 @@ func ServedType(qtype uint16) bool {
 // without records (the CNAME chain alone, when there is one), not an
 // error; failures are *LookupError values as for Lookup (ErrNXDomain,
 // ErrServerFailure, ErrTimeout, ErrNetwork, ErrInvalidName), and a type
-// ServedType refuses is ErrQueryType.
+// dnsname.DataType refuses is ErrQueryType.
 func (r *Resolver) Query(ctx context.Context, name string, qtype uint16) (Answer, error) {
 	start := time.Now()
 	key, ok := canonicalName(name)
 	if !ok {
 		return Answer{}, newError(name, ErrInvalidName, "", nil)
 	}
-	if !ServedType(qtype) {
+	if !dnsname.DataType(qtype) {
 		return Answer{}, newError(name, ErrQueryType, "", fmt.Errorf("type %s", dns.Type(qtype)))
 	}
 	if qtype == dns.TypeA || qtype == dns.TypeAAAA || qtype == dns.TypeCNAME {
