@@ -34,7 +34,6 @@ func (p *Policy) DecideLookup(ctx context.Context, t *CompiledTenant, name strin
 		v.dial, v.detail = netip.AddrPort{}, detailAllowedLookup
 	}
 	t.finish(&d, v, netip.AddrPort{})
-	d.Dial = netip.AddrPort{}
 	return d
 }
 
@@ -53,6 +52,5 @@ func CheckAliases(t *CompiledTenant, name string, aliases []string) Decision {
 		v.allow, v.detail = true, detailAllowedLookup
 	}
 	t.finish(&d, v, netip.AddrPort{})
-	d.Dial = netip.AddrPort{}
 	return d
 }

@@ -2,7 +2,6 @@ package tenantdns
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -81,10 +80,8 @@ func (td *Tenant) Answer(ctx context.Context, pol *policy.Policy, res *resolver.
 	switch c := v.Code; {
 	case c == policy.CodeAllowed, c == policy.CodeNoAddresses, c == policy.CodeDNSNoAddresses:
 		// Public (or covered), or a name without addresses: nothing to refuse.
-	case c == policy.CodeDNSNXDomain:
-		return Result{Front: dnsfront.Decision{Verdict: dnsfront.NXDomain, Reason: c.String()}, Verdict: v, Cached: lr.Cached}
 	case c.IsDNS():
-		return Result{Front: dnsfront.Decision{Verdict: dnsfront.ServFail, Reason: c.String()}, Verdict: v}
+		return Result{Front: failure(c), Verdict: v, Cached: lr.Cached}
 	case !v.Allow:
 		out = refusal(v, dnsfront.NXDomain, full)
 		out.Cached = lr.Cached
@@ -115,6 +112,15 @@ func (td *Tenant) Answer(ctx context.Context, pol *policy.Policy, res *resolver.
 		}
 	}
 	return answered(td, v, a, err)
+}
+
+// failure is the answer to a question the resolver failed with code c:
+// NXDOMAIN for a name that does not exist, else SERVFAIL.
+func failure(c policy.Code) dnsfront.Decision {
+	if c == policy.CodeDNSNXDomain {
+		return dnsfront.Decision{Verdict: dnsfront.NXDomain, Reason: c.String()}
+	}
+	return dnsfront.Decision{Verdict: dnsfront.ServFail, Reason: c.String()}
 }
 
 // addressType reports whether qtype is answered from a name's lookup.
@@ -149,14 +155,7 @@ func logged(out Result, v policy.Decision) Result {
 // failure calls for.
 func answered(td *Tenant, v policy.Decision, a resolver.Answer, err error) Result {
 	if err != nil {
-		d := dnsfront.Decision{Verdict: dnsfront.ServFail, Reason: policy.CodeDNSFailure.String()}
-		switch {
-		case errors.Is(err, resolver.ErrNXDomain), errors.Is(err, resolver.ErrInvalidName):
-			d.Verdict, d.Reason = dnsfront.NXDomain, policy.CodeDNSNXDomain.String()
-		case errors.Is(err, resolver.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
-			d.Reason = policy.CodeDNSTimeout.String()
-		}
-		return Result{Front: d, Verdict: v}
+		return Result{Front: failure(dnsCode(err)), Verdict: v}
 	}
 	return Result{Front: dnsfront.Decision{Verdict: dnsfront.Answer, Records: a.Records, Strip: td.strip,
 		Reason: v.Code.String()}, Verdict: v, Cached: a.Cached}

@@ -27,13 +27,15 @@ func policyAnswer(r resolver.Result, err error) (policy.Answer, error) {
 	return a, nil
 }
 
+// dnsCode is the policy code of a resolver failure, for a connection's
+// verdict and a DNS answer alike.
 func dnsCode(err error) policy.Code {
 	switch {
-	case errors.Is(err, resolver.ErrNXDomain):
+	case errors.Is(err, resolver.ErrNXDomain), errors.Is(err, resolver.ErrInvalidName):
 		return policy.CodeDNSNXDomain
 	case errors.Is(err, resolver.ErrNoAddresses):
 		return policy.CodeDNSNoAddresses
-	case errors.Is(err, resolver.ErrTimeout):
+	case errors.Is(err, resolver.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return policy.CodeDNSTimeout
 	}
 	return policy.CodeDNSFailure
