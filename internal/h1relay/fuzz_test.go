@@ -1,13 +1,20 @@
 package h1relay
 
 import (
+	"bufio"
+	"bytes"
 	"io"
+	"net/http"
+	"slices"
 	"testing"
 	"time"
 )
 
 // FuzzRelay: whatever a tenant sends after its first request and whatever
-// the upstream answers, the relay ends (no panic, no hang): client and
+// the upstream answers, the relay ends (no panic, no hang), and every
+// request the upstream received after the first was judged and allowed, in
+// order (read back with net/http, the differential reference of
+// FuzzRequestStream; unless the upstream switched protocols). Client and
 // server bytes both come from the fuzzer, each side closes after writing.
 func FuzzRelay(f *testing.F) {
 	f.Add([]byte(get("a.example", "/2")), []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n/1HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n/2"))
@@ -27,17 +34,21 @@ func FuzzRelay(f *testing.F) {
 			tenant.CloseWrite()
 			io.Copy(io.Discard, tenant)
 		}()
+		var got bytes.Buffer
+		read := make(chan struct{})
 		go func() {
+			defer close(read)
 			upSrv.Write(server)
 			upSrv.CloseWrite()
-			io.Copy(io.Discard, upSrv)
+			io.Copy(&got, upSrv)
 		}()
 		prefix := make([]byte, len(first))
 		if _, err := io.ReadFull(c, prefix); err != nil {
 			t.Fatal(err)
 		}
 		var r Conn
-		if _, err := r.Init(c, prefix, cfg, &fakeJudge{}); err != nil {
+		j := &fakeJudge{}
+		if _, err := r.Init(c, prefix, cfg, j); err != nil {
 			t.Fatalf("Init: %v", err)
 		}
 		done := make(chan struct{})
@@ -47,5 +58,35 @@ func FuzzRelay(f *testing.F) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("the relay did not end 10 s after both sides closed")
 		}
+		<-read // the relay closed the upstream: all it sent is in got
+		if bytes.Contains(server, []byte(" 101 ")) {
+			return // after a switch the bytes are spliced as they come
+		}
+		checkForwarded(t, got.Bytes(), j)
 	})
+}
+
+// checkForwarded reads the requests the upstream received and wants the
+// first one, then only hosts the judge allowed, in the order it judged.
+func checkForwarded(t *testing.T, got []byte, j *fakeJudge) {
+	j.mu.Lock()
+	allowed := slices.Clone(j.allowedRaw)
+	j.mu.Unlock()
+	br := bufio.NewReader(bytes.NewReader(got))
+	for i := 0; ; i++ {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return // the end, or bytes net/http frames otherwise (FuzzRequestStream's concern)
+		}
+		_, berr := io.Copy(io.Discard, req.Body)
+		switch {
+		case i == 0 && req.Host != "a.example":
+			t.Fatalf("the upstream's first request is for %q, want a.example", req.Host)
+		case i > 0 && (len(allowed) < i || req.Host != allowed[i-1]):
+			t.Fatalf("the upstream received request %d for %q; the judge allowed %q", i, req.Host, allowed)
+		}
+		if berr != nil {
+			return
+		}
+	}
 }

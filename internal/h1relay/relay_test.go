@@ -20,6 +20,7 @@ import (
 type fakeJudge struct {
 	mu         sync.Mutex
 	asked      []string // the hosts of the heads Request judged
+	allowedRaw []string // the raw Host values of the heads it allowed
 	unreadable []error
 }
 
@@ -34,6 +35,8 @@ func (j *fakeJudge) Request(req *httphead.Requests, buf []byte) []byte {
 	if head.Name == "refused.example" {
 		return []byte("REFUSED " + head.Host() + "\n")
 	}
+	raw, _ := req.HostValue(buf)
+	j.allowedRaw = append(j.allowedRaw, string(raw))
 	return nil
 }
 
