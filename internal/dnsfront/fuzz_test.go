@@ -109,7 +109,7 @@ func FuzzStrip(f *testing.F) {
 		// it came is kept as it came.
 		// A record miekg/dns reads but will not write (an empty alpn id)
 		// makes the reply a SERVFAIL (answerReply).
-		kept, _ := Strip{}.apply([]dns.RR{rr})
+		kept, _ := Strip{}.Apply([]dns.RR{rr})
 		buf := make([]byte, dns.Len(kept[0])+64)
 		n, err := dns.PackRR(kept[0], buf, 0, nil, false)
 		if err != nil {
@@ -120,7 +120,7 @@ func FuzzStrip(f *testing.F) {
 		if err != nil || wireOf(t, again) != packed {
 			t.Fatalf("unstripped %v repacks as %v (%v)", rr, again, err)
 		}
-		rrs, _ := Strip{ECH: true, QUIC: true, Hints: true}.apply([]dns.RR{rr})
+		rrs, _ := Strip{ECH: true, QUIC: true, Hints: true}.Apply([]dns.RR{rr})
 		for _, rr := range rrs {
 			for _, kv := range rr.(*dns.HTTPS).Value {
 				switch v := kv.(type) {

@@ -194,7 +194,7 @@ func (h *handler) answer(ctx context.Context, msg []byte, out []byte, meta *Quer
 func (h *handler) reply(out []byte, q *query, asked string, d *Decision, ev *Event) []byte {
 	switch d.Verdict {
 	case Answer:
-		rrs, st := d.Strip.apply(d.Records)
+		rrs, st := d.Strip.Apply(d.Records)
 		ev.Stripped = st
 		reply, tc, err := answerReply(out, q, asked, rrs, replyLimit(q, ev.Query.TCP))
 		ev.Rcode, ev.Truncated = rcodeSuccess, tc

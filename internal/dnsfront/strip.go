@@ -26,7 +26,7 @@ type Strip struct {
 	Hints bool
 }
 
-// Stripped counts what Strip.apply removed from one answer.
+// Stripped counts what Strip.Apply removed from one answer.
 type Stripped struct {
 	Params  int // SvcParams removed (ech, hints, an emptied alpn)
 	ECH     int // of those, ech
@@ -41,11 +41,7 @@ func (s Stripped) Any() bool { return s != Stripped{} }
 // Apply edits the HTTPS and SVCB records of rrs in place and returns rrs
 // without the records it dropped, as a reply to a tenant carries them
 // (`egressfw explain` shows them so).
-func (s Strip) Apply(rrs []dns.RR) ([]dns.RR, Stripped) { return s.apply(rrs) }
-
-// apply edits the HTTPS and SVCB records of rrs in place and returns rrs
-// without the records it dropped.
-func (s Strip) apply(rrs []dns.RR) ([]dns.RR, Stripped) {
+func (s Strip) Apply(rrs []dns.RR) ([]dns.RR, Stripped) {
 	var st Stripped
 	if s == (Strip{}) {
 		return rrs, st

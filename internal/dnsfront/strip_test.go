@@ -50,7 +50,7 @@ func TestStrip(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			rrs, st := tc.strip.apply(mustRRs(t, tc.in...))
+			rrs, st := tc.strip.Apply(mustRRs(t, tc.in...))
 			if st != tc.st {
 				t.Errorf("stripped %+v, want %+v", st, tc.st)
 			}
