@@ -36,7 +36,8 @@ type peer interface {
 	stop()
 }
 
-// proxyCgroup makes (once) and returns the cgroup of the named proxy.
+// proxyCgroup returns the cgroup of the named proxy, making it if it does
+// not exist (MkdirAll on every call: outside any timed load).
 func (e *env) proxyCgroup(name string) string {
 	rel := cgBase + "/proxy-" + name
 	_ = e.cg.make(rel)
