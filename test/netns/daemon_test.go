@@ -281,6 +281,21 @@ func (d *daemon) waitLogFrom(i int, f func(logLine) bool, timeout time.Duration)
 	}
 }
 
+// waitCount waits until at least n log lines from index i match f (a
+// connection's line is written when it ends, which can be after its client
+// is done) and returns the matching lines, fewer than n if the timeout
+// passed first.
+func (d *daemon) waitCount(i int, f func(logLine) bool, n int, timeout time.Duration) []logLine {
+	deadline := time.Now().Add(timeout)
+	for {
+		ls := d.linesFrom(i, f)
+		if len(ls) >= n || time.Now().After(deadline) {
+			return ls
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // connLog waits for the connection line from index i whose name and
 // original destination match (either may be "" for any).
 func (d *daemon) connLog(i int, name, origDst string) (logLine, bool) {

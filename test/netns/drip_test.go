@@ -68,7 +68,8 @@ func TestDrippedHello(t *testing.T) {
 		t.Errorf("the public site saw %d connections; want only the %d of the one-byte writes and the fragmented clients", got, want)
 	}
 	reasons := map[string]int{}
-	for _, l := range d.linesFrom(i, func(l logLine) bool { return l.str("msg") == "connection" }) {
+	isConn := func(l logLine) bool { return l.str("msg") == "connection" }
+	for _, l := range d.waitCount(i, isConn, groups[0].n+groups[1].n+groups[2].n+groups[3].n, 5*time.Second) {
 		reasons[l.str("reason")+" "+l.str("name")]++
 	}
 	t.Logf("egressfw log reasons: %v", reasons)

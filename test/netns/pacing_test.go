@@ -56,7 +56,9 @@ func TestPacedTenant(t *testing.T) {
 	}
 	t.Logf("%d requests of the paced tenant in %v (%d over a second); tenant b served in %v",
 		n, all.Round(time.Millisecond), slow, other.dur.Round(time.Millisecond))
-	if got := len(d.linesFrom(0, func(l logLine) bool { return l.str("tenant") == "a" && l.str("decision") == "allow" })); got != n {
+	// Each line is written when its connection ends, after curl has the reply.
+	allowedA := func(l logLine) bool { return l.str("tenant") == "a" && l.str("decision") == "allow" }
+	if got := len(d.waitCount(0, allowedA, n, 5*time.Second)); got != n {
 		t.Errorf("%d allow lines for tenant a, want %d", got, n)
 	}
 	if t.Failed() {

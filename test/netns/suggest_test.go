@@ -95,18 +95,11 @@ func TestSuggest(t *testing.T) {
 // i (lines are written when a connection ends) and returns them.
 func waitConnLines(t *testing.T, d *daemon, i, n int) []logLine {
 	t.Helper()
-	isConn := func(l logLine) bool { return l.str("msg") == "connection" }
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		ls := d.linesFrom(i, isConn)
-		if len(ls) >= n {
-			return ls
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connection lines logged, want %d:\n%s", len(ls), n, d.logText())
-		}
-		time.Sleep(20 * time.Millisecond)
+	ls := d.waitCount(i, func(l logLine) bool { return l.str("msg") == "connection" }, n, 5*time.Second)
+	if len(ls) < n {
+		t.Fatalf("%d connection lines logged, want %d:\n%s", len(ls), n, d.logText())
 	}
+	return ls
 }
 
 // egressfwCLI runs the egressfw binary (no namespace needed: it reads
