@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -51,6 +52,11 @@ func (h *h1conn) run(up *net.TCPConn) (sent, received int64, err error) {
 // bytes are an earlier allowed request's is allowed at once; otherwise
 // judgeNext decides. A refused one is logged and gets its 403.
 func (h *h1conn) Request(req *httphead.Requests, buf []byte) []byte {
+	if !h.follow() {
+		d := policy.Deny(h.t.compiled, h.rec.orig, policy.CodeNoTenant,
+			fmt.Sprintf("a reload removed tenant %q; its open connections take no new requests", h.t.name))
+		return h.refusal(d, "")
+	}
 	f := req.Framing()
 	if raw, ok := req.HostValue(buf); ok && f.Upgrade != httphead.UpgradeH2C && h.memo.hasRaw(raw) {
 		h.t.m.requestsAllowed.Inc()
@@ -66,6 +72,25 @@ func (h *h1conn) Request(req *httphead.Requests, buf []byte) []byte {
 		return h.refusal(d, name)
 	}
 	return nil
+}
+
+// follow moves the connection to the running snapshot when a reload
+// installed one since its last request, so that each request is judged by
+// the config running when it arrives: the tenant's policy of that
+// snapshot, and no name allowed under the old one is taken on trust. It
+// reports false when the reload removed the tenant (no tenant of that
+// name holds its slot).
+func (h *h1conn) follow() bool {
+	st := h.s.state.Load()
+	if st == h.st {
+		return true
+	}
+	t, ok := st.tenants[h.t.slot.ID]
+	if !ok || t.name != h.t.name {
+		return false
+	}
+	h.st, h.t, h.memo = st, t, hostMemo{}
+	return true
 }
 
 // Unreadable refuses a request the relay could not read (h1relay.Judge):
@@ -204,7 +229,7 @@ func (s *Proxy) logRequest(h *h1conn, d *policy.Decision, name string) {
 		slog.String("proto", "http"),
 		slog.String("name", name),
 		slog.String("decision", decision),
-		slog.String("mode", r.mode),
+		slog.String("mode", h.t.compiled.Mode().String()), // the running config's, which judged it
 		slog.String("reason", reason),
 		slog.String("detail", d.Detail),
 		slog.Int("request", h.relay.Requests()+1),

@@ -25,7 +25,9 @@ import (
 // Snapshot is one immutable generation of the running config, as the data
 // path uses it: the policy (with its resolver) and each slot's tenant. A
 // reload builds a new one (Build), opens its listeners (Listen) and swaps
-// it in (Install); connections keep the one they started with.
+// it in (Install); connections keep the one they started with, except
+// that a plain-HTTP connection's later requests are judged by the running
+// one (h1conn.follow).
 type Snapshot struct {
 	cfg      *config.Config
 	policy   *policy.Policy
