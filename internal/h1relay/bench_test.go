@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/egressfw/egressfw/internal/httphead"
+	"github.com/egressfw/egressfw/internal/tcptest"
 )
 
 // allowAll lets every request go without reading it.
@@ -20,8 +21,8 @@ func (allowAll) Unreadable(error, bool) []byte             { return []byte("refu
 func BenchmarkKeptAliveRequest(b *testing.B) {
 	req := []byte("GET /x HTTP/1.1\r\nHost: ok.example\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
 	resp := []byte("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
-	client, c := tcpPair(b)
-	upSrv, up := tcpPair(b)
+	client, c := tcptest.Pair(b)
+	upSrv, up := tcptest.Pair(b)
 	go func() {
 		buf := make([]byte, 4096)
 		for {

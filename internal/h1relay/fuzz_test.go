@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/egressfw/egressfw/internal/tcptest"
 )
 
 // FuzzRelay: whatever a tenant sends after its first request and whatever
@@ -25,8 +27,8 @@ func FuzzRelay(f *testing.F) {
 	f.Add([]byte("\x00\r\n\r\n"), []byte("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, client, server []byte) {
 		cfg := Config{MaxHead: 1 << 10, HeadTimeout: 100 * time.Millisecond, Idle: time.Second}
-		tenant, c := tcpPair(t)
-		upSrv, up := tcpPair(t)
+		tenant, c := tcptest.Pair(t)
+		upSrv, up := tcptest.Pair(t)
 		first := get("a.example", "/1")
 		go func() {
 			tenant.Write([]byte(first))

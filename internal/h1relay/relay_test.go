@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/egressfw/egressfw/internal/httphead"
+	"github.com/egressfw/egressfw/internal/tcptest"
 )
 
 // fakeJudge refuses every request to refused.example and records what it
@@ -47,26 +48,6 @@ func (j *fakeJudge) Unreadable(err error, inBody bool) []byte {
 	return []byte(fmt.Sprintf("UNREADABLE inBody=%v\n", inBody))
 }
 
-// tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(t testing.TB) (dialed, accepted *net.TCPConn) {
-	t.Helper()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	d, err := net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := ln.AcceptTCP()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close(); a.Close() })
-	return d, a
-}
-
 // serve answers every request on c with 200 and the request's path as the
 // body, and records the paths in order.
 func serve(c net.Conn, paths chan<- string) {
@@ -87,8 +68,8 @@ func serve(c net.Conn, paths chan<- string) {
 // the tenant's end, paths what the upstream served.
 func startRelay(t *testing.T, j Judge, cfg Config, first string) (client *net.TCPConn, paths <-chan string, done <-chan error) {
 	t.Helper()
-	client, c := tcpPair(t)
-	upSrv, up := tcpPair(t)
+	client, c := tcptest.Pair(t)
+	upSrv, up := tcptest.Pair(t)
 	p := make(chan string, 64)
 	go serve(upSrv, p)
 	if _, err := io.WriteString(client, first); err != nil {

@@ -8,6 +8,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/egressfw/egressfw/internal/tcptest"
 )
 
 // pair is a proxied connection on loopback: the test plays client (a) and
@@ -19,29 +21,9 @@ type pair struct {
 func newPair(t testing.TB) *pair {
 	t.Helper()
 	var p pair
-	p.a, p.pa = connPair(t)
-	p.pb, p.b = connPair(t)
+	p.a, p.pa = tcptest.Pair(t)
+	p.pb, p.b = tcptest.Pair(t)
 	return &p
-}
-
-// connPair returns both ends of a fresh loopback TCP connection.
-func connPair(t testing.TB) (dialer, accepted *net.TCPConn) {
-	t.Helper()
-	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	d, err := net.DialTCP("tcp4", nil, ln.Addr().(*net.TCPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := ln.AcceptTCP()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close(); a.Close() })
-	return d, a
 }
 
 type spliceResult struct {
