@@ -17,11 +17,26 @@ import (
 // one covered only through a host entry passes only for that host. No
 // address is dialled, and nothing is resolved beyond Decide's one lookup.
 func (p *Policy) DecideOn(ctx context.Context, t *CompiledTenant, req Request) Decision {
+	return p.decideOn(ctx, t, req, p.lookup)
+}
+
+// Recheck judges again, with t, a connection that is open and relaying:
+// req is what was judged when it opened, with Resolved and Aliases the
+// answer judged then (its name is not looked up again) and OrigDst the
+// address the connection is connected to. It is DecideOn's decision on
+// that answer: the name rules, every alias and address, and the
+// connection's address must be one of the name's (or the literal). A
+// reload uses it to find the open connections its config refuses.
+func (p *Policy) Recheck(t *CompiledTenant, req Request) Decision {
+	return p.decideOn(context.Background(), t, req, nil)
+}
+
+func (p *Policy) decideOn(ctx context.Context, t *CompiledTenant, req Request, lookup Lookup) Decision {
 	if t == nil {
 		return noTenant()
 	}
 	d := Decision{Name: req.Name}
-	v := p.verdict(ctx, t, &req, &d.Answer)
+	v := p.verdict(ctx, t, &req, &d.Answer, lookup)
 	if v.allow && req.Name != "" && !p.onConnection(t, req, d.Answer) {
 		v = verdict{code: CodeNotOnConnection, detail: fmt.Sprintf(
 			"name %q does not resolve to %s, the address this connection is connected to", req.Name, req.OrigDst.Addr())}

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"testing"
 )
 
@@ -82,5 +83,78 @@ func TestDecideOnAllowDoesNotAllocate(t *testing.T) {
 	})
 	if n != 0 {
 		t.Fatalf("DecideOn allow path allocates %v times per run, want 0", n)
+	}
+}
+
+// TestRecheck: an open connection is judged again on the answer it was
+// judged with when it opened, never a new lookup (its policy's Lookup
+// here would answer with an internal address and is never called), by the
+// rules of the tenant given: a deny-listed name or alias, an address the
+// config no longer covers, a connection's address that is not the name's,
+// and report mode all decide as DecideOn would.
+func TestRecheck(t *testing.T) {
+	c := mustClassifier(t, nil, []string{"192.0.2.0/24", "198.51.100.0/24"})
+	lookups := 0
+	p := New(c, func(context.Context, string) (Answer, error) {
+		lookups++
+		return Answer{Addrs: addrs("10.99.0.1")}, nil
+	})
+	tenants := testTenants(t)
+	tests := []struct {
+		name   string
+		tenant string
+		req    Request
+		allow  bool
+		would  bool
+		code   Code
+	}{
+		{"still allowed", "web",
+			Request{Name: "example.com", OrigDst: ap("192.0.2.11:443"), Resolved: addrs("192.0.2.10", "192.0.2.11")},
+			true, true, CodeAllowed},
+		{"the name now deny-listed", "web",
+			Request{Name: "x.bad.example.org", OrigDst: ap("192.0.2.11:443"), Resolved: addrs("192.0.2.11")},
+			false, false, CodeDeniedDomain},
+		{"an alias now deny-listed", "web",
+			Request{Name: "a.example.org", OrigDst: ap("192.0.2.11:443"), Resolved: addrs("192.0.2.11"), Aliases: []string{"secret.example.org"}},
+			false, false, CodeDeniedDomain},
+		{"the name off the allow list", "web",
+			Request{Name: "public.example.net", OrigDst: ap("192.0.2.11:443"), Resolved: addrs("192.0.2.11")},
+			false, false, CodeNotAllowedDomain},
+		{"an internal address no longer covered", "web",
+			Request{Name: "example.com", OrigDst: ap("10.20.0.20:443"), Resolved: addrs("10.20.0.20")},
+			false, false, CodeInternalAddress},
+		{"the host entry's address, still covered", "web",
+			Request{Name: "bi-tool.example.com", OrigDst: ap("10.20.0.20:443"), Resolved: addrs("10.20.0.20")},
+			true, true, CodeAllowed},
+		{"report mode let it open at another address", "rep",
+			Request{Name: "example.com", OrigDst: ap("192.0.2.11:443"), Resolved: addrs("198.51.100.7")},
+			true, false, CodeNotOnConnection},
+		{"that connection once the tenant enforces", "web",
+			Request{Name: "example.com", OrigDst: ap("192.0.2.11:443"), Resolved: addrs("198.51.100.7")},
+			false, false, CodeNotOnConnection},
+		{"report mode let it open with no answer", "web",
+			Request{Name: "example.com", OrigDst: ap("192.0.2.11:443")},
+			false, false, CodeNoAddresses},
+		{"a literal", "any",
+			Request{Literal: addrs("192.0.2.11")[0], OrigDst: ap("192.0.2.11:443")},
+			true, true, CodeAllowed},
+		{"a literal once the allow list is not *", "web",
+			Request{Literal: addrs("192.0.2.11")[0], OrigDst: ap("192.0.2.11:443")},
+			false, false, CodeLiteralNotAllowed},
+		{"no tenant", "",
+			Request{Name: "example.com", OrigDst: ap("192.0.2.11:443"), Resolved: addrs("192.0.2.11")},
+			false, false, CodeNoTenant},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := p.Recheck(tenants[tc.tenant], tc.req)
+			if d.Allow != tc.allow || d.WouldAllow != tc.would || d.Code != tc.code {
+				t.Fatalf("Recheck = allow %v would %v %v (%s); want allow %v would %v %v",
+					d.Allow, d.WouldAllow, d.Code, d.Detail, tc.allow, tc.would, tc.code)
+			}
+		})
+	}
+	if lookups != 0 {
+		t.Errorf("Recheck looked up %d names, want none", lookups)
 	}
 }

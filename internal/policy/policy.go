@@ -76,15 +76,16 @@ func (p *Policy) Decide(ctx context.Context, t *CompiledTenant, req Request) Dec
 		return noTenant()
 	}
 	d := Decision{Name: req.Name}
-	t.finish(&d, p.verdict(ctx, t, &req, &d.Answer), req.OrigDst)
+	t.finish(&d, p.verdict(ctx, t, &req, &d.Answer, p.lookup), req.OrigDst)
 	return d
 }
 
-// verdict is Decide's verdict before the tenant's mode, filling ans.
-func (p *Policy) verdict(ctx context.Context, t *CompiledTenant, req *Request, ans *Answer) verdict {
+// verdict is Decide's verdict before the tenant's mode, filling ans; a
+// name is looked up with lookup (nil: req's Resolved and Aliases).
+func (p *Policy) verdict(ctx context.Context, t *CompiledTenant, req *Request, ans *Answer, lookup Lookup) verdict {
 	switch {
 	case req.Name != "":
-		return p.decideName(ctx, t, req, ans, p.lookup)
+		return p.decideName(ctx, t, req, ans, lookup)
 	case req.Literal.IsValid():
 		return p.decideLiteral(t, *req)
 	}

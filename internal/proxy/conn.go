@@ -63,10 +63,12 @@ func (s *Proxy) handle(c *net.TCPConn, slot uint32, port uint16) {
 	// (on this goroutine, 15.2 KiB of RSS per idle connection instead of
 	// 9.7; the goroutine less saved ~5 % of a connection's CPU).
 	s.conns.Add(1)
+	s.addLive(&rec, c, up, slot, st)
 	go func() {
 		defer s.conns.Done()
 		defer s.connPool.Leave(t.share)
 		defer active.Dec()
+		defer s.removeLive(&rec)
 		if h1 != nil {
 			rec.up, rec.down, rec.err = h1.run(up)
 		} else {

@@ -187,7 +187,7 @@ func TestConnectionBeforeFirstConfig(t *testing.T) {
 
 // snapshotFor builds the snapshot a first apply of cfg would install: the
 // tenants in slots 1..N.
-func snapshotFor(t *testing.T, s *Proxy, cfg *config.Config) *Snapshot {
+func snapshotFor(t testing.TB, s *Proxy, cfg *config.Config) *Snapshot {
 	t.Helper()
 	slots := map[string]config.Slot{}
 	for i, tn := range cfg.Tenants {

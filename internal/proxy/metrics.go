@@ -22,6 +22,7 @@ type metrics struct {
 	peekDur     *prometheus.HistogramVec // protocol
 	requests    *prometheus.CounterVec   // tenant, decision: later requests of HTTP connections
 	suppressed  prometheus.Counter
+	closed      *prometheus.CounterVec // tenant, reason: open connections a reload's config refused
 	tenantCount prometheus.Gauge
 	dns         dnsMetrics
 
@@ -84,12 +85,15 @@ func newMetrics(reg prometheus.Registerer, cache *resolver.CacheStats) *metrics 
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "egressfw_http_requests_total",
 		Help: "Requests after the first on plain-HTTP connections, each judged, by decision (allow, would_deny, deny)."},
 		[]string{"tenant", "decision"})
+	m.closed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "egressfw_connections_closed_by_reload_total",
+		Help: "Open connections closed because a reload's config refuses them, by tenant and the new config's reason."},
+		[]string{"tenant", "reason"})
 	m.suppressed = prometheus.NewCounter(prometheus.CounterOpts{Name: "egressfw_log_denials_suppressed_total",
 		Help: "Denial log lines folded into a summary by the rate limiter."})
 	m.tenantCount = prometheus.NewGauge(prometheus.GaugeOpts{Name: "egressfw_tenants",
 		Help: "Tenants in the running config."})
 	reg.MustRegister(m.conns, m.forwarded, m.active, m.bytes, m.rejected, m.paced, m.dnsDur, m.connectDur,
-		m.peekDur, m.requests, m.suppressed, m.tenantCount)
+		m.peekDur, m.requests, m.closed, m.suppressed, m.tenantCount)
 	for result, n := range map[string]func() uint64{"hit": cache.Hits.Load, "miss": cache.Misses.Load} {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "egressfw_dns_cache_lookups_total",
 			Help:        "Lookups of egressfw's resolver, by whether the cache answered (hit) or not (miss).",

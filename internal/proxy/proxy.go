@@ -134,6 +134,7 @@ type Proxy struct {
 	pacers    map[string]*admission.Pacer // by tenant name
 	listeners map[uint32]*portListener
 	conns     sync.WaitGroup
+	live      liveSet      // the connections relaying, which a reload rechecks
 	accepting atomic.Int32 // accept loops running
 
 	// trackers are the tenants' egressfw status, by name (under mu);
@@ -185,7 +186,8 @@ func (s *Proxy) Build(cfg *config.Config, slots map[string]config.Slot) (*Snapsh
 }
 
 // Install makes snap current: caps and gates take the new limits, then the
-// pointer swaps. Connections in flight keep their snapshot. Listen has
+// pointer swaps. Connections in flight keep their snapshot, but the ones
+// relaying that snap's config refuses are closed (recheck). Listen has
 // opened snap's listeners before: they accept from then on, and until
 // Install resets what they accept (see handle).
 func (s *Proxy) Install(snap *Snapshot) {
@@ -203,6 +205,7 @@ func (s *Proxy) Install(snap *Snapshot) {
 	if ha := s.hostAddrs.Load(); ha != nil {
 		snap.policy.Classifier().SetHostRanges(*ha)
 	}
+	s.recheck(snap)
 }
 
 // SetHostAddrs records the host's addresses and local routes (and the

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/egressfw/egressfw/internal/policy"
@@ -46,6 +47,9 @@ type connRecord struct {
 	noted   bool
 	// m is the tenant's resolved series (nil before a tenant is known).
 	m *tenantMetrics
+	// closedBy is the decision of a reload's config that refused this
+	// open connection and closed it (see recheck); nil otherwise.
+	closedBy atomic.Pointer[policy.Decision]
 }
 
 func (r *connRecord) setRequest(res sni.Result) {
@@ -114,7 +118,10 @@ func (s *Proxy) finish(r *connRecord) {
 	if r.proto == "http" && r.requests > 0 {
 		attrs = append(attrs, slog.Int("requests", r.requests))
 	}
-	if r.err != nil {
+	if by := r.closedBy.Load(); by != nil {
+		attrs = append(attrs, slog.String("closed_by", "reload"), slog.String("closed_reason", by.Code.String()),
+			slog.String("closed_detail", by.Detail))
+	} else if r.err != nil {
 		attrs = append(attrs, slog.String("error", r.err.Error()))
 	}
 	if suppressed > 0 {

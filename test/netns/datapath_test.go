@@ -3,6 +3,7 @@ package netns
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -60,11 +61,16 @@ func TestBulkTransfer(t *testing.T) {
 // download runs testsrv get of n pattern bytes from the public site's drip
 // endpoint over ms milliseconds, in the background.
 func (tp *topo) download(w who, n int64, ms int) func() getRes {
+	return tp.downloadFrom(w, "www.example.com", n, ms)
+}
+
+// downloadFrom is download by another name of the public site.
+func (tp *topo) downloadFrom(w who, name string, n int64, ms int) func() getRes {
 	var res []getRes
 	var wg sync.WaitGroup
 	wg.Add(1)
 	cmd, closeFD := tp.command(w, testsrvBin, "get", "-timeout", "60s", "-expect-bytes", fmt.Sprint(n),
-		"-resolve", "www.example.com="+ipPublic, fmt.Sprintf("http://www.example.com/drip?n=%d&ms=%d", n, ms))
+		"-resolve", name+"="+ipPublic, fmt.Sprintf("http://%s/drip?n=%d&ms=%d", name, n, ms))
 	go func() {
 		defer wg.Done()
 		defer closeFD()
@@ -77,25 +83,35 @@ func (tp *topo) download(w who, n int64, ms int) func() getRes {
 }
 
 // waitDrip waits until the public site has started serving a download.
-func (tp *topo) waitDrip(t *testing.T) {
+func (tp *topo) waitDrip(t *testing.T) { tp.waitDripOf(t, "") }
+
+// waitDripOf waits until the public site has started serving a download
+// for name ("" any).
+func (tp *topo) waitDripOf(t *testing.T, name string) {
 	t.Helper()
-	if !tp.pub.waitFor(func(e srvEvent) bool { return e.Ev == "http" && len(e.URI) > 5 && e.URI[:5] == "/drip" }, 10*time.Second) {
-		t.Fatal("the download did not start")
+	if !tp.pub.waitFor(func(e srvEvent) bool {
+		return e.Ev == "http" && strings.HasPrefix(e.URI, "/drip") && (name == "" || e.Host == name)
+	}, 10*time.Second) {
+		t.Fatalf("the download from %q did not start", name)
 	}
 }
 
-// TestReloadDuringTransfer: while a download runs, a bad config is logged
-// and ignored, then a good one that denies the very name being downloaded
-// is applied to new connections; the running download completes intact.
+// TestReloadDuringTransfer: while two downloads run, a bad config is
+// logged and ignored (both go on); then a good one that denies the name of
+// one of them is applied to new connections and to the open ones: that
+// download is closed at once (its connection line says the reload closed
+// it and why), the other completes intact.
 func TestReloadDuringTransfer(t *testing.T) {
 	t.Parallel()
 	tp := newTopo(t)
 	d := tp.startEgressfw(tp.config(cfgOpts{}))
 	a := tp.inCgroup("a")
-	www := args(resolve("www.example.com", "80", ipPublic), "http://www.example.com/")
+	api := args(resolve("api.example.com", "80", ipPublic), "http://api.example.com/")
 	const size = 8 * mb
 	finish := tp.download(a, size, 4000)
-	tp.waitDrip(t)
+	finishAPI := tp.downloadFrom(a, "api.example.com", size, 4000)
+	tp.waitDripOf(t, "www.example.com")
+	tp.waitDripOf(t, "api.example.com")
 
 	i := d.since()
 	tp.writeConfig("egressfw.toml", "[listener]\nport = \"not a number\"\n")
@@ -103,17 +119,28 @@ func TestReloadDuringTransfer(t *testing.T) {
 	if _, ok := d.waitLogFrom(i, func(l logLine) bool { return l.str("msg") == "reload failed; keeping the running config" }, 5*time.Second); !ok {
 		t.Fatalf("bad config: no reload failure logged:\n%s", d.logText())
 	}
-	check(t, "www after the bad reload (old config kept)", tp.curl(a, www...), okPublic)
+	check(t, "api after the bad reload (old config kept)", tp.curl(a, api...), okPublic)
 
 	i = d.since()
-	tp.writeConfig("egressfw.toml", tp.config(cfgOpts{tenants: tp.tenant("a", "a", 0, `deny_domains = ["www.example.com"]`)}))
+	tp.writeConfig("egressfw.toml", tp.config(cfgOpts{tenants: tp.tenant("a", "a", 0, `deny_domains = ["api.example.com"]`)}))
+	t0 := time.Now()
 	d.signal(syscall.SIGHUP)
 	if _, ok := d.waitLogFrom(i, func(l logLine) bool { return l.str("msg") == "config reloaded" }, 5*time.Second); !ok {
 		t.Fatalf("good config: no reload logged:\n%s", d.logText())
 	}
-	check(t, "www after the good reload (new config applied)", tp.curl(a, www...), want{status: 403, body: "is on the deny list"})
+	check(t, "api after the good reload (new config applied)", tp.curl(a, api...), want{status: 403, body: "is on the deny list"})
 
-	r := finish()
+	r := finishAPI()
+	if r.Bytes >= size || r.Err == "" || time.Since(t0) > 3*time.Second {
+		t.Errorf("download of the denied name: %+v, %v after the reload; want it cut short at once", r, time.Since(t0).Round(time.Millisecond))
+	}
+	l, ok := d.waitLogFrom(0, func(l logLine) bool { return l.str("msg") == "connection" && l.str("closed_by") != "" }, 3*time.Second)
+	if !ok || l.str("name") != "api.example.com" || l.str("closed_by") != "reload" || l.str("closed_reason") != "denied_domain" ||
+		l.str("decision") != "allow" {
+		t.Errorf("connection line of the cut download %v; want name api.example.com, decision allow, closed_by reload, closed_reason denied_domain:\n%s",
+			l, d.logText())
+	}
+	r = finish()
 	if r.Status != 200 || !r.PatternOK || r.Bytes != size || r.Err != "" {
 		t.Errorf("download across both reloads: %+v; want %d bytes intact", r, size)
 	}
