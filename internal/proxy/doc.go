@@ -7,7 +7,8 @@
 // pace.go the caps and the pacing wired to the tenants (package admission holds the pools and
 // pacers, package refuse answers a refused client, package logfold folds repeated denials);
 // metrics.go the series; explain.go the dry run, the same verdict; dnslog.go the tenants' DNS
-// glue (the answer is package tenantdns's, the sockets package dnsfront's).
+// glue (the answer is package tenantdns's, the sockets package dnsfront's); live.go the
+// relaying connections, which each Install judges again.
 //
 // One connection: acceptLoop (after pace) -> handle (the listener's slot is the tenant) ->
 // original (TPROXY: the local address; REDIRECT: conntrack's NAT record) -> admit (the caps) ->
@@ -21,6 +22,9 @@
 // whose DNS egressfw answers has DNS listeners (package dnsfront) opened and closed with its
 // TCP listener. A connection (or a DNS query) is judged by the snapshot installed when it
 // arrived, never by another tenant's: before a slot's tenant is installed, its connections are
-// reset (its queries refused). Every verdict is a
+// reset (its queries refused). A connection that is relaying when another snapshot is
+// installed is judged again by it on what it opened with, and closed if refused (live.go);
+// a plain-HTTP connection's later requests are judged by the snapshot running when each
+// arrives. Every verdict is a
 // policy.Decision, from the decision to the log line, the metrics and `egressfw explain`.
 package proxy
