@@ -1,6 +1,7 @@
 package netns
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -18,21 +19,34 @@ func TestDNSRebinding(t *testing.T) {
 	tenants := tp.tenant("a", "a", 0, `dns = "direct"`) + tp.tenant("b", "", tp.uid, "")
 	d := tp.startEgressfw(tp.config(cfgOpts{interceptPorts: "[80, 443]", minTTL: "0s", tenants: tenants}))
 	const n = 40
+	// Through egressfw, a request takes two A queries (the tenant's, then
+	// egressfw's own for the connection) while the tenant is told the
+	// public answer, one when it is told NXDOMAIN: after at most one
+	// refusal every tenant query lands on the public turn. One query of
+	// the test's own between two halves moves the turn, so that egressfw
+	// has the internal answer to refuse in one of them.
+	flip := func() { tp.dig(tp.inCgroup("a"), ipDNS, "rebind.example.com", "A", false) }
 	runs := []struct {
-		name string
-		w    who
-		args []string
+		name   string
+		w      who
+		args   []string
+		n      int
+		before func()
 	}{
-		{"tenant connects to the public answer", tp.inCgroup("a"), []string{"-resolve", "rebind.example.com=" + ipPublic}},
-		{"tenant connects to the internal answer", tp.inCgroup("a"), []string{"-resolve", "rebind.example.com=" + ipBITool}},
-		{"tenant resolves itself through the internal DNS", tp.inCgroup("a"), []string{"-dns", ipDNS + ":53"}},
-		{"tenant resolves through egressfw", tp.asUID(), []string{"-dns", ipDNS + ":53"}},
+		{"tenant connects to the public answer", tp.inCgroup("a"), []string{"-resolve", "rebind.example.com=" + ipPublic}, n, nil},
+		{"tenant connects to the internal answer", tp.inCgroup("a"), []string{"-resolve", "rebind.example.com=" + ipBITool}, n, nil},
+		{"tenant resolves itself through the internal DNS", tp.inCgroup("a"), []string{"-dns", ipDNS + ":53"}, n, nil},
+		{"tenant resolves through egressfw", tp.asUID(), []string{"-dns", ipDNS + ":53"}, n / 2, nil},
+		{"tenant resolves through egressfw, the other turn", tp.asUID(), []string{"-dns", ipDNS + ":53"}, n / 2, flip},
 	}
 	var ok, denied, unresolved int
 	for _, r := range runs {
-		res := tp.get(r.w, append(r.args, "-n", "40", "http://rebind.example.com/")...)
-		if len(res) != n {
-			t.Fatalf("%s: %d results, want %d", r.name, len(res), n)
+		if r.before != nil {
+			r.before()
+		}
+		res := tp.get(r.w, append(r.args, "-n", strconv.Itoa(r.n), "http://rebind.example.com/")...)
+		if len(res) != r.n {
+			t.Fatalf("%s: %d results, want %d", r.name, len(res), r.n)
 		}
 		for i, g := range res {
 			switch {
