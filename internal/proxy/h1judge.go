@@ -62,7 +62,10 @@ func (h *h1conn) Request(req *httphead.Requests, buf []byte) []byte {
 		h.t.m.requestsAllowed.Inc()
 		return nil
 	}
-	d, name := h.judgeNext(req, buf, f)
+	d, pr, name := h.judgeNext(req, buf, f)
+	if d.Allow {
+		h.publish(pr, &d)
+	}
 	switch {
 	case d.Allow && d.WouldAllow:
 		h.t.m.requestsAllowed.Inc()
@@ -124,34 +127,65 @@ func refuseH2C(t *policy.CompiledTenant, orig netip.AddrPort) policy.Decision {
 // one it may go to (policy.DecideOn). A name an earlier request on the
 // connection was allowed is not judged again: its addresses were validated
 // and the connection goes to one of them.
-func (h *h1conn) judgeNext(req *httphead.Requests, buf []byte, f httphead.Framing) (policy.Decision, string) {
+func (h *h1conn) judgeNext(req *httphead.Requests, buf []byte, f httphead.Framing) (policy.Decision, policy.Request, string) {
 	head, err := req.Resolve(buf)
 	if err != nil {
-		return policy.Deny(h.t.compiled, h.rec.orig, policy.CodeMalformed, err.Error()), ""
+		return policy.Deny(h.t.compiled, h.rec.orig, policy.CodeMalformed, err.Error()), policy.Request{}, ""
 	}
 	name := head.Host()
 	if f.Upgrade == httphead.UpgradeH2C {
-		return refuseH2C(h.t.compiled, h.rec.orig), name
+		return refuseH2C(h.t.compiled, h.rec.orig), policy.Request{}, name
 	}
 	r := sni.Result{Kind: sni.KindHTTP, Name: head.Name, Addr: head.Addr, Port: head.Port,
 		CONNECT: head.CONNECT, H2Preface: head.H2Preface}
 	if d, refused := uncheckable(h.t.compiled, r, h.rec.orig); refused {
-		return d, name
+		return d, policy.Request{}, name
 	}
 	raw, _ := req.HostValue(buf)
-	if head.Name != "" && h.memo.hasName(head.Name) {
-		h.memo.setRaw(raw)
-		return policy.Decision{Allow: true, WouldAllow: true, Name: head.Name}, name
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), h.st.cfg.DNS.Timeout.Duration)
 	pr := requestOf(r, h.rec.orig)
 	pr.OrigDst = h.rec.dialed
+	if m := h.memo.byName(head.Name); m != nil {
+		h.memo.setRaw(raw)
+		return policy.Decision{Allow: true, WouldAllow: true, Name: head.Name, Answer: m.answer}, pr, name
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.st.cfg.DNS.Timeout.Duration)
 	d := h.st.policy.DecideOn(ctx, h.t.compiled, pr)
 	cancel()
 	if d.Allow && d.WouldAllow {
-		h.memo.add(head.Name, raw)
+		h.memo.add(head.Name, d.Answer, raw)
 	}
-	return d, name
+	return d, pr, name
+}
+
+// maxLater bounds the later requests a connection publishes for recheck:
+// as many as the relay lets be in flight (h1relay), so the name of every
+// request whose response may still be coming is among them.
+const maxLater = 16
+
+// publish records, for a reload's recheck, a later request that was let
+// through for a name (or literal, or a refusal report mode let through)
+// the connection had not carried before. Only a new name costs an
+// allocation; the usual next request repeats the last one's.
+func (h *h1conn) publish(req policy.Request, d *policy.Decision) {
+	same := func(r policy.Request, c policy.Code) bool {
+		return r.Name == req.Name && r.Literal == req.Literal && c == d.Code
+	}
+	if same(h.rec.req, h.rec.verdict.Code) {
+		return
+	}
+	var old []judgedRequest
+	if p := h.rec.later.Load(); p != nil {
+		old = *p
+	}
+	for i := range old {
+		if same(old[i].req, old[i].d.Code) {
+			return
+		}
+	}
+	old = old[max(0, len(old)+1-maxLater):]
+	later := append(make([]judgedRequest, 0, len(old)+1), old...)
+	later = append(later, judgedRequest{req: req, d: policy.Decision{Code: d.Code, Detail: d.Detail, Answer: d.Answer}})
+	h.rec.later.Store(&later)
 }
 
 // refusal logs a refused later request and returns the 403 a refused
@@ -162,14 +196,21 @@ func (h *h1conn) refusal(d policy.Decision, name string) []byte {
 }
 
 // hostMemo remembers, for one connection, the names its requests were
-// allowed (their addresses include the connection's) and the raw Host
-// value of the last one, so that the usual next request, which repeats
-// it, is taken without normalising or judging it again.
+// allowed (their addresses include the connection's), with the answers
+// they were judged on, and the raw Host value of the last one, so that
+// the usual next request, which repeats it, is taken without normalising
+// or judging it again.
 type hostMemo struct {
 	raw    [128]byte
 	rawLen int // 0: none
-	names  [4]string
+	names  [4]memoName
 	n      int
+}
+
+// memoName is a name a connection's request was allowed, and its answer.
+type memoName struct {
+	name   string
+	answer policy.Answer
 }
 
 // first remembers the first request, if its decision allowed it.
@@ -178,7 +219,7 @@ func (m *hostMemo) first(h *h1conn) {
 		return
 	}
 	raw, _ := h.relay.HostValue()
-	m.add(h.rec.verdict.Name, raw)
+	m.add(h.rec.verdict.Name, h.rec.verdict.Answer, raw)
 }
 
 func (m *hostMemo) hasRaw(v []byte) bool {
@@ -192,20 +233,25 @@ func (m *hostMemo) setRaw(v []byte) {
 	}
 }
 
-func (m *hostMemo) hasName(name string) bool {
-	for _, n := range m.names[:min(m.n, len(m.names))] {
-		if n == name {
-			return true
+// byName is the remembered name, nil if it is not ("": a literal, never).
+func (m *hostMemo) byName(name string) *memoName {
+	if name == "" {
+		return nil
+	}
+	for i := range m.names[:min(m.n, len(m.names))] {
+		if m.names[i].name == name {
+			return &m.names[i]
 		}
 	}
-	return false
+	return nil
 }
 
-// add remembers an allowed name (none for a literal) and its raw Host.
-func (m *hostMemo) add(name string, raw []byte) {
+// add remembers an allowed name (none for a literal), its answer and its
+// raw Host.
+func (m *hostMemo) add(name string, answer policy.Answer, raw []byte) {
 	m.setRaw(raw)
-	if name != "" && !m.hasName(name) {
-		m.names[m.n%len(m.names)] = name
+	if name != "" && m.byName(name) == nil {
+		m.names[m.n%len(m.names)] = memoName{name: name, answer: answer}
 		m.n++
 	}
 }

@@ -8,9 +8,8 @@ import (
 
 // TestFollowUpRequestsJudgedByRunningConfig: a later request on a
 // kept-alive connection is judged by the config running when it arrives,
-// not the one the connection started under, and a name allowed on it
-// before the reload is judged again. A reload that deny-lists a name the
-// connection was used for (not the one it opened with: that closes it,
+// not the one the connection started under. A reload that deny-lists a
+// name the connection has not carried yet (one it carried closes it:
 // TestReloadClosesOpenConnectionsItRefuses) or turns report mode into
 // enforce refuses the next request for it; one that opens a name lets it
 // through; one that changes nothing for the tenant changes nothing.
@@ -23,8 +22,8 @@ func TestFollowUpRequestsJudgedByRunningConfig(t *testing.T) {
 		want               string                  // its status
 		reason             string                  // of its log line, when it has one
 	}{
-		{name: "a name used on it deny-listed", tenant: "web", orig: "198.51.100.50:80",
-			before: []string{"site1.example.test", "shared.example.test"},
+		{name: "a name it has not carried deny-listed", tenant: "web", orig: "198.51.100.50:80",
+			before: []string{"site1.example.test"},
 			reload: func(c string) string {
 				return strings.Replace(c, `deny_domains = ["*.blocked.example"]`, `deny_domains = ["*.blocked.example", "shared.example.test"]`, 1)
 			},

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -49,8 +50,19 @@ func closedSoon(c net.Conn) bool {
 // closure is counted. One the new config still allows stays open and
 // serves its next request.
 func TestReloadClosesOpenConnectionsItRefuses(t *testing.T) {
+	h2c := "GET /1 HTTP/1.1\r\nHost: site1.example.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n" +
+		"HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"
+	denySite1 := func(c string) string {
+		return strings.Replace(c, `deny_domains = ["*.blocked.example"]`, `deny_domains = ["*.blocked.example", "site1.example.test"]`, 1)
+	}
+	denyShared := func(c string) string {
+		return strings.Replace(c, `deny_domains = ["*.blocked.example"]`, `deny_domains = ["*.blocked.example", "shared.example.test"]`, 1)
+	}
+	enforce := func(c string) string { return strings.Replace(c, `mode = "report"`, `mode = "enforce"`, 1) }
 	tests := []struct {
 		name, tenant, orig, host string
+		first                    string   // the first request, when not a GET of host
+		later                    []string // hosts of later requests before the reload
 		reload                   func(string) string
 		reason                   string // the new config's; "" stays open
 	}{
@@ -70,6 +82,14 @@ func TestReloadClosesOpenConnectionsItRefuses(t *testing.T) {
 				return strings.Replace(c, "  host = \"wiki.example.com\"\n  ports = [80]\n", "  host = \"wiki.example.com\"\n  ports = [443]\n", 1)
 			},
 			reason: "internal_port"},
+		{name: "report mode let an IP literal through at another address, turned to enforce", tenant: "audit", orig: "198.51.100.50:80",
+			host: "198.51.100.99", reload: enforce, reason: "literal_mismatch"},
+		{name: "report mode let an h2c upgrade through, turned to enforce", tenant: "audit", orig: "198.51.100.50:80",
+			host: "site1.example.test", first: h2c, reload: enforce, reason: "h2_prior_knowledge"},
+		{name: "a later request's name deny-listed", tenant: "web", orig: "198.51.100.50:80", host: "site1.example.test",
+			later: []string{"shared.example.test"}, reload: denyShared, reason: "denied_domain"},
+		{name: "the first request's name deny-listed after later ones", tenant: "web", orig: "198.51.100.50:80", host: "site1.example.test",
+			later: []string{"shared.example.test"}, reload: denySite1, reason: "denied_domain"},
 		{name: "a report-mode one while the tenant stays in report mode", tenant: "audit", orig: "198.51.100.50:80", host: "other.example.test",
 			reload: func(c string) string { return c + "[[tenant]]\nname = \"late\"\nuids = [1009]\n" }},
 		{name: "an allowed one while another tenant is added", tenant: "web", orig: "198.51.100.50:80", host: "site1.example.test",
@@ -79,9 +99,15 @@ func TestReloadClosesOpenConnectionsItRefuses(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h, _, _ := h1Harness(t)
 			c := h.connect(tc.tenant, tc.orig, false)
-			_, _ = io.WriteString(c, reqGET(tc.host, "/1"))
-			if got := statuses(readResponses(c, "GET")); got != "200" {
-				t.Fatalf("first request: %s, want 200", got)
+			first := tc.first
+			if first == "" {
+				first = reqGET(tc.host, "/1")
+			}
+			for _, req := range append([]string{first}, mapHosts(tc.later)...) {
+				_, _ = io.WriteString(c, req)
+				if got := statuses(readResponses(c, "GET")); got != "200" {
+					t.Fatalf("%q: %s, want 200", req, got)
+				}
 			}
 			h.apply(reloadText(h, tc.reload))
 			if tc.reason == "" {
@@ -144,8 +170,10 @@ func TestReloadClosesRefusedTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.apply(cfg)
-	if err := get(denied, "www.example.com"); err == nil {
-		t.Error("the connection to the deny-listed name still answers after the reload")
+	// Read only: a write first would take the reset's error.
+	_ = denied.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := denied.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("the connection to the deny-listed name after the reload: %v; want it reset", err)
 	}
 	if err := get(kept, "www2.example.com"); err != nil {
 		t.Errorf("the connection to the other name after the reload: %v", err)
@@ -176,6 +204,7 @@ func TestLiveConnJudgedDuringReload(t *testing.T) {
 			client, c := tcptest.Pair(t)
 			up, server := tcptest.Pair(t)
 			rec := &connRecord{tenant: "web", orig: netip.AddrPortFrom(site, 80), dialed: netip.AddrPortFrom(site, 80),
+				req:     policy.Request{Name: tc.host, OrigDst: netip.AddrPortFrom(site, 80)},
 				verdict: policy.Decision{Allow: true, WouldAllow: true, Name: tc.host, Answer: policy.Answer{Addrs: []netip.Addr{site}}}}
 			var slot uint32
 			for id, ts := range old.tenants {
@@ -204,12 +233,22 @@ func BenchmarkRecheck10k(b *testing.B) {
 	s.Install(snaps[0])
 	site := netip.MustParseAddrPort("198.51.100.10:443")
 	for i := range 10000 {
-		rec := &connRecord{tenant: "web", orig: site, dialed: site, verdict: policy.Decision{Allow: true, WouldAllow: true,
-			Name: fmt.Sprintf("n%d.example.com", i), Answer: policy.Answer{Addrs: []netip.Addr{site.Addr()}}}}
+		name := fmt.Sprintf("n%d.example.com", i)
+		rec := &connRecord{tenant: "web", orig: site, dialed: site, req: policy.Request{Name: name, OrigDst: site},
+			verdict: policy.Decision{Allow: true, WouldAllow: true, Name: name, Answer: policy.Answer{Addrs: []netip.Addr{site.Addr()}}}}
 		s.addLive(rec, nil, nil, 1, snaps[0])
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		s.recheck(snaps[(i+1)%2])
 	}
+}
+
+// mapHosts is a GET of each host.
+func mapHosts(hosts []string) []string {
+	var out []string
+	for _, h := range hosts {
+		out = append(out, reqGET(h, "/2"))
+	}
+	return out
 }

@@ -47,6 +47,13 @@ type connRecord struct {
 	noted   bool
 	// m is the tenant's resolved series (nil before a tenant is known).
 	m *tenantMetrics
+	// req is what the policy judged (verdict is its decision), kept for a
+	// reload to judge the open connection again (see recheck).
+	req policy.Request
+	// later are the names a plain-HTTP connection's later requests were
+	// let through for, other than the first's (h1conn publishes them for
+	// recheck); nil when there were none.
+	later atomic.Pointer[[]judgedRequest]
 	// closedBy is the decision of a reload's config that refused this
 	// open connection and closed it (see recheck); nil otherwise.
 	closedBy atomic.Pointer[policy.Decision]
