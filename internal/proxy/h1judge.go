@@ -146,7 +146,8 @@ func (h *h1conn) judgeNext(req *httphead.Requests, buf []byte, f httphead.Framin
 	pr.OrigDst = h.rec.dialed
 	if m := h.memo.byName(head.Name); m != nil {
 		h.memo.setRaw(raw)
-		return policy.Decision{Allow: true, WouldAllow: true, Name: head.Name, Answer: m.answer}, pr, name
+		ans := policy.Answer{Addrs: m.addrs, Aliases: m.aliases}
+		return policy.Decision{Allow: true, WouldAllow: true, Name: head.Name, Answer: ans}, pr, name
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.st.cfg.DNS.Timeout.Duration)
 	d := h.st.policy.DecideOn(ctx, h.t.compiled, pr)
@@ -207,10 +208,12 @@ type hostMemo struct {
 	n      int
 }
 
-// memoName is a name a connection's request was allowed, and its answer.
+// memoName is a name a connection's request was allowed, and the answer
+// it was judged on (what a reload's recheck judges again).
 type memoName struct {
-	name   string
-	answer policy.Answer
+	name    string
+	addrs   []netip.Addr
+	aliases []string
 }
 
 // first remembers the first request, if its decision allowed it.
@@ -251,7 +254,7 @@ func (m *hostMemo) byName(name string) *memoName {
 func (m *hostMemo) add(name string, answer policy.Answer, raw []byte) {
 	m.setRaw(raw)
 	if name != "" && m.byName(name) == nil {
-		m.names[m.n%len(m.names)] = memoName{name: name, answer: answer}
+		m.names[m.n%len(m.names)] = memoName{name: name, addrs: answer.Addrs, aliases: answer.Aliases}
 		m.n++
 	}
 }
