@@ -105,7 +105,7 @@ func (s *Proxy) open(c *net.TCPConn, st *Snapshot, t *tenantState, rec *connReco
 	// the dialer (listener.connect_timeout); one more timer per connection
 	// would bound nothing they do not.
 	ctx := context.Background()
-	rec.req = requestOf(res, rec.orig)
+	rec.lit = requestOf(res, rec.orig).Literal
 	if upgrade == httphead.UpgradeH2C {
 		rec.verdict = refuseH2C(t.compiled, rec.orig)
 	} else {

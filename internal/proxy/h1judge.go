@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/egressfw/egressfw/internal/h1relay"
 	"github.com/egressfw/egressfw/internal/httphead"
@@ -65,6 +66,12 @@ func (h *h1conn) Request(req *httphead.Requests, buf []byte) []byte {
 	d, pr, name := h.judgeNext(req, buf, f)
 	if d.Allow {
 		h.publish(pr, &d)
+		if h.s.state.Load() != h.st {
+			// A reload overtook the judgement (a lookup can take
+			// dns.timeout), and its recheck may have read the published
+			// names before this one: judge it again by the running config.
+			return h.Request(req, buf)
+		}
 	}
 	switch {
 	case d.Allow && d.WouldAllow:
@@ -158,20 +165,21 @@ func (h *h1conn) judgeNext(req *httphead.Requests, buf []byte, f httphead.Framin
 	return d, pr, name
 }
 
-// maxLater bounds the later requests a connection publishes for recheck:
-// as many as the relay lets be in flight (h1relay), so the name of every
-// request whose response may still be coming is among them.
-const maxLater = 16
-
 // publish records, for a reload's recheck, a later request that was let
 // through for a name (or literal, or a refusal report mode let through)
-// the connection had not carried before. Only a new name costs an
-// allocation; the usual next request repeats the last one's.
+// the connection had not carried before, with the answer judged. Only a
+// new one costs an allocation; the usual next request repeats the last
+// one's. It keeps as many as the relay lets be in flight
+// (h1relay.MaxInFlight), so the name of every request whose response may
+// still be coming is among them.
 func (h *h1conn) publish(req policy.Request, d *policy.Decision) {
-	same := func(r policy.Request, c policy.Code) bool {
-		return r.Name == req.Name && r.Literal == req.Literal && c == d.Code
+	// The same answer too: a name looked up again after a reload may have
+	// other addresses or aliases, which a later reload must judge.
+	same := func(r policy.Request, j *policy.Decision) bool {
+		return r.Name == req.Name && r.Literal == req.Literal && j.Code == d.Code &&
+			slices.Equal(j.Answer.Addrs, d.Answer.Addrs) && slices.Equal(j.Answer.Aliases, d.Answer.Aliases)
 	}
-	if same(h.rec.req, h.rec.verdict.Code) {
+	if same(h.rec.opened(), &h.rec.verdict) {
 		return
 	}
 	var old []judgedRequest
@@ -179,11 +187,11 @@ func (h *h1conn) publish(req policy.Request, d *policy.Decision) {
 		old = *p
 	}
 	for i := range old {
-		if same(old[i].req, old[i].d.Code) {
+		if same(old[i].req, &old[i].d) {
 			return
 		}
 	}
-	old = old[max(0, len(old)+1-maxLater):]
+	old = old[max(0, len(old)+1-h1relay.MaxInFlight):]
 	later := append(make([]judgedRequest, 0, len(old)+1), old...)
 	later = append(later, judgedRequest{req: req, d: policy.Decision{Code: d.Code, Detail: d.Detail, Answer: d.Answer}})
 	h.rec.later.Store(&later)

@@ -2,8 +2,13 @@ package proxy
 
 import (
 	"io"
+	"net/netip"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/miekg/dns"
 )
 
 // TestFollowUpRequestsJudgedByRunningConfig: a later request on a
@@ -84,5 +89,45 @@ func TestFollowUpRequestsJudgedByRunningConfig(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLaterRequestOvertakenByReload: a later request whose lookup is
+// still waiting when a reload installs a config that refuses its name is
+// judged again by that config when the lookup returns: the reload's
+// recheck could not see the name yet, so the request itself must not go
+// through on the old config's decision.
+func TestLaterRequestOvertakenByReload(t *testing.T) {
+	h, site, _ := h1Harness(t)
+	c := h.connect("web", "198.51.100.50:80", false)
+	_, _ = io.WriteString(c, reqGET("site1.example.test", "/1"))
+	if got := statuses(readResponses(c, "GET")); got != "200" {
+		t.Fatalf("first request: %s, want 200", got)
+	}
+	asked, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	h.dns.SetFunc("slow.example.test", func(qtype uint16, _ int) ([]netip.Addr, bool) {
+		once.Do(func() { close(asked) })
+		<-release
+		if qtype == dns.TypeA {
+			return []netip.Addr{netip.MustParseAddr("198.51.100.50")}, true
+		}
+		return nil, true
+	})
+	_, _ = io.WriteString(c, reqGET("slow.example.test", "/2"))
+	select {
+	case <-asked:
+	case <-time.After(5 * time.Second):
+		t.Fatal("egressfw never looked the second request's name up")
+	}
+	h.apply(reloadText(h, func(c string) string {
+		return strings.Replace(c, `deny_domains = ["*.blocked.example"]`, `deny_domains = ["*.blocked.example", "slow.example.test"]`, 1)
+	}))
+	close(release)
+	if got := statuses(readResponses(c, "GET")); got != "403" {
+		t.Errorf("the request judged across the reload: %q, want 403", got)
+	}
+	if got, want := site.received(), reqGET("site1.example.test", "/1"); got != want {
+		t.Errorf("the server received %q, want the first request only, %q", got, want)
 	}
 }

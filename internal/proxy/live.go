@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -105,7 +106,7 @@ func (s *Proxy) closeIfRefused(snap *Snapshot, rec *connRecord, lc liveConn) boo
 	if t := snap.tenants[lc.slot]; t != nil && t.name == rec.tenant {
 		ct = t.compiled
 	}
-	d := rejudge(snap.policy, ct, rec, rec.req, &rec.verdict)
+	d := rejudge(snap.policy, ct, rec, rec.opened(), &rec.verdict)
 	if later := rec.later.Load(); d.Allow && later != nil {
 		for i := range *later {
 			j := &(*later)[i]
@@ -142,10 +143,19 @@ func rejudge(pol *policy.Policy, t *policy.CompiledTenant, rec *connRecord, req 
 			return policy.Deny(t, rec.orig, d.Code, d.Detail)
 		}
 	}
-	if req.Name != "" {
-		req.OrigDst, req.Resolved, req.Aliases = rec.dialed, d.Answer.Addrs, d.Answer.Aliases
+	if req.Name == "" {
+		return pol.Recheck(t, req)
 	}
-	return pol.Recheck(t, req)
+	req.OrigDst, req.Resolved, req.Aliases = rec.dialed, d.Answer.Addrs, d.Answer.Aliases
+	v := pol.Recheck(t, req)
+	if v.Code == policy.CodeNoAddresses && len(d.Answer.Addrs) == 0 {
+		// Report mode let it through before its name was resolved (the
+		// name rules refused it, or DNS failed): it went to an address
+		// nothing validated.
+		return policy.Deny(t, rec.orig, policy.CodeNotOnConnection, fmt.Sprintf(
+			"report mode let %q through unresolved, to %s, which no answer validated", req.Name, rec.dialed))
+	}
+	return v
 }
 
 // judgedRequest is a later request of a plain-HTTP connection that went

@@ -84,6 +84,8 @@ func TestReloadClosesOpenConnectionsItRefuses(t *testing.T) {
 			reason: "internal_port"},
 		{name: "report mode let an IP literal through at another address, turned to enforce", tenant: "audit", orig: "198.51.100.50:80",
 			host: "198.51.100.99", reload: enforce, reason: "literal_mismatch"},
+		{name: "report mode let a name DNS could not resolve through, turned to enforce", tenant: "audit", orig: "198.51.100.50:80",
+			host: "nope.example.test", reload: enforce, reason: "not_on_connection"},
 		{name: "report mode let an h2c upgrade through, turned to enforce", tenant: "audit", orig: "198.51.100.50:80",
 			host: "site1.example.test", first: h2c, reload: enforce, reason: "h2_prior_knowledge"},
 		{name: "a later request's name deny-listed", tenant: "web", orig: "198.51.100.50:80", host: "site1.example.test",
@@ -204,7 +206,6 @@ func TestLiveConnJudgedDuringReload(t *testing.T) {
 			client, c := tcptest.Pair(t)
 			up, server := tcptest.Pair(t)
 			rec := &connRecord{tenant: "web", orig: netip.AddrPortFrom(site, 80), dialed: netip.AddrPortFrom(site, 80),
-				req:     policy.Request{Name: tc.host, OrigDst: netip.AddrPortFrom(site, 80)},
 				verdict: policy.Decision{Allow: true, WouldAllow: true, Name: tc.host, Answer: policy.Answer{Addrs: []netip.Addr{site}}}}
 			var slot uint32
 			for id, ts := range old.tenants {
@@ -234,7 +235,7 @@ func BenchmarkRecheck10k(b *testing.B) {
 	site := netip.MustParseAddrPort("198.51.100.10:443")
 	for i := range 10000 {
 		name := fmt.Sprintf("n%d.example.com", i)
-		rec := &connRecord{tenant: "web", orig: site, dialed: site, req: policy.Request{Name: name, OrigDst: site},
+		rec := &connRecord{tenant: "web", orig: site, dialed: site,
 			verdict: policy.Decision{Allow: true, WouldAllow: true, Name: name, Answer: policy.Answer{Addrs: []netip.Addr{site.Addr()}}}}
 		s.addLive(rec, nil, nil, 1, snaps[0])
 	}
@@ -251,4 +252,38 @@ func mapHosts(hosts []string) []string {
 		out = append(out, reqGET(h, "/2"))
 	}
 	return out
+}
+
+// TestReloadRechecksANewAnswerOfAName: a later request for the name a
+// connection opened with, looked up again after a reload (which clears
+// what the connection remembered), may get another answer; the next
+// reload judges that answer too. Here the name has become an alias of a
+// CDN name, which the second reload deny-lists.
+func TestReloadRechecksANewAnswerOfAName(t *testing.T) {
+	h, _, _ := h1Harness(t)
+	h.dns.SetTTL(0)
+	c := h.connect("web", "198.51.100.50:80", false)
+	get := func(path string) {
+		t.Helper()
+		_, _ = io.WriteString(c, reqGET("site1.example.test", path))
+		if got := statuses(readResponses(c, "GET")); got != "200" {
+			t.Fatalf("request %s: %s, want 200", path, got)
+		}
+	}
+	get("/1")
+	h.apply(reloadText(h, func(c string) string { return c + "[[tenant]]\nname = \"late\"\nuids = [1009]\n" }))
+	h.dns.SetCNAME("site1.example.test", "edge.cdn.example.test")
+	h.dns.Set("edge.cdn.example.test", "198.51.100.50")
+	get("/2")
+	h.apply(reloadText(h, func(c string) string {
+		return strings.Replace(c, `deny_domains = ["*.blocked.example"]`, `deny_domains = ["*.blocked.example", "*.cdn.example.test"]`, 1) +
+			"[[tenant]]\nname = \"late\"\nuids = [1009]\n"
+	}))
+	if !closedSoon(c) {
+		t.Fatal("the connection is still open after a reload that deny-lists the alias its name now has")
+	}
+	l := h.waitLog(map[string]any{"tenant": "web", "closed_by": "reload"})
+	if l["closed_reason"] != "denied_domain" {
+		t.Errorf("connection line %v: want closed_reason denied_domain", l)
+	}
 }

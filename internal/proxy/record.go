@@ -47,9 +47,10 @@ type connRecord struct {
 	noted   bool
 	// m is the tenant's resolved series (nil before a tenant is known).
 	m *tenantMetrics
-	// req is what the policy judged (verdict is its decision), kept for a
-	// reload to judge the open connection again (see recheck).
-	req policy.Request
+	// lit is the IP literal the policy judged when there was no name
+	// (verdict has the name), kept for a reload to judge the open
+	// connection again (see opened).
+	lit netip.Addr
 	// later are the names a plain-HTTP connection's later requests were
 	// let through for, other than the first's (h1conn publishes them for
 	// recheck); nil when there were none.
@@ -182,4 +183,13 @@ func dnsResult(c policy.Code) string {
 		return c.String()
 	}
 	return "ok"
+}
+
+// opened is the request the policy judged when the connection opened
+// (verdict is its decision), without the answer.
+func (r *connRecord) opened() policy.Request {
+	if r.verdict.Name != "" {
+		return policy.Request{Name: r.verdict.Name, OrigDst: r.orig}
+	}
+	return policy.Request{Literal: r.lit, OrigDst: r.orig}
 }
