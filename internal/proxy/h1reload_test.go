@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/egressfw/egressfw/internal/policy"
 )
 
 // TestFollowUpRequestsJudgedByRunningConfig: a later request on a
@@ -129,5 +131,36 @@ func TestLaterRequestOvertakenByReload(t *testing.T) {
 	}
 	if got, want := site.received(), reqGET("site1.example.test", "/1"); got != want {
 		t.Errorf("the server received %q, want the first request only, %q", got, want)
+	}
+}
+
+// TestFollowRunningSnapshot: a plain-HTTP connection's judge moves to the
+// running snapshot: to its tenant of the same slot and name, forgetting
+// the names allowed before; when no tenant of that name holds the slot any
+// more it reports false, and Request refuses as tenant_removed.
+func TestFollowRunningSnapshot(t *testing.T) {
+	h, _, _ := h1Harness(t)
+	old := h.srv.state.Load()
+	var narrow *tenantState
+	for _, ts := range old.tenants {
+		if ts.name == "narrow" {
+			narrow = ts
+		}
+	}
+	rec := &connRecord{tenant: "narrow"}
+	j := &h1conn{s: h.srv, st: old, t: narrow, rec: rec}
+	j.memo.add("site1.example.test", policy.Answer{}, []byte("site1.example.test"))
+	if !j.follow() || j.st != old || j.t != narrow || j.memo.byName("site1.example.test") == nil {
+		t.Fatal("follow changed a connection whose snapshot is the running one")
+	}
+	h.apply(reloadText(h, func(c string) string { return c + "[[tenant]]\nname = \"late\"\nuids = [1009]\n" }))
+	cur := h.srv.state.Load()
+	if !j.follow() || j.st != cur || j.t != cur.tenants[narrow.slot.ID] || j.memo.byName("site1.example.test") != nil {
+		t.Fatalf("after a reload that keeps the tenant: snapshot moved %v, tenant %q, memo kept %v; want moved, narrow, forgotten",
+			j.st == cur, j.t.name, j.memo.byName("site1.example.test") != nil)
+	}
+	h.apply(reloadText(h, func(c string) string { return c[:strings.Index(c, "[[tenant]]\nname = \"narrow\"")] }))
+	if j.follow() {
+		t.Fatal("follow reported the tenant kept after a reload that removed it")
 	}
 }
