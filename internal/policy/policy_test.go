@@ -234,12 +234,47 @@ func checkDecision(t *testing.T, d Decision, report, would bool, code Code, dial
 	}
 }
 
-// TestCheckName: the name rules are applied once, inside Decide, before
-// the lookup: a name they refuse is never looked up, an allowed one is
-// looked up once and then judged by its addresses. (Its cases are the ones
-// it had when CheckName was a function of its own, called before Decide;
-// for a while it was named TestDecideChecksNameBeforeLookup.)
+// TestCheckName: the name rules themselves, before any lookup or mode:
+// deny_domains first (an exact deny beats a wildcard allow), then
+// allow_domains; "*.x" matches the names under x, never x itself; "*"
+// matches every name, and deny_domains still applies to it.
 func TestCheckName(t *testing.T) {
+	tenants := testTenants(t)
+	tests := []struct {
+		name, tenant, host string
+		code               Code
+		detail             string
+	}{
+		{"exact allow", "web", "example.com", CodeAllowed, ""},
+		{"wildcard allow", "web", "a.example.org", CodeAllowed, ""},
+		{"wildcard allow, deeper", "web", "deep.a.example.org", CodeAllowed, ""},
+		{"a wildcard does not match its apex", "web", "example.org", CodeNotAllowedDomain, `"example.org" is not in allow_domains`},
+		{"an exact allow does not match below it", "web", "www.example.com", CodeNotAllowedDomain, ""},
+		{"exact deny beats wildcard allow", "web", "secret.example.org", CodeDeniedDomain, `("secret.example.org")`},
+		{"wildcard deny", "web", "x.bad.example.org", CodeDeniedDomain, `("*.bad.example.org")`},
+		{"a wildcard deny does not match its apex", "web", "bad.example.org", CodeAllowed, ""},
+		{"no name", "web", "", CodeNoName, ""},
+		{"* allows any name", "any", "anything.example.net", CodeAllowed, ""},
+		{"deny beats *", "any", "blocked.example", CodeDeniedDomain, `("blocked.example")`},
+		{"report mode is not applied here", "rep", "example.net", CodeNotAllowedDomain, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v := tenants[tc.tenant].checkName(tc.host)
+			if v.code != tc.code || v.allow || !strings.Contains(v.detail, tc.detail) {
+				t.Fatalf("checkName(%q) = %v %q (allow %v); want %v with %q, allow false (Decide sets it)",
+					tc.host, v.code, v.detail, v.allow, tc.code, tc.detail)
+			}
+		})
+	}
+}
+
+// TestDecideChecksNameBeforeLookup: the name rules are applied once,
+// inside Decide, before the lookup: a name they refuse is never looked up,
+// an allowed one is looked up once and then judged by its addresses. (When
+// CheckName was a function of its own, called before Decide, its test
+// carried these cases; TestCheckName now tests the rules alone.)
+func TestDecideChecksNameBeforeLookup(t *testing.T) {
 	tenants := testTenants(t)
 	tests := []struct {
 		name, tenant, host string
