@@ -13,14 +13,7 @@ import (
 func TestDecideOn(t *testing.T) {
 	p := testPolicy(t)
 	tenants := testTenants(t)
-	tests := []struct {
-		name   string
-		tenant string
-		req    Request
-		allow  bool // Allow
-		would  bool // WouldAllow
-		code   Code
-	}{
+	runOnConn(t, "DecideOn", func(ct *CompiledTenant, req Request) Decision { return p.DecideOn(bg, ct, req) }, tenants, []onConnCase{
 		{"the name resolves to the connection's address", "web",
 			Request{Name: "example.com", OrigDst: ap("192.0.2.11:80"), Resolved: addrs("192.0.2.10", "192.0.2.11")},
 			true, true, CodeAllowed},
@@ -60,13 +53,30 @@ func TestDecideOn(t *testing.T) {
 		{"report mode lets a mismatch through", "rep",
 			Request{Name: "example.com", OrigDst: ap("192.0.2.11:80"), Resolved: addrs("198.51.100.7")},
 			true, false, CodeNotOnConnection},
-	}
-	for _, tc := range tests {
+	})
+}
+
+// onConnCase is a decision on a request for an open connection, and what
+// it must be.
+type onConnCase struct {
+	name   string
+	tenant string
+	req    Request
+	allow  bool // Allow
+	would  bool // WouldAllow
+	code   Code
+}
+
+// runOnConn runs each case through decide (named what) with its tenant.
+func runOnConn(t *testing.T, what string, decide func(*CompiledTenant, Request) Decision,
+	tenants map[string]*CompiledTenant, cases []onConnCase) {
+	t.Helper()
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			d := p.DecideOn(bg, tenants[tc.tenant], tc.req)
+			d := decide(tenants[tc.tenant], tc.req)
 			if d.Allow != tc.allow || d.WouldAllow != tc.would || d.Code != tc.code {
-				t.Fatalf("DecideOn = allow %v would %v %v (%s); want allow %v would %v %v",
-					d.Allow, d.WouldAllow, d.Code, d.Detail, tc.allow, tc.would, tc.code)
+				t.Fatalf("%s = allow %v would %v %v (%s); want allow %v would %v %v",
+					what, d.Allow, d.WouldAllow, d.Code, d.Detail, tc.allow, tc.would, tc.code)
 			}
 		})
 	}
@@ -100,14 +110,7 @@ func TestRecheck(t *testing.T) {
 		return Answer{Addrs: addrs("10.99.0.1")}, nil
 	})
 	tenants := testTenants(t)
-	tests := []struct {
-		name   string
-		tenant string
-		req    Request
-		allow  bool
-		would  bool
-		code   Code
-	}{
+	runOnConn(t, "Recheck", p.Recheck, tenants, []onConnCase{
 		{"still allowed", "web",
 			Request{Name: "example.com", OrigDst: ap("192.0.2.11:443"), Resolved: addrs("192.0.2.10", "192.0.2.11")},
 			true, true, CodeAllowed},
@@ -144,16 +147,7 @@ func TestRecheck(t *testing.T) {
 		{"no tenant", "",
 			Request{Name: "example.com", OrigDst: ap("192.0.2.11:443"), Resolved: addrs("192.0.2.11")},
 			false, false, CodeNoTenant},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			d := p.Recheck(tenants[tc.tenant], tc.req)
-			if d.Allow != tc.allow || d.WouldAllow != tc.would || d.Code != tc.code {
-				t.Fatalf("Recheck = allow %v would %v %v (%s); want allow %v would %v %v",
-					d.Allow, d.WouldAllow, d.Code, d.Detail, tc.allow, tc.would, tc.code)
-			}
-		})
-	}
+	})
 	if lookups != 0 {
 		t.Errorf("Recheck looked up %d names, want none", lookups)
 	}
