@@ -270,20 +270,12 @@ func (d *Dialer) dialOne(ctx context.Context, addr netip.AddrPort) (*net.TCPConn
 // that sets SO_MARK to mark on each socket before it connects, so that
 // egressfw's own nftables rules let it through (the bypass mark); its
 // error names the option and the address. It needs CAP_NET_ADMIN.
-// The option's name and the address are formatted only on failure: the
-// hook runs for every upstream connection.
+// The option is described once here and the address formatted only on
+// failure: the hook runs for every upstream connection.
 func MarkControl(mark uint32) func(network, address string, c syscall.RawConn) error {
+	opts := []sockopt{{fmt.Sprintf("SO_MARK=%#x", mark), unix.SOL_SOCKET, unix.SO_MARK, int(mark)}}
 	return func(_, address string, rc syscall.RawConn) error {
-		var serr error
-		if err := rc.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
-		}); err != nil {
-			return fmt.Errorf("access socket for socket to %s: %w", address, err)
-		}
-		if serr != nil {
-			return &sockoptError{opt: fmt.Sprintf("SO_MARK=%#x", mark), addr: "socket to " + address, err: serr}
-		}
-		return nil
+		return setSockopts(rc, "socket to ", address, opts)
 	}
 }
 

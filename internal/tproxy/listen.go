@@ -154,22 +154,25 @@ func transparentControl(addr netip.AddrPort) func(string, string, syscall.RawCon
 		}
 	}
 	return func(_, _ string, rc syscall.RawConn) error {
-		return setSockopts(rc, addr.String(), opts)
+		return setSockopts(rc, "", addr.String(), opts)
 	}
 }
 
-func setSockopts(rc syscall.RawConn, addr string, opts []sockopt) error {
+// setSockopts sets opts on the socket, stopping at the first that fails;
+// its error names the option and the socket (what + addr, joined only on
+// failure).
+func setSockopts(rc syscall.RawConn, what, addr string, opts []sockopt) error {
 	var serr error
 	err := rc.Control(func(fd uintptr) {
 		for _, o := range opts {
 			if err := unix.SetsockoptInt(int(fd), o.level, o.opt, o.val); err != nil {
-				serr = &sockoptError{opt: o.name, addr: addr, err: err}
+				serr = &sockoptError{opt: o.name, addr: what + addr, err: err}
 				return
 			}
 		}
 	})
 	if err != nil {
-		return fmt.Errorf("access socket for %s: %w", addr, err)
+		return fmt.Errorf("access socket for %s%s: %w", what, addr, err)
 	}
 	return serr
 }
