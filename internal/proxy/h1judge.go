@@ -95,8 +95,8 @@ func (h *h1conn) follow() bool {
 	if st == h.st {
 		return true
 	}
-	t, ok := st.tenants[h.t.slot.ID]
-	if !ok || t.name != h.t.name {
+	t := st.tenantOf(h.t.slot.ID, h.t.name)
+	if t == nil {
 		return false
 	}
 	h.st, h.t, h.memo = st, t, hostMemo{}
@@ -156,9 +156,8 @@ func (h *h1conn) judgeNext(req *httphead.Requests, buf []byte, f httphead.Framin
 		ans := policy.Answer{Addrs: m.addrs, Aliases: m.aliases}
 		return policy.Decision{Allow: true, WouldAllow: true, Name: head.Name, Answer: ans}, pr, name
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), h.st.cfg.DNS.Timeout.Duration)
-	d := h.st.policy.DecideOn(ctx, h.t.compiled, pr)
-	cancel()
+	// The resolver bounds the lookup (dns.timeout), as for a first request.
+	d := h.st.policy.DecideOn(context.Background(), h.t.compiled, pr)
 	if d.Allow && d.WouldAllow {
 		h.memo.add(head.Name, d.Answer, raw)
 	}

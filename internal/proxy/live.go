@@ -103,7 +103,7 @@ func (s *Proxy) recheck(snap *Snapshot) {
 // flight or upgraded to a WebSocket may be any of them.
 func (s *Proxy) closeIfRefused(snap *Snapshot, rec *connRecord, lc liveConn) bool {
 	var ct *policy.CompiledTenant
-	if t := snap.tenants[lc.slot]; t != nil && t.name == rec.tenant {
+	if t := snap.tenantOf(lc.slot, rec.tenant); t != nil {
 		ct = t.compiled
 	}
 	d := rejudge(snap.policy, ct, rec, rec.opened(), &rec.verdict)

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"github.com/egressfw/egressfw/internal/config"
 	"github.com/egressfw/egressfw/internal/policy"
 	"github.com/egressfw/egressfw/internal/resolver"
 	"github.com/egressfw/egressfw/internal/sni"
@@ -41,8 +40,14 @@ type tenantMetrics struct {
 	requestsAllowed  prometheus.Counter // later HTTP requests allowed (not logged one by one)
 }
 
-// forTenant resolves tenant name's per-connection series.
+// forTenant resolves the series of tenant name that every connection of
+// it touches, and starts its series of known labels at 0, so the first
+// refusal or pacing is an increase (a series that appears at 1 is not).
 func (m *metrics) forTenant(name string) tenantMetrics {
+	m.paced.WithLabelValues(name)
+	for _, l := range rejectLimits {
+		m.rejected.WithLabelValues(name, l)
+	}
 	return tenantMetrics{active: m.active.WithLabelValues(name),
 		bytesUp: m.bytes.WithLabelValues(name, "upstream"), bytesDn: m.bytes.WithLabelValues(name, "downstream"),
 		allowed:         m.conns.WithLabelValues(name, "allow", policy.CodeAllowed.String()),
@@ -110,16 +115,3 @@ func newMetrics(reg prometheus.Registerer, cache *resolver.CacheStats) *metrics 
 // rejectLimits are the values of the rejected series' limit label (see admit
 // and peek).
 var rejectLimits = []string{"tenant", "global", "tenant_peek", "peek"}
-
-// initTenants starts each tenant's series of known labels at 0, so the
-// first refusal or pacing is an increase (a series that appears at 1 is
-// not).
-func (m *metrics) initTenants(cfg *config.Config) {
-	for _, t := range cfg.Tenants {
-		m.active.WithLabelValues(t.Name)
-		m.paced.WithLabelValues(t.Name)
-		for _, l := range rejectLimits {
-			m.rejected.WithLabelValues(t.Name, l)
-		}
-	}
-}

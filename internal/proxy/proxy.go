@@ -37,6 +37,16 @@ type Snapshot struct {
 	denyFull bool // listener.deny_detail = "full": refusals say why
 }
 
+// tenantOf is the tenant that holds slot in st under name, nil when none
+// does (a reload removed it; a slot goes to no other tenant for two
+// minutes, and the name check holds beyond that).
+func (st *Snapshot) tenantOf(slot uint32, name string) *tenantState {
+	if t := st.tenants[slot]; t != nil && t.name == name {
+		return t
+	}
+	return nil
+}
+
 // tenantState is a tenant in one snapshot. Its shares outlive snapshots so
 // the per-tenant caps count connections across reloads.
 type tenantState struct {
@@ -196,7 +206,6 @@ func (s *Proxy) Install(snap *Snapshot) {
 	s.configureLimits(snap)
 	s.configureTrackers(snap)
 	s.metrics.tenantCount.Set(float64(len(cfg.Tenants)))
-	s.metrics.initTenants(cfg)
 	for _, t := range snap.tenants {
 		t.m = s.metrics.forTenant(t.name)
 	}
