@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/egressfw/egressfw/internal/config"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/egressfw/egressfw/internal/config"
+	"github.com/egressfw/egressfw/internal/tcptest"
 )
 
 const containersTenant = `
@@ -97,22 +99,8 @@ func TestForwardedConnections(t *testing.T) {
 // on a forwarded tenant's listener port itself (TPROXY keeps the original
 // destination port, an intercept port).
 func TestIsRedirected(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	port := uint16(ln.Addr().(*net.TCPAddr).Port)
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	sc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
+	_, sc := tcptest.Pair(t)
+	port := sc.LocalAddr().(*net.TCPAddr).AddrPort().Port()
 	tests := []struct {
 		name string
 		t    tenantState
@@ -124,7 +112,7 @@ func TestIsRedirected(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := isRedirected(sc.(*net.TCPConn), tc.t.forwarded, tc.t.slot.Port); got != tc.want {
+			if got := isRedirected(sc, tc.t.forwarded, tc.t.slot.Port); got != tc.want {
 				t.Errorf("isRedirected = %v, want %v", got, tc.want)
 			}
 		})

@@ -9,25 +9,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/egressfw/egressfw/internal/tcptest"
 )
 
 // peekPair returns the server side of a loopback TCP connection and runs
 // send on the client side in the background.
 func peekPair(t *testing.T, send func(c net.Conn)) net.Conn {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	client, server := tcptest.Pair(t)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
