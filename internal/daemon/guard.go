@@ -69,11 +69,12 @@ func guardInstall(mgr *nft.Manager, cfg *config.Config, slots map[string]uint32,
 }
 
 // guardGeneration is what egressfw would install for cfg, with the tenants
-// on the given slots where they fit, except that the parts of sub-uid
-// ranges that would give a uid two tenants (or root to one) are left out
-// with a warning, and all of them when the file cannot be read (the
-// tenants' own uid_ranges stay): the guard must install what it can
-// (egressfw itself refuses to start on them).
+// on the given slots where they fit, except for sub-uid ranges that give
+// a uid two tenants (or root to one), which egressfw itself refuses to
+// start on: the guard must install what it can, so such a uid is blocked
+// under the first tenant that claims it (own uids and uid_ranges first)
+// and root is left out, with a warning; and when the file cannot be read
+// every sub-uid is left out (the tenants' own uid_ranges stay).
 func guardGeneration(cfg *config.Config, slots map[string]uint32, log *slog.Logger) (*generation, error) {
 	// The files are read once: what is warned about is what is installed.
 	db, err := subid.Load(cfg.Firewall.SubUIDFile, cfg.Firewall.PasswdFile)
@@ -90,7 +91,7 @@ func guardGeneration(cfg *config.Config, slots map[string]uint32, log *slog.Logg
 		// gives that no earlier claim (own uids and uid_ranges first)
 		// holds and that is not root, so a tenant's rootless containers
 		// stay blocked too.
-		log.Warn("sub-uids that conflict are left out of the guard", "err", err)
+		log.Warn("sub-uids given to two tenants are blocked under the first that claims them, root is left out of the guard", "err", err)
 		if ranges, err = guardUIDRanges(cfg, db); err != nil {
 			return nil, err
 		}
