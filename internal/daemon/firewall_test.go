@@ -1,12 +1,8 @@
 package daemon
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/egressfw/egressfw/internal/config"
 )
 
 // TestRulesDNSRedirect: dns = "egressfw" sends the tenant's port 53 to its
@@ -15,28 +11,8 @@ import (
 // own (its resolvers are allow_direct's). Broken, a tenant's DNS would
 // reach its resolver unjudged, or nowhere.
 func TestRulesDNSRedirect(t *testing.T) {
-	dir := t.TempDir()
-	sub, pw := filepath.Join(dir, "subuid"), filepath.Join(dir, "passwd")
-	for _, f := range []string{sub, pw} {
-		if err := os.WriteFile(f, nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg, err := config.Parse([]byte(`[firewall]
-subuid_file = "`+sub+`"
-passwd_file = "`+pw+`"
-[[tenant]]
-name = "a"
-uids = [1000]
-dns = "egressfw"
-[[tenant]]
-name = "b"
-uids = [1001]
-dns = "direct"
-`), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := uidConfig(t, "", tenantTOML("a", "uids = [1000]\ndns = \"egressfw\"")+
+		tenantTOML("b", "uids = [1001]\ndns = \"direct\""))
 	out, err := Rules(cfg)
 	if err != nil {
 		t.Fatal(err)
