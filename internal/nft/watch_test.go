@@ -268,9 +268,9 @@ func TestWatchThrottles(t *testing.T) {
 }
 
 // TestWatchAnswersEveryChange: a program that deletes the table every
-// 20 ms for 3 s is answered every time (TestWatchThrottles, before: restores
-// were held back to one a second after 5 in 10 s, and the table stayed
-// missing most of each second). Every deletion is restored within 100 ms
+// 20 ms for 3 s is answered every time (restores were once held back to one
+// a second after 5 in 10 s, and the table stayed missing most of each
+// second; TestWatchThrottles checks the spacing of the reports now). Every deletion is restored within 100 ms
 // of the deleting transaction's end (in practice under a millisecond: the
 // kernel lets the restore commit only once that transaction is done), and
 // the reports stay bounded: reportRate.burst one by one, then one per

@@ -268,17 +268,12 @@ func (d *daemon) waitLog(f func(logLine) bool, timeout time.Duration) (logLine, 
 	return d.waitLogFrom(0, f, timeout)
 }
 
+// waitLogFrom waits for a log line matching f from index i.
 func (d *daemon) waitLogFrom(i int, f func(logLine) bool, timeout time.Duration) (logLine, bool) {
-	deadline := time.Now().Add(timeout)
-	for {
-		if ls := d.linesFrom(i, f); len(ls) > 0 {
-			return ls[0], true
-		}
-		if time.Now().After(deadline) {
-			return nil, false
-		}
-		time.Sleep(10 * time.Millisecond)
+	if ls := d.waitCount(i, f, 1, timeout); len(ls) > 0 {
+		return ls[0], true
 	}
+	return nil, false
 }
 
 // waitCount waits until at least n log lines from index i match f (a
