@@ -36,7 +36,6 @@ type runner struct {
 	profile    profileResult
 	loadStart  string
 	sel        selection
-	lastConns  int64 // connections of the last profiled workload (warm-up included)
 }
 
 func (r *runner) logf(format string, args ...any) {

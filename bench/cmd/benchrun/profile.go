@@ -45,9 +45,6 @@ func (r *runner) profileEgressfw(cfg string) error {
 		}
 		lr, err := r.load("efprof", w.name, w.args...)
 		ef.stop()
-		if err == nil {
-			r.lastConns = lr.Total
-		}
 		if err != nil {
 			return err
 		}
@@ -57,7 +54,7 @@ func (r *runner) profileEgressfw(cfg string) error {
 		if err := r.pprofTop(cpu, filepath.Join(res, "profile-cpu-"+w.name+"-cum.txt"), "-cum"); err != nil {
 			return err
 		}
-		if err := r.allocsPerConn(w.name, cpu+".allocs", res); err != nil {
+		if err := r.allocsPerConn(w.name, cpu+".allocs", res, lr.Total); err != nil {
 			return err
 		}
 	}
@@ -150,8 +147,8 @@ func (r *runner) pprofTop(profile, out string, extra ...string) error {
 
 // allocsPerConn writes where efprof allocated during a workload
 // (alloc_objects, -cum) and logs the exact allocations and GC cycles per
-// connection the load made.
-func (r *runner) allocsPerConn(name, profile, res string) error {
+// connection of the conns the load made (warm-up included).
+func (r *runner) allocsPerConn(name, profile, res string, conns int64) error {
 	if err := r.pprofTop(profile, filepath.Join(res, "profile-allocs-"+name+".txt"), "-sample_index=alloc_objects"); err != nil {
 		return err
 	}
@@ -163,7 +160,7 @@ func (r *runner) allocsPerConn(name, profile, res string) error {
 	if _, err := fmt.Sscan(string(b), &mallocs, &gcs); err != nil {
 		return fmt.Errorf("parse %s: %w", profile+".count", err)
 	}
-	if n := r.lastConns; n > 0 {
+	if n := conns; n > 0 {
 		r.logf("  efprof %s: %.0f allocations and %.4f GC cycles per connection (%d connections; start-up included)",
 			name, mallocs/float64(n), gcs/float64(n), n)
 	}
